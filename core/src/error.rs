@@ -1,0 +1,39 @@
+//! The error type for everything in `realm-core` that reads outside input.
+
+/// Errors from configs, weights, tokenizer input and retrieval arguments.
+///
+/// Shape misuse inside tensor maths is a programmer error and panics instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("weight `{name}` is missing from the checkpoint")]
+    MissingWeight { name: String },
+    #[error("weight `{name}` has shape {found:?}, the model expects {expected:?}")]
+    WeightShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("weight `{name}` holds {values} values but its shape {shape:?} needs {needed}")]
+    WeightData {
+        name: String,
+        shape: Vec<usize>,
+        values: usize,
+        needed: usize,
+    },
+    #[error("the checkpoint has {} weights the model does not use: {}", .names.len(), .names.join(", "))]
+    UnusedWeights { names: Vec<String> },
+    #[error("invalid config: {0}")]
+    Config(String),
+    #[error("the corpus is empty: embed at least one passage before searching")]
+    EmptyCorpus,
+    #[error("embedding length {len} is not a multiple of the dimension {dim}")]
+    EmbeddingLength { len: usize, dim: usize },
+    #[error("query dimension {query} does not match the index dimension {index}")]
+    DimensionMismatch { query: usize, index: usize },
+    #[error("k must be at least 1")]
+    ZeroK,
+    #[error("{what} contains a non-finite value (NaN or infinity) at position {position}")]
+    NonFinite { what: &'static str, position: usize },
+    #[error("text of {tokens} tokens is longer than the model's {max} positions")]
+    TooLong { tokens: usize, max: usize },
+}

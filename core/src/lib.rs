@@ -1,0 +1,18 @@
+//! REALM maths on burn: the BERT encoder, the retriever's embedders and relevance scores,
+//! exact top-k retrieval, and the walking-skeleton pipeline that every layer of the
+//! toolkit (native CLI, GPU kernels, wasm) runs end to end.
+//!
+//! This crate makes no GPU, wasm or file-system assumptions: the same code runs on burn's
+//! CPU backend natively, in wasm32, and on any burn device a caller passes in.
+
+pub mod bert;
+pub mod config;
+pub mod device;
+pub mod embedder;
+pub mod error;
+pub mod retrieval;
+pub mod skeleton;
+pub mod tokenizer;
+pub mod weights;
+
+pub use error::Error;

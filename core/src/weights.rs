@@ -1,0 +1,141 @@
+//! Named host-side weights and the strict loader that moves them into burn modules.
+//!
+//! Every checkpoint family is first read into a [`WeightMap`] keyed by the checkpoint's own
+//! names; modules then [`WeightLoader::take`] each tensor they need. Whatever is left when a
+//! model is built is an error unless the family names it in an allow-list with a reason.
+
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::Error;
+
+/// One tensor on the host: row-major `f32` values and their shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    /// A tensor whose value count matches its shape.
+    pub fn new(name: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<Self, Error> {
+        let needed = shape.iter().product();
+        if data.len() != needed {
+            return Err(Error::WeightData {
+                name: name.into(),
+                shape,
+                values: data.len(),
+                needed,
+            });
+        }
+        Ok(Self { shape, data })
+    }
+}
+
+/// Checkpoint tensors by name.
+pub type WeightMap = BTreeMap<String, HostTensor>;
+
+/// Hands out a [`WeightMap`]'s tensors once each and reports the ones nobody took.
+pub struct WeightLoader<'d> {
+    weights: WeightMap,
+    device: &'d Device,
+}
+
+impl<'d> WeightLoader<'d> {
+    pub fn new(weights: WeightMap, device: &'d Device) -> Self {
+        Self { weights, device }
+    }
+
+    /// Removes `name`, checks its shape and uploads it to the device.
+    pub fn take<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, Error> {
+        let host = self
+            .weights
+            .remove(name)
+            .ok_or_else(|| Error::MissingWeight { name: name.into() })?;
+        if host.shape != shape {
+            return Err(Error::WeightShape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                found: host.shape,
+            });
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(host.data, shape),
+            self.device,
+        ))
+    }
+
+    /// Takes a PyTorch `nn.Linear` weight (`[out, in]`) and returns it as burn's `[in, out]`.
+    pub fn take_linear_weight(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Param<Tensor<2>>, Error> {
+        Ok(Param::from_tensor(
+            self.take(name, [d_out, d_in])?.transpose(),
+        ))
+    }
+
+    /// Takes a tensor as a trainable parameter.
+    pub fn take_param<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<D>>, Error> {
+        Ok(Param::from_tensor(self.take(name, shape)?))
+    }
+
+    /// Drops tensors a family deliberately does not load (each allow-list entry is a prefix
+    /// or a full name), then fails if anything else is left.
+    pub fn finish(mut self, allowed_unused: &[&str]) -> Result<(), Error> {
+        self.weights.retain(|name, _| {
+            !allowed_unused
+                .iter()
+                .any(|allowed| name.starts_with(allowed))
+        });
+        if self.weights.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::UnusedWeights {
+                names: self.weights.into_keys().collect(),
+            })
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for weights that must be bit-identical on
+/// every platform: native, wasm32, any CPU. It uses integer arithmetic only.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[-1, 1)`, exactly representable (24 random bits).
+    pub fn next_symmetric(&mut self) -> f32 {
+        let bits = (self.next_u64() >> 40) as u32; // 24 bits
+        (bits as f32) / (1u32 << 23) as f32 - 1.0
+    }
+
+    /// `n` values uniform in `[-limit, limit)`.
+    pub fn uniform_vec(&mut self, n: usize, limit: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next_symmetric() * limit).collect()
+    }
+}
