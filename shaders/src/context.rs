@@ -32,6 +32,8 @@ impl GpuContext {
     /// Requests the default adapter (high performance preferred) and a device with the
     /// adapter's own limits, so large index chunks fit in one binding.
     pub async fn new() -> Result<Self, GpuError> {
+        #[cfg(target_family = "wasm")]
+        check_navigator_gpu()?;
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
@@ -86,4 +88,23 @@ impl GpuContext {
             .map_err(|_| GpuError::Readback("the device was lost before the map finished".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))
     }
+}
+
+/// wgpu's WebGPU backend panics where `navigator.gpu` is missing (Node, older browsers, or
+/// Chromium without WebGPU); a panic would kill the wasm module, so check first.
+#[cfg(target_family = "wasm")]
+fn check_navigator_gpu() -> Result<(), GpuError> {
+    use js_sys::{Reflect, global};
+    let navigator = Reflect::get(&global(), &"navigator".into()).unwrap_or_default();
+    let gpu = if navigator.is_object() {
+        Reflect::get(&navigator, &"gpu".into()).unwrap_or_default()
+    } else {
+        navigator
+    };
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err(GpuError::NoAdapter(
+            "this JavaScript environment has no navigator.gpu (WebGPU)".into(),
+        ));
+    }
+    Ok(())
 }

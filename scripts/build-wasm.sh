@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the browser package: realm-web for wasm32 with Debian's rustc-web (the rustup
+# toolchain has no wasm32 target), then wasm-bindgen's JS glue into web/pkg.
+# Usage: scripts/build-wasm.sh          (scripts/setup.sh installs what it needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target_dir=target/wasm
+RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-19 \
+  cargo +debweb build --profile wasm -Z build-std=std,panic_abort \
+  --target wasm32-unknown-unknown --target-dir "$target_dir" -p realm-web
+
+wasm-bindgen --target web --out-dir web/pkg --out-name realm \
+  "$target_dir/wasm32-unknown-unknown/wasm/realm_web.wasm"
+ls -l web/pkg/realm_bg.wasm

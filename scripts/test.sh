@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of realm-rs: the Rust workspace (CPU backend, WGSL kernels on the software
+# Vulkan adapter, naga validation of every shader, burn's wgpu backend against its CPU one),
+# the wasm build, and the wasm package in Node and in headless Chromium (CPU and WebGPU).
+# Installs what it needs first (scripts/setup.sh). This is README's test command; .ci/run
+# calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$SECONDS
+timings=()
+run() {
+  local name=$1; shift
+  local t0=$SECONDS
+  printf '\n==> test: %s\n' "$name"
+  "$@"
+  timings+=("$(printf '%5ds  %s' $((SECONDS - t0)) "$name")")
+}
+
+run "setup" scripts/setup.sh
+
+# GPU tests fail instead of skipping when no adapter is found: lavapipe must be there.
+export REALM_REQUIRE_GPU=1
+run "cargo test --workspace" cargo test --workspace
+
+mkdir -p target
+run "native reference answers for the JavaScript tests" \
+  sh -c 'cargo run -q -p realm-native -- demo --json --search cpu > target/demo-native.json'
+run "wasm build" scripts/build-wasm.sh
+run "Node and Chromium tests" sh -c 'cd web && node --test tests/'
+
+printf '\n==> test: timings\n'
+printf '%s\n' "${timings[@]}"
+printf '%5ds  total\n' $((SECONDS - started))
