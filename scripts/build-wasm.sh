@@ -10,6 +10,6 @@ RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-19 \
   cargo +debweb build --profile wasm -Z build-std=std,panic_abort \
   --target wasm32-unknown-unknown --target-dir "$target_dir" -p realm-web
 
-wasm-bindgen --target web --out-dir web/pkg --out-name realm \
+wasm-bindgen --target web --out-dir web/pkg --out-name realm --remove-name-section \
   "$target_dir/wasm32-unknown-unknown/wasm/realm_web.wasm"
 ls -l web/pkg/realm_bg.wasm

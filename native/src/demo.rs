@@ -64,7 +64,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         Search::Cpu => None,
         Search::Auto | Search::Gpu => match GpuContext::new_blocking() {
             Ok(ctx) => {
-                let hits = TopKKernel::new(&ctx).search_blocking(
+                let hits = TopKKernel::new_blocking(&ctx)?.search_blocking(
                     &ctx,
                     &queries,
                     &documents,

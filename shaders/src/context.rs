@@ -7,6 +7,8 @@ pub enum GpuError {
     NoAdapter(String),
     #[error("the GPU adapter refused a device: {0}")]
     RequestDevice(String),
+    #[error("the GPU rejected the work: {0}")]
+    Rejected(String),
     #[error("reading the GPU's results back failed: {0}")]
     Readback(String),
     #[error("k = {k} is more than this kernel's maximum of {max}")]

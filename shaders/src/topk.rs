@@ -21,7 +21,9 @@ pub struct TopKKernel {
 }
 
 impl TopKKernel {
-    pub fn new(ctx: &GpuContext) -> Self {
+    /// Compiles the kernel; a shader or pipeline the device rejects is an error.
+    pub async fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = ctx
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -38,10 +40,21 @@ impl TopKKernel {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        Self {
+        if let Some(error) = scope.pop().await {
+            return Err(GpuError::Rejected(format!(
+                "compiling topk_inner_product.wgsl: {error}"
+            )));
+        }
+        Ok(Self {
             pipeline,
             max_rows_per_chunk: None,
-        }
+        })
+    }
+
+    /// [`TopKKernel::new`], blocking the calling thread.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn new_blocking(ctx: &GpuContext) -> Result<Self, GpuError> {
+        pollster::block_on(Self::new(ctx))
     }
 
     /// The `k` best documents for each query, as `top_k_reference` returns them.
@@ -92,6 +105,8 @@ impl TopKKernel {
             .unwrap_or(rows_fit)
             .clamp(1, rows_fit);
 
+        // Validation errors would otherwise leave zeros in the output, or panic natively.
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let queries_buffer = storage(ctx, "queries", bytemuck::cast_slice(queries));
         let k_chunk = k.min(chunk_rows);
         let out_len = (n_queries * k_chunk) as u64 * 4;
@@ -153,6 +168,11 @@ impl TopKKernel {
             keep.push((params, docs, out_ids, out_scores));
         }
         ctx.queue.submit([encoder.finish()]);
+        if let Some(error) = scope.pop().await {
+            return Err(GpuError::Rejected(format!(
+                "running topk_inner_product.wgsl: {error}"
+            )));
+        }
 
         let slice = staging.slice(..);
         ctx.map_read(slice).await?;

@@ -63,7 +63,7 @@ fn agrees_with_the_reference_on_random_inputs() {
     let Some(ctx) = context() else { return };
     eprintln!("adapter: {}", ctx.describe());
     let mut rng = SplitMix64::new(fresh_seed());
-    let kernel = TopKKernel::new(&ctx);
+    let kernel = TopKKernel::new_blocking(&ctx).unwrap();
     // N not a multiple of the workgroup, k below, at and above N, odd dimensions.
     for &(n, dim, queries, k) in &[
         (1000, 128, 5, 8),
@@ -88,7 +88,8 @@ fn ties_go_to_the_lower_id() {
     let row = rng.uniform_vec(dim, 1.0);
     // 100 identical documents: every score ties, so the ids must be 0..k.
     let docs: Vec<f32> = row.iter().copied().cycle().take(100 * dim).collect();
-    let gpu = TopKKernel::new(&ctx)
+    let gpu = TopKKernel::new_blocking(&ctx)
+        .unwrap()
         .search_blocking(&ctx, &row, &docs, dim, 10)
         .unwrap();
     let ids: Vec<u32> = gpu[0].iter().map(|h| h.id).collect();
@@ -102,7 +103,7 @@ fn an_index_split_across_dispatches_gives_the_same_answer() {
     let (n, dim, k) = (300, 32, 12);
     let docs = rng.uniform_vec(n * dim, 1.0);
     let qs = rng.uniform_vec(4 * dim, 1.0);
-    let mut kernel = TopKKernel::new(&ctx);
+    let mut kernel = TopKKernel::new_blocking(&ctx).unwrap();
     // Chunks smaller than k and not dividing N exercise the cross-chunk merge.
     for rows in [7, 64, 299] {
         kernel.max_rows_per_chunk = Some(rows);
@@ -114,7 +115,7 @@ fn an_index_split_across_dispatches_gives_the_same_answer() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let Some(ctx) = context() else { return };
-    let kernel = TopKKernel::new(&ctx);
+    let kernel = TopKKernel::new_blocking(&ctx).unwrap();
     let docs = vec![0.5; 8];
     let mut nan = docs.clone();
     nan[5] = f32::NAN;

@@ -11,7 +11,10 @@
 //   1 docs        f32 [n_docs * dim], row-major: the index chunk
 //   2 queries     f32 [n_queries * dim], row-major
 //   3 out_ids     u32 [n_queries * k]: global document ids; 0xffffffff where fewer than k rows
-//   4 out_scores  f32 [n_queries * k]: inner products; -inf where fewer than k rows
+//   4 out_scores  f32 [n_queries * k]: inner products; the lowest f32 where fewer than k rows
+//
+// Empty slots hold the lowest finite f32 with id 0xffffffff, which every real document ranks
+// before (a constant -inf is not valid WGSL). Inputs are checked finite before launch.
 
 struct Params {
     n_docs: u32,
@@ -24,6 +27,7 @@ struct Params {
 const WG: u32 = 64u;
 const MAX_K: u32 = 32u;
 const NO_ID: u32 = 0xffffffffu;
+const LOWEST: f32 = -0x1.fffffep+127f;
 
 @group(0) @binding(0) var<storage, read> params: Params;
 @group(0) @binding(1) var<storage, read> docs: array<f32>;
@@ -45,12 +49,11 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     let me = local.x;
     let k = params.k;
     let dim = params.dim;
-    let neg_inf = bitcast<f32>(0xff800000u);
 
     var best_scores: array<f32, MAX_K>;
     var best_ids: array<u32, MAX_K>;
     for (var i = 0u; i < MAX_K; i++) {
-        best_scores[i] = neg_inf;
+        best_scores[i] = LOWEST;
         best_ids[i] = NO_ID;
     }
 

@@ -48,7 +48,8 @@ fn the_kernel_retrieves_what_the_reference_retrieves() {
     let docs = retriever.embed(PASSAGES).unwrap();
     let queries = retriever.embed(QUESTIONS).unwrap();
     let ctx = GpuContext::new_blocking().unwrap();
-    let gpu = TopKKernel::new(&ctx)
+    let gpu = TopKKernel::new_blocking(&ctx)
+        .unwrap()
         .search_blocking(&ctx, &queries, &docs, retriever.dim, 5)
         .unwrap();
     let cpu = top_k_reference(&queries, &docs, retriever.dim, 5).unwrap();

@@ -76,7 +76,7 @@ async fn gpu() -> Result<Rc<Gpu>, JsError> {
         return Ok(gpu);
     }
     let ctx = GpuContext::new().await?;
-    let kernel = TopKKernel::new(&ctx);
+    let kernel = TopKKernel::new(&ctx).await?;
     let gpu = Rc::new(Gpu { ctx, kernel });
     GPU.with_borrow_mut(|slot| *slot = Some(gpu.clone()));
     Ok(gpu)
