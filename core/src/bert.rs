@@ -27,6 +27,8 @@ pub struct BertInput {
 pub struct BertOutput {
     /// `[batch, seq, hidden]`
     pub last_hidden_state: Tensor<3>,
+    /// The embeddings' output, then each layer's: `num_hidden_layers + 1` of `[batch, seq, hidden]`.
+    pub hidden_states: Vec<Tensor<3>>,
     /// `[batch, hidden]`: tanh(dense(h_[CLS])), absent when the model has no pooler.
     pub pooler_output: Option<Tensor<2>>,
 }
@@ -199,6 +201,7 @@ impl Bert {
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings.forward(types); // [batch, seq, hidden]
         let mut hidden = e.layer_norm.forward(hidden);
+        let mut hidden_states = vec![hidden.clone()];
 
         // Additive mask: 0 where attended, a large negative number on padding.
         let mask: Vec<f32> = input
@@ -216,6 +219,7 @@ impl Bert {
                 self.num_attention_heads,
                 self.hidden_act,
             );
+            hidden_states.push(hidden.clone());
         }
         let pooler_output = self.pooler.as_ref().map(|pooler| {
             let [b, _, h] = hidden.dims();
@@ -224,6 +228,7 @@ impl Bert {
         });
         BertOutput {
             last_hidden_state: hidden,
+            hidden_states,
             pooler_output,
         }
     }

@@ -1,29 +1,49 @@
 //! The BERT/REALM configuration, with field names copied from Hugging Face `config.json`
 //! so that a checkpoint's config loads as it is.
 
-use burn::config::Config;
+use serde::{Deserialize, Serialize};
 
 /// The encoder's hyper-parameters. Field names follow Hugging Face's `BertConfig` and
-/// `RealmConfig` (`retriever_proj_size` is the 128-d projection of `Embed_input`/`Embed_doc`).
-#[derive(Config, Debug, PartialEq)]
+/// `RealmConfig` (`retriever_proj_size` is the 128-d projection of `Embed_input`/`Embed_doc`),
+/// so a checkpoint's `config.json` deserialises as it is; fields it lacks take BERT's and
+/// REALM's defaults, and fields this port does not use are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub intermediate_size: usize,
-    #[config(default = "HiddenAct::Gelu")]
+    #[serde(default = "defaults::hidden_act")]
     pub hidden_act: HiddenAct,
-    #[config(default = 512)]
+    #[serde(default = "defaults::max_position_embeddings")]
     pub max_position_embeddings: usize,
-    #[config(default = 2)]
+    #[serde(default = "defaults::type_vocab_size")]
     pub type_vocab_size: usize,
-    #[config(default = 1e-12)]
+    #[serde(default = "defaults::layer_norm_eps")]
     pub layer_norm_eps: f64,
-    #[config(default = 0)]
+    #[serde(default)]
     pub pad_token_id: usize,
-    #[config(default = 128)]
+    #[serde(default = "defaults::retriever_proj_size")]
     pub retriever_proj_size: usize,
+}
+
+mod defaults {
+    pub fn hidden_act() -> super::HiddenAct {
+        super::HiddenAct::Gelu
+    }
+    pub fn max_position_embeddings() -> usize {
+        512
+    }
+    pub fn type_vocab_size() -> usize {
+        2
+    }
+    pub fn layer_norm_eps() -> f64 {
+        1e-12
+    }
+    pub fn retriever_proj_size() -> usize {
+        128
+    }
 }
 
 /// The feed-forward activation, spelled as in `config.json` (`"gelu"`, `"gelu_new"`).
@@ -40,6 +60,29 @@ pub enum HiddenAct {
 }
 
 impl BertConfig {
+    /// A config with the given sizes and every other field at its default.
+    pub fn new(
+        vocab_size: usize,
+        hidden_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        intermediate_size: usize,
+    ) -> Self {
+        Self {
+            vocab_size,
+            hidden_size,
+            num_hidden_layers,
+            num_attention_heads,
+            intermediate_size,
+            hidden_act: defaults::hidden_act(),
+            max_position_embeddings: defaults::max_position_embeddings(),
+            type_vocab_size: defaults::type_vocab_size(),
+            layer_norm_eps: defaults::layer_norm_eps(),
+            pad_token_id: 0,
+            retriever_proj_size: defaults::retriever_proj_size(),
+        }
+    }
+
     /// Checks the relations between fields that a forward pass relies on.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let fail = |msg: String| Err(crate::Error::Config(msg));

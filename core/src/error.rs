@@ -22,8 +22,18 @@ pub enum Error {
     },
     #[error("the checkpoint has {} weights the model does not use: {}", .names.len(), .names.join(", "))]
     UnusedWeights { names: Vec<String> },
+    #[error("cannot read the safetensors checkpoint: {0}")]
+    Safetensors(#[from] safetensors::SafeTensorError),
+    #[error(
+        "tensor `{name}` has dtype {dtype}, which this loader does not read (F32, I64, I32, U8)"
+    )]
+    UnsupportedDtype { name: String, dtype: String },
+    #[error("integer tensor `{name}` holds {value}, which f32 cannot represent exactly")]
+    InexactInteger { name: String, value: i64 },
     #[error("invalid config: {0}")]
     Config(String),
+    #[error("cannot parse config.json: {0}")]
+    ConfigJson(#[from] serde_json::Error),
     #[error("the corpus is empty: embed at least one passage before searching")]
     EmptyCorpus,
     #[error("embedding length {len} is not a multiple of the dimension {dim}")]

@@ -6,6 +6,7 @@
 //! CPU backend natively, in wasm32, and on any burn device a caller passes in.
 
 pub mod bert;
+pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod embedder;

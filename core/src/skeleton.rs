@@ -37,7 +37,10 @@ pub const QUESTIONS: &[&str] = &[
 
 /// A two-layer, 64-wide BERT projecting to REALM's 128 retrieval dimensions.
 pub fn config() -> BertConfig {
-    BertConfig::new(512, 64, 2, 4, 128).with_max_position_embeddings(64)
+    BertConfig {
+        max_position_embeddings: 64,
+        ..BertConfig::new(512, 64, 2, 4, 128)
+    }
 }
 
 /// Names and shapes of every tensor in a Hugging Face `RealmEmbedder` checkpoint for
