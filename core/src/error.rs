@@ -30,6 +30,8 @@ pub enum Error {
     UnsupportedDtype { name: String, dtype: String },
     #[error("integer tensor `{name}` holds {value}, which f32 cannot represent exactly")]
     InexactInteger { name: String, value: i64 },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
     #[error("invalid config: {0}")]
     Config(String),
     #[error("cannot parse config.json: {0}")]

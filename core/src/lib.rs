@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod embedder;
 pub mod error;
+pub mod hash_tokenizer;
 pub mod retrieval;
 pub mod skeleton;
 pub mod tokenizer;

@@ -7,8 +7,8 @@ use burn::tensor::Device;
 use crate::Error;
 use crate::config::BertConfig;
 use crate::embedder::RealmEmbedder;
+use crate::hash_tokenizer::HashTokenizer;
 use crate::retrieval::check_matrix;
-use crate::tokenizer::HashTokenizer;
 use crate::weights::{HostTensor, SplitMix64, WeightLoader, WeightMap};
 
 /// The seed of the skeleton's weights; every build uses it, so every build agrees.
