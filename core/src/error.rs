@@ -36,6 +36,8 @@ pub enum Error {
     Config(String),
     #[error("cannot parse config.json: {0}")]
     ConfigJson(#[from] serde_json::Error),
+    #[error("corpus: {0}")]
+    Corpus(String),
     #[error("the corpus is empty: embed at least one passage before searching")]
     EmptyCorpus,
     #[error("embedding length {len} is not a multiple of the dimension {dim}")]

@@ -8,6 +8,7 @@
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod corpus;
 pub mod device;
 pub mod embedder;
 pub mod error;

