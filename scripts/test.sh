@@ -29,7 +29,7 @@ mkdir -p target
 # The binary `cargo test` just built (its CLI tests need it): `cargo run -p` would build
 # again with another feature set.
 run "native reference answers for the JavaScript tests" \
-  sh -c 'target/debug/realm demo --json --search cpu > target/demo-native.json'
+  sh -c 'target/debug/realm skeleton --json --search cpu > target/demo-native.json'
 run "wasm build" scripts/build-wasm.sh
 run "Node and Chromium tests" sh -c 'cd web && node --test tests/'
 

@@ -1,96 +1,153 @@
-//! `realm demo`: the walking skeleton end to end, with the CPU reference and the GPU kernel
-//! compared on every question.
+//! `realm demo`: real retrieval. all-MiniLM-L6-v2 embeds Wikipedia leads and questions; the
+//! top passages for each question come from exact inner-product search on the CPU reference
+//! and, where wgpu finds an adapter, the WGSL kernel, which must agree.
+
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use realm_core::corpus::{Passage, parse_corpus};
 use realm_core::retrieval::{Hit, top_k_reference};
-use realm_core::skeleton::{PASSAGES, QUESTIONS, SkeletonRetriever};
 use realm_shaders::{GpuContext, TopKKernel};
 use serde::Serialize;
 
+use crate::model_dir::{SentenceModel, load_sentence_model};
+use crate::skeleton::Search;
+
+/// Questions whose answers the first 2,000 passages of the default corpus hold.
+const DEFAULT_QUESTIONS: &[&str] = &[
+    "Who painted the Mona Lisa?",
+    "What is the largest living bird?",
+    "Which hormone regulates blood sugar?",
+    "Who wrote Pride and Prejudice?",
+    "What is the fastest land animal?",
+];
+
 #[derive(Args)]
 pub struct DemoArgs {
-    /// How many passages to retrieve per question (1 to 32 on the GPU).
+    /// A sentence-transformers BERT directory (config.json, model.safetensors, tokenizer).
+    #[arg(long, default_value = "data/all-minilm-l6-v2")]
+    model: PathBuf,
+    /// Passages: JSON lines of {"title", "text"}, or a JSON object {title: {"extract"}}.
+    #[arg(long, default_value = "data/wiki-leads/summaries_en-us.json")]
+    corpus: PathBuf,
+    /// Embed only the first N passages (0: all of them).
+    #[arg(long, default_value_t = 2000)]
+    limit: usize,
+    /// Wordpieces per passage, [CLS] and [SEP] included; longer passages are truncated.
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// Passages embedded per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// How many passages to retrieve per question (at most 32 on the GPU kernel).
     #[arg(short, long, default_value_t = 3)]
     k: usize,
-    /// Where the top-k search runs besides the CPU reference: `auto` uses a GPU when wgpu
-    /// finds one, `gpu` fails without one, `cpu` skips it.
-    #[arg(long, value_enum, default_value_t = Search::Auto)]
-    search: Search,
-    /// A question to ask (repeat for several); the built-in questions when absent.
+    /// A question to ask (repeat for several); built-in questions when absent.
     #[arg(short, long = "question")]
     questions: Vec<String>,
-    /// Print one JSON document instead of text (the browser tests compare against it).
+    /// Where the top-k search runs besides the CPU reference.
+    #[arg(long, value_enum, default_value_t = Search::Auto)]
+    search: Search,
+    /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Search {
-    Auto,
-    Cpu,
-    Gpu,
-}
-
 #[derive(Serialize)]
 struct Report {
+    model: String,
+    passages: usize,
     questions: Vec<Answer>,
-    /// The adapter the GPU search ran on, when it ran.
     gpu_adapter: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Answer {
     question: String,
-    hits: Vec<Hit>,
-    /// Whether the GPU kernel returned the same ids as the CPU reference (None: not run).
+    hits: Vec<Retrieved>,
     gpu_agrees: Option<bool>,
 }
 
+#[derive(Serialize)]
+struct Retrieved {
+    id: u32,
+    score: f32,
+    title: String,
+    text: String,
+}
+
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.max_length < 3 {
+        bail!("--batch must be at least 1 and --max-length at least 3");
+    }
+    let device = realm_core::device::cpu_device();
+    let model = load_sentence_model(&args.model, &device)?;
+    let bytes = std::fs::read(&args.corpus).with_context(|| {
+        format!(
+            "reading {} (run `scripts/setup.sh --demo-data`, or pass --corpus FILE)",
+            args.corpus.display()
+        )
+    })?;
+    let mut passages =
+        parse_corpus(&bytes).with_context(|| format!("parsing {}", args.corpus.display()))?;
+    if args.limit > 0 {
+        passages.truncate(args.limit);
+    }
     let questions: Vec<&str> = if args.questions.is_empty() {
-        QUESTIONS.to_vec()
+        DEFAULT_QUESTIONS.to_vec()
     } else {
         args.questions.iter().map(String::as_str).collect()
     };
-    let retriever = SkeletonRetriever::new(realm_core::device::cpu_device())?;
-    let documents = retriever.embed(PASSAGES)?;
-    let queries = retriever
-        .embed(&questions)
-        .context("embedding the questions")?;
-    let cpu = top_k_reference(&queries, &documents, retriever.dim, args.k)?;
 
+    let documents = embed_passages(&model, &passages, args, !args.json)?;
+    let queries = embed(&model, &questions, args.max_length)?;
+    let dim = model.embedder.dim();
+    let cpu = top_k_reference(&queries, &documents, dim, args.k)?;
     let gpu = match args.search {
         Search::Cpu => None,
         Search::Auto | Search::Gpu => match GpuContext::new_blocking() {
             Ok(ctx) => {
-                let hits = TopKKernel::new_blocking(&ctx)?.search_blocking(
-                    &ctx,
-                    &queries,
-                    &documents,
-                    retriever.dim,
-                    args.k,
-                )?;
-                Some((ctx.describe(), hits))
+                let kernel = TopKKernel::new_blocking(&ctx)?;
+                Some((
+                    ctx.describe(),
+                    kernel.search_blocking(&ctx, &queries, &documents, dim, args.k)?,
+                ))
             }
             Err(e) if args.search == Search::Gpu => {
-                bail!("{e} (run `scripts/setup.sh` for software Vulkan, or pass --search cpu)")
+                bail!("{e} (pass --search cpu to skip the GPU)")
             }
             Err(_) => None,
         },
     };
 
+    let ids = |hits: &[Hit]| hits.iter().map(|h| h.id).collect::<Vec<_>>();
     let report = Report {
+        model: args.model.display().to_string(),
+        passages: passages.len(),
         questions: questions
             .iter()
+            .zip(&cpu)
             .enumerate()
-            .map(|(q, question)| Answer {
+            .map(|(q, (question, hits))| Answer {
                 question: question.to_string(),
-                hits: cpu[q].clone(),
-                gpu_agrees: gpu.as_ref().map(|(_, hits)| ids(&hits[q]) == ids(&cpu[q])),
+                hits: hits
+                    .iter()
+                    .map(|h| {
+                        let p = &passages[h.id as usize];
+                        Retrieved {
+                            id: h.id,
+                            score: h.score,
+                            title: p.title.clone(),
+                            text: p.text.clone(),
+                        }
+                    })
+                    .collect(),
+                gpu_agrees: gpu.as_ref().map(|(_, g)| ids(&g[q]) == ids(hits)),
             })
             .collect(),
-        gpu_adapter: gpu.as_ref().map(|(name, _)| name.clone()),
+        gpu_adapter: gpu.map(|(name, _)| name),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -103,32 +160,77 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ids(hits: &[Hit]) -> Vec<u32> {
-    hits.iter().map(|h| h.id).collect()
+/// Embeds texts as one flat `[texts, dim]` buffer.
+fn embed(model: &SentenceModel, texts: &[&str], max_length: usize) -> anyhow::Result<Vec<f32>> {
+    let input = model.tokenizer.encode_batch(texts, max_length)?;
+    let device = realm_core::device::cpu_device();
+    Ok(model
+        .embedder
+        .embed(&input, &device)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 embeddings"))
+}
+
+fn embed_passages(
+    model: &SentenceModel,
+    passages: &[Passage],
+    args: &DemoArgs,
+    progress: bool,
+) -> anyhow::Result<Vec<f32>> {
+    let bar = if progress {
+        ProgressBar::new(passages.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "embedding passages {bar:40} {pos}/{len} [{elapsed_precise}, {eta} left]",
+        )
+        .expect("a valid template"),
+    );
+    let mut documents = Vec::with_capacity(passages.len() * model.embedder.dim());
+    // Sorting by length keeps padding low inside each batch; results go back in corpus order.
+    let mut order: Vec<usize> = (0..passages.len()).collect();
+    order.sort_by_key(|&i| passages[i].text.len());
+    let mut rows = vec![Vec::new(); passages.len()];
+    for chunk in order.chunks(args.batch) {
+        let texts: Vec<String> = chunk
+            .iter()
+            .map(|&i| passages[i].embedding_text())
+            .collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let values = embed(model, &texts, args.max_length)?;
+        for (&i, row) in chunk.iter().zip(values.chunks_exact(model.embedder.dim())) {
+            rows[i] = row.to_vec();
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    rows.into_iter().for_each(|row| documents.extend(row));
+    Ok(documents)
 }
 
 fn print_report(report: &Report) {
     println!(
-        "REALM walking skeleton: a tiny embedder with seeded (untrained) weights over {} passages.",
-        PASSAGES.len()
-    );
-    println!(
-        "Rankings are arbitrary until real weights are loaded; the point is that every path agrees.\n"
+        "all-MiniLM-L6-v2 ({}) over {} Wikipedia passages, exact inner-product search.\n",
+        report.model, report.passages
     );
     for answer in &report.questions {
         println!("Q: {}", answer.question);
         for (rank, hit) in answer.hits.iter().enumerate() {
+            let snippet: String = hit.text.chars().take(110).collect();
             println!(
-                "  {}. [{:>2}] score {:>8.4}  {}",
+                "  {}. {:.3}  {} — {}…",
                 rank + 1,
-                hit.id,
                 hit.score,
-                PASSAGES[hit.id as usize]
+                hit.title,
+                snippet
             );
         }
         match answer.gpu_agrees {
-            Some(true) => println!("  GPU kernel: same passages\n"),
-            Some(false) => println!("  GPU kernel: DIFFERENT passages\n"),
+            Some(true) => println!("  (GPU kernel: same passages)\n"),
+            Some(false) => println!("  (GPU kernel: DIFFERENT passages)\n"),
             None => println!(),
         }
     }

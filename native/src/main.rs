@@ -2,6 +2,8 @@
 //! `realm-shaders` calls and prints their results.
 
 mod demo;
+mod model_dir;
+mod skeleton;
 
 use clap::{Parser, Subcommand};
 
@@ -18,15 +20,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Walking skeleton: embed a handful of passages with a tiny seeded REALM embedder, then
-    /// retrieve the top passages for each question on the CPU reference and the WGSL kernel.
+    /// Retrieve Wikipedia passages for questions with all-MiniLM-L6-v2: exact search on the
+    /// CPU and, where a GPU adapter exists, on the WGSL kernel.
     Demo(demo::DemoArgs),
+    /// Walking skeleton: a tiny seeded REALM embedder over ten built-in passages, searched on
+    /// the CPU reference and the WGSL kernel (the browser tests compare against its --json).
+    Skeleton(skeleton::SkeletonArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Skeleton(args) => skeleton::run(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -18,8 +18,8 @@ fn help_lists_the_commands() {
 }
 
 #[test]
-fn the_skeleton_demo_prints_json_answers_for_every_question() {
-    let out = realm(&["demo", "--json", "--search", "cpu", "-k", "4"]);
+fn the_skeleton_prints_json_answers_for_every_question() {
+    let out = realm(&["skeleton", "--json", "--search", "cpu", "-k", "4"]);
     assert!(
         out.status.success(),
         "{}",
@@ -41,7 +41,7 @@ fn the_skeleton_demo_prints_json_answers_for_every_question() {
 
 #[test]
 fn a_bad_argument_is_a_clear_error() {
-    let out = realm(&["demo", "-k", "0", "--search", "cpu"]);
+    let out = realm(&["skeleton", "-k", "0", "--search", "cpu"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("k must be at least 1"), "{err}");

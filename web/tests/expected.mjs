@@ -1,5 +1,5 @@
 // The native run's answers, which every JavaScript path must reproduce.
-// scripts/test.sh writes them with `realm demo --json --search cpu`.
+// scripts/test.sh writes them with `realm skeleton --json --search cpu`.
 import { readFileSync, existsSync } from "node:fs";
 import assert from "node:assert/strict";
 
@@ -7,7 +7,7 @@ const path = process.env.REALM_NATIVE_JSON ?? new URL("../../target/demo-native.
 
 export function nativeReport() {
   if (!existsSync(path)) {
-    throw new Error(`${path} is missing: run \`cargo run -p realm-native -- demo --json --search cpu > ${path}\` (scripts/test.sh does)`);
+    throw new Error(`${path} is missing: run \`cargo run -p realm-native -- skeleton --json --search cpu > ${path}\` (scripts/test.sh does)`);
   }
   return JSON.parse(readFileSync(path, "utf8"));
 }
