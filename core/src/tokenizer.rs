@@ -74,13 +74,17 @@ impl WordPieceTokenizer {
             .build()
             .map_err(|e| error(&e.to_string()))?;
         let mut inner = Tokenizer::new(model);
-        inner.with_normalizer(Some(BertNormalizer::new(true, true, None, true)));
+        inner
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+            .map_err(|e| error(&e.to_string()))?;
         inner.with_pre_tokenizer(Some(BertPreTokenizer));
         inner.with_post_processor(Some(BertProcessing::new(
             ("[SEP]".into(), sep),
             ("[CLS]".into(), cls),
         )));
-        inner.add_special_tokens(SPECIAL_TOKENS.map(|t| AddedToken::from(t, true)));
+        inner
+            .add_special_tokens(SPECIAL_TOKENS.map(|t| AddedToken::from(t, true)))
+            .map_err(|e| error(&e.to_string()))?;
         Self::wrap(inner)
     }
 
