@@ -257,11 +257,7 @@ impl BertLayer {
             .attention_layer_norm
             .forward(self.attention_output.forward(context) + hidden);
         let inner = self.intermediate.forward(attended.clone());
-        let inner = match act {
-            HiddenAct::Gelu => gelu(inner),
-            HiddenAct::GeluNew => gelu_approximate(inner),
-            HiddenAct::Relu => relu(inner),
-        };
+        let inner = activation(inner, act);
         self.output_layer_norm
             .forward(self.output.forward(inner) + attended)
     }
@@ -272,4 +268,13 @@ impl BertLayer {
 fn int_tensor(values: &[u32], batch: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
     let values: Vec<i32> = values.iter().map(|&v| v as i32).collect();
     Tensor::from_data(TensorData::new(values, [batch, seq]), device)
+}
+
+/// The feed-forward activation a config names.
+pub(crate) fn activation<const D: usize>(x: Tensor<D>, act: HiddenAct) -> Tensor<D> {
+    match act {
+        HiddenAct::Gelu => gelu(x),
+        HiddenAct::GeluNew => gelu_approximate(x),
+        HiddenAct::Relu => relu(x),
+    }
 }

@@ -32,6 +32,8 @@ pub enum Error {
     InexactInteger { name: String, value: i64 },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("`{tied}` should be tied to `{original}` but holds different values")]
+    NotTied { tied: String, original: String },
     #[error("invalid config: {0}")]
     Config(String),
     #[error("cannot parse config.json: {0}")]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod corpus;
 pub mod device;
 pub mod embedder;
+pub mod encoder;
 pub mod error;
 pub mod hash_tokenizer;
 pub mod retrieval;

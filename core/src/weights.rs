@@ -92,6 +92,28 @@ impl<'d> WeightLoader<'d> {
         Ok(Param::from_tensor(self.take(name, shape)?))
     }
 
+    /// Consumes `tied`, which a checkpoint stores as a copy of `source` (PyTorch saves a tied
+    /// weight under both names); it must hold the same values. `source` stays to be taken.
+    pub fn check_tied(&mut self, tied: &str, source: &str) -> Result<(), Error> {
+        let copy = self
+            .weights
+            .remove(tied)
+            .ok_or_else(|| Error::MissingWeight { name: tied.into() })?;
+        let original = self
+            .weights
+            .get(source)
+            .ok_or_else(|| Error::MissingWeight {
+                name: source.into(),
+            })?;
+        if copy != *original {
+            return Err(Error::NotTied {
+                tied: tied.into(),
+                original: source.into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Drops tensors a family deliberately does not load (each allow-list entry is a prefix
     /// or a full name), then fails if anything else is left.
     pub fn finish(mut self, allowed_unused: &[&str]) -> Result<(), Error> {

@@ -8,12 +8,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use realm_core::corpus::{Passage, parse_corpus};
-use realm_core::retrieval::{Hit, top_k_reference};
-use realm_shaders::{GpuContext, TopKKernel};
 use serde::Serialize;
 
 use crate::model_dir::{SentenceModel, load_sentence_model};
-use crate::skeleton::Search;
+use crate::search::{Search, check_agreement, search};
 
 /// Questions whose answers the first 2,000 passages of the default corpus hold.
 const DEFAULT_QUESTIONS: &[&str] = &[
@@ -104,31 +102,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let documents = embed_passages(&model, &passages, args, !args.json)?;
     let queries = embed(&model, &questions, args.max_length)?;
     let dim = model.embedder.dim();
-    let cpu = top_k_reference(&queries, &documents, dim, args.k)?;
-    let gpu = match args.search {
-        Search::Cpu => None,
-        Search::Auto | Search::Gpu => match GpuContext::new_blocking() {
-            Ok(ctx) => {
-                let kernel = TopKKernel::new_blocking(&ctx)?;
-                Some((
-                    ctx.describe(),
-                    kernel.search_blocking(&ctx, &queries, &documents, dim, args.k)?,
-                ))
-            }
-            Err(e) if args.search == Search::Gpu => {
-                bail!("{e} (pass --search cpu to skip the GPU)")
-            }
-            Err(_) => None,
-        },
-    };
+    let searched = search(args.search, &queries, &documents, dim, args.k)?;
 
-    let ids = |hits: &[Hit]| hits.iter().map(|h| h.id).collect::<Vec<_>>();
     let report = Report {
         model: args.model.display().to_string(),
         passages: passages.len(),
         questions: questions
             .iter()
-            .zip(&cpu)
+            .zip(&searched.cpu)
             .enumerate()
             .map(|(q, (question, hits))| Answer {
                 question: question.to_string(),
@@ -144,20 +125,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
                         }
                     })
                     .collect(),
-                gpu_agrees: gpu.as_ref().map(|(_, g)| ids(&g[q]) == ids(hits)),
+                gpu_agrees: searched.gpu_agrees(q),
             })
             .collect(),
-        gpu_adapter: gpu.map(|(name, _)| name),
+        gpu_adapter: searched.adapter(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
-    if report.questions.iter().any(|a| a.gpu_agrees == Some(false)) {
-        bail!("the GPU kernel and the CPU reference returned different passages");
-    }
-    Ok(())
+    check_agreement(&searched, report.questions.len())
 }
 
 /// Embeds texts as one flat `[texts, dim]` buffer.

@@ -3,6 +3,7 @@
 
 mod demo;
 mod model_dir;
+mod search;
 mod skeleton;
 
 use clap::{Parser, Subcommand};

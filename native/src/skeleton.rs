@@ -1,12 +1,13 @@
 //! `realm skeleton`: the walking skeleton end to end, with the CPU reference and the GPU kernel
 //! compared on every question.
 
-use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
-use realm_core::retrieval::{Hit, top_k_reference};
+use anyhow::Context;
+use clap::Args;
+use realm_core::retrieval::Hit;
 use realm_core::skeleton::{PASSAGES, QUESTIONS, SkeletonRetriever};
-use realm_shaders::{GpuContext, TopKKernel};
 use serde::Serialize;
+
+use crate::search::{Search, check_agreement, search};
 
 #[derive(Args)]
 pub struct SkeletonArgs {
@@ -23,13 +24,6 @@ pub struct SkeletonArgs {
     /// Print one JSON document instead of text (the browser tests compare against it).
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Search {
-    Auto,
-    Cpu,
-    Gpu,
 }
 
 #[derive(Serialize)]
@@ -58,27 +52,7 @@ pub fn run(args: &SkeletonArgs) -> anyhow::Result<()> {
     let queries = retriever
         .embed(&questions)
         .context("embedding the questions")?;
-    let cpu = top_k_reference(&queries, &documents, retriever.dim, args.k)?;
-
-    let gpu = match args.search {
-        Search::Cpu => None,
-        Search::Auto | Search::Gpu => match GpuContext::new_blocking() {
-            Ok(ctx) => {
-                let hits = TopKKernel::new_blocking(&ctx)?.search_blocking(
-                    &ctx,
-                    &queries,
-                    &documents,
-                    retriever.dim,
-                    args.k,
-                )?;
-                Some((ctx.describe(), hits))
-            }
-            Err(e) if args.search == Search::Gpu => {
-                bail!("{e} (run `scripts/setup.sh` for software Vulkan, or pass --search cpu)")
-            }
-            Err(_) => None,
-        },
-    };
+    let searched = search(args.search, &queries, &documents, retriever.dim, args.k)?;
 
     let report = Report {
         questions: questions
@@ -86,25 +60,18 @@ pub fn run(args: &SkeletonArgs) -> anyhow::Result<()> {
             .enumerate()
             .map(|(q, question)| Answer {
                 question: question.to_string(),
-                hits: cpu[q].clone(),
-                gpu_agrees: gpu.as_ref().map(|(_, hits)| ids(&hits[q]) == ids(&cpu[q])),
+                hits: searched.cpu[q].clone(),
+                gpu_agrees: searched.gpu_agrees(q),
             })
             .collect(),
-        gpu_adapter: gpu.as_ref().map(|(name, _)| name.clone()),
+        gpu_adapter: searched.adapter(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
-    if report.questions.iter().any(|a| a.gpu_agrees == Some(false)) {
-        bail!("the GPU kernel and the CPU reference returned different passages");
-    }
-    Ok(())
-}
-
-fn ids(hits: &[Hit]) -> Vec<u32> {
-    hits.iter().map(|h| h.id).collect()
+    check_agreement(&searched, report.questions.len())
 }
 
 fn print_report(report: &Report) {
