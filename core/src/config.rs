@@ -111,3 +111,40 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads
     }
 }
+
+/// The span reader's hyper-parameters, as named in Hugging Face's `RealmConfig`; fields a
+/// `config.json` lacks take REALM's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReaderConfig {
+    #[serde(default = "reader_defaults::span_hidden_size")]
+    pub span_hidden_size: usize,
+    /// Spans of 1..=max_span_width wordpieces are candidates (REALM: 10).
+    #[serde(default = "reader_defaults::max_span_width")]
+    pub max_span_width: usize,
+    #[serde(default = "reader_defaults::reader_layer_norm_eps")]
+    pub reader_layer_norm_eps: f64,
+    /// How many retrieved blocks the reader reads.
+    #[serde(default = "reader_defaults::reader_beam_size")]
+    pub reader_beam_size: usize,
+    /// Wordpieces of `[CLS] question [SEP] block [SEP]`.
+    #[serde(default = "reader_defaults::reader_seq_len")]
+    pub reader_seq_len: usize,
+}
+
+mod reader_defaults {
+    pub fn span_hidden_size() -> usize {
+        256
+    }
+    pub fn max_span_width() -> usize {
+        10
+    }
+    pub fn reader_layer_norm_eps() -> f64 {
+        1e-3
+    }
+    pub fn reader_beam_size() -> usize {
+        5
+    }
+    pub fn reader_seq_len() -> usize {
+        320
+    }
+}
