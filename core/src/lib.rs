@@ -14,6 +14,7 @@ pub mod embedder;
 pub mod encoder;
 pub mod error;
 pub mod hash_tokenizer;
+pub mod mips;
 pub mod openqa;
 pub mod reader;
 pub mod retrieval;
