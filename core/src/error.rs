@@ -46,6 +46,8 @@ pub enum Error {
     EmbeddingLength { len: usize, dim: usize },
     #[error("query dimension {query} does not match the index dimension {index}")]
     DimensionMismatch { query: usize, index: usize },
+    #[error("the search backend failed: {0}")]
+    Backend(String),
     #[error("k must be at least 1")]
     ZeroK,
     #[error("{what} contains a non-finite value (NaN or infinity) at position {position}")]

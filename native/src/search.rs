@@ -1,10 +1,11 @@
-//! The commands' retrieval step: exact top-k on the CPU reference, and the same search on the
+//! The commands' retrieval step: exact top-k on the CPU index, and the same search on the
 //! WGSL kernel where the user asks for it or an adapter exists, with the two compared.
 
 use anyhow::bail;
 use clap::ValueEnum;
-use realm_core::retrieval::{Hit, top_k_reference};
-use realm_shaders::{GpuContext, TopKKernel};
+use realm_core::mips::{ExactIndex, MipsIndex};
+use realm_core::retrieval::Hit;
+use realm_shaders::GpuIndex;
 
 /// Where the top-k search runs besides the CPU reference.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,7 +38,8 @@ impl Searched {
     }
 }
 
-/// Searches `[queries, dim]` against `[documents, dim]` as `search` asks.
+/// Searches `[queries, dim]` against `[documents, dim]` as `search` asks: the CPU index
+/// always, the GPU index too where asked or available. Both are `MipsIndex`es.
 pub fn search(
     search: Search,
     queries: &[f32],
@@ -45,15 +47,13 @@ pub fn search(
     dim: usize,
     k: usize,
 ) -> anyhow::Result<Searched> {
-    let cpu = top_k_reference(queries, documents, dim, k)?;
+    let mut cpu_index = ExactIndex::new(documents.to_vec(), dim)?;
+    cpu_index.threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = cpu_index.search(queries, k)?;
     let gpu = match search {
         Search::Cpu => None,
-        Search::Auto | Search::Gpu => match GpuContext::new_blocking() {
-            Ok(ctx) => {
-                let hits = TopKKernel::new_blocking(&ctx)?
-                    .search_blocking(&ctx, queries, documents, dim, k)?;
-                Some((ctx.describe(), hits))
-            }
+        Search::Auto | Search::Gpu => match GpuIndex::new(documents.to_vec(), dim) {
+            Ok(index) => Some((index.describe(), index.search(queries, k)?)),
             Err(e) if search == Search::Gpu => {
                 bail!("{e} (run `scripts/setup.sh` for software Vulkan, or pass --search cpu)")
             }

@@ -4,9 +4,13 @@
 //! compare the two.
 
 mod context;
+#[cfg(not(target_family = "wasm"))]
+mod index;
 mod topk;
 
 pub use context::{GpuContext, GpuError};
+#[cfg(not(target_family = "wasm"))]
+pub use index::GpuIndex;
 pub use topk::{MAX_K, TopKKernel};
 
 /// Every WGSL source in this crate, by file name, for validation and inspection.

@@ -136,3 +136,29 @@ fn bad_input_is_a_clear_error() {
         Err(GpuError::Input(_))
     ));
 }
+
+#[test]
+fn the_gpu_and_cpu_indexes_answer_alike_through_one_interface() {
+    use realm_core::mips::{ExactIndex, MipsIndex};
+    if context().is_none() {
+        return;
+    }
+    let mut rng = SplitMix64::new(fresh_seed());
+    let (n, dim) = (500, 24);
+    let docs = rng.uniform_vec(n * dim, 1.0);
+    let queries = rng.uniform_vec(3 * dim, 1.0);
+    let indexes: Vec<Box<dyn MipsIndex>> = vec![
+        Box::new(ExactIndex::new(docs.clone(), dim).unwrap()),
+        Box::new(realm_shaders::GpuIndex::new(docs.clone(), dim).unwrap()),
+    ];
+    let reference = top_k_reference(&queries, &docs, dim, 10).unwrap();
+    for index in &indexes {
+        assert_eq!((index.dim(), index.len()), (dim, n));
+        assert_same(&index.search(&queries, 10).unwrap(), &reference, 1e-4);
+        // Errors in the input come back as the core's errors, whatever the backend.
+        assert!(matches!(
+            index.search(&queries, 0),
+            Err(realm_core::Error::ZeroK)
+        ));
+    }
+}
