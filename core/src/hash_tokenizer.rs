@@ -1,5 +1,5 @@
-//! The walking skeleton's tokenizer: lower-cased words hashed into a small vocabulary, and
-//! the padding of `[CLS] text [SEP]` sequences into a [`BertInput`] batch.
+//! The walking skeleton's tokenizer: lower-cased words hashed into a small vocabulary,
+//! framed as `[CLS] text [SEP]` and padded into a [`BertInput`] batch.
 //!
 //! Real checkpoints use WordPiece (Hugging Face `tokenizers`); this one only needs to be
 //! deterministic on every platform so the native and wasm builds see the same ids.
@@ -44,31 +44,11 @@ impl HashTokenizer {
                 Ok([vec![CLS_ID], words, vec![SEP_ID]].concat())
             })
             .collect::<Result<_, _>>()?;
-        Ok(pad_batch(&rows))
+        let zeros = vec![0; self.max_len];
+        let rows: Vec<(&[u32], &[u32])> =
+            rows.iter().map(|r| (&r[..], &zeros[..r.len()])).collect();
+        Ok(BertInput::padded(&rows, PAD_ID))
     }
-}
-
-/// Right-pads token rows with [`PAD_ID`] into one `[batch, seq]` input, segment 0 throughout.
-pub fn pad_batch(rows: &[Vec<u32>]) -> BertInput {
-    let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut input = BertInput {
-        input_ids: Vec::with_capacity(rows.len() * seq),
-        attention_mask: Vec::with_capacity(rows.len() * seq),
-        token_type_ids: vec![0; rows.len() * seq],
-        batch: rows.len(),
-        seq,
-    };
-    for row in rows {
-        input.input_ids.extend(
-            row.iter()
-                .copied()
-                .chain(std::iter::repeat_n(PAD_ID, seq - row.len())),
-        );
-        input
-            .attention_mask
-            .extend((0..seq).map(|i| u32::from(i < row.len())));
-    }
-    input
 }
 
 fn fnv1a(word: &str) -> u32 {

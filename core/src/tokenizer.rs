@@ -199,33 +199,8 @@ impl WordPieceTokenizer {
 
 /// Right-pads encodings into one `[batch, seq]` input.
 pub fn pad_encoded(rows: &[Encoded], pad_id: u32) -> BertInput {
-    let seq = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-    let mut input = BertInput {
-        input_ids: Vec::with_capacity(rows.len() * seq),
-        attention_mask: Vec::with_capacity(rows.len() * seq),
-        token_type_ids: Vec::with_capacity(rows.len() * seq),
-        batch: rows.len(),
-        seq,
-    };
-    for row in rows {
-        let pad = seq - row.ids.len();
-        input.input_ids.extend(
-            row.ids
-                .iter()
-                .copied()
-                .chain(std::iter::repeat_n(pad_id, pad)),
-        );
-        input.token_type_ids.extend(
-            row.type_ids
-                .iter()
-                .copied()
-                .chain(std::iter::repeat_n(0, pad)),
-        );
-        input
-            .attention_mask
-            .extend((0..seq).map(|i| u32::from(i < row.ids.len())));
-    }
-    input
+    let rows: Vec<(&[u32], &[u32])> = rows.iter().map(|r| (&r.ids[..], &r.type_ids[..])).collect();
+    BertInput::padded(&rows, pad_id)
 }
 
 fn error(message: &str) -> Error {
