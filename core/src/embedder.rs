@@ -36,6 +36,12 @@ pub struct RealmEmbedder {
     pub normalize: bool,
 }
 
+/// Tensors of a Hugging Face `RealmEmbedder` checkpoint the embedder does not use.
+pub const EMBEDDER_UNUSED: &[&str] = &[
+    // The MLM head `RealmScorerProjection` carries; only its `dense` and `LayerNorm` run.
+    "cls.predictions.",
+];
+
 /// Buffers of a Hugging Face `BertModel` checkpoint that are not weights.
 pub const BERT_BUFFERS: &[&str] = &[
     // A constant 0..max_position_embeddings; the forward builds positions itself.

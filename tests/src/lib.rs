@@ -103,3 +103,54 @@ pub fn bert_input(io: &WeightMap, prefix: &str) -> realm_core::bert::BertInput {
 pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().expect("f32 tensor")
 }
+
+/// The tiny random REALM of `../shared/data/realm-parity-tiny`: its config, its weights
+/// (`RealmForOpenQA.state_dict()`) and transformers' inputs and outputs.
+pub struct TinyRealm {
+    pub dir: PathBuf,
+    pub config: realm_core::config::BertConfig,
+    pub reader_config: realm_core::config::ReaderConfig,
+    pub weights: WeightMap,
+    pub io: WeightMap,
+}
+
+/// Loads the tiny REALM fixture, or says what is missing (see [`shared_data`]).
+pub fn tiny_realm() -> Option<TinyRealm> {
+    let dir = shared_data("realm-parity-tiny")?;
+    let json = std::fs::read(dir.join("config.json")).unwrap();
+    Some(TinyRealm {
+        config: realm_core::checkpoint::read_config(&json).unwrap(),
+        reader_config: serde_json::from_slice(&json).unwrap(),
+        weights: read_tensors(&dir.join("realm_tiny.safetensors")),
+        io: read_tensors(&dir.join("realm_tiny_io.safetensors")),
+        dir,
+    })
+}
+
+impl TinyRealm {
+    /// The embedder from `embedder.*`, loaded strictly.
+    pub fn embedder(&self, device: &burn::tensor::Device) -> realm_core::embedder::RealmEmbedder {
+        use realm_core::embedder::{EMBEDDER_UNUSED, RealmEmbedder};
+        let weights = realm_core::checkpoint::strip_prefix(&self.weights, "embedder.");
+        let mut loader = realm_core::weights::WeightLoader::new(weights, device);
+        let embedder = RealmEmbedder::load(&self.config, &mut loader, device).unwrap();
+        loader.finish(EMBEDDER_UNUSED).unwrap();
+        embedder
+    }
+
+    /// The span reader from `reader.*`, loaded strictly.
+    pub fn reader(&self, device: &burn::tensor::Device) -> realm_core::reader::SpanReader {
+        use realm_core::reader::{READER_UNUSED, SpanReader};
+        let weights = realm_core::checkpoint::strip_prefix(&self.weights, "reader.");
+        let mut loader = realm_core::weights::WeightLoader::new(weights, device);
+        let reader =
+            SpanReader::load(&self.config, &self.reader_config, &mut loader, device).unwrap();
+        loader.finish(READER_UNUSED).unwrap();
+        reader
+    }
+
+    /// An integer tensor of the fixture's inputs and outputs.
+    pub fn ints(&self, name: &str) -> Vec<i64> {
+        self.io[name].data.iter().map(|&v| v as i64).collect()
+    }
+}

@@ -3,32 +3,23 @@
 //! logits and the marginal MLM loss, on the CPU and wgpu backends.
 //! Tolerances: hidden states and logits abs 1e-5 + rel 1e-4, the loss abs 1e-4.
 
-use realm_core::checkpoint::{read_config, read_safetensors, strip_prefix};
+use realm_core::checkpoint::strip_prefix;
 use realm_core::encoder::{ENCODER_UNUSED, KnowledgeAugEncoder, marginal_log_likelihood};
 use realm_core::weights::WeightLoader;
-use realm_tests::{assert_close, bert_input, parity_devices, read_tensors, shared_data, values};
+use realm_tests::{assert_close, bert_input, parity_devices, tiny_realm, values};
 
 #[test]
 fn encoder_logits_and_marginal_loss_match_transformers() {
-    let Some(dir) = shared_data("realm-parity-tiny") else {
-        return;
-    };
-    let config = read_config(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    let weights =
-        read_safetensors(&std::fs::read(dir.join("realm_tiny.safetensors")).unwrap()).unwrap();
-    let io = read_tensors(&dir.join("realm_tiny_io.safetensors"));
-    let input = bert_input(&io, "encoder."); // [2 * 3, 48]
+    let Some(f) = tiny_realm() else { return };
+    let (config, io) = (&f.config, &f.io);
+    let input = bert_input(io, "encoder."); // [2 * 3, 48]
     let (batch, candidates, seq, vocab) = (2, 3, input.seq, config.vocab_size);
-    let labels: Vec<i64> = io["encoder.labels"]
-        .data
-        .iter()
-        .map(|&v| v as i64)
-        .collect();
+    let labels = f.ints("encoder.labels");
     let mlm_mask = io["encoder.mlm_mask"].data.clone();
 
     for (name, device) in parity_devices() {
-        let mut loader = WeightLoader::new(strip_prefix(&weights, "reader."), &device);
-        let encoder = KnowledgeAugEncoder::load(&config, &mut loader, &device).unwrap();
+        let mut loader = WeightLoader::new(strip_prefix(&f.weights, "reader."), &device);
+        let encoder = KnowledgeAugEncoder::load(config, &mut loader, &device).unwrap();
         loader.finish(ENCODER_UNUSED).unwrap();
 
         let hidden = values(encoder.bert.forward(&input, &device).last_hidden_state);

@@ -2,41 +2,22 @@
 //! the tiny random REALM and its 16 evidence blocks (`../shared/data/realm-parity-tiny`):
 //! question projection, block scores, retrieved blocks, predicted span and answer, losses.
 
-use realm_core::checkpoint::{read_safetensors, strip_prefix};
-use realm_core::config::{BertConfig, ReaderConfig};
-use realm_core::embedder::RealmEmbedder;
 use realm_core::openqa::OpenQa;
-use realm_core::reader::{READER_UNUSED, SpanReader};
 use realm_core::tokenizer::WordPieceTokenizer;
-use realm_core::weights::WeightLoader;
-use realm_tests::{assert_close, parity_devices, read_tensors, shared_data, values};
+use realm_tests::{assert_close, parity_devices, shared_data, tiny_realm, values};
 
 #[test]
 fn open_qa_retrieves_reads_and_answers_like_transformers() {
-    let (Some(dir), Some(minilm)) = (
-        shared_data("realm-parity-tiny"),
-        shared_data("all-minilm-l6-v2"),
-    ) else {
+    let (Some(f), Some(minilm)) = (tiny_realm(), shared_data("all-minilm-l6-v2")) else {
         return;
     };
-    let json = std::fs::read(dir.join("config.json")).unwrap();
-    let config: BertConfig = serde_json::from_slice(&json).unwrap();
-    let reader_config: ReaderConfig = serde_json::from_slice(&json).unwrap();
-    let weights =
-        read_safetensors(&std::fs::read(dir.join("realm_tiny.safetensors")).unwrap()).unwrap();
-    let io = read_tensors(&dir.join("realm_tiny_io.safetensors"));
+    let io = &f.io;
     let blocks: Vec<String> =
-        serde_json::from_slice(&std::fs::read(dir.join("openqa_blocks.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(f.dir.join("openqa_blocks.json")).unwrap()).unwrap();
     let tokenizer =
         WordPieceTokenizer::from_vocab(&std::fs::read_to_string(minilm.join("vocab.txt")).unwrap())
             .unwrap();
-    let ints = |name: &str| {
-        io[name]
-            .data
-            .iter()
-            .map(|&v| v as i64)
-            .collect::<Vec<i64>>()
-    };
+    let ints = |name: &str| f.ints(name);
     let gold: Vec<Vec<u32>> = ints("openqa.answer_ids")
         .chunks(2)
         .map(|a| a.iter().filter(|&&t| t >= 0).map(|&t| t as u32).collect())
@@ -51,20 +32,14 @@ fn open_qa_retrieves_reads_and_answers_like_transformers() {
     );
 
     for (name, device) in parity_devices() {
-        let mut loader = WeightLoader::new(strip_prefix(&weights, "embedder."), &device);
-        let embedder = RealmEmbedder::load(&config, &mut loader, &device).unwrap();
-        loader.finish(&["cls.predictions."]).unwrap();
-        let mut loader = WeightLoader::new(strip_prefix(&weights, "reader."), &device);
-        let reader = SpanReader::load(&config, &reader_config, &mut loader, &device).unwrap();
-        loader.finish(READER_UNUSED).unwrap();
         let qa = OpenQa {
-            embedder,
-            reader,
+            embedder: f.embedder(&device),
+            reader: f.reader(&device),
             tokenizer: tokenizer.clone(),
-            block_emb: weights["block_emb"].data.clone(),
+            block_emb: f.weights["block_emb"].data.clone(),
             blocks: blocks.clone(),
-            reader_beam_size: reader_config.reader_beam_size,
-            reader_seq_len: reader_config.reader_seq_len,
+            reader_beam_size: f.reader_config.reader_beam_size,
+            reader_seq_len: f.reader_config.reader_seq_len,
         };
         let answer = qa.answer(question, Some(&gold), &device).unwrap();
 

@@ -3,35 +3,22 @@
 //! out-of-block spans very negative), argmax block and span, and the three losses, on the CPU
 //! and wgpu backends. Tolerances: logits abs 1e-5 + rel 1e-4, losses abs 1e-4, indices exact.
 
-use realm_core::checkpoint::{read_safetensors, strip_prefix};
-use realm_core::config::{BertConfig, ReaderConfig};
-use realm_core::reader::{READER_UNUSED, ReaderTargets, SpanReader, reader_losses};
-use realm_core::weights::WeightLoader;
-use realm_tests::{assert_close, bert_input, parity_devices, read_tensors, shared_data, values};
+use realm_core::reader::{ReaderTargets, reader_losses};
+use realm_tests::{assert_close, bert_input, parity_devices, tiny_realm, values};
 
 #[test]
 fn reader_spans_logits_prediction_and_losses_match_transformers() {
-    let Some(dir) = shared_data("realm-parity-tiny") else {
-        return;
-    };
-    let json = std::fs::read(dir.join("config.json")).unwrap();
-    let config: BertConfig = serde_json::from_slice(&json).unwrap();
-    let reader_config: ReaderConfig = serde_json::from_slice(&json).unwrap();
+    let Some(f) = tiny_realm() else { return };
+    let io = &f.io;
     assert_eq!(
-        (reader_config.max_span_width, reader_config.span_hidden_size),
+        (
+            f.reader_config.max_span_width,
+            f.reader_config.span_hidden_size
+        ),
         (5, 24)
     );
-    let weights =
-        read_safetensors(&std::fs::read(dir.join("realm_tiny.safetensors")).unwrap()).unwrap();
-    let io = read_tensors(&dir.join("realm_tiny_io.safetensors"));
-    let input = bert_input(&io, "reader.");
-    let ints = |name: &str| {
-        io[name]
-            .data
-            .iter()
-            .map(|&v| v as i64)
-            .collect::<Vec<i64>>()
-    };
+    let input = bert_input(io, "reader.");
+    let ints = |name: &str| f.ints(name);
     let block_mask: Vec<u32> = io["reader.block_mask"]
         .data
         .iter()
@@ -49,9 +36,7 @@ fn reader_spans_logits_prediction_and_losses_match_transformers() {
     };
 
     for (name, device) in parity_devices() {
-        let mut loader = WeightLoader::new(strip_prefix(&weights, "reader."), &device);
-        let reader = SpanReader::load(&config, &reader_config, &mut loader, &device).unwrap();
-        loader.finish(READER_UNUSED).unwrap();
+        let reader = f.reader(&device);
 
         let sequence = values(reader.bert.forward(&input, &device).last_hidden_state);
         assert_close(

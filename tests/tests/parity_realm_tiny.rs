@@ -5,47 +5,17 @@
 //! Tolerances are the fixture's: hidden states and scores within abs 1e-5 plus rel 1e-4.
 //! To regenerate the fixture see that SOURCE.md (transformers 4.57.6, torch 2.9.1, CPU).
 
-use realm_core::checkpoint::{read_config, read_safetensors, strip_prefix};
-use realm_core::embedder::{RealmEmbedder, relevance_score};
-use realm_core::weights::WeightLoader;
-use realm_tests::{assert_close, bert_input, parity_devices, read_tensors, shared_data, values};
+use realm_core::embedder::relevance_score;
+use realm_tests::{assert_close, bert_input, parity_devices, tiny_realm, values};
 
 const ABS: f32 = 1e-5;
 const REL: f32 = 1e-4;
 
-/// The embedder checkpoint carries an MLM head that `RealmEmbedder.forward` never uses.
-const EMBEDDER_UNUSED: &[&str] = &["cls.predictions."];
-
-struct Fixture {
-    config: realm_core::config::BertConfig,
-    weights: realm_core::weights::WeightMap,
-    io: realm_core::weights::WeightMap,
-}
-
-fn fixture() -> Option<Fixture> {
-    let dir = shared_data("realm-parity-tiny")?;
-    let config = read_config(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    let weights =
-        read_safetensors(&std::fs::read(dir.join("realm_tiny.safetensors")).unwrap()).unwrap();
-    Some(Fixture {
-        config,
-        weights,
-        io: read_tensors(&dir.join("realm_tiny_io.safetensors")),
-    })
-}
-
-fn embedder(f: &Fixture, device: &burn::tensor::Device) -> RealmEmbedder {
-    let mut loader = WeightLoader::new(strip_prefix(&f.weights, "embedder."), device);
-    let embedder = RealmEmbedder::load(&f.config, &mut loader, device).unwrap();
-    loader.finish(EMBEDDER_UNUSED).unwrap();
-    embedder
-}
-
 #[test]
 fn embedder_hidden_states_pooler_and_projection_match_transformers() {
-    let Some(f) = fixture() else { return };
+    let Some(f) = tiny_realm() else { return };
     for (name, device) in parity_devices() {
-        let embedder = embedder(&f, &device);
+        let embedder = f.embedder(&device);
         let input = bert_input(&f.io, "embedder.");
         let out = embedder.bert.forward(&input, &device);
         for (i, h) in out.hidden_states.into_iter().enumerate() {
@@ -79,9 +49,12 @@ fn embedder_hidden_states_pooler_and_projection_match_transformers() {
 
 #[test]
 fn block_embeddings_match_the_checkpoints_block_emb() {
-    let Some(f) = fixture() else { return };
+    let Some(f) = tiny_realm() else { return };
     for (name, device) in parity_devices() {
-        let blocks = values(embedder(&f, &device).embed(&bert_input(&f.io, "blocks."), &device));
+        let blocks = values(
+            f.embedder(&device)
+                .embed(&bert_input(&f.io, "blocks."), &device),
+        );
         assert_close(
             &format!("{name}: blocks"),
             &blocks,
@@ -101,9 +74,9 @@ fn block_embeddings_match_the_checkpoints_block_emb() {
 
 #[test]
 fn scorer_relevance_matches_transformers() {
-    let Some(f) = fixture() else { return };
+    let Some(f) = tiny_realm() else { return };
     for (name, device) in parity_devices() {
-        let embedder = embedder(&f, &device);
+        let embedder = f.embedder(&device);
         let query = embedder.embed(&bert_input(&f.io, "scorer."), &device); // [2, 16]
         let candidates = embedder.embed(&bert_input(&f.io, "scorer.candidate_"), &device); // [6, 16]
         let [batch, dim] = query.dims();
