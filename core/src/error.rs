@@ -52,6 +52,16 @@ pub enum Error {
     ZeroK,
     #[error("{what} contains a non-finite value (NaN or infinity) at position {position}")]
     NonFinite { what: &'static str, position: usize },
+    #[error("not a REALM index shard: {0}")]
+    NotAShard(String),
+    #[error(
+        "index shard version {found} is not supported (this build reads version {supported}); re-export it with `realm index`"
+    )]
+    ShardVersion { found: u32, supported: u32 },
+    #[error("index shard is damaged: {0}")]
+    CorruptShard(String),
+    #[error("document id {id} is not in the index")]
+    UnknownDocument { id: u32 },
     #[error("text of {tokens} tokens is longer than the model's {max} positions")]
     TooLong { tokens: usize, max: usize },
 }

@@ -8,7 +8,8 @@ use std::collections::BinaryHeap;
 use crate::Error;
 use crate::retrieval::{Hit, check_matrix, hit_order};
 
-/// Top-k by inner product over a fixed set of `dim`-wide vectors whose ids are their rows.
+/// Top-k by inner product over a set of `dim`-wide vectors. A plain index's hit ids are its
+/// rows; a [`crate::live::LiveIndex`] maps them to document ids.
 pub trait MipsIndex {
     /// Width of every vector.
     fn dim(&self) -> usize;
@@ -40,6 +41,11 @@ impl ExactIndex {
             threads: 1,
         })
     }
+
+    /// The indexed `[rows, dim]` vectors.
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors
+    }
 }
 
 /// A heap entry ordered so that the heap's top is the worst hit kept so far.
@@ -62,8 +68,103 @@ impl Ord for Worst {
     }
 }
 
+/// The best `k` hits offered so far, in a bounded heap whose top is the worst one kept.
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<Worst>,
+    /// The worst kept score once the heap is full: most offers stop at this comparison.
+    floor: f32,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+            floor: f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    pub fn offer(&mut self, id: u32, score: f32) {
+        if score < self.floor {
+            return;
+        }
+        let hit = Hit { id, score };
+        if self.heap.len() < self.k {
+            self.heap.push(Worst(hit));
+        } else if hit_order(&hit, &self.heap.peek().expect("k >= 1").0) == Ordering::Less {
+            self.heap.pop();
+            self.heap.push(Worst(hit));
+        } else {
+            return;
+        }
+        if self.heap.len() == self.k {
+            self.floor = self.heap.peek().expect("k >= 1").0.score;
+        }
+    }
+
+    /// The kept hits in [`hit_order`].
+    pub fn into_sorted(self) -> Vec<Hit> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|w| w.0)
+            .collect()
+    }
+}
+
+/// Merges per-part top-k lists (parts of one index, or one index and its additions) into
+/// one top-k list per query.
+pub fn merge_parts(parts: Vec<Vec<Vec<Hit>>>, n_queries: usize, k: usize) -> Vec<Vec<Hit>> {
+    (0..n_queries)
+        .map(|q| {
+            let mut hits: Vec<Hit> = parts
+                .iter()
+                .flat_map(|part| part[q].iter().copied())
+                .collect();
+            hits.sort_by(hit_order);
+            hits.truncate(k);
+            hits
+        })
+        .collect()
+}
+
+/// Splits `rows` rows into at most `threads` contiguous ranges, runs `search(first, last)` on
+/// each in its own thread and merges the results.
+pub(crate) fn search_threaded<F>(
+    rows: usize,
+    threads: usize,
+    n_queries: usize,
+    k: usize,
+    search: F,
+) -> Vec<Vec<Hit>>
+where
+    F: Fn(usize, usize) -> Vec<Vec<Hit>> + Sync,
+{
+    let threads = threads.clamp(1, rows.max(1));
+    if threads == 1 {
+        return search(0, rows);
+    }
+    let per_thread = rows.div_ceil(threads);
+    let parts: Vec<Vec<Vec<Hit>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..rows)
+            .step_by(per_thread)
+            .map(|first| {
+                let search = &search;
+                scope.spawn(move || search(first, (first + per_thread).min(rows)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a search thread panicked"))
+            .collect()
+    });
+    merge_parts(parts, n_queries, k)
+}
+
 /// Eight independent accumulators: the compiler turns this into SIMD lanes.
-#[inline]
+#[inline(always)]
 fn dot8(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -77,39 +178,146 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// The best `k` of rows `first..first + block.len() / dim` for every query.
-fn search_rows(
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot8(a, b)
+}
+
+/// One dot product with the widest SIMD the CPU has (same lanes, same sum as the scans).
+#[inline]
+pub fn dot_fast(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot8(a, b)
+}
+
+/// Rows scored for every query while they sit in cache.
+const TILE: usize = 1024;
+
+/// One query at a time: each row's dot product goes straight into the query's heap.
+#[inline(always)]
+fn scan_rows_generic(
     queries: &[f32],
     block: &[f32],
     first: usize,
     dim: usize,
     k: usize,
 ) -> Vec<Vec<Hit>> {
-    const TILE: usize = 256; // rows scored for every query while they sit in cache
-    let n_queries = queries.len() / dim;
-    let mut heaps: Vec<BinaryHeap<Worst>> = (0..n_queries)
-        .map(|_| BinaryHeap::with_capacity(k + 1))
-        .collect();
+    let mut tops: Vec<TopK> = (0..queries.len() / dim).map(|_| TopK::new(k)).collect();
     for (t, tile) in block.chunks(TILE * dim).enumerate() {
-        for (query, heap) in queries.chunks_exact(dim).zip(&mut heaps) {
+        for (query, top) in queries.chunks_exact(dim).zip(&mut tops) {
             for (r, row) in tile.chunks_exact(dim).enumerate() {
-                let hit = Hit {
-                    id: (first + t * TILE + r) as u32,
-                    score: dot8(query, row),
-                };
-                if heap.len() < k {
-                    heap.push(Worst(hit));
-                } else if hit_order(&hit, &heap.peek().expect("k >= 1").0) == Ordering::Less {
-                    heap.pop();
-                    heap.push(Worst(hit));
-                }
+                top.offer((first + t * TILE + r) as u32, dot8(query, row));
             }
         }
     }
-    heaps
-        .into_iter()
-        .map(|heap| heap.into_sorted_vec().into_iter().map(|w| w.0).collect())
-        .collect()
+    tops.into_iter().map(TopK::into_sorted).collect()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn scan_rows_avx2(q: &[f32], block: &[f32], first: usize, dim: usize, k: usize) -> Vec<Vec<Hit>> {
+    scan_rows_generic(q, block, first, dim, k)
+}
+
+/// The best `k` of rows `first..first + block.len() / dim` for every query, one at a time
+/// (wide SIMD where the CPU has it).
+fn scan_rows(queries: &[f32], block: &[f32], first: usize, dim: usize, k: usize) -> Vec<Vec<Hit>> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { scan_rows_avx2(queries, block, first, dim, k) };
+    }
+    scan_rows_generic(queries, block, first, dim, k)
+}
+
+/// Batches of queries: a tile of rows is scored for every query at once by a matrix
+/// product (`gemm`, the kernel burn's CPU backend uses), then each query's heap takes its row.
+fn gemm_rows(queries: &[f32], block: &[f32], first: usize, dim: usize, k: usize) -> Vec<Vec<Hit>> {
+    let n_queries = queries.len() / dim;
+    let mut tops: Vec<TopK> = (0..n_queries).map(|_| TopK::new(k)).collect();
+    let mut scores = vec![0.0f32; n_queries * TILE];
+    for (t, tile) in block.chunks(TILE * dim).enumerate() {
+        let rows = tile.len() / dim;
+        // scores [n_queries, rows] = queries [n_queries, dim] x tile^T [dim, rows]
+        // SAFETY: every pointer covers the extent its strides describe: dst n_queries x rows
+        // with row stride `rows`, lhs n_queries x dim (stride dim), rhs dim x rows read from
+        // the row-major tile (column j is tile row j).
+        unsafe {
+            gemm::gemm(
+                n_queries,
+                rows,
+                dim,
+                scores.as_mut_ptr(),
+                1,
+                rows as isize,
+                false,
+                queries.as_ptr(),
+                1,
+                dim as isize,
+                tile.as_ptr(),
+                dim as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for (q, top) in tops.iter_mut().enumerate() {
+            for (r, &score) in scores[q * rows..(q + 1) * rows].iter().enumerate() {
+                top.offer((first + t * TILE + r) as u32, score);
+            }
+        }
+    }
+    tops.into_iter().map(TopK::into_sorted).collect()
+}
+
+/// From this many queries on, a search scores tiles by matrix product.
+pub const GEMM_MIN_QUERIES: usize = 4;
+
+/// Exact top-k of `[queries, dim]` over the `[rows, dim]` `vectors` on `threads` threads:
+/// the CPU fast path behind [`ExactIndex`] (inputs already checked).
+pub fn exact_search_f32(
+    vectors: &[f32],
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    threads: usize,
+) -> Vec<Vec<Hit>> {
+    let n_queries = queries.len() / dim;
+    search_threaded(vectors.len() / dim, threads, n_queries, k, |first, last| {
+        let block = &vectors[first * dim..last * dim];
+        if n_queries >= GEMM_MIN_QUERIES {
+            gemm_rows(queries, block, first, dim, k)
+        } else {
+            scan_rows(queries, block, first, dim, k)
+        }
+    })
+}
+
+/// The checks every index makes before a search.
+pub fn check_search(index: &dyn MipsIndex, queries: &[f32], k: usize) -> Result<(), Error> {
+    if k == 0 {
+        return Err(Error::ZeroK);
+    }
+    if index.is_empty() {
+        return Err(Error::EmptyCorpus);
+    }
+    if queries.len() % index.dim() != 0 {
+        return Err(Error::DimensionMismatch {
+            query: queries.len(),
+            index: index.dim(),
+        });
+    }
+    check_matrix(queries, index.dim(), "the queries")?;
+    Ok(())
 }
 
 impl MipsIndex for ExactIndex {
@@ -122,45 +330,14 @@ impl MipsIndex for ExactIndex {
     }
 
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error> {
-        if k == 0 {
-            return Err(Error::ZeroK);
-        }
-        if self.is_empty() {
-            return Err(Error::EmptyCorpus);
-        }
-        check_matrix(queries, self.dim, "the queries")?;
-        let rows = self.len();
-        let threads = self.threads.clamp(1, rows);
-        if threads == 1 {
-            return Ok(search_rows(queries, &self.vectors, 0, self.dim, k));
-        }
-        let per_thread = rows.div_ceil(threads);
-        let parts: Vec<Vec<Vec<Hit>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .vectors
-                .chunks(per_thread * self.dim)
-                .enumerate()
-                .map(|(i, block)| {
-                    scope.spawn(move || search_rows(queries, block, i * per_thread, self.dim, k))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a search thread panicked"))
-                .collect()
-        });
-        let n_queries = queries.len() / self.dim;
-        Ok((0..n_queries)
-            .map(|q| {
-                let mut hits: Vec<Hit> = parts
-                    .iter()
-                    .flat_map(|part| part[q].iter().copied())
-                    .collect();
-                hits.sort_by(hit_order);
-                hits.truncate(k);
-                hits
-            })
-            .collect())
+        check_search(self, queries, k)?;
+        Ok(exact_search_f32(
+            &self.vectors,
+            queries,
+            self.dim,
+            k,
+            self.threads,
+        ))
     }
 }
 
@@ -188,6 +365,9 @@ mod tests {
             (257, 13, 2, 300, 2),
             (5, 3, 1, 1, 4),
             (600, 9, 3, 50, 1),
+            (3000, 128, 8, 8, 1),
+            (2500, 64, 64, 100, 2),
+            (70, 5, 5, 3, 1),
         ] {
             let docs = rng.uniform_vec(n * dim, 1.0);
             let qs = rng.uniform_vec(queries * dim, 1.0);
