@@ -442,3 +442,27 @@ mod tests {
         assert!(Shard::from_f32(&[f32::NAN, 2.0], 2, vec![1], ElementType::F16).is_err());
     }
 }
+
+#[cfg(test)]
+mod seed_files {
+    use super::*;
+
+    /// The fuzzer's seeds were written by a separate Python encoder of the layout in this
+    /// file's header (`core/fuzz/make_seeds.py`): the reader must accept all of them.
+    #[test]
+    fn the_independently_written_seed_shards_read_as_documented() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        for (name, element) in [
+            ("f32", ElementType::F32),
+            ("f16", ElementType::F16),
+            ("int8", ElementType::Int8),
+        ] {
+            let shard = Shard::from_bytes(&std::fs::read(dir.join(name)).unwrap()).unwrap();
+            assert_eq!((shard.dim, shard.ids.clone()), (2, vec![7, 8, 9]), "{name}");
+            assert_eq!(shard.element_type(), element);
+            let (index, _) = shard.into_index().unwrap();
+            let hits = index.search(&[1.0, 0.0], 1).unwrap();
+            assert_eq!(hits[0][0].id, 0, "{name}: row 0 is the vector (1, 0)");
+        }
+    }
+}

@@ -1,12 +1,8 @@
 //! The `realm` command line: a thin layer that turns flags into `realm-core` and
 //! `realm-shaders` calls and prints their results.
 
-mod demo;
-mod model_dir;
-mod search;
-mod skeleton;
-
 use clap::{Parser, Subcommand};
+use realm_native::{demo, skeleton};
 
 #[derive(Parser)]
 #[command(

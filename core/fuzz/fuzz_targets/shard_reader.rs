@@ -1,0 +1,20 @@
+//! Any bytes given to the shard reader end in a shard or an error, never a panic; a shard it
+//! accepts writes back to the same bytes and can be searched.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use realm_core::shard::Shard;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(shard) = Shard::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(shard.to_bytes(), data, "an accepted shard re-encodes to its own bytes");
+    if shard.is_empty() {
+        return;
+    }
+    let dim = shard.dim;
+    let (index, ids) = shard.into_index().expect("an accepted shard makes an index");
+    let hits = index.search(&vec![0.5; dim], 3).expect("search");
+    assert!(hits[0].iter().all(|h| (h.id as usize) < ids.len()));
+});
