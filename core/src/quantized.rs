@@ -40,6 +40,13 @@ fn quantize_into(row: &[f32], out: &mut Vec<i8>) -> f32 {
     scale
 }
 
+/// Quantises one query as every int8 path does before scoring: values and scale.
+pub fn quantize_query(query: &[f32]) -> (Vec<i8>, f32) {
+    let mut values = Vec::with_capacity(query.len());
+    let scale = quantize_into(query, &mut values);
+    (values, scale)
+}
+
 /// The vector a quantised row stands for.
 pub fn dequantize_row(values: &[i8], scale: f32) -> Vec<f32> {
     values.iter().map(|&v| v as f32 * scale).collect()

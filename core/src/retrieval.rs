@@ -65,6 +65,15 @@ pub fn top_k_reference(
         .collect())
 }
 
+/// Every inner product of `[m, dim]` queries with `[n, dim]` documents, row-major `[m, n]`:
+/// the plain reference for the GPU's tiled matmul.
+pub fn scores_reference(queries: &[f32], documents: &[f32], dim: usize) -> Vec<f32> {
+    queries
+        .chunks_exact(dim)
+        .flat_map(|q| documents.chunks_exact(dim).map(move |d| dot(q, d)))
+        .collect()
+}
+
 /// Sum of products in index order (the reference's summation order).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -92,6 +92,128 @@ impl GpuContext {
     }
 }
 
+/// Compiles one WGSL entry point `main` into a compute pipeline, inside a validation error
+/// scope: a shader or pipeline the device rejects is an error, never a silent no-op.
+pub(crate) async fn compile(
+    ctx: &GpuContext,
+    name: &str,
+    source: &str,
+) -> Result<wgpu::ComputePipeline, GpuError> {
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+    let pipeline = ctx
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    if let Some(error) = scope.pop().await {
+        return Err(GpuError::Rejected(format!("compiling {name}: {error}")));
+    }
+    Ok(pipeline)
+}
+
+/// A storage buffer holding `contents`.
+pub(crate) fn storage(ctx: &GpuContext, label: &str, contents: &[u8]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+}
+
+/// An uninitialised storage buffer of `bytes` that can be copied out.
+pub(crate) fn output(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// A bind group for `pipeline` with `buffers` at bindings 0, 1, 2...
+pub(crate) fn bind(
+    ctx: &GpuContext,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect::<Vec<_>>(),
+    })
+}
+
+impl GpuContext {
+    /// The largest storage binding this device accepts, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        let limits = self.device.limits();
+        limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+    }
+
+    /// Copies `buffers` (each `bytes` long) into one mapped staging buffer after `encoder`'s
+    /// work, submits, and returns their contents in order.
+    pub(crate) async fn submit_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        buffers: &[(&wgpu::Buffer, u64)],
+        what: &str,
+        scope: wgpu::ErrorScopeGuard,
+    ) -> Result<Vec<Vec<u8>>, GpuError> {
+        let total: u64 = buffers.iter().map(|(_, b)| b).sum();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: total.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut at = 0;
+        for (buffer, bytes) in buffers {
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, at, *bytes);
+            at += bytes;
+        }
+        self.queue.submit([encoder.finish()]);
+        if let Some(error) = scope.pop().await {
+            return Err(GpuError::Rejected(format!("running {what}: {error}")));
+        }
+        let slice = staging.slice(..);
+        self.map_read(slice).await?;
+        let bytes = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        let mut out = Vec::with_capacity(buffers.len());
+        let mut at = 0usize;
+        for (_, len) in buffers {
+            out.push(bytes[at..at + *len as usize].to_vec());
+            at += *len as usize;
+        }
+        Ok(out)
+    }
+}
+
 /// wgpu's WebGPU backend panics where `navigator.gpu` is missing (Node, older browsers, or
 /// Chromium without WebGPU); a panic would kill the wasm module, so check first.
 #[cfg(target_family = "wasm")]

@@ -1,32 +1,50 @@
-//! The WGSL top-k kernel behind `realm_core::mips::MipsIndex`, so retrieval code can hold it
-//! as it holds the CPU index. Native only: the browser's WebGPU cannot block, and uses
-//! `TopKKernel::search` directly.
+//! The WGSL kernels behind `realm_core::mips::MipsIndex`, so retrieval code holds a GPU index
+//! as it holds a CPU one. The rows stay in GPU memory; k <= 32 over f32 rows runs the fused
+//! kernel, larger k and int8 rows the two-stage one. Native only: the browser's WebGPU
+//! cannot block, and calls the kernels' async `search` directly.
 
 use realm_core::Error;
 use realm_core::mips::MipsIndex;
-use realm_core::retrieval::{Hit, check_matrix};
+use realm_core::retrieval::Hit;
 
-use crate::{GpuContext, TopKKernel};
+use crate::{GpuContext, GpuElement, GpuError, GpuShard, MAX_K, TopKKernel, TwoStageTopK};
 
-/// Exact search on the GPU over `[rows, dim]` vectors held by the index.
+/// Exact search on the GPU over rows held in GPU memory (f32, or int8 with scales).
 pub struct GpuIndex {
     ctx: GpuContext,
-    kernel: TopKKernel,
-    vectors: Vec<f32>,
-    dim: usize,
+    fused: TopKKernel,
+    two_stage: TwoStageTopK,
+    shard: GpuShard,
 }
 
 impl GpuIndex {
-    /// Indexes finite `[rows, dim]` vectors on the default adapter.
-    pub fn new(vectors: Vec<f32>, dim: usize) -> Result<Self, crate::GpuError> {
-        check_matrix(&vectors, dim, "the index")?;
+    /// Uploads finite f32 `[rows, dim]` vectors to the default adapter.
+    pub fn new(vectors: Vec<f32>, dim: usize) -> Result<Self, GpuError> {
+        Self::with(|ctx| GpuShard::upload_f32(ctx, &vectors, dim, None))
+    }
+
+    /// Quantises `[rows, dim]` vectors to int8 and uploads them.
+    pub fn new_int8(vectors: &[f32], dim: usize) -> Result<Self, GpuError> {
+        Self::with(|ctx| GpuShard::upload_int8_from_f32(ctx, vectors, dim, None))
+    }
+
+    /// Uploads int8 rows and their scales, as an int8 shard file holds them.
+    pub fn from_int8(values: &[i8], scales: &[f32], dim: usize) -> Result<Self, GpuError> {
+        Self::with(|ctx| GpuShard::upload_int8(ctx, values, scales, dim, None))
+    }
+
+    fn with(
+        upload: impl FnOnce(&GpuContext) -> Result<GpuShard, GpuError>,
+    ) -> Result<Self, GpuError> {
         let ctx = GpuContext::new_blocking()?;
-        let kernel = TopKKernel::new_blocking(&ctx)?;
+        let fused = TopKKernel::new_blocking(&ctx)?;
+        let two_stage = TwoStageTopK::new_blocking(&ctx)?;
+        let shard = upload(&ctx)?;
         Ok(Self {
             ctx,
-            kernel,
-            vectors,
-            dim,
+            fused,
+            two_stage,
+            shard,
         })
     }
 
@@ -34,23 +52,32 @@ impl GpuIndex {
     pub fn describe(&self) -> String {
         self.ctx.describe()
     }
+
+    pub fn element(&self) -> GpuElement {
+        self.shard.element()
+    }
 }
 
 impl MipsIndex for GpuIndex {
     fn dim(&self) -> usize {
-        self.dim
+        self.shard.dim()
     }
 
     fn len(&self) -> usize {
-        self.vectors.len() / self.dim
+        self.shard.rows()
     }
 
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error> {
-        self.kernel
-            .search_blocking(&self.ctx, queries, &self.vectors, self.dim, k)
-            .map_err(|e| match e {
-                crate::GpuError::Input(inner) => inner,
-                other => Error::Backend(other.to_string()),
-            })
+        let result = if k <= MAX_K && self.shard.element() == GpuElement::F32 {
+            self.fused
+                .search_resident_blocking(&self.ctx, &self.shard, queries, k)
+        } else {
+            self.two_stage
+                .search_blocking(&self.ctx, &self.shard, queries, k)
+        };
+        result.map_err(|e| match e {
+            GpuError::Input(inner) => inner,
+            other => Error::Backend(other.to_string()),
+        })
     }
 }

@@ -2,61 +2,12 @@
 //! finds (lavapipe in CI). Without an adapter the tests say so and pass, unless
 //! `REALM_REQUIRE_GPU=1` (set by the project's test script) makes that a failure.
 
-use realm_core::retrieval::{Hit, top_k_reference};
+mod common;
+
+use common::{assert_same, context, fresh_seed};
+use realm_core::retrieval::top_k_reference;
 use realm_core::weights::SplitMix64;
-use realm_shaders::{GpuContext, GpuError, MAX_K, TopKKernel};
-
-fn context() -> Option<GpuContext> {
-    match GpuContext::new_blocking() {
-        Ok(ctx) => Some(ctx),
-        Err(e) if std::env::var("REALM_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!(
-                "REALM_REQUIRE_GPU=1 but {e}: install mesa-vulkan-drivers (scripts/setup.sh does)"
-            )
-        }
-        Err(e) => {
-            eprintln!("skipping GPU kernel test: {e}");
-            None
-        }
-    }
-}
-
-/// A seed that differs per run and is printed, so a failure can be replayed with REALM_SEED.
-fn fresh_seed() -> u64 {
-    let seed = std::env::var("REALM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed = {seed} (replay with REALM_SEED={seed})");
-    seed
-}
-
-/// Scores must agree within `tol`; ids must agree wherever the reference's scores are
-/// separated from their neighbours by more than `tol` (closer ones may swap under FMA).
-fn assert_same(gpu: &[Vec<Hit>], cpu: &[Vec<Hit>], tol: f32) {
-    assert_eq!(gpu.len(), cpu.len());
-    for (q, (g, c)) in gpu.iter().zip(cpu).enumerate() {
-        assert_eq!(g.len(), c.len(), "query {q}: list lengths");
-        for i in 0..c.len() {
-            assert!(
-                (g[i].score - c[i].score).abs() <= tol,
-                "query {q} rank {i}: {:?} vs {:?}",
-                g[i],
-                c[i]
-            );
-            let separated = (i == 0 || c[i - 1].score - c[i].score > tol)
-                && (i + 1 == c.len() || c[i].score - c[i + 1].score > tol);
-            if separated {
-                assert_eq!(g[i].id, c[i].id, "query {q} rank {i}");
-            }
-        }
-    }
-}
+use realm_shaders::{GpuError, MAX_K, TopKKernel};
 
 #[test]
 fn agrees_with_the_reference_on_random_inputs() {

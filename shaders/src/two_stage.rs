@@ -1,0 +1,192 @@
+//! Exact top-k for any k (REALM's 5,000-document fine-tuning beam) and for int8 indexes:
+//! stage one writes every score of a query batch against a resident chunk
+//! (`matmul_nt.wgsl` for f32 rows, `scores_int8.wgsl` for int8 rows), stage two selects each
+//! query's k best from them (`select_topk.wgsl`); chunk lists merge on the CPU.
+//! References: `realm_core::retrieval::top_k_reference` (f32) and
+//! `realm_core::quantized::top_k_int8_reference` (int8, bit for bit).
+
+use realm_core::quantized::quantize_query;
+use realm_core::retrieval::{Hit, check_matrix, hit_order};
+
+use crate::context::{GpuContext, GpuError, bind, compile, output, storage};
+use crate::matmul::MatmulKernel;
+use crate::resident::{ChunkData, GpuShard, pack_int8, words};
+
+/// The compiled scoring and selection kernels.
+pub struct TwoStageTopK {
+    matmul: MatmulKernel,
+    int8: wgpu::ComputePipeline,
+    select: wgpu::ComputePipeline,
+}
+
+impl TwoStageTopK {
+    pub async fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+        Ok(Self {
+            matmul: MatmulKernel::new(ctx).await?,
+            int8: compile(ctx, "scores_int8.wgsl", crate::shader("scores_int8.wgsl")).await?,
+            select: compile(ctx, "select_topk.wgsl", crate::shader("select_topk.wgsl")).await?,
+        })
+    }
+
+    #[cfg(not(target_family = "wasm"))]
+    pub fn new_blocking(ctx: &GpuContext) -> Result<Self, GpuError> {
+        pollster::block_on(Self::new(ctx))
+    }
+
+    /// The `min(k, rows)` best rows of `shard` for each `[queries, dim]` query, in the
+    /// project's hit order. Ids are rows of the shard.
+    pub async fn search(
+        &self,
+        ctx: &GpuContext,
+        shard: &GpuShard,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<Hit>>, GpuError> {
+        if k == 0 {
+            return Err(realm_core::Error::ZeroK.into());
+        }
+        let dim = shard.dim;
+        if queries.len() % dim != 0 {
+            return Err(realm_core::Error::DimensionMismatch {
+                query: queries.len(),
+                index: dim,
+            }
+            .into());
+        }
+        let n_queries = check_matrix(queries, dim, "the queries")?;
+        let largest_chunk = shard.chunks.iter().map(|c| c.rows).max().unwrap_or(1);
+        let groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
+        // Queries per batch: every query's scores against the largest chunk fit one binding.
+        let batch = ((ctx.max_binding() / (largest_chunk as u64 * 4)) as usize).clamp(1, groups);
+        let mut results = Vec::with_capacity(n_queries);
+        for batch_queries in queries.chunks(batch * dim) {
+            results.extend(self.search_batch(ctx, shard, batch_queries, k).await?);
+        }
+        Ok(results)
+    }
+
+    async fn search_batch(
+        &self,
+        ctx: &GpuContext,
+        shard: &GpuShard,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<Hit>>, GpuError> {
+        let dim = shard.dim;
+        let nq = queries.len() / dim;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let query_buffers = match shard.element {
+            crate::GpuElement::F32 => {
+                (storage(ctx, "queries", bytemuck::cast_slice(queries)), None)
+            }
+            crate::GpuElement::Int8 => {
+                let mut values = Vec::with_capacity(queries.len());
+                let mut scales = Vec::with_capacity(nq);
+                for q in queries.chunks_exact(dim) {
+                    let (v, s) = quantize_query(q);
+                    values.extend(v);
+                    scales.push(s);
+                }
+                (
+                    storage(
+                        ctx,
+                        "int8 queries",
+                        bytemuck::cast_slice(&pack_int8(&values, dim)),
+                    ),
+                    Some(storage(ctx, "query scales", bytemuck::cast_slice(&scales))),
+                )
+            }
+        };
+        let largest_chunk = shard.chunks.iter().map(|c| c.rows).max().unwrap_or(1);
+        let scores = output(ctx, "scores", (nq * largest_chunk * 4) as u64);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut outs = Vec::with_capacity(shard.chunks.len());
+        for chunk in &shard.chunks {
+            let rows = chunk.rows;
+            match &chunk.data {
+                ChunkData::F32(docs) => self.matmul.record(
+                    ctx,
+                    &mut encoder,
+                    (&query_buffers.0, docs, &scores),
+                    (nq, rows, dim),
+                )?,
+                ChunkData::Int8 { values, scales } => {
+                    let params = [nq as u32, rows as u32, words(dim) as u32];
+                    let params = storage(ctx, "int8 params", bytemuck::cast_slice(&params));
+                    let query_scales = query_buffers.1.as_ref().expect("int8 queries");
+                    let group = bind(
+                        ctx,
+                        &self.int8,
+                        &[
+                            &params,
+                            values,
+                            scales,
+                            &query_buffers.0,
+                            query_scales,
+                            &scores,
+                        ],
+                    );
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    pass.set_pipeline(&self.int8);
+                    pass.set_bind_group(0, &group, &[]);
+                    pass.dispatch_workgroups(rows.div_ceil(64) as u32, nq as u32, 1);
+                }
+            }
+            let k_chunk = k.min(rows);
+            let params = [
+                rows as u32,
+                nq as u32,
+                k_chunk as u32,
+                chunk.first_row as u32,
+            ];
+            let params = storage(ctx, "select params", bytemuck::cast_slice(&params));
+            let bytes = (nq * k_chunk * 4) as u64;
+            let (ids, top) = (output(ctx, "ids", bytes), output(ctx, "top", bytes));
+            let group = bind(ctx, &self.select, &[&params, &scores, &ids, &top]);
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&self.select);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(nq as u32, 1, 1);
+            }
+            outs.push((ids, top, bytes, k_chunk));
+        }
+        let reads: Vec<(&wgpu::Buffer, u64)> = outs
+            .iter()
+            .flat_map(|(ids, top, bytes, _)| [(ids, *bytes), (top, *bytes)])
+            .collect();
+        let data = ctx
+            .submit_and_read(encoder, &reads, "the two-stage top-k", scope)
+            .await?;
+        let mut results = vec![Vec::new(); nq];
+        for (c, (_, _, _, k_chunk)) in outs.iter().enumerate() {
+            let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&data[2 * c]);
+            let top: Vec<f32> = bytemuck::pod_collect_to_vec(&data[2 * c + 1]);
+            for (q, hits) in results.iter_mut().enumerate() {
+                let range = q * k_chunk..(q + 1) * k_chunk;
+                hits.extend(
+                    ids[range.clone()]
+                        .iter()
+                        .zip(&top[range])
+                        .map(|(&id, &score)| Hit { id, score }),
+                );
+            }
+        }
+        for hits in &mut results {
+            hits.sort_by(hit_order);
+            hits.truncate(k);
+        }
+        Ok(results)
+    }
+
+    #[cfg(not(target_family = "wasm"))]
+    pub fn search_blocking(
+        &self,
+        ctx: &GpuContext,
+        shard: &GpuShard,
+        queries: &[f32],
+        k: usize,
+    ) -> Result<Vec<Vec<Hit>>, GpuError> {
+        pollster::block_on(self.search(ctx, shard, queries, k))
+    }
+}
