@@ -7,31 +7,69 @@ use crate::Error;
 use crate::config::BertConfig;
 use crate::weights::{HostTensor, WeightMap};
 
-/// Every tensor of a safetensors file as `f32`, keyed by its name.
-///
-/// Float tensors must be F32; integer and boolean tensors (token ids, masks, buffers such
-/// as `embeddings.position_ids`) are converted when f32 holds them exactly.
+/// The element types checkpoints store, as far as this crate reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawDtype {
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    U8,
+    Bool,
+}
+
+/// One tensor from little-endian bytes: floats widen to f32 exactly; integers and booleans
+/// (token ids, masks, buffers such as `embeddings.position_ids`) convert when f32 holds them
+/// exactly.
+pub fn tensor_from_le_bytes(
+    name: &str,
+    dtype: RawDtype,
+    shape: Vec<usize>,
+    data: &[u8],
+) -> Result<HostTensor, Error> {
+    let values: Vec<f32> = match dtype {
+        RawDtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        RawDtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        RawDtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        RawDtype::I64 => exact_integers(
+            name,
+            data.chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))),
+        )?,
+        RawDtype::I32 => exact_integers(
+            name,
+            data.chunks_exact(4)
+                .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4 bytes")))),
+        )?,
+        RawDtype::U8 | RawDtype::Bool => data.iter().map(|&b| f32::from(b)).collect(),
+    };
+    HostTensor::new(name, shape, values)
+}
+
+/// Every tensor of a safetensors file as `f32`, keyed by its name (F32, F16, BF16, I64, I32,
+/// U8 and BOOL tensors; see [`tensor_from_le_bytes`]).
 pub fn read_safetensors(bytes: &[u8]) -> Result<WeightMap, Error> {
     let file = SafeTensors::deserialize(bytes)?;
     file.iter()
         .map(|(name, view)| {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                Dtype::I64 => exact_integers(
-                    name,
-                    data.chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().unwrap())),
-                )?,
-                Dtype::I32 => exact_integers(
-                    name,
-                    data.chunks_exact(4)
-                        .map(|b| i64::from(i32::from_le_bytes(b.try_into().unwrap()))),
-                )?,
-                Dtype::U8 | Dtype::BOOL => data.iter().map(|&b| f32::from(b)).collect(),
+            let dtype = match view.dtype() {
+                Dtype::F32 => RawDtype::F32,
+                Dtype::F16 => RawDtype::F16,
+                Dtype::BF16 => RawDtype::BF16,
+                Dtype::I64 => RawDtype::I64,
+                Dtype::I32 => RawDtype::I32,
+                Dtype::U8 => RawDtype::U8,
+                Dtype::BOOL => RawDtype::Bool,
                 other => {
                     return Err(Error::UnsupportedDtype {
                         name: name.into(),
@@ -39,12 +77,29 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<WeightMap, Error> {
                     });
                 }
             };
-            Ok((
-                name.to_string(),
-                HostTensor::new(name, view.shape().to_vec(), values)?,
-            ))
+            let tensor = tensor_from_le_bytes(name, dtype, view.shape().to_vec(), view.data())?;
+            Ok((name.to_string(), tensor))
         })
         .collect()
+}
+
+/// A safetensors file holding every tensor of `weights` as F32.
+pub fn write_safetensors(weights: &WeightMap) -> Result<Vec<u8>, Error> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .iter()
+        .map(|(name, t)| {
+            let data = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), t.shape.clone(), data)
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|view| (name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(safetensors::serialize(views, None)?)
 }
 
 fn exact_integers(name: &str, values: impl Iterator<Item = i64>) -> Result<Vec<f32>, Error> {
@@ -113,6 +168,19 @@ mod tests {
     }
 
     #[test]
+    fn half_precision_widens_exactly_and_writing_round_trips() {
+        let halves: Vec<u8> = [0.5f32, -3.25]
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let w = read_safetensors(&file("F16", &[2], &halves)).unwrap();
+        assert_eq!(w["t"].data, vec![0.5, -3.25]);
+        let again = read_safetensors(&write_safetensors(&w).unwrap()).unwrap();
+        assert_eq!(again["t"].data, w["t"].data);
+        assert_eq!(again["t"].shape, vec![2]);
+    }
+
+    #[test]
     fn a_corrupt_or_unsupported_file_is_an_error() {
         let floats: Vec<u8> = [1.5f32, -2.0]
             .iter()
@@ -128,7 +196,7 @@ mod tests {
             Err(Error::Safetensors(_))
         ));
         assert!(matches!(
-            read_safetensors(&file("F16", &[2], &floats[..4])),
+            read_safetensors(&file("F64", &[1], &floats)),
             Err(Error::UnsupportedDtype { .. })
         ));
         let big: Vec<u8> = (1i64 << 40).to_le_bytes().to_vec();

@@ -2,7 +2,7 @@
 //! `realm-shaders` calls and prints their results.
 
 use clap::{Parser, Subcommand};
-use realm_native::{demo, skeleton};
+use realm_native::{convert, demo, skeleton};
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +20,10 @@ enum Command {
     /// Retrieve Wikipedia passages for questions with all-MiniLM-L6-v2: exact search on the
     /// CPU and, where a GPU adapter exists, on the WGSL kernel.
     Demo(demo::DemoArgs),
+    /// Convert a Hugging Face REALM checkpoint directory (pytorch_model.bin or
+    /// model.safetensors, block_records.npy) into realm-rs's safe format, executing no pickle
+    /// code; it must load strictly first.
+    Convert(convert::ConvertArgs),
     /// Walking skeleton: a tiny seeded REALM embedder over ten built-in passages, searched on
     /// the CPU reference and the WGSL kernel (the browser tests compare against its --json).
     Skeleton(skeleton::SkeletonArgs),
@@ -28,6 +32,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Convert(args) => convert::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Skeleton(args) => skeleton::run(&args),
     };

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests in `tests/tests/`.
 
+pub mod legacy_formats;
+
 use std::path::PathBuf;
 
 use realm_core::weights::WeightMap;

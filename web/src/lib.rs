@@ -3,6 +3,9 @@
 //!
 //! The walking skeleton's exports embed the built-in passages with the seeded embedder on
 //! burn's CPU backend, then search them with the CPU reference or the WGSL kernel on WebGPU.
+//! `ShardIndex` reads and searches index shard files (`shard.rs`).
+
+mod shard;
 
 use std::cell::RefCell;
 use std::rc::Rc;

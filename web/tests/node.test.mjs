@@ -3,7 +3,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { initSync, demoSearchCpu, demoSearchWebGpu, questions, passages } from "../pkg/realm.js";
+import {
+  initSync, demoSearchCpu, demoSearchWebGpu, questions, passages, buildShard, ShardIndex,
+} from "../pkg/realm.js";
 import { nativeReport, assertSameAnswers } from "./expected.mjs";
 
 initSync({ module: readFileSync(new URL("../pkg/realm_bg.wasm", import.meta.url)) });
@@ -27,4 +29,38 @@ test("bad arguments are errors, not panics", () => {
 test("WebGPU is absent in Node, and asking for it rejects cleanly", async () => {
   await assert.rejects(demoSearchWebGpu(questions(), K), /navigator\.gpu/);
   assertSameAnswers(demoSearchCpu(questions(), K), nativeReport());
+});
+
+test("a shard built from bytes searches like brute force, and damaged bytes throw", () => {
+  const dim = 8, n = 300;
+  const vectors = new Float32Array(n * dim).map((_, i) => Math.sin(i * 12.9898) * 0.5);
+  const ids = Uint32Array.from({ length: n }, (_, i) => 1000 + i);
+  const bytes = buildShard(vectors, dim, ids, "f32");
+  const index = ShardIndex.fromBytes(bytes);
+  assert.equal(index.length, n);
+  assert.equal(index.elementType, "f32");
+  const query = vectors.slice(17 * dim, 18 * dim);
+  const scores = Array.from({ length: n }, (_, r) =>
+    query.reduce((s, q, j) => s + q * vectors[r * dim + j], 0));
+  const best = scores.map((s, r) => [s, r]).sort((a, b) => b[0] - a[0]).slice(0, 5);
+  const hits = index.search(query, 5);
+  assert.deepEqual(hits.map((h) => h.id), best.map(([, r]) => 1000 + r));
+  for (const [h, [s]] of hits.map((h, i) => [h, best[i]])) assert.ok(Math.abs(h.score - s) < 1e-4);
+
+  const int8 = ShardIndex.fromBytes(buildShard(vectors, dim, ids, "int8"));
+  assert.equal(int8.elementType, "int8");
+  assert.equal(int8.search(query, 1)[0].id, 1017);
+
+  const damaged = bytes.slice();
+  damaged[200] ^= 1;
+  assert.throws(() => ShardIndex.fromBytes(damaged), /checksum/);
+  assert.throws(() => ShardIndex.fromBytes(bytes.slice(0, 100)), /truncated/);
+  assert.throws(() => ShardIndex.fromBytes(new Uint8Array([1, 2, 3])), /REALMIDX/);
+  assert.throws(() => index.search(new Float32Array(3), 5), /8/);
+  assert.throws(() => buildShard(vectors, dim, ids, "f64"), /element type/);
+
+  index.remove(1017);
+  assert.notEqual(index.search(query, 1)[0].id, 1017);
+  index.add(5, query);
+  assert.equal(index.search(query, 1)[0].id, 5);
 });

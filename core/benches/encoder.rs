@@ -1,0 +1,66 @@
+//! The BERT encoder forward on burn's CPU backend (Flex), the REALM reader's and embedder's
+//! cost, for the all-MiniLM-L6-v2 shape (L6 H384) and BERT-base (L12 H768, REALM's), at
+//! sequence 128 and 288 (REALM's block length) and batch 1 and 8. Seeded random weights.
+//!
+//! With PyTorch in the same run and the ratio table (one thread each):
+//!     scripts/bench-encoder.sh
+//! This bench alone:
+//!     RAYON_NUM_THREADS=1 cargo bench --workspace --bench encoder
+
+use std::time::Duration;
+
+use criterion::Criterion;
+use realm_core::bert::BertInput;
+use realm_core::config::BertConfig;
+use realm_core::embedder::RealmEmbedder;
+use realm_core::skeleton::seeded_weights;
+use realm_core::weights::{SplitMix64, WeightLoader};
+
+/// (name, layers, hidden, heads, intermediate)
+pub const SHAPES: &[(&str, usize, usize, usize, usize)] = &[
+    ("minilm_l6_h384", 6, 384, 12, 1536),
+    ("bert_base_l12_h768", 12, 768, 12, 3072),
+];
+pub const SEQS: &[usize] = &[128, 288];
+pub const BATCHES: &[usize] = &[1, 8];
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let device = realm_core::device::cpu_device();
+    for &(name, layers, hidden, heads, intermediate) in SHAPES {
+        let config = BertConfig::new(30522, hidden, layers, heads, intermediate);
+        let mut loader = WeightLoader::new(seeded_weights(&config, 5), &device);
+        let model = RealmEmbedder::load(&config, &mut loader, &device).expect("seeded weights");
+        let mut group = c.benchmark_group(format!("encoder-flex-{name}"));
+        for &seq in SEQS {
+            for &batch in BATCHES {
+                let mut rng = SplitMix64::new(seq as u64 * 31 + batch as u64);
+                let input = BertInput {
+                    input_ids: (0..batch * seq)
+                        .map(|_| (rng.next_u64() % 30522) as u32)
+                        .collect(),
+                    attention_mask: vec![1; batch * seq],
+                    token_type_ids: vec![0; batch * seq],
+                    batch,
+                    seq,
+                };
+                group.bench_function(format!("s{seq}-b{batch}"), |bench| {
+                    bench.iter(|| {
+                        // Reading the output back waits for the forward to finish.
+                        model
+                            .bert
+                            .forward(&input, &device)
+                            .last_hidden_state
+                            .into_data()
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+    c.final_summary();
+}

@@ -1,0 +1,166 @@
+//! Maximum inner-product search on the CPU: exact f32, int8 and HNSW, on the data that
+//! `core/benches/peers/make_data.py` writes (synthetic unit vectors, N = 100k and 1M, and
+//! all-MiniLM-L6-v2 embeddings of the demo corpus), d = 128, k = 8.
+//!
+//! Everything, with faiss and hnswlib in the same run and the ratio table:
+//!     scripts/bench-mips.sh
+//! This bench alone (data already in target/bench-data):
+//!     cargo bench --workspace --bench mips
+//! Timings go to target/criterion; recall and HNSW build rates to target/bench-mips/ours.json.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use realm_core::hnsw::{HnswIndex, HnswMetric, HnswParams, recall_at_k};
+use realm_core::mips::{ExactIndex, MipsIndex};
+use realm_core::quantized::Int8Index;
+use serde_json::{Value, json};
+
+const K: usize = 8;
+const DATASETS: &[&str] = &["minilm_demo", "synthetic_100k", "synthetic_1m"];
+/// HNSW is built and swept only where a build takes seconds (see BENCHMARKS.md).
+const HNSW_DATASETS: &[&str] = &["minilm_demo"];
+const EF_SWEEP: &[usize] = &[8, 16, 32, 64, 128, 256];
+
+struct Data {
+    dim: usize,
+    docs: Vec<f32>,
+    queries: Vec<f32>,
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/bench-mips.sh (it writes the bench data first)",
+            path.display()
+        )
+    });
+    bytemuck::pod_collect_to_vec(&bytes)
+}
+
+fn load(dir: &Path, name: &str) -> Data {
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("{name}.json"))).unwrap_or_else(|e| {
+            panic!("{name}.json: {e}; run scripts/bench-mips.sh (it writes the bench data first)")
+        }),
+    )
+    .expect("bench data metadata");
+    Data {
+        dim: meta["dim"].as_u64().expect("dim") as usize,
+        docs: read_f32(&dir.join(format!("{name}.docs.f32"))),
+        queries: read_f32(&dir.join(format!("{name}.queries.f32"))),
+    }
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::var_os("REALM_BENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/bench-data"));
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    let mut report = serde_json::Map::new();
+
+    for &name in DATASETS {
+        let data = load(&dir, name);
+        let dim = data.dim;
+        let exact = ExactIndex::new(data.docs.clone(), dim).expect("finite data");
+        let truth = exact.search(&data.queries, K).expect("exact search");
+
+        let mut group = c.benchmark_group(format!("exact_f32-{name}"));
+        for (threads, batches) in [(1, &[1usize, 8, 64, 512][..]), (2, &[1, 64][..])] {
+            let mut index = ExactIndex::new(data.docs.clone(), dim).expect("finite data");
+            index.threads = threads;
+            for &b in batches {
+                let queries = &data.queries[..b * dim];
+                group.bench_function(format!("t{threads}-b{b}"), |bench| {
+                    bench.iter(|| index.search(queries, K).expect("search"))
+                });
+            }
+        }
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("int8-{name}"));
+        let mut int8 = Int8Index::from_f32(&data.docs, dim).expect("finite data");
+        let int8_recall = recall_at_k(&truth, &int8.search(&data.queries, K).expect("search"));
+        for (threads, batches) in [(1, &[1usize, 64][..]), (2, &[1, 64][..])] {
+            int8.threads = threads;
+            for &b in batches {
+                let queries = &data.queries[..b * dim];
+                group.bench_function(format!("t{threads}-b{b}"), |bench| {
+                    bench.iter(|| int8.search(queries, K).expect("search"))
+                });
+            }
+        }
+        group.finish();
+
+        let mut entry = json!({ "int8_recall_at_8": int8_recall });
+        if HNSW_DATASETS.contains(&name) {
+            entry["hnsw"] = hnsw_sweep(&mut c, name, &data, &truth);
+        }
+        report.insert(name.to_string(), entry);
+    }
+
+    let out = root.join("target/bench-mips");
+    std::fs::create_dir_all(&out).expect("target/bench-mips");
+    std::fs::write(
+        out.join("ours.json"),
+        serde_json::to_string_pretty(&Value::Object(report)).expect("json"),
+    )
+    .expect("writing ours.json");
+    c.final_summary();
+}
+
+/// Builds one graph per ef_search (instant-distance fixes it at build time), times 64
+/// single-query searches on one thread, and records recall@8 over all queries.
+fn hnsw_sweep(
+    c: &mut Criterion,
+    name: &str,
+    data: &Data,
+    truth: &[Vec<realm_core::retrieval::Hit>],
+) -> Value {
+    let dim = data.dim;
+    let rows = data.docs.len() / dim;
+    let mut points = Vec::new();
+    let mut group = c.benchmark_group(format!("hnsw-{name}"));
+    for metric in [HnswMetric::NegatedDot, HnswMetric::L2Augmented] {
+        for &ef in EF_SWEEP {
+            let params = HnswParams {
+                metric,
+                ef_construction: 100,
+                ef_search: ef,
+                seed: 7,
+            };
+            let started = Instant::now();
+            let index = HnswIndex::build(data.docs.clone(), dim, params).expect("build");
+            let build_s = started.elapsed().as_secs_f64();
+            let hits = index.search(&data.queries, K).expect("search");
+            let recall = recall_at_k(truth, &hits);
+            let tag = match metric {
+                HnswMetric::NegatedDot => "negdot",
+                HnswMetric::L2Augmented => "l2aug",
+            };
+            let queries = &data.queries[..64 * dim];
+            group.bench_function(format!("{tag}-ef{ef}-b64"), |bench| {
+                bench.iter(|| {
+                    for q in queries.chunks_exact(dim) {
+                        index.search(q, K).expect("search");
+                    }
+                })
+            });
+            eprintln!("hnsw {name} {tag} ef={ef}: recall@8 {recall:.4}, build {build_s:.1} s");
+            points.push(json!({
+                "metric": tag, "ef_search": ef, "recall_at_8": recall,
+                "build_seconds": build_s, "build_rows_per_second": rows as f64 / build_s,
+                "build_threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+                "bench_id": format!("hnsw-{name}/{tag}-ef{ef}-b64"),
+            }));
+        }
+    }
+    group.finish();
+    Value::Array(points)
+}

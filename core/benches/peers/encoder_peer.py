@@ -1,0 +1,80 @@
+"""PyTorch's BERT forward (transformers BertModel, random weights, f32, eval, no grad) on one
+thread, for the shapes of core/benches/encoder.rs; then joins our criterion timings into the
+ratio table target/bench-encoder/table.md.
+
+Usage: python encoder_peer.py TARGET_DIR COMMIT   (scripts/bench-encoder.sh runs it)
+"""
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+SHAPES = [("minilm_l6_h384", 6, 384, 12, 1536), ("bert_base_l12_h768", 12, 768, 12, 3072)]
+SEQS = [128, 288]
+BATCHES = [1, 8]
+
+
+def median_time(fn, min_seconds=3.0, min_reps=10):
+    fn()
+    times = []
+    started = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - started < min_seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main():
+    target, commit = sys.argv[1], sys.argv[2]
+    torch.set_num_threads(1)
+    n = 2048
+    x = torch.randn(n, n)
+    peak = 2 * n**3 / median_time(lambda: x @ x, min_seconds=1.0, min_reps=3)
+    rows = [
+        f"Commit {commit}; {time.strftime('%Y-%m-%d')}; one thread each (RAYON_NUM_THREADS=1 for burn's "
+        f"Flex, torch.set_num_threads(1)); PyTorch {torch.__version__}, transformers "
+        f"{transformers.__version__}; this CPU's one-thread sgemm (torch, 2048^3): {peak / 1e9:.1f} GFLOP/s; "
+        f"load average {open('/proc/loadavg').read().split()[0]}.",
+        "",
+        "| shape | seq | batch | ours (Flex) | PyTorch | ours / PyTorch | goal | PyTorch GFLOP/s | fraction of sgemm peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, layers, hidden, heads, inter in SHAPES:
+        config = transformers.BertConfig(
+            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+            intermediate_size=inter, hidden_act="gelu", attn_implementation="eager",
+        )
+        model = transformers.BertModel(config, add_pooling_layer=False).eval()
+        for seq in SEQS:
+            for batch in BATCHES:
+                ids = torch.randint(0, 30522, (batch, seq))
+                mask = torch.ones(batch, seq, dtype=torch.long)
+                with torch.no_grad():
+                    theirs = median_time(lambda: model(input_ids=ids, attention_mask=mask))
+                est = os.path.join(target, "criterion", f"encoder-flex-{name}", f"s{seq}-b{batch}", "new", "estimates.json")
+                with open(est) as f:
+                    ours = json.load(f)["median"]["point_estimate"] / 1e9
+                # Matmul FLOPs: 4 h^2 + 2 h i per token per layer (x2 for multiply-add), plus
+                # attention's 2 seq h per token per layer (x2).
+                flops = 2 * batch * seq * layers * (4 * hidden * hidden + 2 * hidden * inter + 2 * seq * hidden)
+                rows.append(
+                    f"| {name} | {seq} | {batch} | {ours * 1e3:.1f} ms | {theirs * 1e3:.1f} ms | "
+                    f"{ours / theirs:.2f} | <= 1.5 | {flops / theirs / 1e9:.1f} | {flops / theirs / peak:.2f} |"
+                )
+                print(rows[-1], flush=True)
+    os.makedirs(os.path.join(target, "bench-encoder"), exist_ok=True)
+    with open(os.path.join(target, "bench-encoder", "table.md"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Joins our criterion timings (target/criterion), our recall/build numbers (ours.json) and the
+peers' numbers (peer.json) into the ratio table for BENCHMARKS.md, and plots HNSW recall
+against queries per second.
+
+Usage: python report.py TARGET_DIR CONDITIONS_JSON   (scripts/bench-mips.sh runs it)
+"""
+import json
+import math
+import os
+import sys
+
+K = 8
+
+
+def ours_seconds(target, group, bench):
+    path = os.path.join(target, "criterion", group, bench, "new", "estimates.json")
+    with open(path) as f:
+        return json.load(f)["median"]["point_estimate"] / 1e9
+
+
+def fmt_time(s):
+    return f"{s * 1e3:.3f} ms" if s < 10 else f"{s:.1f} s"
+
+
+def qps_at(points, target):
+    """Queries/s at `target` recall, interpolated between the sweep's points in
+    (recall, log qps); None where the sweep never reaches it."""
+    pts = sorted(points)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
+        if r0 <= target <= r1 and r1 > r0:
+            w = (target - r0) / (r1 - r0)
+            return math.exp(math.log(q0) + w * (math.log(q1) - math.log(q0)))
+    for r, q in pts:
+        if r >= target:
+            return q  # the lowest setting already reaches it
+    return None
+
+
+def main():
+    target, conditions_path = sys.argv[1], sys.argv[2]
+    with open(os.path.join(target, "bench-mips", "ours.json")) as f:
+        ours = json.load(f)
+    with open(os.path.join(target, "bench-mips", "peer.json")) as f:
+        peer = json.load(f)
+    with open(conditions_path) as f:
+        cond = json.load(f)
+    fl = peer["floor"]
+    bw, peak = fl["read_bandwidth_bytes_per_s"], fl["sgemm_flops_1t"]
+    lines = [
+        f"Commit {cond['commit']}, {cond['date']}, {cond['cpu']}; load average before/after: "
+        f"{cond['load_before']} / {cond['load_after']}. faiss {peer['versions']['faiss']}, "
+        f"hnswlib {peer['versions']['hnswlib']}. Floor measured in the same run: read bandwidth "
+        f"{bw / 1e9:.1f} GB/s (numpy sum over 1 GiB, one thread), sgemm {peak / 1e9:.1f} GFLOP/s "
+        f"(one thread). d = 128, k = 8; times are medians per call (B queries per call).",
+        "",
+        "| data | N | index | threads | B | ours | peer | peer name | ours / peer time | goal | floor | floor / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, o in ours.items():
+        p = peer[name]
+        n, d = p["n"], p["dim"]
+        for key, peer_s in p["faiss_flat_ip_seconds"].items():
+            threads, b = key.split("-")
+            bq = int(b[1:])
+            s = ours_seconds(target, f"exact_f32-{name}", key)
+            floor = max(n * d * 4 / bw, 2 * n * d * bq / peak)
+            goal = "<= 1.2" if threads == "t1" else ""
+            lines.append(
+                f"| {name} | {n:,} | exact f32 | {threads[1:]} | {bq} | {fmt_time(s)} | {fmt_time(peer_s)} | "
+                f"faiss IndexFlatIP | {s / peer_s:.2f} | {goal} | {fmt_time(floor)} | {floor / s:.2f} |"
+            )
+        for key, peer_s in p["faiss_sq8_seconds"].items():
+            threads, b = key.split("-")
+            bq = int(b[1:])
+            s = ours_seconds(target, f"int8-{name}", key)
+            floor = max(n * d * 1 / bw, 2 * n * d * bq / peak)
+            goal = {("t1", 1): "<= 0.67", ("t1", 64): "<= 0.10"}.get((threads, bq), "")
+            lines.append(
+                f"| {name} | {n:,} | int8 (recall@8 ours {o['int8_recall_at_8']:.3f}, faiss "
+                f"{p['faiss_sq8_recall_at_8']:.3f}) | {threads[1:]} | {bq} | {fmt_time(s)} | {fmt_time(peer_s)} | "
+                f"faiss SQ8 | {s / peer_s:.2f} | {goal} | {fmt_time(floor)} | {floor / s:.2f} |"
+            )
+    hnsw_lines = [
+        "",
+        "| data | recall@8 | ours q/s (metric) | hnswlib q/s | ours / hnswlib | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    plots = []
+    for name, o in ours.items():
+        if "hnsw" not in o:
+            continue
+        h = peer[name]["hnswlib"]
+        theirs = [(pt["recall_at_8"], 64 / pt["seconds_per_64"]) for pt in h["sweep"]]
+        mine = {}
+        for pt in o["hnsw"]:
+            group, bench = pt["bench_id"].split("/")
+            qps = 64 / ours_seconds(target, group, bench)
+            mine.setdefault(pt["metric"], []).append((pt["recall_at_8"], qps, pt))
+        for metric, pts in mine.items():
+            for r, q, pt in sorted(pts):
+                hnsw_lines.append(
+                    f"| {name} sweep | {r:.3f} | {q:,.0f} ({metric}, ef {pt['ef_search']}, build "
+                    f"{pt['build_rows_per_second']:,.0f} rows/s on {pt['build_threads']} threads) | | | |"
+                )
+        for r, q in sorted(theirs):
+            hnsw_lines.append(f"| {name} sweep | {r:.3f} | | {q:,.0f} | | |")
+        best = {m: [(r, q) for r, q, _ in pts] for m, pts in mine.items()}
+        for target_recall in (0.90, 0.95, 0.99):
+            t = qps_at(theirs, target_recall)
+            for metric, pts in best.items():
+                m = qps_at(pts, target_recall)
+                ratio = f"{m / t:.2f}" if (m and t) else "not reached"
+                hnsw_lines.append(
+                    f"| {name} | {target_recall:.2f} | {m and f'{m:,.0f}'} ({metric}) | "
+                    f"{t and f'{t:,.0f}'} | {ratio} | >= 0.67 |"
+                )
+        hnsw_lines.append(
+            f"| {name} build | | | {h['build_rows_per_second']:,.0f} rows/s on {h['build_threads']} threads | | |"
+        )
+        plots.append((name, best, theirs))
+    table = "\n".join(lines + hnsw_lines) + "\n"
+    with open(os.path.join(target, "bench-mips", "table.md"), "w") as f:
+        f.write(table)
+    print(table)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        for name, best, theirs in plots:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for metric, pts in best.items():
+                pts = sorted(pts)
+                ax.plot([r for r, _ in pts], [q for _, q in pts], "o-", label=f"ours ({metric})")
+            theirs = sorted(theirs)
+            ax.plot([r for r, _ in theirs], [q for _, q in theirs], "s--", label="hnswlib")
+            ax.set_xlabel("recall@8 against exact search")
+            ax.set_ylabel("queries per second (one thread)")
+            ax.set_yscale("log")
+            ax.set_title(f"HNSW on {name} (d = 128)")
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(target, "bench-mips", f"hnsw-{name}.png"), dpi=110)
+    except ImportError:
+        print("matplotlib is missing: no plot", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+//! Which REALM checkpoint a weight map holds (Hugging Face's families: `RealmEmbedder`,
+//! `RealmKnowledgeAugEncoder`, `RealmReader`, `RealmForOpenQA`, plain `BertModel`), and a
+//! strict load of every module in it: `realm convert` refuses a checkpoint with any tensor
+//! missing, misshapen, or left over outside the families' named allow-lists.
+
+use burn::tensor::Device;
+
+use crate::Error;
+use crate::checkpoint::strip_prefix;
+use crate::config::{BertConfig, ReaderConfig};
+use crate::embedder::{BERT_BUFFERS, EMBEDDER_UNUSED, RealmEmbedder};
+use crate::encoder::{ENCODER_UNUSED, KnowledgeAugEncoder};
+use crate::reader::{READER_UNUSED, SpanReader};
+use crate::weights::{WeightLoader, WeightMap};
+
+/// The position-id buffer older REALM checkpoints save under `realm.`: a constant, not a weight.
+const REALM_BUFFERS: &[&str] = &["realm.embeddings.position_ids"];
+
+/// A checkpoint family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// `BertModel` names (`embeddings.*`, `encoder.*`): a sentence-transformers model.
+    Bert,
+    /// `realm.*` + `cls.dense`, `cls.LayerNorm`: the retriever's embedder.
+    Embedder,
+    /// `realm.*` + `cls.predictions.*`: the knowledge-augmented encoder with its MLM head.
+    Encoder,
+    /// `realm.*` + `qa_outputs.*`: the span reader.
+    Reader,
+    /// `embedder.*` + `reader.*` + `block_emb`: retrieve-then-read open QA.
+    OpenQa,
+}
+
+/// Names the family by the tensors present.
+pub fn detect_family(weights: &WeightMap) -> Result<Family, Error> {
+    let has = |prefix: &str| weights.keys().any(|k| k.starts_with(prefix));
+    Ok(if has("block_emb") && has("embedder.") && has("reader.") {
+        Family::OpenQa
+    } else if has("realm.") && has("qa_outputs.") {
+        Family::Reader
+    } else if has("realm.") && has("cls.dense.") {
+        Family::Embedder
+    } else if has("realm.") && has("cls.predictions.") {
+        Family::Encoder
+    } else if has("embeddings.word_embeddings.") && has("encoder.layer.") {
+        Family::Bert
+    } else {
+        let mut names: Vec<&str> = weights.keys().map(String::as_str).take(5).collect();
+        if weights.len() > 5 {
+            names.push("...");
+        }
+        return Err(Error::Config(format!(
+            "the checkpoint is no REALM or BERT family this build knows (tensors: {})",
+            names.join(", ")
+        )));
+    })
+}
+
+/// What a strict load found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    pub family: Family,
+    /// Tensors in the checkpoint.
+    pub tensors: usize,
+    /// Rows of `block_emb` (open QA only).
+    pub blocks: Option<usize>,
+}
+
+fn load_strictly<T>(
+    weights: WeightMap,
+    allowed_unused: &[&str],
+    device: &Device,
+    load: impl FnOnce(&mut WeightLoader) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut loader = WeightLoader::new(weights, device);
+    let module = load(&mut loader)?;
+    loader.finish(allowed_unused)?;
+    Ok(module)
+}
+
+fn with(a: &[&'static str], b: &[&'static str]) -> Vec<&'static str> {
+    a.iter().chain(b).copied().collect()
+}
+
+/// Loads every module `weights` holds for `family`, strictly, and drops them: an error names
+/// the first tensor missing, misshapen or unused.
+pub fn check_strict_load(
+    family: Family,
+    config: &BertConfig,
+    reader: &ReaderConfig,
+    weights: &WeightMap,
+    device: &Device,
+) -> Result<LoadReport, Error> {
+    let mut blocks = None;
+    match family {
+        Family::Bert => {
+            load_strictly(weights.clone(), BERT_BUFFERS, device, |w| {
+                RealmEmbedder::load_sentence_transformer(config, w, device)
+            })?;
+        }
+        Family::Embedder => {
+            load_strictly(
+                weights.clone(),
+                &with(EMBEDDER_UNUSED, REALM_BUFFERS),
+                device,
+                |w| RealmEmbedder::load(config, w, device),
+            )?;
+        }
+        Family::Encoder => {
+            load_strictly(
+                weights.clone(),
+                &with(ENCODER_UNUSED, REALM_BUFFERS),
+                device,
+                |w| KnowledgeAugEncoder::load(config, w, device),
+            )?;
+        }
+        Family::Reader => {
+            load_strictly(
+                weights.clone(),
+                &with(READER_UNUSED, REALM_BUFFERS),
+                device,
+                |w| SpanReader::load(config, reader, w, device),
+            )?;
+        }
+        Family::OpenQa => {
+            let stray: Vec<String> = weights
+                .keys()
+                .filter(|k| {
+                    !(k.starts_with("embedder.") || k.starts_with("reader.") || *k == "block_emb")
+                })
+                .cloned()
+                .collect();
+            if !stray.is_empty() {
+                return Err(Error::UnusedWeights { names: stray });
+            }
+            let emb = &weights["block_emb"];
+            if emb.shape.len() != 2 || emb.shape[1] != config.retriever_proj_size {
+                return Err(Error::WeightShape {
+                    name: "block_emb".into(),
+                    expected: vec![
+                        emb.shape.first().copied().unwrap_or(0),
+                        config.retriever_proj_size,
+                    ],
+                    found: emb.shape.clone(),
+                });
+            }
+            blocks = Some(emb.shape[0]);
+            load_strictly(
+                strip_prefix(weights, "embedder."),
+                &with(EMBEDDER_UNUSED, REALM_BUFFERS),
+                device,
+                |w| RealmEmbedder::load(config, w, device),
+            )?;
+            load_strictly(
+                strip_prefix(weights, "reader."),
+                &with(READER_UNUSED, REALM_BUFFERS),
+                device,
+                |w| SpanReader::load(config, reader, w, device),
+            )?;
+        }
+    }
+    Ok(LoadReport {
+        family,
+        tensors: weights.len(),
+        blocks,
+    })
+}
