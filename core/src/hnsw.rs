@@ -201,7 +201,7 @@ pub fn recall_at_k(exact: &[Vec<Hit>], approximate: &[Vec<Hit>]) -> f64 {
 mod tests {
     use super::*;
     use crate::retrieval::top_k_reference;
-    use crate::weights::SplitMix64;
+    use crate::weights::{SplitMix64, fresh_seed};
 
     /// Unit vectors around `clusters` centres, the shape of sentence embeddings.
     pub(crate) fn clustered(
@@ -224,11 +224,7 @@ mod tests {
 
     #[test]
     fn both_metrics_find_the_exact_neighbours_and_report_recall() {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        eprintln!("seed = {seed}");
+        let seed = fresh_seed();
         let mut rng = SplitMix64::new(seed);
         let dim = 32;
         let docs = clustered(&mut rng, 1500, dim, 30);

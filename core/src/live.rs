@@ -162,7 +162,7 @@ mod tests {
     use crate::mips::ExactIndex;
     use crate::quantized::Int8Index;
     use crate::retrieval::top_k_reference;
-    use crate::weights::SplitMix64;
+    use crate::weights::{SplitMix64, fresh_seed};
 
     /// A model of the live corpus: a map from id to vector, searched by the reference.
     fn reference(
@@ -180,11 +180,7 @@ mod tests {
 
     #[test]
     fn random_adds_and_removes_match_a_rebuilt_reference() {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        eprintln!("seed = {seed}");
+        let seed = fresh_seed();
         let mut rng = SplitMix64::new(seed);
         let dim = 16;
         let base = rng.uniform_vec(200 * dim, 1.0);

@@ -345,16 +345,7 @@ impl MipsIndex for ExactIndex {
 mod tests {
     use super::*;
     use crate::retrieval::top_k_reference;
-    use crate::weights::SplitMix64;
-
-    fn fresh_seed() -> u64 {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        eprintln!("seed = {seed}");
-        seed
-    }
+    use crate::weights::{SplitMix64, fresh_seed};
 
     #[test]
     fn the_fast_path_returns_the_references_hits_on_random_inputs() {

@@ -132,6 +132,21 @@ impl<'d> WeightLoader<'d> {
     }
 }
 
+/// A seed for randomised tests: `REALM_SEED` when set (to replay a failure), otherwise the
+/// clock. It is printed, so a failing run names the seed that replays it.
+pub fn fresh_seed() -> u64 {
+    let seed = std::env::var("REALM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    eprintln!("seed = {seed} (replay with REALM_SEED={seed})");
+    seed
+}
+
 /// A small deterministic generator (SplitMix64) for weights that must be bit-identical on
 /// every platform: native, wasm32, any CPU. It uses integer arithmetic only.
 #[derive(Debug, Clone)]
