@@ -3,7 +3,9 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax, tanh};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, tanh};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::Error;
@@ -232,14 +234,22 @@ impl Bert {
         let mut hidden = e.layer_norm.forward(hidden);
         let mut hidden_states = vec![hidden.clone()];
 
-        // Additive mask: 0 where attended, a large negative number on padding.
-        let mask: Vec<f32> = input
-            .attention_mask
-            .iter()
-            .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
-            .collect();
-        let mask = Tensor::<2>::from_data(TensorData::new(mask, [batch, seq]), device)
-            .reshape([batch, 1, 1, seq]); // [batch, 1, 1, seq]
+        // Additive mask: 0 where attended, a large negative number on padding keys, the
+        // same for every query row and head; none at all when nothing is padded.
+        let mask = input.attention_mask.contains(&0).then(|| {
+            let mask: Vec<f32> = input
+                .attention_mask
+                .chunks_exact(seq)
+                .flat_map(|row| {
+                    let row: Vec<f32> = row
+                        .iter()
+                        .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
+                        .collect();
+                    std::iter::repeat_n(row, seq).flatten()
+                })
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(mask, [batch, 1, seq, seq]), device) // [batch, 1, seq, seq]
+        });
 
         for layer in &self.layers {
             hidden = layer.forward(
@@ -265,11 +275,11 @@ impl Bert {
 
 impl BertLayer {
     /// # Shapes
-    /// - `hidden`: `[batch, seq, hidden]`, `mask`: `[batch, 1, 1, seq]` -> `[batch, seq, hidden]`
+    /// - `hidden`: `[batch, seq, hidden]`, `mask`: `[batch, 1, seq, seq]` -> `[batch, seq, hidden]`
     fn forward(
         &self,
         hidden: Tensor<3>,
-        mask: Tensor<4>,
+        mask: Option<Tensor<4>>,
         heads: usize,
         act: HiddenAct,
     ) -> Tensor<3> {
@@ -279,9 +289,15 @@ impl BertLayer {
         let q = split(self.query.forward(hidden.clone()));
         let k = split(self.key.forward(hidden.clone()));
         let v = split(self.value.forward(hidden.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head as f32).sqrt()) + mask; // [batch, heads, seq, seq]
-        let probs = softmax(scores, 3);
-        let context = probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, width]); // [batch, seq, hidden]
+        // softmax(q k^T / sqrt(head) + mask) v, fused by the backend where it can.
+        let options = AttentionModuleOptions {
+            scale: None, // 1 / sqrt(head)
+            softcap: None,
+            is_causal: false,
+        };
+        let context = attention(q, k, v, None, mask, options) // [batch, heads, seq, head]
+            .swap_dims(1, 2)
+            .reshape([batch, seq, width]); // [batch, seq, hidden]
         let attended = self
             .attention_layer_norm
             .forward(self.attention_output.forward(context) + hidden);

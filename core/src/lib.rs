@@ -16,6 +16,8 @@ pub mod error;
 pub mod family;
 pub mod hash_tokenizer;
 pub mod hnsw;
+#[cfg(target_arch = "x86_64")]
+pub mod int8_vnni;
 pub mod live;
 pub mod mips;
 pub mod npy;

@@ -104,6 +104,12 @@ impl TopK {
         }
     }
 
+    /// A score below this cannot enter (negative infinity until k hits are kept).
+    #[inline]
+    pub fn floor(&self) -> f32 {
+        self.floor
+    }
+
     /// The kept hits in [`hit_order`].
     pub fn into_sorted(self) -> Vec<Hit> {
         self.heap

@@ -103,6 +103,9 @@ pub struct Int8Index {
     dim: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
+    /// The same rows in the AVX-512 VNNI layout, where the CPU has it.
+    #[cfg(target_arch = "x86_64")]
+    vnni: Option<crate::int8_vnni::VnniRows>,
     /// Threads a search may use (1: the calling thread only).
     pub threads: usize,
 }
@@ -130,10 +133,30 @@ impl Int8Index {
         }
         Ok(Self {
             dim,
+            #[cfg(target_arch = "x86_64")]
+            vnni: crate::int8_vnni::available()
+                .then(|| crate::int8_vnni::VnniRows::new(&values, dim)),
             values,
             scales,
             threads: 1,
         })
+    }
+
+    /// The same index searched by the portable scan only (for comparisons and benches).
+    pub fn without_vnni(mut self) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.vnni = None;
+        }
+        self
+    }
+
+    /// Whether searches take the AVX-512 VNNI path.
+    pub fn uses_vnni(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.vnni.is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     pub fn values(&self) -> &[i8] {
@@ -237,6 +260,17 @@ impl MipsIndex for Int8Index {
                 (q, scale)
             })
             .collect();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(vnni) = &self.vnni {
+            return Ok(search_threaded(
+                vnni.blocks(),
+                self.threads,
+                quantised.len(),
+                k,
+                // SAFETY: `vnni` exists only where the CPU has AVX-512 VNNI.
+                |first, last| unsafe { vnni.search(&quantised, &self.scales, (first, last), k) },
+            ));
+        }
         Ok(search_threaded(
             self.len(),
             self.threads,
@@ -295,6 +329,9 @@ mod tests {
             let reference =
                 top_k_int8_reference(&qs, index.values(), index.scales(), dim, k).unwrap();
             assert_eq!(fast, reference, "n={n} dim={dim} k={k} threads={threads}");
+            // The portable scan as well, where the VNNI path took the search above.
+            let portable = index.without_vnni().search(&qs, k).unwrap();
+            assert_eq!(portable, reference, "portable n={n} dim={dim} k={k}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! and searched by every kernel without crossing the bus again.
 
 use realm_core::quantized::quantize_rows;
-use realm_core::retrieval::check_matrix;
+use realm_core::retrieval::{Hit, check_matrix, hit_order};
 
 use crate::context::{GpuContext, GpuError, storage};
 
@@ -171,4 +171,53 @@ impl GpuShard {
     pub fn chunks(&self) -> usize {
         self.chunks.len()
     }
+}
+
+impl GpuShard {
+    /// Checks a `[queries, dim]` batch against this shard: k >= 1, the width, finite values.
+    /// Returns the number of queries.
+    pub(crate) fn check_queries(&self, queries: &[f32], k: usize) -> Result<usize, GpuError> {
+        if k == 0 {
+            return Err(realm_core::Error::ZeroK.into());
+        }
+        if queries.len() % self.dim != 0 {
+            return Err(realm_core::Error::DimensionMismatch {
+                query: queries.len(),
+                index: self.dim,
+            }
+            .into());
+        }
+        Ok(check_matrix(queries, self.dim, "the queries")?)
+    }
+}
+
+/// Merges each chunk's per-query lists, read back as `(ids, scores)` buffer pairs of
+/// `n_queries * k_chunk` entries, into one top-k list per query. Ids of `u32::MAX` mark empty
+/// slots.
+pub(crate) fn merge_chunk_lists(
+    data: &[Vec<u8>],
+    k_chunks: &[usize],
+    n_queries: usize,
+    k: usize,
+) -> Vec<Vec<Hit>> {
+    let mut results = vec![Vec::new(); n_queries];
+    for (c, &k_chunk) in k_chunks.iter().enumerate() {
+        let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&data[2 * c]);
+        let scores: Vec<f32> = bytemuck::pod_collect_to_vec(&data[2 * c + 1]);
+        for (q, hits) in results.iter_mut().enumerate() {
+            let range = q * k_chunk..(q + 1) * k_chunk;
+            hits.extend(
+                ids[range.clone()]
+                    .iter()
+                    .zip(&scores[range])
+                    .filter(|(id, _)| **id != u32::MAX)
+                    .map(|(&id, &score)| Hit { id, score }),
+            );
+        }
+    }
+    for hits in &mut results {
+        hits.sort_by(hit_order);
+        hits.truncate(k);
+    }
+    results
 }

@@ -2,16 +2,15 @@
 //! splitting an index larger than one storage binding into chunks and merging their lists.
 //! The CPU reference it must agree with is `realm_core::retrieval::top_k_reference`.
 
-use realm_core::retrieval::{Hit, check_matrix, hit_order};
+use realm_core::retrieval::Hit;
 
 use crate::context::{GpuContext, GpuError, bind, compile, output, storage};
-use crate::resident::{ChunkData, GpuElement, GpuShard};
+use crate::resident::{ChunkData, GpuElement, GpuShard, merge_chunk_lists};
 
 /// The largest k the kernel keeps per query (its private lists hold this many entries).
 pub const MAX_K: usize = 32;
 /// Invocations per workgroup, as in the WGSL source.
 const WORKGROUP: usize = 64;
-const NO_ID: u32 = u32::MAX;
 
 /// The compiled top-k pipeline for one device.
 pub struct TopKKernel {
@@ -72,9 +71,6 @@ impl TopKKernel {
         queries: &[f32],
         k: usize,
     ) -> Result<Vec<Vec<Hit>>, GpuError> {
-        if k == 0 {
-            return Err(realm_core::Error::ZeroK.into());
-        }
         if k > MAX_K {
             return Err(GpuError::KTooLarge { k, max: MAX_K });
         }
@@ -84,14 +80,7 @@ impl TopKKernel {
             ));
         }
         let dim = shard.dim;
-        if queries.len() % dim != 0 {
-            return Err(realm_core::Error::DimensionMismatch {
-                query: queries.len(),
-                index: dim,
-            }
-            .into());
-        }
-        let n_queries = check_matrix(queries, dim, "the queries")?;
+        let n_queries = shard.check_queries(queries, k)?;
         let max_groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
         if n_queries > max_groups {
             return Err(GpuError::TooManyQueries {
@@ -147,26 +136,8 @@ impl TopKKernel {
             .submit_and_read(encoder, &reads, "topk_inner_product.wgsl", scope)
             .await?;
 
-        let mut results = vec![Vec::new(); n_queries];
-        for (c, (_, _, _, k_chunk)) in outs.iter().enumerate() {
-            let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&data[2 * c]);
-            let scores: Vec<f32> = bytemuck::pod_collect_to_vec(&data[2 * c + 1]);
-            for (q, hits) in results.iter_mut().enumerate() {
-                for i in q * k_chunk..(q + 1) * k_chunk {
-                    if ids[i] != NO_ID {
-                        hits.push(Hit {
-                            id: ids[i],
-                            score: scores[i],
-                        });
-                    }
-                }
-            }
-        }
-        for hits in &mut results {
-            hits.sort_by(hit_order);
-            hits.truncate(k);
-        }
-        Ok(results)
+        let k_chunks: Vec<usize> = outs.iter().map(|o| o.3).collect();
+        Ok(merge_chunk_lists(&data, &k_chunks, n_queries, k))
     }
 
     /// [`TopKKernel::search_resident`], blocking the calling thread.

@@ -6,11 +6,11 @@
 //! `realm_core::quantized::top_k_int8_reference` (int8, bit for bit).
 
 use realm_core::quantized::quantize_query;
-use realm_core::retrieval::{Hit, check_matrix, hit_order};
+use realm_core::retrieval::Hit;
 
 use crate::context::{GpuContext, GpuError, bind, compile, output, storage};
 use crate::matmul::MatmulKernel;
-use crate::resident::{ChunkData, GpuShard, pack_int8, words};
+use crate::resident::{ChunkData, GpuShard, merge_chunk_lists, pack_int8, words};
 
 /// The compiled scoring and selection kernels.
 pub struct TwoStageTopK {
@@ -42,18 +42,8 @@ impl TwoStageTopK {
         queries: &[f32],
         k: usize,
     ) -> Result<Vec<Vec<Hit>>, GpuError> {
-        if k == 0 {
-            return Err(realm_core::Error::ZeroK.into());
-        }
         let dim = shard.dim;
-        if queries.len() % dim != 0 {
-            return Err(realm_core::Error::DimensionMismatch {
-                query: queries.len(),
-                index: dim,
-            }
-            .into());
-        }
-        let n_queries = check_matrix(queries, dim, "the queries")?;
+        let n_queries = shard.check_queries(queries, k)?;
         let largest_chunk = shard.chunks.iter().map(|c| c.rows).max().unwrap_or(1);
         let groups = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
         // Queries per batch: every query's scores against the largest chunk fit one binding.
@@ -158,25 +148,8 @@ impl TwoStageTopK {
         let data = ctx
             .submit_and_read(encoder, &reads, "the two-stage top-k", scope)
             .await?;
-        let mut results = vec![Vec::new(); nq];
-        for (c, (_, _, _, k_chunk)) in outs.iter().enumerate() {
-            let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&data[2 * c]);
-            let top: Vec<f32> = bytemuck::pod_collect_to_vec(&data[2 * c + 1]);
-            for (q, hits) in results.iter_mut().enumerate() {
-                let range = q * k_chunk..(q + 1) * k_chunk;
-                hits.extend(
-                    ids[range.clone()]
-                        .iter()
-                        .zip(&top[range])
-                        .map(|(&id, &score)| Hit { id, score }),
-                );
-            }
-        }
-        for hits in &mut results {
-            hits.sort_by(hit_order);
-            hits.truncate(k);
-        }
-        Ok(results)
+        let k_chunks: Vec<usize> = outs.iter().map(|o| o.3).collect();
+        Ok(merge_chunk_lists(&data, &k_chunks, nq, k))
     }
 
     #[cfg(not(target_family = "wasm"))]

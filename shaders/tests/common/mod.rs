@@ -19,20 +19,7 @@ pub fn context() -> Option<GpuContext> {
     }
 }
 
-/// A seed that differs per run and is printed, so a failure can be replayed with REALM_SEED.
-pub fn fresh_seed() -> u64 {
-    let seed = std::env::var("REALM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed = {seed} (replay with REALM_SEED={seed})");
-    seed
-}
+pub use realm_core::weights::fresh_seed;
 
 /// Scores must agree within `tol`; ids must agree wherever the reference's scores are
 /// separated from their neighbours by more than `tol` (closer ones may swap under FMA).
