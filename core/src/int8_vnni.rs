@@ -84,7 +84,6 @@ impl VnniRows {
                     .collect()
             })
             .collect();
-        let mut dots = [0i32; LANES];
         let mut scores = [0f32; LANES];
         for start in (0..queries.len()).step_by(QUERY_GROUP) {
             let end = (start + QUERY_GROUP).min(queries.len());
@@ -104,22 +103,37 @@ impl VnniRows {
                 }
                 let first_row = b * LANES;
                 let lanes = LANES.min(self.rows - first_row);
-                let sums = &self.row_sums[first_row..first_row + lanes];
-                let row_scales = &scales[first_row..first_row + lanes];
+                let live: __mmask16 = if lanes == LANES {
+                    !0
+                } else {
+                    (1u16 << lanes) - 1
+                };
+                // SAFETY: masked loads read only the `lanes` rows that exist.
+                let (sums, row_scales) = unsafe {
+                    (
+                        _mm512_maskz_loadu_epi32(live, self.row_sums.as_ptr().add(first_row)),
+                        _mm512_maskz_loadu_ps(live, scales.as_ptr().add(first_row)),
+                    )
+                };
+                let correction = _mm512_slli_epi32::<7>(sums); // 128 * sum(d)
                 for ((a, (_, query_scale)), top) in
                     acc.iter().zip(query_group).zip(group_tops.iter_mut())
                 {
-                    // SAFETY: dots holds 16 i32s.
-                    unsafe { _mm512_storeu_si512(dots.as_mut_ptr() as *mut _, *a) };
-                    for l in 0..lanes {
-                        let dot = dots[l] - 128 * sums[l];
-                        scores[l] = dot as f32 * (query_scale * row_scales[l]);
+                    // The reference's expression lane by lane: f32(dot) * (s_q * s_z).
+                    let dot = _mm512_sub_epi32(*a, correction);
+                    let scale = _mm512_mul_ps(_mm512_set1_ps(*query_scale), row_scales);
+                    let score = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), scale);
+                    let mut hits =
+                        live & _mm512_cmp_ps_mask::<_CMP_GE_OQ>(score, _mm512_set1_ps(top.floor()));
+                    if hits == 0 {
+                        continue;
                     }
-                    let floor = top.floor();
-                    for l in 0..lanes {
-                        if scores[l] >= floor {
-                            top.offer((first_row + l) as u32, scores[l]);
-                        }
+                    // SAFETY: scores holds 16 f32s.
+                    unsafe { _mm512_storeu_ps(scores.as_mut_ptr(), score) };
+                    while hits != 0 {
+                        let l = hits.trailing_zeros() as usize;
+                        top.offer((first_row + l) as u32, scores[l]);
+                        hits &= hits - 1;
                     }
                 }
             }
