@@ -39,7 +39,8 @@ pub struct DemoArgs {
     /// Passages embedded per forward pass.
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// How many passages to retrieve per question (at most 32 on the GPU kernel).
+    /// How many passages to retrieve per question (on the GPU, k > 32 runs the two-stage
+    /// kernel: scores, then a radix-select top-k).
     #[arg(short, long, default_value_t = 3)]
     k: usize,
     /// A question to ask (repeat for several); built-in questions when absent.
