@@ -48,12 +48,8 @@ impl<'d> WeightLoader<'d> {
         Self { weights, device }
     }
 
-    /// Removes `name`, checks its shape and uploads it to the device.
-    pub fn take<const D: usize>(
-        &mut self,
-        name: &str,
-        shape: [usize; D],
-    ) -> Result<Tensor<D>, Error> {
+    /// Removes `name` and checks its shape.
+    fn take_host(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor, Error> {
         let host = self
             .weights
             .remove(name)
@@ -65,6 +61,16 @@ impl<'d> WeightLoader<'d> {
                 found: host.shape,
             });
         }
+        Ok(host)
+    }
+
+    /// Removes `name`, checks its shape and uploads it to the device.
+    pub fn take<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, Error> {
+        let host = self.take_host(name, &shape)?;
         Ok(Tensor::from_data(
             TensorData::new(host.data, shape),
             self.device,
@@ -78,9 +84,19 @@ impl<'d> WeightLoader<'d> {
         d_in: usize,
         d_out: usize,
     ) -> Result<Param<Tensor<2>>, Error> {
-        Ok(Param::from_tensor(
-            self.take(name, [d_out, d_in])?.transpose(),
-        ))
+        // Transposed on the host, so the device holds a contiguous `[in, out]` matrix: a
+        // transposed view would be copied again by every matrix product that reads it.
+        let host = self.take_host(name, &[d_out, d_in])?;
+        let mut data = vec![0.0f32; d_in * d_out];
+        for (o, row) in host.data.chunks_exact(d_in).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                data[i * d_out + o] = v;
+            }
+        }
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(data, [d_in, d_out]),
+            self.device,
+        )))
     }
 
     /// Takes a tensor as a trainable parameter.
