@@ -169,19 +169,25 @@ where
     merge_parts(parts, n_queries, k)
 }
 
-/// Eight independent accumulators: the compiler turns this into SIMD lanes.
+/// `L` independent accumulators: the compiler turns them into one SIMD register's lanes.
 #[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+fn dot_lanes<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..L {
             acc[i] += x[i] * y[i];
         }
     }
     let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
+}
+
+/// Eight lanes: AVX2's width, and what the portable build vectorises to.
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes::<8>(a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -206,7 +212,7 @@ const TILE: usize = 1024;
 
 /// One query at a time: each row's dot product goes straight into the query's heap.
 #[inline(always)]
-fn scan_rows_generic(
+fn scan_rows_generic<const L: usize>(
     queries: &[f32],
     block: &[f32],
     first: usize,
@@ -217,7 +223,7 @@ fn scan_rows_generic(
     for (t, tile) in block.chunks(TILE * dim).enumerate() {
         for (query, top) in queries.chunks_exact(dim).zip(&mut tops) {
             for (r, row) in tile.chunks_exact(dim).enumerate() {
-                top.offer((first + t * TILE + r) as u32, dot8(query, row));
+                top.offer((first + t * TILE + r) as u32, dot_lanes::<L>(query, row));
             }
         }
     }
@@ -227,18 +233,29 @@ fn scan_rows_generic(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn scan_rows_avx2(q: &[f32], block: &[f32], first: usize, dim: usize, k: usize) -> Vec<Vec<Hit>> {
-    scan_rows_generic(q, block, first, dim, k)
+    scan_rows_generic::<8>(q, block, first, dim, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn scan_rows_avx512(q: &[f32], block: &[f32], first: usize, dim: usize, k: usize) -> Vec<Vec<Hit>> {
+    scan_rows_generic::<16>(q, block, first, dim, k)
 }
 
 /// The best `k` of rows `first..first + block.len() / dim` for every query, one at a time
 /// (wide SIMD where the CPU has it).
 fn scan_rows(queries: &[f32], block: &[f32], first: usize, dim: usize, k: usize) -> Vec<Vec<Hit>> {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports the feature the function was compiled for.
+        return unsafe { scan_rows_avx512(queries, block, first, dim, k) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function was compiled for.
         return unsafe { scan_rows_avx2(queries, block, first, dim, k) };
     }
-    scan_rows_generic(queries, block, first, dim, k)
+    scan_rows_generic::<8>(queries, block, first, dim, k)
 }
 
 /// Batches of queries: a tile of rows is scored for every query at once by a matrix
