@@ -143,11 +143,10 @@ impl Int8Index {
     }
 
     /// The same index searched by the portable scan only (for comparisons and benches).
-    pub fn without_vnni(mut self) -> Self {
+    pub fn without_vnni(self) -> Self {
         #[cfg(target_arch = "x86_64")]
-        {
-            self.vnni = None;
-        }
+        return Self { vnni: None, ..self };
+        #[cfg(not(target_arch = "x86_64"))]
         self
     }
 
