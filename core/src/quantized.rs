@@ -97,6 +97,24 @@ pub fn top_k_int8_reference(
         .collect())
 }
 
+/// Checks that `values_len` int8 values are whole rows of `dim`, one scale each, and that
+/// every scale is finite and non-negative.
+pub fn check_int8_rows(values_len: usize, scales: &[f32], dim: usize) -> Result<(), Error> {
+    if dim == 0 || values_len != scales.len() * dim {
+        return Err(Error::EmbeddingLength {
+            len: values_len,
+            dim,
+        });
+    }
+    if let Some(position) = scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
+        return Err(Error::NonFinite {
+            what: "the int8 scales",
+            position,
+        });
+    }
+    Ok(())
+}
+
 /// An exact-over-int8 index: the values and scales of a quantised shard, searched with
 /// widened integer dot products over tiles of rows, on one thread or many.
 pub struct Int8Index {
@@ -119,18 +137,7 @@ impl Int8Index {
 
     /// Wraps already quantised rows (one finite, non-negative scale per row).
     pub fn new(values: Vec<i8>, scales: Vec<f32>, dim: usize) -> Result<Self, Error> {
-        if dim == 0 || values.len() != scales.len() * dim {
-            return Err(Error::EmbeddingLength {
-                len: values.len(),
-                dim,
-            });
-        }
-        if let Some(position) = scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
-            return Err(Error::NonFinite {
-                what: "the int8 scales",
-                position,
-            });
-        }
+        check_int8_rows(values.len(), &scales, dim)?;
         Ok(Self {
             dim,
             #[cfg(target_arch = "x86_64")]

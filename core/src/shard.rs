@@ -24,7 +24,7 @@ use half::f16;
 
 use crate::Error;
 use crate::mips::{ExactIndex, MipsIndex};
-use crate::quantized::{Int8Index, quantize_rows};
+use crate::quantized::{Int8Index, check_int8_rows, quantize_rows};
 use crate::retrieval::check_matrix;
 
 pub const MAGIC: [u8; 8] = *b"REALMIDX";
@@ -261,8 +261,7 @@ impl Shard {
                     .iter()
                     .map(|&b| b as i8)
                     .collect();
-                // Checks the scales.
-                Int8Index::new(values.clone(), scales.clone(), dim)?;
+                check_int8_rows(values.len(), &scales, dim)?;
                 Vectors::Int8 { values, scales }
             }
         };

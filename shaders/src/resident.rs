@@ -1,10 +1,10 @@
 //! An index held in GPU buffers: uploaded once, in chunks that each fit one storage binding,
 //! and searched by every kernel without crossing the bus again.
 
-use realm_core::quantized::quantize_rows;
+use realm_core::quantized::{check_int8_rows, quantize_rows};
 use realm_core::retrieval::{Hit, check_matrix, hit_order};
 
-use crate::context::{GpuContext, GpuError, storage};
+use crate::context::{GpuContext, GpuError, output, storage};
 
 /// How a resident chunk stores its rows.
 pub(crate) enum ChunkData {
@@ -106,17 +106,10 @@ impl GpuShard {
         chunk_rows: Option<usize>,
     ) -> Result<Self, GpuError> {
         let rows = scales.len();
-        if dim == 0 || values.len() != rows * dim {
-            return Err(realm_core::Error::EmbeddingLength {
-                len: values.len(),
-                dim,
-            }
-            .into());
-        }
+        check_int8_rows(values.len(), scales, dim)?;
         if rows == 0 {
             return Err(realm_core::Error::EmptyCorpus.into());
         }
-        check_matrix(scales, 1, "the int8 scales")?;
         let w = words(dim);
         let per_chunk = Self::rows_per_chunk(ctx, (w * 4) as u64, chunk_rows)?;
         let packed = pack_int8(values, dim);
@@ -191,21 +184,47 @@ impl GpuShard {
     }
 }
 
-/// Merges each chunk's per-query lists, read back as `(ids, scores)` buffer pairs of
-/// `n_queries * k_chunk` entries, into one top-k list per query. Ids of `u32::MAX` mark empty
-/// slots.
-pub(crate) fn merge_chunk_lists(
-    data: &[Vec<u8>],
-    k_chunks: &[usize],
-    n_queries: usize,
-    k: usize,
-) -> Vec<Vec<Hit>> {
+/// One chunk's per-query top-k lists on the device: `n_queries * k_chunk` ids and scores.
+pub(crate) struct ChunkLists {
+    pub ids: wgpu::Buffer,
+    pub scores: wgpu::Buffer,
+    bytes: u64,
+    k_chunk: usize,
+}
+
+impl ChunkLists {
+    pub fn new(ctx: &GpuContext, n_queries: usize, k_chunk: usize) -> Self {
+        let bytes = (n_queries * k_chunk * 4) as u64;
+        Self {
+            ids: output(ctx, "top-k ids", bytes),
+            scores: output(ctx, "top-k scores", bytes),
+            bytes,
+            k_chunk,
+        }
+    }
+}
+
+/// Submits `encoder`, reads every chunk's lists back and merges them into one top-k list per
+/// query, in the project's hit order. Ids of `u32::MAX` mark empty slots.
+pub(crate) async fn read_merged(
+    ctx: &GpuContext,
+    encoder: wgpu::CommandEncoder,
+    lists: &[ChunkLists],
+    (n_queries, k): (usize, usize),
+    what: &str,
+    scope: wgpu::ErrorScopeGuard,
+) -> Result<Vec<Vec<Hit>>, GpuError> {
+    let reads: Vec<(&wgpu::Buffer, u64)> = lists
+        .iter()
+        .flat_map(|l| [(&l.ids, l.bytes), (&l.scores, l.bytes)])
+        .collect();
+    let data = ctx.submit_and_read(encoder, &reads, what, scope).await?;
     let mut results = vec![Vec::new(); n_queries];
-    for (c, &k_chunk) in k_chunks.iter().enumerate() {
+    for (c, list) in lists.iter().enumerate() {
         let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&data[2 * c]);
         let scores: Vec<f32> = bytemuck::pod_collect_to_vec(&data[2 * c + 1]);
         for (q, hits) in results.iter_mut().enumerate() {
-            let range = q * k_chunk..(q + 1) * k_chunk;
+            let range = q * list.k_chunk..(q + 1) * list.k_chunk;
             hits.extend(
                 ids[range.clone()]
                     .iter()
@@ -219,5 +238,5 @@ pub(crate) fn merge_chunk_lists(
         hits.sort_by(hit_order);
         hits.truncate(k);
     }
-    results
+    Ok(results)
 }
