@@ -163,6 +163,22 @@ pub(crate) fn bind(
     })
 }
 
+/// Records one dispatch of `pipeline` over `groups` (x, y) workgroups, with `buffers` bound at
+/// 0, 1, 2...
+pub(crate) fn dispatch(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[&wgpu::Buffer],
+    (x, y): (u32, u32),
+) {
+    let group = bind(ctx, pipeline, buffers);
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, &group, &[]);
+    pass.dispatch_workgroups(x, y, 1);
+}
+
 impl GpuContext {
     /// The largest storage binding this device accepts, in bytes.
     pub fn max_binding(&self) -> u64 {

@@ -1,7 +1,7 @@
 //! Launches `matmul_nt.wgsl`: C = A . B^T on the GPU, the relevance scores of a query batch
 //! against index rows. The CPU reference is `realm_core::retrieval::scores_reference`.
 
-use crate::context::{GpuContext, GpuError, bind, compile, output, storage};
+use crate::context::{GpuContext, GpuError, compile, dispatch, output, storage};
 
 /// Tile edge of the WGSL kernel.
 const TILE: usize = 16;
@@ -39,11 +39,13 @@ impl MatmulKernel {
             "matmul params",
             bytemuck::cast_slice(&[m as u32, n as u32, kd as u32]),
         );
-        let bind_group = bind(ctx, &self.pipeline, &[&params, a, b, c]);
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+        dispatch(
+            ctx,
+            encoder,
+            &self.pipeline,
+            &[&params, a, b, c],
+            (gx as u32, gy as u32),
+        );
         Ok(())
     }
 

@@ -4,8 +4,8 @@
 
 use realm_core::retrieval::Hit;
 
-use crate::context::{GpuContext, GpuError, bind, compile, output, storage};
-use crate::resident::{ChunkData, GpuElement, GpuShard, merge_chunk_lists};
+use crate::context::{GpuContext, GpuError, compile, dispatch, storage};
+use crate::resident::{ChunkData, ChunkLists, GpuElement, GpuShard, read_merged};
 
 /// The largest k the kernel keeps per query (its private lists hold this many entries).
 pub const MAX_K: usize = 32;
@@ -110,34 +110,18 @@ impl TopKKernel {
                 chunk.first_row as u32,
             ];
             let params = storage(ctx, "params", bytemuck::cast_slice(&params));
-            let bytes = (n_queries * k_chunk * 4) as u64;
-            let (out_ids, out_scores) = (
-                output(ctx, "out_ids", bytes),
-                output(ctx, "out_scores", bytes),
-            );
-            let bind_group = bind(
+            let lists = ChunkLists::new(ctx, n_queries, k_chunk);
+            dispatch(
                 ctx,
+                &mut encoder,
                 &self.pipeline,
-                &[&params, docs, &queries_buffer, &out_ids, &out_scores],
+                &[&params, docs, &queries_buffer, &lists.ids, &lists.scores],
+                (n_queries as u32, 1),
             );
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&self.pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(n_queries as u32, 1, 1);
-            }
-            outs.push((out_ids, out_scores, bytes, k_chunk));
+            outs.push(lists);
         }
-        let reads: Vec<(&wgpu::Buffer, u64)> = outs
-            .iter()
-            .flat_map(|(ids, scores, bytes, _)| [(ids, *bytes), (scores, *bytes)])
-            .collect();
-        let data = ctx
-            .submit_and_read(encoder, &reads, "topk_inner_product.wgsl", scope)
-            .await?;
-
-        let k_chunks: Vec<usize> = outs.iter().map(|o| o.3).collect();
-        Ok(merge_chunk_lists(&data, &k_chunks, n_queries, k))
+        let what = "topk_inner_product.wgsl";
+        read_merged(ctx, encoder, &outs, (n_queries, k), what, scope).await
     }
 
     /// [`TopKKernel::search_resident`], blocking the calling thread.

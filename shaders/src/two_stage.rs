@@ -8,9 +8,9 @@
 use realm_core::quantized::quantize_query;
 use realm_core::retrieval::Hit;
 
-use crate::context::{GpuContext, GpuError, bind, compile, output, storage};
+use crate::context::{GpuContext, GpuError, compile, dispatch, output, storage};
 use crate::matmul::MatmulKernel;
-use crate::resident::{ChunkData, GpuShard, merge_chunk_lists, pack_int8, words};
+use crate::resident::{ChunkData, ChunkLists, GpuShard, pack_int8, read_merged, words};
 
 /// The compiled scoring and selection kernels.
 pub struct TwoStageTopK {
@@ -104,8 +104,9 @@ impl TwoStageTopK {
                     let params = [nq as u32, rows as u32, words(dim) as u32];
                     let params = storage(ctx, "int8 params", bytemuck::cast_slice(&params));
                     let query_scales = query_buffers.1.as_ref().expect("int8 queries");
-                    let group = bind(
+                    dispatch(
                         ctx,
+                        &mut encoder,
                         &self.int8,
                         &[
                             &params,
@@ -115,11 +116,8 @@ impl TwoStageTopK {
                             query_scales,
                             &scores,
                         ],
+                        (rows.div_ceil(64) as u32, nq as u32),
                     );
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    pass.set_pipeline(&self.int8);
-                    pass.set_bind_group(0, &group, &[]);
-                    pass.dispatch_workgroups(rows.div_ceil(64) as u32, nq as u32, 1);
                 }
             }
             let k_chunk = k.min(rows);
@@ -130,26 +128,17 @@ impl TwoStageTopK {
                 chunk.first_row as u32,
             ];
             let params = storage(ctx, "select params", bytemuck::cast_slice(&params));
-            let bytes = (nq * k_chunk * 4) as u64;
-            let (ids, top) = (output(ctx, "ids", bytes), output(ctx, "top", bytes));
-            let group = bind(ctx, &self.select, &[&params, &scores, &ids, &top]);
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&self.select);
-                pass.set_bind_group(0, &group, &[]);
-                pass.dispatch_workgroups(nq as u32, 1, 1);
-            }
-            outs.push((ids, top, bytes, k_chunk));
+            let lists = ChunkLists::new(ctx, nq, k_chunk);
+            dispatch(
+                ctx,
+                &mut encoder,
+                &self.select,
+                &[&params, &scores, &lists.ids, &lists.scores],
+                (nq as u32, 1),
+            );
+            outs.push(lists);
         }
-        let reads: Vec<(&wgpu::Buffer, u64)> = outs
-            .iter()
-            .flat_map(|(ids, top, bytes, _)| [(ids, *bytes), (top, *bytes)])
-            .collect();
-        let data = ctx
-            .submit_and_read(encoder, &reads, "the two-stage top-k", scope)
-            .await?;
-        let k_chunks: Vec<usize> = outs.iter().map(|o| o.3).collect();
-        Ok(merge_chunk_lists(&data, &k_chunks, nq, k))
+        read_merged(ctx, encoder, &outs, (nq, k), "the two-stage top-k", scope).await
     }
 
     #[cfg(not(target_family = "wasm"))]
