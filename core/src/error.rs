@@ -50,6 +50,14 @@ pub enum Error {
     Backend(String),
     #[error("k must be at least 1")]
     ZeroK,
+    #[error("{what} hold {found} vectors but the index holds {expected}")]
+    RowCount {
+        what: &'static str,
+        found: usize,
+        expected: usize,
+    },
+    #[error("the re-scoring factor must be at least 1")]
+    ZeroFactor,
     #[error("{what} contains a non-finite value (NaN or infinity) at position {position}")]
     NonFinite { what: &'static str, position: usize },
     #[error("not a REALM index shard: {0}")]

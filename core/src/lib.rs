@@ -24,6 +24,7 @@ pub mod npy;
 pub mod openqa;
 pub mod quantized;
 pub mod reader;
+pub mod rerank;
 pub mod retrieval;
 pub mod shard;
 pub mod skeleton;

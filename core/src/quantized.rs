@@ -326,6 +326,8 @@ mod tests {
             (257, 13, 2, 300, 2),
             (5, 3, 1, 1, 4),
             (4200, 33, 9, 50, 1),
+            // Several L2 tiles, every query-group width (8 + 8 + 2 + 1).
+            (9000, 128, 19, 8, 2),
         ] {
             let docs = rng.uniform_vec(n * dim, 1.0);
             let qs = rng.uniform_vec(queries * dim, 1.0);
