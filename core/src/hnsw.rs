@@ -11,7 +11,7 @@
 use instant_distance::{Builder, HnswMap, Point, Search};
 
 use crate::Error;
-use crate::mips::{MipsIndex, check_search, dot_fast};
+use crate::mips::{MipsIndex, check_search, dot_fast, lane_sums};
 use crate::retrieval::{Hit, check_matrix, hit_order};
 
 /// How inner products become instant-distance's distances.
@@ -56,14 +56,7 @@ impl Point for NegatedDot {
 #[inline(always)]
 fn dot_tree(a: &[f32], b: &[f32]) -> f32 {
     const L: usize = 32;
-    let mut acc = [0.0f32; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..L {
-            acc[i] += x[i] * y[i];
-        }
-    }
+    let (mut acc, tail) = lane_sums::<L>(a, b);
     let mut width = L / 2;
     while width > 0 {
         for i in 0..width {
@@ -71,7 +64,7 @@ fn dot_tree(a: &[f32], b: &[f32]) -> f32 {
         }
         width /= 2;
     }
-    acc[0] + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+    acc[0] + tail
 }
 
 /// [`dot_tree`] written out in AVX2 FMA instructions (the compiler's own vectorisation of it

@@ -169,9 +169,9 @@ where
     merge_parts(parts, n_queries, k)
 }
 
-/// `L` independent accumulators: the compiler turns them into one SIMD register's lanes.
+/// `L` independent accumulators over the whole chunks of `L`, and the tail's plain sum.
 #[inline(always)]
-fn dot_lanes<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn lane_sums<const L: usize>(a: &[f32], b: &[f32]) -> ([f32; L], f32) {
     let mut acc = [0.0f32; L];
     let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -180,7 +180,13 @@ fn dot_lanes<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
             acc[i] += x[i] * y[i];
         }
     }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc, ra.iter().zip(rb).map(|(x, y)| x * y).sum())
+}
+
+/// `L` independent accumulators: the compiler turns them into one SIMD register's lanes.
+#[inline(always)]
+fn dot_lanes<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
+    let (acc, tail) = lane_sums::<L>(a, b);
     acc.iter().sum::<f32>() + tail
 }
 
