@@ -3,13 +3,14 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, gelu_approximate, relu, tanh};
+use burn::tensor::activation::{gelu_approximate, relu, tanh};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::Error;
 use crate::config::{BertConfig, HiddenAct};
+use crate::fast_math::{self, softmax_last};
 use crate::weights::WeightLoader;
 
 /// Token ids and masks for a padded batch, as plain host vectors.
@@ -295,9 +296,20 @@ impl BertLayer {
             softcap: None,
             is_causal: false,
         };
-        let context = attention(q, k, v, None, mask, options) // [batch, heads, seq, head]
-            .swap_dims(1, 2)
-            .reshape([batch, seq, width]); // [batch, seq, hidden]
+        let context = if fast_math::is_flex(&q.device()) {
+            // On the CPU: two batched products around the vectorised softmax (Flex's fused
+            // kernel calls libm's exp per score).
+            let scale = 1.0 / (head as f64).sqrt();
+            let scores = q.matmul(k.swap_dims(2, 3)) * scale; // [batch, heads, seq, seq]
+            let scores = match mask {
+                Some(mask) => scores + mask,
+                None => scores,
+            };
+            softmax_last(scores).matmul(v)
+        } else {
+            attention(q, k, v, None, mask, options)
+        }; // [batch, heads, seq, head]
+        let context = context.swap_dims(1, 2).reshape([batch, seq, width]); // [batch, seq, hidden]
         let attended = self
             .attention_layer_norm
             .forward(self.attention_output.forward(context) + hidden);
@@ -318,7 +330,7 @@ fn int_tensor(values: &[u32], batch: usize, seq: usize, device: &Device) -> Tens
 /// The feed-forward activation a config names.
 pub(crate) fn activation<const D: usize>(x: Tensor<D>, act: HiddenAct) -> Tensor<D> {
     match act {
-        HiddenAct::Gelu => gelu(x),
+        HiddenAct::Gelu => fast_math::gelu(x),
         HiddenAct::GeluNew => gelu_approximate(x),
         HiddenAct::Relu => relu(x),
     }

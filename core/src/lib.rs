@@ -14,6 +14,7 @@ pub mod embedder;
 pub mod encoder;
 pub mod error;
 pub mod family;
+pub mod fast_math;
 pub mod hash_tokenizer;
 pub mod hnsw;
 #[cfg(target_arch = "x86_64")]
