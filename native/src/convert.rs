@@ -193,6 +193,13 @@ pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow:
         std::fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
     }
     let tmp = tmp.keep();
+    // Temporary folders are private (0700); the converted one is an ordinary folder.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
+    }
     std::fs::rename(&tmp, out)
         .with_context(|| format!("moving the converted folder to {}", out.display()))?;
     Ok(manifest)

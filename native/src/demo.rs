@@ -100,7 +100,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.questions.iter().map(String::as_str).collect()
     };
 
-    let documents = embed_passages(&model, &passages, args, !args.json)?;
+    let documents = embed_passages(&model, &passages, args.max_length, args.batch, !args.json)?;
     let queries = embed(&model, &questions, args.max_length)?;
     let dim = model.embedder.dim();
     let searched = search(args.search, &queries, &documents, dim, args.k)?;
@@ -140,7 +140,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Embeds texts as one flat `[texts, dim]` buffer.
-fn embed(model: &SentenceModel, texts: &[&str], max_length: usize) -> anyhow::Result<Vec<f32>> {
+pub fn embed(model: &SentenceModel, texts: &[&str], max_length: usize) -> anyhow::Result<Vec<f32>> {
     let input = model.tokenizer.encode_batch(texts, max_length)?;
     let device = realm_core::device::cpu_device();
     Ok(model
@@ -151,10 +151,13 @@ fn embed(model: &SentenceModel, texts: &[&str], max_length: usize) -> anyhow::Re
         .expect("f32 embeddings"))
 }
 
-fn embed_passages(
+/// Embeds every passage's title and text, `batch` at a time (shortest first, to pad little),
+/// as one flat `[passages, dim]` buffer in corpus order; a progress bar on stderr if asked.
+pub fn embed_passages(
     model: &SentenceModel,
     passages: &[Passage],
-    args: &DemoArgs,
+    max_length: usize,
+    batch: usize,
     progress: bool,
 ) -> anyhow::Result<Vec<f32>> {
     let bar = if progress {
@@ -173,13 +176,13 @@ fn embed_passages(
     let mut order: Vec<usize> = (0..passages.len()).collect();
     order.sort_by_key(|&i| passages[i].text.len());
     let mut rows = vec![Vec::new(); passages.len()];
-    for chunk in order.chunks(args.batch) {
+    for chunk in order.chunks(batch) {
         let texts: Vec<String> = chunk
             .iter()
             .map(|&i| passages[i].embedding_text())
             .collect();
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let values = embed(model, &texts, args.max_length)?;
+        let values = embed(model, &texts, max_length)?;
         for (&i, row) in chunk.iter().zip(values.chunks_exact(model.embedder.dim())) {
             rows[i] = row.to_vec();
         }

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod demo;
+pub mod index;
 pub mod model_dir;
 pub mod search;
 pub mod shard_file;

@@ -2,7 +2,7 @@
 //! `realm-shaders` calls and prints their results.
 
 use clap::{Parser, Subcommand};
-use realm_native::{convert, demo, skeleton};
+use realm_native::{convert, demo, index, skeleton};
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +24,9 @@ enum Command {
     /// model.safetensors, block_records.npy) into realm-rs's safe format, executing no pickle
     /// code; it must load strictly first.
     Convert(convert::ConvertArgs),
+    /// Embed a corpus with a sentence model into an index shard (f32, f16 or int8), or
+    /// re-write an existing shard in another element type (--from).
+    Index(index::IndexArgs),
     /// Walking skeleton: a tiny seeded REALM embedder over ten built-in passages, searched on
     /// the CPU reference and the WGSL kernel (the browser tests compare against its --json).
     Skeleton(skeleton::SkeletonArgs),
@@ -34,6 +37,7 @@ fn main() {
     let result = match cli.command {
         Command::Convert(args) => convert::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Index(args) => index::run(&args),
         Command::Skeleton(args) => skeleton::run(&args),
     };
     if let Err(error) = result {
