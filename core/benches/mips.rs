@@ -15,9 +15,12 @@ use criterion::Criterion;
 use realm_core::hnsw::{HnswIndex, HnswMetric, HnswParams, recall_at_k};
 use realm_core::mips::{ExactIndex, MipsIndex};
 use realm_core::quantized::Int8Index;
+use realm_core::rerank::Reranked;
 use serde_json::{Value, json};
 
 const K: usize = 8;
+/// Candidates per wanted hit for the re-scored int8 rows (faiss IndexRefineFlat's k_factor).
+const RERANK_FACTOR: usize = 2;
 const DATASETS: &[&str] = &["minilm_demo", "synthetic_100k", "synthetic_1m"];
 /// HNSW is built and swept only where a build takes seconds (see BENCHMARKS.md).
 const HNSW_DATASETS: &[&str] = &["minilm_demo"];
@@ -98,7 +101,27 @@ fn main() {
         }
         group.finish();
 
-        let mut entry = json!({ "int8_recall_at_8": int8_recall });
+        // int8 candidates (2k per query) re-scored against the f32 rows.
+        let mut group = c.benchmark_group(format!("int8_rerank-{name}"));
+        let mut int8 = Int8Index::from_f32(&data.docs, dim).expect("finite data");
+        int8.threads = 1;
+        let reranked =
+            Reranked::new(int8, data.docs.as_slice(), RERANK_FACTOR).expect("matching rows");
+        let rerank_recall =
+            recall_at_k(&truth, &reranked.search(&data.queries, K).expect("search"));
+        for &b in &[1usize, 64] {
+            let queries = &data.queries[..b * dim];
+            group.bench_function(format!("t1-b{b}"), |bench| {
+                bench.iter(|| reranked.search(queries, K).expect("search"))
+            });
+        }
+        group.finish();
+
+        let mut entry = json!({
+            "int8_recall_at_8": int8_recall,
+            "int8_rerank_recall_at_8": rerank_recall,
+            "rerank_factor": RERANK_FACTOR,
+        });
         if HNSW_DATASETS.contains(&name) {
             entry["hnsw"] = hnsw_sweep(&mut c, name, &data, &truth);
         }
