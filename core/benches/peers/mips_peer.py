@@ -4,6 +4,7 @@ machine's floor (memory bandwidth and sgemm FLOP/s, measured here and now).
 
 Usage: python mips_peer.py DATA_DIR OUT_JSON   (scripts/bench-mips.sh runs it)
 """
+import importlib.metadata
 import json
 import os
 import sys
@@ -141,7 +142,7 @@ def bench_dataset(name, docs, queries):
 def main():
     data_dir, out_path = sys.argv[1], sys.argv[2]
     report = {
-        "versions": {"faiss": faiss.__version__, "hnswlib": getattr(hnswlib, "__version__", "?"), "numpy": np.__version__},
+        "versions": {"faiss": faiss.__version__, "hnswlib": importlib.metadata.version("hnswlib"), "numpy": np.__version__},
         "floor": floor(),
     }
     print(f"floor: {report['floor']}", file=sys.stderr, flush=True)
