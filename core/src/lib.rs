@@ -27,6 +27,8 @@ pub mod quantized;
 pub mod reader;
 pub mod rerank;
 pub mod retrieval;
+#[cfg(target_arch = "x86_64")]
+pub mod scan_avx512;
 pub mod shard;
 pub mod skeleton;
 pub mod tokenizer;

@@ -252,6 +252,11 @@ fn scan_rows_avx512(q: &[f32], block: &[f32], first: usize, dim: usize, k: usize
 /// (wide SIMD where the CPU has it).
 fn scan_rows(queries: &[f32], block: &[f32], first: usize, dim: usize, k: usize) -> Vec<Vec<Hit>> {
     #[cfg(target_arch = "x86_64")]
+    if crate::scan_avx512::supports(dim) {
+        // SAFETY: `supports` checked the CPU feature and the width.
+        return unsafe { crate::scan_avx512::scan(queries, block, first, dim, k) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU supports the feature the function was compiled for.
         return unsafe { scan_rows_avx512(queries, block, first, dim, k) };
@@ -388,6 +393,11 @@ mod tests {
             (3000, 128, 8, 8, 1),
             (2500, 64, 64, 100, 2),
             (70, 5, 5, 3, 1),
+            // One to three queries at the widths with their own AVX-512 scan.
+            (3000, 128, 1, 8, 1),
+            (3001, 128, 3, 8, 2),
+            (777, 64, 2, 20, 1),
+            (500, 256, 1, 8, 3),
         ] {
             let docs = rng.uniform_vec(n * dim, 1.0);
             let qs = rng.uniform_vec(queries * dim, 1.0);

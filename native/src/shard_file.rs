@@ -73,7 +73,11 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o644, "an ordinary file, not the temporary's 0600");
+            assert_eq!(
+                mode & 0o777,
+                0o644,
+                "an ordinary file, not the temporary's 0600"
+            );
         }
     }
 
