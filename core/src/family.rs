@@ -1,5 +1,6 @@
 //! Which REALM checkpoint a weight map holds (Hugging Face's families: `RealmEmbedder`,
-//! `RealmKnowledgeAugEncoder`, `RealmReader`, `RealmForOpenQA`, plain `BertModel`), and a
+//! `RealmScorer`, `RealmKnowledgeAugEncoder`, `RealmReader`, `RealmForOpenQA`, plain
+//! `BertModel`), and a
 //! strict load of every module in it: `realm convert` refuses a checkpoint with any tensor
 //! missing, misshapen, or left over outside the families' named allow-lists.
 
@@ -24,6 +25,9 @@ pub enum Family {
     Bert,
     /// `realm.*` + `cls.dense`, `cls.LayerNorm`: the retriever's embedder.
     Embedder,
+    /// `embedder.*`, and `query_embedder.*` when the query side has its own weights: the
+    /// relevance scorer f(x, z) (one embedder for both sides by default).
+    Scorer,
     /// `realm.*` + `cls.predictions.*`: the knowledge-augmented encoder with its MLM head.
     Encoder,
     /// `realm.*` + `qa_outputs.*`: the span reader.
@@ -37,6 +41,8 @@ pub fn detect_family(weights: &WeightMap) -> Result<Family, Error> {
     let has = |prefix: &str| weights.keys().any(|k| k.starts_with(prefix));
     Ok(if has("block_emb") && has("embedder.") && has("reader.") {
         Family::OpenQa
+    } else if has("embedder.") && !has("reader.") && !has("block_emb") {
+        Family::Scorer
     } else if has("realm.") && has("qa_outputs.") {
         Family::Reader
     } else if has("realm.") && has("cls.dense.") {
@@ -77,6 +83,20 @@ fn load_strictly<T>(
     let module = load(&mut loader)?;
     loader.finish(allowed_unused)?;
     Ok(module)
+}
+
+/// Every tensor must start with one of `prefixes`: anything else is unused.
+fn reject_stray(weights: &WeightMap, prefixes: &[&str]) -> Result<(), Error> {
+    let mut stray: Vec<String> = weights
+        .keys()
+        .filter(|k| !prefixes.iter().any(|p| k.starts_with(p)))
+        .cloned()
+        .collect();
+    if stray.is_empty() {
+        return Ok(());
+    }
+    stray.sort();
+    Err(Error::UnusedWeights { names: stray })
 }
 
 fn with(a: &[&'static str], b: &[&'static str]) -> Vec<&'static str> {
@@ -123,17 +143,21 @@ pub fn check_strict_load(
                 |w| SpanReader::load(config, reader, w, device),
             )?;
         }
-        Family::OpenQa => {
-            let stray: Vec<String> = weights
-                .keys()
-                .filter(|k| {
-                    !(k.starts_with("embedder.") || k.starts_with("reader.") || *k == "block_emb")
-                })
-                .cloned()
-                .collect();
-            if !stray.is_empty() {
-                return Err(Error::UnusedWeights { names: stray });
+        Family::Scorer => {
+            reject_stray(weights, &["embedder.", "query_embedder."])?;
+            for prefix in ["embedder.", "query_embedder."] {
+                if weights.keys().any(|k| k.starts_with(prefix)) {
+                    load_strictly(
+                        strip_prefix(weights, prefix),
+                        &with(EMBEDDER_UNUSED, REALM_BUFFERS),
+                        device,
+                        |w| RealmEmbedder::load(config, w, device),
+                    )?;
+                }
             }
+        }
+        Family::OpenQa => {
+            reject_stray(weights, &["embedder.", "reader.", "block_emb"])?;
             let emb = &weights["block_emb"];
             if emb.shape.len() != 2 || emb.shape[1] != config.retriever_proj_size {
                 return Err(Error::WeightShape {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use realm_core::checkpoint::{read_config, read_safetensors};
-use realm_core::family::{Family, check_strict_load};
+use realm_core::family::{Family, check_strict_load, detect_family};
 use realm_native::convert::{convert, read_pytorch};
 use realm_native::shard_file::read_shard;
 use realm_tests::legacy_formats::{numpy_object_array, torch_state_dict};
@@ -33,6 +33,77 @@ fn reads_a_state_dict_that_torch_wrote() {
     assert_eq!(get("ids"), (vec![3], vec![3.0, -1.0, 7.0]));
     assert_eq!(get("half"), (vec![2], vec![0.5, -2.0]));
     assert_eq!(get("shared_a"), (vec![4], vec![0.0, 1.0, 2.0, 3.0]));
+}
+
+/// `weights` with `prefix` taken off the names that have it, the others dropped.
+fn sub_checkpoint(
+    weights: &realm_core::weights::WeightMap,
+    prefix: &str,
+) -> realm_core::weights::WeightMap {
+    weights
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+        .collect()
+}
+
+#[test]
+fn every_family_is_detected_and_loads_strictly() {
+    let Some(fixture) = shared_data("realm-parity-tiny") else {
+        return;
+    };
+    let weights = read_tensors(&fixture.join("realm_tiny.safetensors"));
+    let config_json = std::fs::read(fixture.join("config.json")).unwrap();
+    let (config, reader) = (
+        read_config(&config_json).unwrap(),
+        serde_json::from_slice(&config_json).unwrap(),
+    );
+    let device = realm_core::device::cpu_device();
+    let load = |w: &realm_core::weights::WeightMap| {
+        let family = detect_family(w).unwrap();
+        check_strict_load(family, &config, &reader, w, &device).map(|r| (family, r.tensors))
+    };
+
+    // RealmEmbedder, RealmReader and RealmKnowledgeAugEncoder as saved on their own.
+    let embedder = sub_checkpoint(&weights, "embedder.");
+    assert_eq!(load(&embedder).unwrap(), (Family::Embedder, embedder.len()));
+    let reader_ckpt = sub_checkpoint(&weights, "reader.");
+    assert_eq!(
+        load(&reader_ckpt).unwrap(),
+        (Family::Reader, reader_ckpt.len())
+    );
+    let encoder: realm_core::weights::WeightMap = reader_ckpt
+        .iter()
+        .filter(|(k, _)| k.starts_with("realm.") || k.starts_with("cls."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(load(&encoder).unwrap(), (Family::Encoder, encoder.len()));
+
+    // RealmScorer: its embedder under `embedder.`, and a separate query embedder if any.
+    let scorer: realm_core::weights::WeightMap = weights
+        .iter()
+        .filter(|(k, _)| k.starts_with("embedder."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(load(&scorer).unwrap(), (Family::Scorer, scorer.len()));
+    let mut two_sided = scorer.clone();
+    for (k, v) in &scorer {
+        two_sided.insert(format!("query_{k}"), v.clone());
+    }
+    assert_eq!(
+        load(&two_sided).unwrap(),
+        (Family::Scorer, 2 * scorer.len())
+    );
+    // A stray tensor, or a query embedder missing one, is refused by name.
+    let mut stray = scorer.clone();
+    stray.insert(
+        "extra.weight".into(),
+        scorer.values().next().unwrap().clone(),
+    );
+    let err = load(&stray).unwrap_err().to_string();
+    assert!(err.contains("extra.weight"), "{err}");
+    two_sided.remove("query_embedder.cls.dense.weight");
+    let err = load(&two_sided).unwrap_err().to_string();
+    assert!(err.contains("cls.dense.weight"), "{err}");
 }
 
 /// A REALM checkpoint directory as Hugging Face publishes one, from the tiny fixture.
