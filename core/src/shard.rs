@@ -102,6 +102,34 @@ pub struct Shard {
     pub vectors: Vectors,
 }
 
+/// What every constructor checks: finite `[ids.len(), dim]` values that fit `element`.
+fn check_embeddings(
+    embeddings: &[f32],
+    dim: usize,
+    ids: &[u32],
+    element: ElementType,
+) -> Result<(), Error> {
+    let rows = check_matrix(embeddings, dim, "the embeddings")?;
+    if rows != ids.len() {
+        return Err(Error::Corpus(format!(
+            "{rows} embeddings but {} document ids",
+            ids.len()
+        )));
+    }
+    if dim > MAX_DIM {
+        return Err(Error::Config(format!("dimension {dim} exceeds {MAX_DIM}")));
+    }
+    if element == ElementType::F16 {
+        if let Some(position) = embeddings.iter().position(|v| v.abs() > f16::MAX.to_f32()) {
+            return Err(Error::Config(format!(
+                "value {} at position {position} does not fit in f16; store f32 or int8",
+                embeddings[position]
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Shard {
     /// Stores `[ids.len(), dim]` finite f32 embeddings as `element`.
     pub fn from_f32(
@@ -110,24 +138,7 @@ impl Shard {
         ids: Vec<u32>,
         element: ElementType,
     ) -> Result<Self, Error> {
-        let rows = check_matrix(embeddings, dim, "the embeddings")?;
-        if rows != ids.len() {
-            return Err(Error::Corpus(format!(
-                "{rows} embeddings but {} document ids",
-                ids.len()
-            )));
-        }
-        if dim > MAX_DIM {
-            return Err(Error::Config(format!("dimension {dim} exceeds {MAX_DIM}")));
-        }
-        if element == ElementType::F16 {
-            if let Some(position) = embeddings.iter().position(|v| v.abs() > f16::MAX.to_f32()) {
-                return Err(Error::Config(format!(
-                    "value {} at position {position} does not fit in f16; store f32 or int8",
-                    embeddings[position]
-                )));
-            }
-        }
+        check_embeddings(embeddings, dim, &ids, element)?;
         let vectors = match element {
             ElementType::F32 => Vectors::F32(embeddings.to_vec()),
             ElementType::F16 => {
@@ -139,6 +150,25 @@ impl Shard {
             }
         };
         Ok(Self { dim, ids, vectors })
+    }
+
+    /// [`Shard::from_f32`] taking the embeddings by value: an f32 shard keeps the buffer
+    /// instead of copying it (a published REALM `block_emb` is 6.8 GB).
+    pub fn from_f32_vec(
+        embeddings: Vec<f32>,
+        dim: usize,
+        ids: Vec<u32>,
+        element: ElementType,
+    ) -> Result<Self, Error> {
+        if element != ElementType::F32 {
+            return Self::from_f32(&embeddings, dim, ids, element);
+        }
+        check_embeddings(&embeddings, dim, &ids, element)?;
+        Ok(Self {
+            dim,
+            ids,
+            vectors: Vectors::F32(embeddings),
+        })
     }
 
     pub fn element_type(&self) -> ElementType {
@@ -173,34 +203,74 @@ impl Shard {
 
     /// The whole file: header and body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let count = self.len();
-        let mut body = Vec::new();
-        body.extend_from_slice(bytemuck::cast_slice(&self.ids));
-        pad(&mut body);
-        match &self.vectors {
-            Vectors::F32(v) => body.extend_from_slice(bytemuck::cast_slice(v)),
-            Vectors::F16(v) => body.extend(v.iter().flat_map(|h| h.to_bits().to_le_bytes())),
-            Vectors::Int8 { values, scales } => {
-                body.extend_from_slice(bytemuck::cast_slice(scales));
-                pad(&mut body);
-                body.extend_from_slice(bytemuck::cast_slice(values));
-            }
-        }
-        pad(&mut body);
+        let mut bytes = Vec::with_capacity(HEADER_LEN + self.body_len());
+        self.write_to(&mut bytes)
+            .expect("writing into a Vec cannot fail");
+        bytes
+    }
+
+    /// Writes the file to `out` without building it in memory: the body's checksum is taken
+    /// in a first pass over the sections, then header and sections are written.
+    pub fn write_to(&self, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
+        let mut crc = crc32fast::Hasher::new();
+        self.for_each_body_chunk(|chunk| {
+            crc.update(chunk);
+            Ok(())
+        })?;
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(&MAGIC);
         header.extend_from_slice(&VERSION.to_le_bytes());
         header.extend_from_slice(&self.element_type().code().to_le_bytes());
         header.extend_from_slice(&(self.dim as u32).to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&(count as u64).to_le_bytes());
-        header.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        header.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        header.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        header.extend_from_slice(&(self.body_len() as u64).to_le_bytes());
+        header.extend_from_slice(&crc.finalize().to_le_bytes());
         let header_crc = crc32fast::hash(&header);
         header.extend_from_slice(&header_crc.to_le_bytes());
         header.resize(HEADER_LEN, 0);
-        header.extend_from_slice(&body);
-        header
+        out.write_all(&header)?;
+        self.for_each_body_chunk(|chunk| out.write_all(chunk))
+    }
+
+    /// Bytes after the header: every section padded to the alignment.
+    fn body_len(&self) -> usize {
+        let count = self.len();
+        let values = count * self.dim;
+        padded(count * 4)
+            + match &self.vectors {
+                Vectors::F32(_) => padded(values * 4),
+                Vectors::F16(_) => padded(values * 2),
+                Vectors::Int8 { .. } => padded(count * 4) + padded(values),
+            }
+    }
+
+    /// The body in order (ids, [scales], vectors, each padded), as little-endian chunks.
+    fn for_each_body_chunk(
+        &self,
+        mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let section = |bytes: &[u8], emit: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
+            emit(bytes)?;
+            emit(&[0u8; ALIGN][..padded(bytes.len()) - bytes.len()])
+        };
+        section(&le_bytes_u32(&self.ids), &mut emit)?;
+        match &self.vectors {
+            Vectors::F32(v) => section(&le_bytes_f32(v), &mut emit),
+            Vectors::F16(v) => {
+                // Encoded a block at a time: no second copy of the vectors in memory.
+                for block in v.chunks(1 << 15) {
+                    let bytes: Vec<u8> = block.iter().flat_map(|h| h.to_le_bytes()).collect();
+                    emit(&bytes)?;
+                }
+                let len = v.len() * 2;
+                emit(&[0u8; ALIGN][..padded(len) - len])
+            }
+            Vectors::Int8 { values, scales } => {
+                section(&le_bytes_f32(scales), &mut emit)?;
+                section(bytemuck::cast_slice(values), &mut emit)
+            }
+        }
     }
 
     /// Reads a shard, checking every field, length and checksum before trusting any of it.
@@ -345,8 +415,27 @@ fn le_u32(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
 }
 
-fn pad(body: &mut Vec<u8>) {
-    body.resize(body.len().next_multiple_of(ALIGN), 0);
+/// `len` rounded up to the section alignment.
+fn padded(len: usize) -> usize {
+    len.div_ceil(ALIGN) * ALIGN
+}
+
+/// The values as little-endian bytes: the memory itself on little-endian hosts (every target
+/// this project builds for), a converted copy elsewhere.
+fn le_bytes_u32(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
+fn le_bytes_f32(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
 }
 
 /// Walks the body's aligned sections with bounds checks.
@@ -378,6 +467,62 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file built plainly in memory, as the first writer did: the streaming writer must
+    /// produce exactly these bytes.
+    fn reference_bytes(shard: &Shard) -> Vec<u8> {
+        fn pad(body: &mut Vec<u8>) {
+            body.resize(body.len().div_ceil(ALIGN) * ALIGN, 0);
+        }
+        let mut body = Vec::new();
+        body.extend(shard.ids.iter().flat_map(|v| v.to_le_bytes()));
+        pad(&mut body);
+        match &shard.vectors {
+            Vectors::F32(v) => body.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+            Vectors::F16(v) => body.extend(v.iter().flat_map(|h| h.to_bits().to_le_bytes())),
+            Vectors::Int8 { values, scales } => {
+                body.extend(scales.iter().flat_map(|x| x.to_le_bytes()));
+                pad(&mut body);
+                body.extend(values.iter().map(|&v| v as u8));
+            }
+        }
+        pad(&mut body);
+        let mut file = Vec::new();
+        file.extend_from_slice(&MAGIC);
+        for word in [VERSION, shard.element_type().code(), shard.dim as u32, 0] {
+            file.extend_from_slice(&word.to_le_bytes());
+        }
+        file.extend_from_slice(&(shard.len() as u64).to_le_bytes());
+        file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        let header_crc = crc32fast::hash(&file);
+        file.extend_from_slice(&header_crc.to_le_bytes());
+        file.resize(HEADER_LEN, 0);
+        file.extend_from_slice(&body);
+        file
+    }
+
+    #[test]
+    fn the_streaming_writer_writes_the_reference_bytes() {
+        let mut rng = crate::weights::SplitMix64::new(crate::weights::fresh_seed());
+        for (rows, dim) in [(0, 3), (1, 1), (37, 5), (70_000, 2)] {
+            let v = rng.uniform_vec(rows * dim, 2.0);
+            for element in [ElementType::F32, ElementType::F16, ElementType::Int8] {
+                let shard = Shard::from_f32(&v, dim, (0..rows as u32).collect(), element).unwrap();
+                assert_eq!(
+                    shard.to_bytes(),
+                    reference_bytes(&shard),
+                    "{rows}x{dim} {element:?}"
+                );
+            }
+            let owned =
+                Shard::from_f32_vec(v.clone(), dim, (0..rows as u32).collect(), ElementType::F32);
+            assert_eq!(
+                owned.unwrap(),
+                Shard::from_f32(&v, dim, (0..rows as u32).collect(), ElementType::F32).unwrap()
+            );
+        }
+    }
     use crate::weights::SplitMix64;
 
     fn shard(element: ElementType) -> Shard {

@@ -145,7 +145,8 @@ pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow:
             .expect("an open-QA checkpoint has block_emb");
         let (rows, dim) = (emb.shape[0], emb.shape[1]);
         let element: ElementType = element.parse().map_err(anyhow::Error::msg)?;
-        let shard = Shard::from_f32(&emb.data, dim, (0..rows as u32).collect(), element)?;
+        // By value: an f32 shard keeps block_emb's buffer rather than copying gigabytes.
+        let shard = Shard::from_f32_vec(emb.data, dim, (0..rows as u32).collect(), element)?;
         crate::shard_file::write_shard(&tmp.path().join("index.shard"), &shard)?;
         element_written = Some(format!("{element:?}").to_lowercase());
         if source.join("block_records.npy").is_file() {

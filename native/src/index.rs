@@ -105,8 +105,8 @@ pub fn rewrite(shard: &Shard, element: ElementType) -> anyhow::Result<Shard> {
             .flat_map(|(row, &scale)| dequantize_row(row, scale))
             .collect(),
     };
-    Ok(Shard::from_f32(
-        &widened,
+    Ok(Shard::from_f32_vec(
+        widened,
         shard.dim,
         shard.ids.clone(),
         element,

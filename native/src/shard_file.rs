@@ -10,6 +10,14 @@ use realm_core::shard::Shard;
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// Writes `path` atomically with `write`, which streams into the temporary file (buffered).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -20,8 +28,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .suffix(".partial")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
+    {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        write(&mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
         .with_context(|| format!("writing {}", path.display()))?;
     // Temporary files are private (0600); the finished file is an ordinary one.
     #[cfg(unix)]
@@ -36,9 +50,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a shard atomically.
+/// Writes a shard atomically, streamed: no copy of the file is built in memory.
 pub fn write_shard(path: &Path, shard: &Shard) -> anyhow::Result<()> {
-    write_atomic(path, &shard.to_bytes())
+    write_atomic_with(path, |out| shard.write_to(out))
 }
 
 /// Reads a shard through a memory map, checking every field and checksum.
@@ -79,6 +93,20 @@ mod tests {
                 "an ordinary file, not the temporary's 0600"
             );
         }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.shard");
+        write_atomic(&path, b"old").unwrap();
+        let failed = write_atomic_with(&path, |out| {
+            out.write_all(b"half of a new")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(format!("{:#}", failed.unwrap_err()).contains("disk full"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
