@@ -313,8 +313,13 @@ fn gemm_rows(queries: &[f32], block: &[f32], first: usize, dim: usize, k: usize)
     tops.into_iter().map(TopK::into_sorted).collect()
 }
 
-/// From this many queries on, a search scores tiles by matrix product.
+/// From this many queries on, a search scores tiles by matrix product...
 pub const GEMM_MIN_QUERIES: usize = 4;
+/// ...unless there are at most this many and the index fits in [`CACHE_RESIDENT_BYTES`],
+/// where the AVX-512 register scan runs once per query.
+pub const SCAN_CACHED_MAX_QUERIES: usize = 8;
+/// An index this small stays in this class of CPU's caches between queries.
+pub const CACHE_RESIDENT_BYTES: usize = 8 << 20;
 
 /// Exact top-k of `[queries, dim]` over the `[rows, dim]` `vectors` on `threads` threads:
 /// the CPU fast path behind [`ExactIndex`] (inputs already checked).
@@ -326,9 +331,18 @@ pub fn exact_search_f32(
     threads: usize,
 ) -> Vec<Vec<Hit>> {
     let n_queries = queries.len() / dim;
+    // A few queries over a cache-resident index: scanning once per query beats the
+    // product's packing of every tile (measured on the 6 MB MiniLM bench set: 0.67 against
+    // 1.03 ms for 8 queries, 0.34 against 0.87 for 4); from DRAM the product's single pass wins.
+    #[cfg(target_arch = "x86_64")]
+    let cached_scan = n_queries <= SCAN_CACHED_MAX_QUERIES
+        && std::mem::size_of_val(vectors) <= CACHE_RESIDENT_BYTES
+        && crate::scan_avx512::supports(dim);
+    #[cfg(not(target_arch = "x86_64"))]
+    let cached_scan = false;
     search_threaded(vectors.len() / dim, threads, n_queries, k, |first, last| {
         let block = &vectors[first * dim..last * dim];
-        if n_queries >= GEMM_MIN_QUERIES {
+        if n_queries >= GEMM_MIN_QUERIES && !cached_scan {
             gemm_rows(queries, block, first, dim, k)
         } else {
             scan_rows(queries, block, first, dim, k)
