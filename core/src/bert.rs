@@ -291,11 +291,6 @@ impl BertLayer {
         let k = split(self.key.forward(hidden.clone()));
         let v = split(self.value.forward(hidden.clone()));
         // softmax(q k^T / sqrt(head) + mask) v, fused by the backend where it can.
-        let options = AttentionModuleOptions {
-            scale: None, // 1 / sqrt(head)
-            softcap: None,
-            is_causal: false,
-        };
         let context = if fast_math::is_flex(&q.device()) {
             // On the CPU: two batched products around the vectorised softmax (Flex's fused
             // kernel calls libm's exp per score).
@@ -307,6 +302,11 @@ impl BertLayer {
             };
             softmax_last(scores).matmul(v)
         } else {
+            let options = AttentionModuleOptions {
+                scale: None, // 1 / sqrt(head)
+                softcap: None,
+                is_causal: false,
+            };
             attention(q, k, v, None, mask, options)
         }; // [batch, heads, seq, head]
         let context = context.swap_dims(1, 2).reshape([batch, seq, width]); // [batch, seq, hidden]

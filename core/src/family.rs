@@ -1,8 +1,8 @@
 //! Which REALM checkpoint a weight map holds (Hugging Face's families: `RealmEmbedder`,
 //! `RealmScorer`, `RealmKnowledgeAugEncoder`, `RealmReader`, `RealmForOpenQA`, plain
-//! `BertModel`), and a
-//! strict load of every module in it: `realm convert` refuses a checkpoint with any tensor
-//! missing, misshapen, or left over outside the families' named allow-lists.
+//! `BertModel`), and a strict load of every module in it: `realm convert` refuses a
+//! checkpoint with any tensor missing, misshapen, or left over outside the families' named
+//! allow-lists.
 
 use burn::tensor::Device;
 

@@ -250,25 +250,26 @@ impl Shard {
         &self,
         mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        let section = |bytes: &[u8], emit: &mut dyn FnMut(&[u8]) -> std::io::Result<()>| {
-            emit(bytes)?;
-            emit(&[0u8; ALIGN][..padded(bytes.len()) - bytes.len()])
-        };
-        section(&le_bytes_u32(&self.ids), &mut emit)?;
+        emit(&le_words(&self.ids))?;
+        emit(padding(self.ids.len() * 4))?;
         match &self.vectors {
-            Vectors::F32(v) => section(&le_bytes_f32(v), &mut emit),
+            Vectors::F32(v) => {
+                emit(&le_words(v))?;
+                emit(padding(v.len() * 4))
+            }
             Vectors::F16(v) => {
                 // Encoded a block at a time: no second copy of the vectors in memory.
                 for block in v.chunks(1 << 15) {
                     let bytes: Vec<u8> = block.iter().flat_map(|h| h.to_le_bytes()).collect();
                     emit(&bytes)?;
                 }
-                let len = v.len() * 2;
-                emit(&[0u8; ALIGN][..padded(len) - len])
+                emit(padding(v.len() * 2))
             }
             Vectors::Int8 { values, scales } => {
-                section(&le_bytes_f32(scales), &mut emit)?;
-                section(bytemuck::cast_slice(values), &mut emit)
+                emit(&le_words(scales))?;
+                emit(padding(scales.len() * 4))?;
+                emit(bytemuck::cast_slice(values))?;
+                emit(padding(values.len()))
             }
         }
     }
@@ -420,21 +421,25 @@ fn padded(len: usize) -> usize {
     len.div_ceil(ALIGN) * ALIGN
 }
 
-/// The values as little-endian bytes: the memory itself on little-endian hosts (every target
-/// this project builds for), a converted copy elsewhere.
-fn le_bytes_u32(values: &[u32]) -> std::borrow::Cow<'_, [u8]> {
-    if cfg!(target_endian = "little") {
-        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
-    } else {
-        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
-    }
+/// The zeros that pad a `len`-byte section to the alignment.
+fn padding(len: usize) -> &'static [u8] {
+    &[0u8; ALIGN][..padded(len) - len]
 }
 
-fn le_bytes_f32(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+/// Four-byte values (u32, f32) as little-endian bytes: the memory itself on little-endian
+/// hosts (every target this project builds for), a byte-swapped copy elsewhere.
+fn le_words<T: bytemuck::Pod>(values: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    let bytes: &[u8] = bytemuck::cast_slice(values);
     if cfg!(target_endian = "little") {
-        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
+        std::borrow::Cow::Borrowed(bytes)
     } else {
-        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        std::borrow::Cow::Owned(
+            bytes
+                .chunks_exact(4)
+                .flat_map(|w| w.iter().rev())
+                .copied()
+                .collect(),
+        )
     }
 }
 
@@ -467,6 +472,7 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::SplitMix64;
 
     /// The file built plainly in memory, as the first writer did: the streaming writer must
     /// produce exactly these bytes.
@@ -504,7 +510,7 @@ mod tests {
 
     #[test]
     fn the_streaming_writer_writes_the_reference_bytes() {
-        let mut rng = crate::weights::SplitMix64::new(crate::weights::fresh_seed());
+        let mut rng = SplitMix64::new(crate::weights::fresh_seed());
         for (rows, dim) in [(0, 3), (1, 1), (37, 5), (70_000, 2)] {
             let v = rng.uniform_vec(rows * dim, 2.0);
             for element in [ElementType::F32, ElementType::F16, ElementType::Int8] {
@@ -523,7 +529,6 @@ mod tests {
             );
         }
     }
-    use crate::weights::SplitMix64;
 
     fn shard(element: ElementType) -> Shard {
         let mut rng = SplitMix64::new(11);

@@ -2,7 +2,7 @@
 //! top passages for each question come from exact inner-product search on the CPU reference
 //! and, where wgpu finds an adapter, the WGSL kernel, which must agree.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -78,22 +78,10 @@ struct Retrieved {
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    if args.batch == 0 || args.max_length < 3 {
-        bail!("--batch must be at least 1 and --max-length at least 3");
-    }
+    check_embedding_flags(args.batch, args.max_length)?;
     let device = realm_core::device::cpu_device();
     let model = load_sentence_model(&args.model, &device)?;
-    let bytes = std::fs::read(&args.corpus).with_context(|| {
-        format!(
-            "reading {} (run `scripts/setup.sh --demo-data`, or pass --corpus FILE)",
-            args.corpus.display()
-        )
-    })?;
-    let mut passages =
-        parse_corpus(&bytes).with_context(|| format!("parsing {}", args.corpus.display()))?;
-    if args.limit > 0 {
-        passages.truncate(args.limit);
-    }
+    let passages = read_passages(&args.corpus, args.limit)?;
     let questions: Vec<&str> = if args.questions.is_empty() {
         DEFAULT_QUESTIONS.to_vec()
     } else {
@@ -137,6 +125,33 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         print_report(&report);
     }
     check_agreement(&searched, report.questions.len())
+}
+
+/// The `--batch` and `--max-length` every embedding command takes.
+pub fn check_embedding_flags(batch: usize, max_length: usize) -> anyhow::Result<()> {
+    if batch == 0 || max_length < 3 {
+        bail!("--batch must be at least 1 and --max-length at least 3");
+    }
+    Ok(())
+}
+
+/// The passages of a corpus file: the first `limit` (0: all of them), at least one.
+pub fn read_passages(corpus: &Path, limit: usize) -> anyhow::Result<Vec<Passage>> {
+    let bytes = std::fs::read(corpus).with_context(|| {
+        format!(
+            "reading {} (run `scripts/setup.sh --demo-data`, or pass --corpus FILE)",
+            corpus.display()
+        )
+    })?;
+    let mut passages =
+        parse_corpus(&bytes).with_context(|| format!("parsing {}", corpus.display()))?;
+    if limit > 0 {
+        passages.truncate(limit);
+    }
+    if passages.is_empty() {
+        bail!("{} holds no passages", corpus.display());
+    }
+    Ok(passages)
 }
 
 /// Embeds texts as one flat `[texts, dim]` buffer.

@@ -4,13 +4,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use realm_core::corpus::parse_corpus;
 use realm_core::quantized::dequantize_row;
 use realm_core::shard::{ElementType, Shard, Vectors};
 
-use crate::demo::embed_passages;
+use crate::demo::{check_embedding_flags, embed_passages, read_passages};
 use crate::model_dir::load_sentence_model;
 use crate::shard_file::{read_shard, write_shard};
 
@@ -69,25 +68,14 @@ pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
 }
 
 fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard> {
-    if args.batch == 0 || args.max_length < 3 {
-        bail!("--batch must be at least 1 and --max-length at least 3");
-    }
+    check_embedding_flags(args.batch, args.max_length)?;
     let device = realm_core::device::cpu_device();
     let model = load_sentence_model(&args.model, &device)?;
-    let bytes = std::fs::read(&args.corpus)
-        .with_context(|| format!("reading {}", args.corpus.display()))?;
-    let mut passages =
-        parse_corpus(&bytes).with_context(|| format!("parsing {}", args.corpus.display()))?;
-    if args.limit > 0 {
-        passages.truncate(args.limit);
-    }
-    if passages.is_empty() {
-        bail!("{} holds no passages", args.corpus.display());
-    }
+    let passages = read_passages(&args.corpus, args.limit)?;
     let vectors = embed_passages(&model, &passages, args.max_length, args.batch, true)?;
     let ids = (0..passages.len() as u32).collect();
-    Ok(Shard::from_f32(
-        &vectors,
+    Ok(Shard::from_f32_vec(
+        vectors,
         model.embedder.dim(),
         ids,
         element,
