@@ -138,8 +138,8 @@ fn main() {
     c.final_summary();
 }
 
-/// Builds one graph per ef_search (instant-distance fixes it at build time), times 64
-/// single-query searches on one thread, and records recall@8 over all queries.
+/// Builds one graph per metric, then times 64 single-query searches on one thread at each
+/// ef of the sweep and records recall@8 over all queries.
 fn hnsw_sweep(
     c: &mut Criterion,
     name: &str,
@@ -151,27 +151,27 @@ fn hnsw_sweep(
     let mut points = Vec::new();
     let mut group = c.benchmark_group(format!("hnsw-{name}"));
     for metric in [HnswMetric::NegatedDot, HnswMetric::L2Augmented] {
+        let params = HnswParams {
+            metric,
+            ef_construction: 100,
+            ef_search: EF_SWEEP[0],
+            seed: 7,
+        };
+        let started = Instant::now();
+        let index = HnswIndex::build(data.docs.clone(), dim, params).expect("build");
+        let build_s = started.elapsed().as_secs_f64();
+        let tag = match metric {
+            HnswMetric::NegatedDot => "negdot",
+            HnswMetric::L2Augmented => "l2aug",
+        };
         for &ef in EF_SWEEP {
-            let params = HnswParams {
-                metric,
-                ef_construction: 100,
-                ef_search: ef,
-                seed: 7,
-            };
-            let started = Instant::now();
-            let index = HnswIndex::build(data.docs.clone(), dim, params).expect("build");
-            let build_s = started.elapsed().as_secs_f64();
-            let hits = index.search(&data.queries, K).expect("search");
+            let hits = index.search_with_ef(&data.queries, K, ef).expect("search");
             let recall = recall_at_k(truth, &hits);
-            let tag = match metric {
-                HnswMetric::NegatedDot => "negdot",
-                HnswMetric::L2Augmented => "l2aug",
-            };
             let queries = &data.queries[..64 * dim];
             group.bench_function(format!("{tag}-ef{ef}-b64"), |bench| {
                 bench.iter(|| {
                     for q in queries.chunks_exact(dim) {
-                        index.search(q, K).expect("search");
+                        index.search_with_ef(q, K, ef).expect("search");
                     }
                 })
             });

@@ -2,13 +2,22 @@
 //! where an exact scan per question is too slow. Recall against exact search is measured in
 //! the tests and benches, never assumed.
 //!
-//! instant-distance searches by a distance, so inner products enter in one of two ways:
+//! instant-distance builds the graph by a distance, so inner products enter in one of two ways:
 //! - [`HnswMetric::NegatedDot`]: distance `-x.z` (not a metric, but the graph still routes);
 //! - [`HnswMetric::L2Augmented`]: the MIPS-to-L2 reduction (Bachrach et al. 2014): every
 //!   document gains a coordinate `sqrt(M^2 - |z|^2)` and queries a 0, so the L2 order equals
 //!   the inner-product order.
+//!
+//! The search is ours: instant-distance's algorithm, step for step, over flat arrays read back
+//! from the built graph (tested to return the crate's own results), with `ef` chosen per call.
+//! Both graphs are walked by `-q.z` on the original vectors, the order both distances share.
 
-use instant_distance::{Builder, HnswMap, Point, Search};
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use instant_distance::{Builder, HnswMap, Point};
+use serde::Serialize;
 
 use crate::Error;
 use crate::mips::{MipsIndex, check_search, dot_fast, lane_sums};
@@ -21,7 +30,8 @@ pub enum HnswMetric {
     L2Augmented,
 }
 
-/// Graph parameters. instant-distance fixes `ef_search` when the graph is built.
+/// Graph parameters. `ef_search` is the default for [`MipsIndex::search`];
+/// [`HnswIndex::search_with_ef`] takes another per call.
 #[derive(Debug, Clone, Copy)]
 pub struct HnswParams {
     pub metric: HnswMetric,
@@ -127,16 +137,196 @@ impl Point for Euclidean {
     }
 }
 
-enum Graph {
-    NegatedDot(HnswMap<NegatedDot, u32>),
-    L2Augmented(HnswMap<Euclidean, u32>),
+/// The points are not needed once the graph is read back (see [`Links::read_back`]).
+impl Serialize for NegatedDot {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+impl Serialize for Euclidean {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+/// Neighbours per point on layer 0 and on the layers above (instant-distance's `2 M` and `M`).
+const LINKS_ZERO: usize = 64;
+const LINKS_UPPER: usize = 32;
+/// An empty neighbour slot; a point's list ends at the first one.
+const NO_LINK: u32 = u32::MAX;
+
+/// The shape of instant-distance 0.6.1's `HnswMap<P, u32>` under serde, which is how the crate
+/// hands its graph out. The version is pinned in Cargo.toml and the search below is tested
+/// against the crate's own on the same graph.
+mod layout {
+    use serde::Deserialize;
+    use serde_big_array::BigArray;
+
+    #[derive(Deserialize)]
+    pub(super) struct Map {
+        pub hnsw: Hnsw,
+        /// The caller's value for each graph point: here the row it came from.
+        pub values: Vec<u32>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Hnsw {
+        pub _ef_search: usize,
+        pub points: Vec<()>,
+        pub zero: Vec<Zero>,
+        pub layers: Vec<Vec<Upper>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Zero(#[serde(with = "BigArray")] pub [u32; super::LINKS_ZERO]);
+
+    #[derive(Deserialize)]
+    pub(super) struct Upper(pub [u32; super::LINKS_UPPER]);
+}
+
+/// The graph as flat arrays: what the search walks.
+struct Links {
+    /// `LINKS_ZERO` neighbours of every point on layer 0.
+    zero: Vec<[u32; LINKS_ZERO]>,
+    /// `upper[l - 1]`: neighbours on layer `l` of points `0..upper[l - 1].len()` (instant-distance
+    /// numbers points so that every layer holds a prefix of them; point 0 is the entry).
+    upper: Vec<Vec<[u32; LINKS_UPPER]>>,
+    /// The row each graph point came from.
+    rows: Vec<u32>,
+}
+
+impl Links {
+    /// Reads a built graph back through its serde form and checks every link.
+    fn read_back<P: Point + Serialize>(map: &HnswMap<P, u32>, n: usize) -> Result<Self, Error> {
+        let broken = |what: String| Error::Config(format!("HNSW graph read-back: {what}"));
+        let bytes = postcard::to_allocvec(map).map_err(|e| broken(e.to_string()))?;
+        let layout::Map { hnsw, values } =
+            postcard::from_bytes(&bytes).map_err(|e| broken(e.to_string()))?;
+        let zero: Vec<[u32; LINKS_ZERO]> = hnsw.zero.into_iter().map(|z| z.0).collect();
+        let upper: Vec<Vec<[u32; LINKS_UPPER]>> = hnsw
+            .layers
+            .into_iter()
+            .map(|layer| layer.into_iter().map(|u| u.0).collect())
+            .collect();
+        if hnsw.points.len() != n || zero.len() != n || values.len() != n {
+            return Err(broken(format!(
+                "{} points, {} layer-0 nodes, {} rows for {n} vectors",
+                hnsw.points.len(),
+                zero.len(),
+                values.len()
+            )));
+        }
+        let mut seen = vec![false; n];
+        for &row in &values {
+            if row as usize >= n || std::mem::replace(&mut seen[row as usize], true) {
+                return Err(broken(format!("row {row} out of range or repeated")));
+            }
+        }
+        let valid = |list: &[u32]| list.iter().all(|&p| p == NO_LINK || (p as usize) < n);
+        let mut below = n;
+        for layer in &upper {
+            if layer.len() > below || !layer.iter().all(|l| valid(l)) {
+                return Err(broken(
+                    "an upper layer is not a prefix of the one below".into(),
+                ));
+            }
+            below = layer.len();
+        }
+        if !zero.iter().all(|l| valid(l)) {
+            return Err(broken("a layer-0 link points past the last point".into()));
+        }
+        Ok(Self {
+            zero,
+            upper,
+            rows: values,
+        })
+    }
+}
+
+/// Per-thread search state, kept between queries so a search allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    /// `visited[p] == generation` when point `p` was scored in the current pass.
+    visited: Vec<u32>,
+    generation: u32,
+    /// Min-heap of points still to expand.
+    candidates: BinaryHeap<Reverse<u64>>,
+    /// Max-heap of the `ef` best points so far.
+    nearest: BinaryHeap<u64>,
+    fresh: Vec<u32>,
+}
+
+impl Scratch {
+    /// Starts a pass in which no point is visited yet.
+    fn next_pass(&mut self, n: usize) {
+        if self.visited.len() < n {
+            self.visited.resize(n, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.visited.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `p` visited; false if it already was in this pass.
+    #[inline(always)]
+    fn visit(&mut self, p: u32) -> bool {
+        let slot = &mut self.visited[p as usize];
+        let fresh = *slot != self.generation;
+        *slot = self.generation;
+        fresh
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// A (distance, point) pair as one integer that sorts like instant-distance's `Candidate`:
+/// by distance (total order on non-NaN floats), then by point.
+#[inline(always)]
+fn key(distance: f32, point: u32) -> u64 {
+    // -0.0 and 0.0 compare equal as distances, as they do in `OrderedFloat`.
+    let bits = (distance + 0.0).to_bits();
+    let sortable = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    };
+    (sortable as u64) << 32 | point as u64
+}
+
+#[inline(always)]
+fn key_point(key: u64) -> u32 {
+    key as u32
+}
+
+#[inline(always)]
+fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; the address is inside a live slice.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = row.as_ptr() as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(p);
+        _mm_prefetch::<_MM_HINT_T0>(p.add(64));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// An HNSW graph over `[rows, dim]` vectors; hits carry rows and exact inner products.
+///
+/// instant-distance builds the graph; the search is ours (the crate's algorithm over flat
+/// arrays, with `ef` chosen per search), because the crate's own walk spent most of its time
+/// in sorted-vector inserts and in fetching each point through its own allocation.
 pub struct HnswIndex {
     dim: usize,
+    /// The vectors in graph order, one block, so a neighbour's row is one offset away.
     vectors: Vec<f32>,
-    graph: Graph,
+    links: Links,
     params: HnswParams,
 }
 
@@ -150,41 +340,36 @@ impl HnswIndex {
         if params.ef_search == 0 || params.ef_construction == 0 {
             return Err(Error::Config("HNSW ef values must be at least 1".into()));
         }
-        let builder = Builder::default()
-            .ef_construction(params.ef_construction)
-            .ef_search(params.ef_search)
-            .seed(params.seed);
-        let ids: Vec<u32> = (0..rows as u32).collect();
-        let graph = match params.metric {
-            HnswMetric::NegatedDot => Graph::NegatedDot(
-                builder.build(
-                    vectors
-                        .chunks_exact(dim)
-                        .map(|v| NegatedDot(v.to_vec()))
-                        .collect(),
-                    ids,
-                ),
-            ),
-            HnswMetric::L2Augmented => {
-                let max_norm2 = vectors
-                    .chunks_exact(dim)
-                    .map(|v| dot_fast(v, v))
-                    .fold(0.0f32, f32::max);
-                let points = vectors
-                    .chunks_exact(dim)
-                    .map(|v| {
-                        let mut p = v.to_vec();
-                        p.push((max_norm2 - dot_fast(v, v)).max(0.0).sqrt());
-                        Euclidean(p)
-                    })
-                    .collect();
-                Graph::L2Augmented(builder.build(points, ids))
-            }
+        if rows >= NO_LINK as usize {
+            return Err(Error::Config(format!(
+                "HNSW holds under 2^32 - 1 rows, not {rows}"
+            )));
+        }
+        let graph = build_graph(&vectors, dim, params);
+        Self::from_graph(&vectors, dim, params, &graph)
+    }
+
+    /// Takes a built graph's links and lays the vectors out in its order.
+    fn from_graph(
+        vectors: &[f32],
+        dim: usize,
+        params: HnswParams,
+        graph: &Graph,
+    ) -> Result<Self, Error> {
+        let rows = vectors.len() / dim;
+        let links = match graph {
+            Graph::NegatedDot(map) => Links::read_back(map, rows)?,
+            Graph::L2Augmented(map) => Links::read_back(map, rows)?,
         };
+        let mut ordered = Vec::with_capacity(vectors.len());
+        for &row in &links.rows {
+            let r = row as usize;
+            ordered.extend_from_slice(&vectors[r * dim..(r + 1) * dim]);
+        }
         Ok(Self {
             dim,
-            vectors,
-            graph,
+            vectors: ordered,
+            links,
             params,
         })
     }
@@ -193,19 +378,163 @@ impl HnswIndex {
         self.params
     }
 
-    fn candidates(&self, query: &[f32], search: &mut Search) -> Vec<u32> {
-        match &self.graph {
-            Graph::NegatedDot(map) => map
-                .search(&NegatedDot(query.to_vec()), search)
-                .map(|item| *item.value)
-                .collect(),
-            Graph::L2Augmented(map) => {
-                let mut q = query.to_vec();
-                q.push(0.0);
-                map.search(&Euclidean(q), search)
-                    .map(|item| *item.value)
-                    .collect()
+    /// Like [`MipsIndex::search`] with another `ef` (candidates kept on layer 0): larger finds
+    /// more of the exact neighbours and takes longer. No rebuild needed.
+    pub fn search_with_ef(
+        &self,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<Vec<Vec<Hit>>, Error> {
+        check_search(self, queries, k)?;
+        if ef == 0 {
+            return Err(Error::Config("HNSW ef must be at least 1".into()));
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            Ok(queries
+                .chunks_exact(self.dim)
+                .map(|query| {
+                    let found = self.walk(query, ef.max(k), scratch);
+                    let mut hits: Vec<Hit> = found
+                        .iter()
+                        .map(|&point| Hit {
+                            id: self.links.rows[point as usize],
+                            score: dot_fast(query, self.row(point)),
+                        })
+                        .collect();
+                    hits.sort_by(hit_order);
+                    hits.truncate(k);
+                    hits
+                })
+                .collect())
+        })
+    }
+
+    #[inline(always)]
+    fn row(&self, point: u32) -> &[f32] {
+        let start = point as usize * self.dim;
+        &self.vectors[start..start + self.dim]
+    }
+
+    #[inline(always)]
+    fn distance(&self, query: &[f32], point: u32) -> f32 {
+        // The routing order of both graphs: -q.z, and for augmented vectors
+        // |q|^2 + M^2 - 2 q.z, which sorts the same.
+        -dot_routing(query, self.row(point))
+    }
+
+    /// instant-distance's search (its `Hnsw::search`, ef = 1 on the upper layers) over the flat
+    /// arrays; returns the graph points found, nearest first.
+    fn walk(&self, query: &[f32], ef: usize, s: &mut Scratch) -> Vec<u32> {
+        let n = self.links.zero.len();
+        s.candidates.clear();
+        s.nearest.clear();
+        s.next_pass(n);
+        s.visit(0);
+        let mut best = key(self.distance(query, 0), 0);
+        for layer in self.links.upper.iter().rev() {
+            // A pass with ef = 1 from the best point so far.
+            s.next_pass(n);
+            s.visit(key_point(best));
+            s.candidates.clear();
+            s.candidates.push(Reverse(best));
+            while let Some(Reverse(candidate)) = s.candidates.pop() {
+                if candidate >> 32 > best >> 32 {
+                    break;
+                }
+                for &p in &layer[key_point(candidate) as usize] {
+                    if p == NO_LINK {
+                        break;
+                    }
+                    if !s.visit(p) {
+                        continue;
+                    }
+                    let new = key(self.distance(query, p), p);
+                    if new < best {
+                        best = new;
+                        s.candidates.push(Reverse(new));
+                    }
+                }
             }
+        }
+
+        s.next_pass(n);
+        s.visit(key_point(best));
+        s.candidates.clear();
+        s.candidates.push(Reverse(best));
+        s.nearest.push(best);
+        while let Some(Reverse(candidate)) = s.candidates.pop() {
+            let furthest = *s.nearest.peek().expect("holds at least the entry point");
+            if candidate >> 32 > furthest >> 32 {
+                break;
+            }
+            // The unvisited neighbours first, their rows fetched while the first are scored.
+            s.fresh.clear();
+            for &p in &self.links.zero[key_point(candidate) as usize] {
+                if p == NO_LINK {
+                    break;
+                }
+                if s.visit(p) {
+                    s.fresh.push(p);
+                }
+            }
+            for i in 0..s.fresh.len() {
+                if let Some(&next) = s.fresh.get(i + 1) {
+                    prefetch(self.row(next));
+                }
+                let p = s.fresh[i];
+                let new = key(self.distance(query, p), p);
+                if s.nearest.len() < ef || new < *s.nearest.peek().expect("ef >= 1") {
+                    s.candidates.push(Reverse(new));
+                    s.nearest.push(new);
+                    if s.nearest.len() > ef {
+                        s.nearest.pop();
+                    }
+                }
+            }
+        }
+        let mut found: Vec<u64> = s.nearest.drain().collect();
+        found.sort_unstable();
+        found.into_iter().map(key_point).collect()
+    }
+}
+
+enum Graph {
+    NegatedDot(HnswMap<NegatedDot, u32>),
+    L2Augmented(HnswMap<Euclidean, u32>),
+}
+
+/// instant-distance's graph over the vectors, as the metric asks.
+fn build_graph(vectors: &[f32], dim: usize, params: HnswParams) -> Graph {
+    let builder = Builder::default()
+        .ef_construction(params.ef_construction)
+        .ef_search(params.ef_search)
+        .seed(params.seed);
+    let ids: Vec<u32> = (0..(vectors.len() / dim) as u32).collect();
+    match params.metric {
+        HnswMetric::NegatedDot => Graph::NegatedDot(
+            builder.build(
+                vectors
+                    .chunks_exact(dim)
+                    .map(|v| NegatedDot(v.to_vec()))
+                    .collect(),
+                ids,
+            ),
+        ),
+        HnswMetric::L2Augmented => {
+            let max_norm2 = vectors
+                .chunks_exact(dim)
+                .map(|v| dot_fast(v, v))
+                .fold(0.0f32, f32::max);
+            let points = vectors
+                .chunks_exact(dim)
+                .map(|v| {
+                    let mut p = v.to_vec();
+                    p.push((max_norm2 - dot_fast(v, v)).max(0.0).sqrt());
+                    Euclidean(p)
+                })
+                .collect();
+            Graph::L2Augmented(builder.build(points, ids))
         }
     }
 }
@@ -216,32 +545,13 @@ impl MipsIndex for HnswIndex {
     }
 
     fn len(&self) -> usize {
-        self.vectors.len() / self.dim
+        self.links.rows.len()
     }
 
-    /// Up to `min(k, ef_search)` hits per query, rescored with exact inner products.
+    /// `k` hits per query (fewer only when the index is smaller), rescored with exact inner
+    /// products; the walk keeps `max(ef_search, k)` candidates.
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error> {
-        check_search(self, queries, k)?;
-        let mut search = Search::default();
-        Ok(queries
-            .chunks_exact(self.dim)
-            .map(|query| {
-                let mut hits: Vec<Hit> = self
-                    .candidates(query, &mut search)
-                    .into_iter()
-                    .map(|row| {
-                        let r = row as usize;
-                        Hit {
-                            id: row,
-                            score: dot_fast(query, &self.vectors[r * self.dim..(r + 1) * self.dim]),
-                        }
-                    })
-                    .collect();
-                hits.sort_by(hit_order);
-                hits.truncate(k);
-                hits
-            })
-            .collect())
+        self.search_with_ef(queries, k, self.params.ef_search)
     }
 }
 
@@ -325,6 +635,96 @@ mod tests {
                 assert!(h[0].score <= e[0].score + 1e-6);
             }
             assert!(recall >= 0.9, "{metric:?} recall@8 {recall}");
+        }
+    }
+
+    /// The fast walk is instant-distance's search over other data structures: on the same
+    /// graph it must return the same points in the same order.
+    #[test]
+    fn the_walk_finds_what_instant_distance_finds_on_the_same_graph() {
+        use instant_distance::Search;
+        let seed = fresh_seed();
+        eprintln!("seed {seed}");
+        let mut rng = SplitMix64::new(seed);
+        let dim = 24;
+        let docs = clustered(&mut rng, 1200, dim, 40);
+        let queries = clustered(&mut rng, 60, dim, 40);
+        for ef in [1, 8, 50] {
+            let params = HnswParams {
+                ef_search: ef,
+                ef_construction: 40,
+                seed,
+                ..HnswParams::default()
+            };
+            let graph = build_graph(&docs, dim, params);
+            let index = HnswIndex::from_graph(&docs, dim, params, &graph).unwrap();
+            let Graph::NegatedDot(map) = &graph else {
+                unreachable!("NegatedDot is the default metric")
+            };
+            assert!(
+                !index.links.upper.is_empty(),
+                "the graph should have upper layers"
+            );
+            let mut search = Search::default();
+            let mut scratch = Scratch::default();
+            for query in queries.chunks_exact(dim) {
+                let theirs: Vec<u32> = map
+                    .search(&NegatedDot(query.to_vec()), &mut search)
+                    .map(|item| *item.value)
+                    .collect();
+                let ours: Vec<u32> = index
+                    .walk(query, ef, &mut scratch)
+                    .into_iter()
+                    .map(|p| index.links.rows[p as usize])
+                    .collect();
+                assert_eq!(ours, theirs, "ef {ef}");
+            }
+            // A graph read back against the wrong vectors is refused, not walked.
+            let Err(Error::Config(message)) =
+                HnswIndex::from_graph(&docs[dim..], dim, params, &graph)
+            else {
+                panic!("a graph over 1200 points accepted for 1199 vectors")
+            };
+            assert!(message.contains("1199 vectors"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_larger_ef_per_search_finds_more_and_k_above_ef_still_gets_k_hits() {
+        let seed = fresh_seed();
+        let mut rng = SplitMix64::new(seed);
+        let dim = 16;
+        let docs = clustered(&mut rng, 3000, dim, 60);
+        let queries = clustered(&mut rng, 80, dim, 60);
+        let exact = top_k_reference(&queries, &docs, dim, 10).unwrap();
+        let params = HnswParams {
+            ef_search: 2,
+            seed,
+            ..HnswParams::default()
+        };
+        let index = HnswIndex::build(docs, dim, params).unwrap();
+        let narrow = index.search(&queries, 10).unwrap();
+        assert!(narrow.iter().all(|h| h.len() == 10), "seed {seed}");
+        let wide = index.search_with_ef(&queries, 10, 400).unwrap();
+        let (r_narrow, r_wide) = (recall_at_k(&exact, &narrow), recall_at_k(&exact, &wide));
+        eprintln!("seed {seed}: recall@10 ef 10 {r_narrow:.3}, ef 400 {r_wide:.3}");
+        assert!(r_wide >= 0.99 && r_wide >= r_narrow, "seed {seed}");
+        assert!(matches!(
+            index.search_with_ef(&queries, 10, 0),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn sort_keys_order_like_distances_then_points() {
+        let mut rng = SplitMix64::new(fresh_seed());
+        let mut values: Vec<f32> = (0..500).map(|_| 1e3 * rng.next_symmetric()).collect();
+        values.extend([0.0, -0.0, f32::MIN, f32::MAX, 1e-40, -1e-40]);
+        for &a in &values {
+            for &b in &values[values.len() - 46..] {
+                let expected = a.partial_cmp(&b).unwrap().then(3u32.cmp(&7));
+                assert_eq!(key(a, 3).cmp(&key(b, 7)), expected, "{a} vs {b}");
+            }
         }
     }
 
