@@ -247,14 +247,14 @@ impl Links {
 /// Per-thread search state, kept between queries so a search allocates nothing.
 #[derive(Default)]
 struct Scratch {
-    /// `visited[p] == generation` when point `p` was scored in the current pass.
-    visited: Vec<u32>,
-    generation: u32,
+    /// `visited[p] == generation` when point `p` was scored in the current pass; one byte a
+    /// point keeps the array in the first-level cache for corpora of tens of thousands.
+    visited: Vec<u8>,
+    generation: u8,
     /// Min-heap of points still to expand.
     candidates: BinaryHeap<Reverse<u64>>,
     /// Max-heap of the `ef` best points so far.
     nearest: BinaryHeap<u64>,
-    fresh: Vec<u32>,
 }
 
 impl Scratch {
@@ -303,18 +303,21 @@ fn key_point(key: u64) -> u32 {
     key as u32
 }
 
+/// Asks for the first two cache lines of `data` (the hardware prefetcher follows on).
 #[inline(always)]
-fn prefetch(row: &[f32]) {
+fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; the address is inside a live slice.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = row.as_ptr() as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(p);
-        _mm_prefetch::<_MM_HINT_T0>(p.add(64));
+    if std::mem::size_of_val(data) >= 128 {
+        // SAFETY: a prefetch is a hint; both addresses are inside the live slice.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let p = data.as_ptr() as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.add(64));
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
+    let _ = data;
 }
 
 /// An HNSW graph over `[rows, dim]` vectors; hits carry rows and exact inner products.
@@ -468,21 +471,27 @@ impl HnswIndex {
             if candidate >> 32 > furthest >> 32 {
                 break;
             }
-            // The unvisited neighbours first, their rows fetched while the first are scored.
-            s.fresh.clear();
+            // The likely next candidate's links, fetched while this one's neighbours are scored.
+            if let Some(Reverse(next)) = s.candidates.peek() {
+                prefetch(&self.links.zero[key_point(*next) as usize]);
+            }
+            // The unvisited neighbours first, each row fetched while the one before is scored.
+            let mut fresh = [0u32; LINKS_ZERO];
+            let mut count = 0;
             for &p in &self.links.zero[key_point(candidate) as usize] {
                 if p == NO_LINK {
                     break;
                 }
                 if s.visit(p) {
-                    s.fresh.push(p);
+                    fresh[count] = p;
+                    count += 1;
                 }
             }
-            for i in 0..s.fresh.len() {
-                if let Some(&next) = s.fresh.get(i + 1) {
-                    prefetch(self.row(next));
+            for i in 0..count {
+                if i + 1 < count {
+                    prefetch(self.row(fresh[i + 1]));
                 }
-                let p = s.fresh[i];
+                let p = fresh[i];
                 let new = key(self.distance(query, p), p);
                 if s.nearest.len() < ef || new < *s.nearest.peek().expect("ef >= 1") {
                     s.candidates.push(Reverse(new));
