@@ -9,6 +9,10 @@
 
 use std::time::Duration;
 
+/// The `realm` binary's allocator (native/src/main.rs), so the bench times what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::Criterion;
 use realm_core::bert::BertInput;
 use realm_core::config::BertConfig;
