@@ -139,7 +139,8 @@ fn main() {
 }
 
 /// Builds one graph per metric, then times 64 single-query searches on one thread at each
-/// ef of the sweep and records recall@8 over all queries.
+/// ef of the sweep (and the 64 as one call on two threads) and records recall@8 over all
+/// queries.
 fn hnsw_sweep(
     c: &mut Criterion,
     name: &str,
@@ -158,7 +159,7 @@ fn hnsw_sweep(
             seed: 7,
         };
         let started = Instant::now();
-        let index = HnswIndex::build(data.docs.clone(), dim, params).expect("build");
+        let mut index = HnswIndex::build(data.docs.clone(), dim, params).expect("build");
         let build_s = started.elapsed().as_secs_f64();
         let tag = match metric {
             HnswMetric::NegatedDot => "negdot",
@@ -175,12 +176,19 @@ fn hnsw_sweep(
                     }
                 })
             });
+            // The secondary row: the same 64 queries in one call, shared by two threads.
+            index.threads = 2;
+            group.bench_function(format!("{tag}-ef{ef}-b64-t2"), |bench| {
+                bench.iter(|| index.search_with_ef(queries, K, ef).expect("search"))
+            });
+            index.threads = 1;
             eprintln!("hnsw {name} {tag} ef={ef}: recall@8 {recall:.4}, build {build_s:.1} s");
             points.push(json!({
                 "metric": tag, "ef_search": ef, "recall_at_8": recall,
                 "build_seconds": build_s, "build_rows_per_second": rows as f64 / build_s,
                 "build_threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
                 "bench_id": format!("hnsw-{name}/{tag}-ef{ef}-b64"),
+                "bench_id_two_threads": format!("hnsw-{name}/{tag}-ef{ef}-b64-t2"),
             }));
         }
     }
