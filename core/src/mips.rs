@@ -395,6 +395,30 @@ mod tests {
     use crate::retrieval::top_k_reference;
     use crate::weights::{SplitMix64, fresh_seed};
 
+    /// TopK against a full sort, with many tied scores so the id order is exercised.
+    #[test]
+    fn top_k_keeps_what_a_full_sort_keeps() {
+        let mut rng = SplitMix64::new(fresh_seed());
+        for &n in &[0usize, 5, 500] {
+            for &k in &[1usize, 3, 16, 32, 33, 100] {
+                let hits: Vec<Hit> = (0..n)
+                    .map(|i| Hit {
+                        id: (i * 7919 % n.max(1)) as u32,
+                        score: (rng.next_symmetric() * 8.0).round(),
+                    })
+                    .collect();
+                let mut top = TopK::new(k);
+                for h in &hits {
+                    top.offer(h.id, h.score);
+                }
+                let mut expected = hits.clone();
+                expected.sort_by(hit_order);
+                expected.truncate(k);
+                assert_eq!(top.into_sorted(), expected, "n {n}, k {k}");
+            }
+        }
+    }
+
     #[test]
     fn the_fast_path_returns_the_references_hits_on_random_inputs() {
         let mut rng = SplitMix64::new(fresh_seed());

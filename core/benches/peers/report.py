@@ -36,6 +36,21 @@ def qps_at(points, target):
     return None
 
 
+def matched_recall_rows(label, ours, theirs, goal):
+    """Table rows comparing queries/s at recall 0.90 / 0.95 / 0.99, one per metric of ours."""
+    rows = []
+    for target_recall in (0.90, 0.95, 0.99):
+        t = qps_at(theirs, target_recall)
+        for metric, pts in ours.items():
+            m = qps_at(pts, target_recall)
+            ratio = f"{m / t:.2f}" if (m and t) else "not reached"
+            rows.append(
+                f"| {label} | {target_recall:.2f} | {m and f'{m:,.0f}'} ({metric}) | "
+                f"{t and f'{t:,.0f}'} | {ratio} | {goal} |"
+            )
+    return rows
+
+
 def main():
     target, conditions_path = sys.argv[1], sys.argv[2]
     with open(os.path.join(target, "bench-mips", "ours.json")) as f:
@@ -122,30 +137,14 @@ def main():
         for r, q in sorted(theirs):
             hnsw_lines.append(f"| {name} sweep | {r:.3f} | | {q:,.0f} | | |")
         best = {m: [(r, q) for r, q, _ in pts] for m, pts in mine.items()}
-        for target_recall in (0.90, 0.95, 0.99):
-            t = qps_at(theirs, target_recall)
-            for metric, pts in best.items():
-                m = qps_at(pts, target_recall)
-                ratio = f"{m / t:.2f}" if (m and t) else "not reached"
-                hnsw_lines.append(
-                    f"| {name} | {target_recall:.2f} | {m and f'{m:,.0f}'} ({metric}) | "
-                    f"{t and f'{t:,.0f}'} | {ratio} | >= 0.67 |"
-                )
+        hnsw_lines += matched_recall_rows(name, best, theirs, ">= 0.67")
         # Secondary: 64 queries in one call on two threads, both sides.
         theirs_t2 = [(pt["recall_at_8"], 64 / pt["seconds_per_64_two_threads"]) for pt in h["sweep"]]
         mine_t2 = {}
         for pt in o["hnsw"]:
             group, bench = pt["bench_id_two_threads"].split("/")
             mine_t2.setdefault(pt["metric"], []).append((pt["recall_at_8"], 64 / ours_seconds(target, group, bench)))
-        for target_recall in (0.90, 0.95, 0.99):
-            t = qps_at(theirs_t2, target_recall)
-            for metric, pts in mine_t2.items():
-                m = qps_at(pts, target_recall)
-                ratio = f"{m / t:.2f}" if (m and t) else "not reached"
-                hnsw_lines.append(
-                    f"| {name}, 2 threads, B = 64 | {target_recall:.2f} | {m and f'{m:,.0f}'} ({metric}) | "
-                    f"{t and f'{t:,.0f}'} | {ratio} | |"
-                )
+        hnsw_lines += matched_recall_rows(f"{name}, 2 threads, B = 64", mine_t2, theirs_t2, "")
         hnsw_lines.append(
             f"| {name} build | | | {h['build_rows_per_second']:,.0f} rows/s on {h['build_threads']} threads | | |"
         )
