@@ -389,6 +389,26 @@ impl MipsIndex for ExactIndex {
     }
 }
 
+/// A fast path's hits against [`top_k_reference`]'s: the summation order differs (SIMD lanes vs
+/// left to right), so scores agree within 1e-5 and ids wherever no two scores are that close.
+#[cfg(test)]
+pub(crate) fn assert_close_to_reference(fast: &[Vec<Hit>], reference: &[Vec<Hit>]) {
+    assert_eq!(fast.len(), reference.len());
+    for (f, r) in fast.iter().zip(reference) {
+        assert_eq!(f.len(), r.len());
+        for (a, b) in f.iter().zip(r) {
+            assert!((a.score - b.score).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+        let gaps_clear = r.windows(2).all(|w| w[0].score - w[1].score > 1e-5);
+        if gaps_clear {
+            assert_eq!(
+                f.iter().map(|h| h.id).collect::<Vec<_>>(),
+                r.iter().map(|h| h.id).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,21 +463,7 @@ mod tests {
             index.threads = threads;
             let fast = index.search(&qs, k).unwrap();
             let reference = top_k_reference(&qs, &docs, dim, k).unwrap();
-            for (f, r) in fast.iter().zip(&reference) {
-                assert_eq!(f.len(), r.len());
-                for (a, b) in f.iter().zip(r) {
-                    // Summation order differs (8 lanes vs left to right): scores within 1e-5;
-                    // ids agree unless two scores are that close.
-                    assert!((a.score - b.score).abs() < 1e-5, "{a:?} vs {b:?}");
-                }
-                let gaps_clear = r.windows(2).all(|w| w[0].score - w[1].score > 1e-5);
-                if gaps_clear {
-                    assert_eq!(
-                        f.iter().map(|h| h.id).collect::<Vec<_>>(),
-                        r.iter().map(|h| h.id).collect::<Vec<_>>()
-                    );
-                }
-            }
+            assert_close_to_reference(&fast, &reference);
         }
     }
 
