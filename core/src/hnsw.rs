@@ -223,17 +223,22 @@ impl Links {
                 return Err(broken(format!("row {row} out of range or repeated")));
             }
         }
-        let valid = |list: &[u32]| list.iter().all(|&p| p == NO_LINK || (p as usize) < n);
+        // A walk on a layer only visits that layer's points: every link must stay inside it.
+        let valid =
+            |list: &[u32], len: usize| list.iter().all(|&p| p == NO_LINK || (p as usize) < len);
         let mut below = n;
         for layer in &upper {
-            if layer.len() > below || !layer.iter().all(|l| valid(l)) {
+            if layer.is_empty() || layer.len() > below {
                 return Err(broken(
                     "an upper layer is not a prefix of the one below".into(),
                 ));
             }
+            if !layer.iter().all(|l| valid(l, layer.len())) {
+                return Err(broken("an upper-layer link leaves its layer".into()));
+            }
             below = layer.len();
         }
-        if !zero.iter().all(|l| valid(l)) {
+        if !zero.iter().all(|l| valid(l, n)) {
             return Err(broken("a layer-0 link points past the last point".into()));
         }
         Ok(Self {
