@@ -5,7 +5,8 @@
 //! instant-distance builds the graph by a distance, so inner products enter in one of two ways:
 //! - [`HnswMetric::NegatedDot`]: distance `-x.z` (not a metric, but the graph still routes);
 //! - [`HnswMetric::L2Augmented`]: the MIPS-to-L2 reduction (Bachrach et al. 2014): every
-//!   document gains a coordinate `sqrt(M^2 - |z|^2)` and queries a 0, so the L2 order equals
+//!   document gains a coordinate `sqrt(R^2 - |z|^2)` (R the largest norm) and queries a 0, so
+//!   the L2 order equals
 //!   the inner-product order.
 //!
 //! The search is ours: instant-distance's algorithm, step for step, over flat arrays read back
@@ -128,7 +129,7 @@ struct Euclidean(Vec<f32>);
 
 impl Point for Euclidean {
     fn distance(&self, other: &Self) -> f32 {
-        // Squared distance: the same order, and |q|^2 + M^2 - 2 q.z for augmented vectors.
+        // Squared distance: the same order, and |q|^2 + R^2 - 2 q.z for augmented vectors.
         self.0
             .iter()
             .zip(&other.0)
@@ -249,7 +250,7 @@ impl Links {
     }
 }
 
-/// Per-thread search state, kept between queries so a search allocates nothing.
+/// Per-thread search state, kept between queries so the walk itself allocates nothing.
 #[derive(Default)]
 struct Scratch {
     /// `visited[p] == generation` when point `p` was scored in the current pass; one byte a
@@ -290,17 +291,25 @@ thread_local! {
 }
 
 /// A (distance, point) pair as one integer that sorts like instant-distance's `Candidate`:
-/// by distance (total order on non-NaN floats), then by point.
+/// by distance (`OrderedFloat`'s order: NaN last), then by point.
 #[inline(always)]
 fn key(distance: f32, point: u32) -> u64 {
     // -0.0 and 0.0 compare equal as distances, as they do in `OrderedFloat`.
     let bits = (distance + 0.0).to_bits();
-    let sortable = if bits >> 31 == 1 {
+    let sortable = if distance.is_nan() {
+        u32::MAX
+    } else if bits >> 31 == 1 {
         !bits
     } else {
         bits | 1 << 31
     };
     (sortable as u64) << 32 | point as u64
+}
+
+/// The distance part of a [`key`], in an order-preserving integer form.
+#[inline(always)]
+fn key_distance(key: u64) -> u32 {
+    (key >> 32) as u32
 }
 
 #[inline(always)]
@@ -331,7 +340,8 @@ fn prefetch<T>(data: &[T]) {
 /// arrays, with `ef` chosen per search), because the crate's own walk spent most of its time
 /// in sorted-vector inserts and in fetching each point through its own allocation.
 pub struct HnswIndex {
-    /// Threads a search of several queries may use (1: the calling thread only).
+    /// Threads a search of several queries may use (1: the calling thread only; at most the
+    /// cores there are).
     pub threads: usize,
     dim: usize,
     /// The vectors in graph order, one block, so a neighbour's row is one offset away.
@@ -403,7 +413,8 @@ impl HnswIndex {
             return Err(Error::Config("HNSW ef must be at least 1".into()));
         }
         let n_queries = queries.len() / self.dim;
-        let threads = self.threads.clamp(1, n_queries.max(1));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.threads.min(cores).clamp(1, n_queries.max(1));
         if threads == 1 {
             return Ok(self.search_here(queries, k, ef));
         }
@@ -451,7 +462,7 @@ impl HnswIndex {
     #[inline(always)]
     fn distance(&self, query: &[f32], point: u32) -> f32 {
         // The routing order of both graphs: -q.z, and for augmented vectors
-        // |q|^2 + M^2 - 2 q.z, which sorts the same.
+        // |q|^2 + R^2 - 2 q.z, which sorts the same.
         -dot_routing(query, self.row(point))
     }
 
@@ -461,8 +472,6 @@ impl HnswIndex {
         let n = self.links.zero.len();
         s.candidates.clear();
         s.nearest.clear();
-        s.next_pass(n);
-        s.visit(0);
         let mut best = key(self.distance(query, 0), 0);
         for layer in self.links.upper.iter().rev() {
             // A pass with ef = 1 from the best point so far.
@@ -471,7 +480,7 @@ impl HnswIndex {
             s.candidates.clear();
             s.candidates.push(Reverse(best));
             while let Some(Reverse(candidate)) = s.candidates.pop() {
-                if candidate >> 32 > best >> 32 {
+                if key_distance(candidate) > key_distance(best) {
                     break;
                 }
                 for &p in &layer[key_point(candidate) as usize] {
@@ -497,7 +506,7 @@ impl HnswIndex {
         s.nearest.push(best);
         while let Some(Reverse(candidate)) = s.candidates.pop() {
             let furthest = *s.nearest.peek().expect("holds at least the entry point");
-            if candidate >> 32 > furthest >> 32 {
+            if key_distance(candidate) > key_distance(furthest) {
                 break;
             }
             // The likely next candidate's links, fetched while this one's neighbours are scored.
@@ -586,7 +595,8 @@ impl MipsIndex for HnswIndex {
         self.links.rows.len()
     }
 
-    /// `k` hits per query (fewer only when the index is smaller), rescored with exact inner
+    /// `k` hits per query (fewer when the index is smaller, or when the graph reaches fewer
+    /// points from its entry), rescored with exact inner
     /// products; the walk keeps `max(ef_search, k)` candidates.
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error> {
         self.search_with_ef(queries, k, self.params.ef_search)
@@ -762,12 +772,14 @@ mod tests {
     fn sort_keys_order_like_distances_then_points() {
         let mut rng = SplitMix64::new(fresh_seed());
         let mut values: Vec<f32> = (0..500).map(|_| 1e3 * rng.next_symmetric()).collect();
-        values.extend([0.0, -0.0, f32::MIN, f32::MAX, 1e-40, -1e-40]);
+        values.extend([0.0, -0.0, f32::MIN, f32::MAX, 1e-40, -1e-40, f32::INFINITY]);
         for &a in &values {
             for &b in &values[values.len() - 46..] {
                 let expected = a.partial_cmp(&b).unwrap().then(3u32.cmp(&7));
                 assert_eq!(key(a, 3).cmp(&key(b, 7)), expected, "{a} vs {b}");
             }
+            // NaN sorts after every number, as in `OrderedFloat` (an overflowing inf - inf).
+            assert!(key(f32::NAN, 0) > key(a, 1) && key(-f32::NAN, 0) > key(a, 1));
         }
     }
 

@@ -70,8 +70,8 @@ impl<I: MipsIndex, R: AsRef<[f32]>> MipsIndex for Reranked<I, R> {
             .chunks_exact(dim)
             .zip(candidates)
             .map(|(query, candidates)| {
-                // The SIMD dot product (the plain one's serial sum took 0.15 ms of a 1.4 ms
-                // batch of 64 on the MiniLM set).
+                // The SIMD dot product: the plain one's serial sum was ~10% of a batch of 64
+                // on the MiniLM set. Scores match the reference's within rounding.
                 let mut hits: Vec<Hit> = candidates
                     .iter()
                     .map(|c| {
@@ -100,7 +100,7 @@ mod tests {
     use crate::weights::{SplitMix64, fresh_seed};
 
     #[test]
-    fn every_candidate_re_scored_gives_the_exact_reference() {
+    fn every_candidate_re_scored_matches_the_reference() {
         let mut rng = SplitMix64::new(fresh_seed());
         for &(n, dim, k) in &[(300, 16, 8), (57, 5, 3), (9, 4, 20)] {
             let docs = rng.uniform_vec(n * dim, 1.0);

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use realm_native::{convert, demo, index, skeleton};
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
-/// ones to the system after each use (a batch of 8 through MiniLM: 25% faster).
+/// ones to the system after each use (a batch of 8 through MiniLM: a quarter less time).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
