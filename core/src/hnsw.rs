@@ -6,8 +6,7 @@
 //! - [`HnswMetric::NegatedDot`]: distance `-x.z` (not a metric, but the graph still routes);
 //! - [`HnswMetric::L2Augmented`]: the MIPS-to-L2 reduction (Bachrach et al. 2014): every
 //!   document gains a coordinate `sqrt(R^2 - |z|^2)` (R the largest norm) and queries a 0, so
-//!   the L2 order equals
-//!   the inner-product order.
+//!   the L2 order equals the inner-product order.
 //!
 //! The search is ours: instant-distance's algorithm, step for step, over flat arrays read back
 //! from the built graph (tested to return the crate's own results), with `ef` chosen per call.
