@@ -390,16 +390,24 @@ impl MipsIndex for ExactIndex {
 }
 
 /// A fast path's hits against [`top_k_reference`]'s: the summation order differs (SIMD lanes vs
-/// left to right), so scores agree within 1e-5 and ids wherever no two scores are that close.
+/// left to right), so scores agree within a few f32 roundings of their size (4e-6 relative,
+/// at least 4e-6: a 256-term sum near 16 once differed by 1.1e-5), and ids wherever no two
+/// scores are that close.
 #[cfg(test)]
 pub(crate) fn assert_close_to_reference(fast: &[Vec<Hit>], reference: &[Vec<Hit>]) {
+    let tolerance = |score: f32| 4e-6 * score.abs().max(1.0);
     assert_eq!(fast.len(), reference.len());
     for (f, r) in fast.iter().zip(reference) {
         assert_eq!(f.len(), r.len());
         for (a, b) in f.iter().zip(r) {
-            assert!((a.score - b.score).abs() < 1e-5, "{a:?} vs {b:?}");
+            assert!(
+                (a.score - b.score).abs() <= tolerance(b.score),
+                "{a:?} vs {b:?}"
+            );
         }
-        let gaps_clear = r.windows(2).all(|w| w[0].score - w[1].score > 1e-5);
+        let gaps_clear = r
+            .windows(2)
+            .all(|w| w[0].score - w[1].score > 2.0 * tolerance(w[0].score));
         if gaps_clear {
             assert_eq!(
                 f.iter().map(|h| h.id).collect::<Vec<_>>(),
