@@ -263,6 +263,14 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Starts a pass over an `n`-point layer from `entry`: only it visited and to expand.
+    fn start_pass(&mut self, n: usize, entry: u64) {
+        self.next_pass(n);
+        self.visit(key_point(entry));
+        self.candidates.clear();
+        self.candidates.push(Reverse(entry));
+    }
+
     /// Starts a pass in which no point is visited yet.
     fn next_pass(&mut self, n: usize) {
         if self.visited.len() < n {
@@ -469,15 +477,11 @@ impl HnswIndex {
     /// arrays; returns the graph points found, nearest first.
     fn walk(&self, query: &[f32], ef: usize, s: &mut Scratch) -> Vec<u32> {
         let n = self.links.zero.len();
-        s.candidates.clear();
         s.nearest.clear();
         let mut best = key(self.distance(query, 0), 0);
         for layer in self.links.upper.iter().rev() {
             // A pass with ef = 1 from the best point so far.
-            s.next_pass(n);
-            s.visit(key_point(best));
-            s.candidates.clear();
-            s.candidates.push(Reverse(best));
+            s.start_pass(n, best);
             while let Some(Reverse(candidate)) = s.candidates.pop() {
                 if key_distance(candidate) > key_distance(best) {
                     break;
@@ -498,10 +502,7 @@ impl HnswIndex {
             }
         }
 
-        s.next_pass(n);
-        s.visit(key_point(best));
-        s.candidates.clear();
-        s.candidates.push(Reverse(best));
+        s.start_pass(n, best);
         s.nearest.push(best);
         while let Some(Reverse(candidate)) = s.candidates.pop() {
             let furthest = *s.nearest.peek().expect("holds at least the entry point");
