@@ -14,11 +14,12 @@ use std::time::Duration;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::Criterion;
-use realm_core::bert::BertInput;
-use realm_core::config::BertConfig;
-use realm_core::embedder::RealmEmbedder;
+use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::model::config::BertConfig;
+use realm_core::model::embedder::RealmEmbedder;
+use realm_core::rng::SplitMix64;
 use realm_core::skeleton::seeded_weights;
-use realm_core::weights::{SplitMix64, WeightLoader};
+use realm_core::text::BertInput;
 
 /// (name, layers, hidden, heads, intermediate)
 pub const SHAPES: &[(&str, usize, usize, usize, usize)] = &[

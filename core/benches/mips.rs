@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use realm_core::hnsw::{HnswIndex, HnswMetric, HnswParams, recall_at_k};
-use realm_core::mips::{ExactIndex, MipsIndex};
-use realm_core::quantized::Int8Index;
-use realm_core::rerank::Reranked;
+use realm_core::index::exact::{ExactIndex, MipsIndex};
+use realm_core::index::hnsw::{HnswIndex, HnswMetric, HnswParams, recall_at_k};
+use realm_core::index::int8::Int8Index;
+use realm_core::index::rerank::Reranked;
 use serde_json::{Value, json};
 
 const K: usize = 8;
@@ -145,7 +145,7 @@ fn hnsw_sweep(
     c: &mut Criterion,
     name: &str,
     data: &Data,
-    truth: &[Vec<realm_core::retrieval::Hit>],
+    truth: &[Vec<realm_core::index::reference::Hit>],
 ) -> Value {
     let dim = data.dim;
     let rows = data.docs.len() / dim;

@@ -20,13 +20,16 @@ pub fn cpu_device() -> Device {
     Device::flex()
 }
 
+/// burn's wgpu backend on the first adapter (a GPU, else lavapipe).
 #[cfg(feature = "wgpu")]
-fn wgpu_device() -> Device {
+pub fn wgpu_device() -> Device {
     // burn initialises its wgpu runtime once per selector; `Device` values are cheap handles.
     Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
 }
 
+/// # Panics
+/// Always: this build has no wgpu backend.
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_device() -> Device {
+pub fn wgpu_device() -> Device {
     panic!("REALM_DEVICE=wgpu, but realm-core was built without its `wgpu` feature")
 }

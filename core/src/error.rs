@@ -72,4 +72,11 @@ pub enum Error {
     UnknownDocument { id: u32 },
     #[error("text of {tokens} tokens is longer than the model's {max} positions")]
     TooLong { tokens: usize, max: usize },
+    /// A question file that does not parse: the file's name and the 1-based line.
+    #[error("{file}:{line}: {message}")]
+    Data {
+        file: String,
+        line: usize,
+        message: String,
+    },
 }

@@ -1,37 +1,40 @@
-//! REALM maths on burn: the BERT encoder, the retriever's embedders and relevance scores,
-//! exact top-k retrieval, and the walking-skeleton pipeline that every layer of the
-//! toolkit (native CLI, GPU kernels, wasm) runs end to end.
+//! REALM maths on burn, in folders by the paper's parts. The arrows between them point one
+//! way, each folder using only those listed before it:
+//!
+//! 1. `error`, `rng`, `device`: the crate's error type, seeded randomness, the test device.
+//! 2. [`text`]: WordPiece, the corpus formats, the padded batch every encoder takes.
+//! 3. [`checkpoint`]: safetensors and `block_records.npy` reading, family detection, the
+//!    weight map and the strict loader that hands tensors to modules.
+//! 4. [`index`]: maximum inner-product search (exact, int8, HNSW, re-scoring, the live
+//!    index) and the shard file; it knows nothing of the model.
+//! 5. [`model`]: BERT, the retriever's embedders, the knowledge-augmented encoder, the span
+//!    reader, open-QA retrieve-then-read; uses `text`, `checkpoint` and `index`.
+//! 6. [`train`]: the training machinery (schedules, optimiser, fresh heads, the reader's
+//!    examples and loss), on top of `model`.
+//! 7. [`qa`]: question sets, splits, answer matching, and reading passages for an answer;
+//!    uses `train`'s reader features.
+//! 8. `skeleton`: the walking-skeleton pipeline that every layer of the toolkit (native CLI,
+//!    GPU kernels, wasm) runs end to end; it may use everything.
 //!
 //! This crate makes no GPU, wasm or file-system assumptions: the same code runs on burn's
 //! CPU backend natively, in wasm32, and on any burn device a caller passes in.
 
-pub mod bert;
-pub mod checkpoint;
-pub mod config;
-pub mod corpus;
 pub mod device;
-pub mod embedder;
-pub mod encoder;
 pub mod error;
-pub mod family;
-pub mod fast_math;
-pub mod hash_tokenizer;
-pub mod hnsw;
-#[cfg(target_arch = "x86_64")]
-pub mod int8_vnni;
-pub mod live;
-pub mod mips;
-pub mod npy;
-pub mod openqa;
-pub mod quantized;
-pub mod reader;
-pub mod rerank;
-pub mod retrieval;
-#[cfg(target_arch = "x86_64")]
-pub mod scan_avx512;
-pub mod shard;
+pub mod rng;
+
+pub mod text;
+
+pub mod checkpoint;
+
+pub mod index;
+
+pub mod model;
+
+pub mod train;
+
+pub mod qa;
+
 pub mod skeleton;
-pub mod tokenizer;
-pub mod weights;
 
 pub use error::Error;

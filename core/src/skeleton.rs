@@ -5,11 +5,12 @@
 use burn::tensor::Device;
 
 use crate::Error;
-use crate::config::BertConfig;
-use crate::embedder::RealmEmbedder;
-use crate::hash_tokenizer::HashTokenizer;
-use crate::retrieval::check_matrix;
-use crate::weights::{HostTensor, SplitMix64, WeightLoader, WeightMap};
+use crate::checkpoint::weights::{HostTensor, WeightLoader, WeightMap};
+use crate::index::reference::check_matrix;
+use crate::model::config::BertConfig;
+use crate::model::embedder::RealmEmbedder;
+use crate::rng::SplitMix64;
+use crate::text::hash_tokenizer::HashTokenizer;
 
 /// The seed of the skeleton's weights; every build uses it, so every build agrees.
 pub const SEED: u64 = 0x5EA1_2020;

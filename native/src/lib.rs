@@ -1,10 +1,13 @@
-//! What the `realm` command does, as a library: each command's flags and `run`, and the
-//! file handling they share (model directories, index shards). `main.rs` only dispatches.
+//! What the `realm` command does, as a library: each command's flags and `run` (`commands`),
+//! and what they share: the embedding step (`embed`), the search step (`search`) and the
+//! file handling (`files`: model directories, atomic writes, memory-mapped shards), a
+//! training run's files and signals (`train`: checkpoints, resume, metrics, Ctrl-C) and the
+//! question-answering engines (`qa`: the reader on disk, question files). `main.rs` only
+//! dispatches. Arrows: `commands` -> {`qa`, `train`, `embed`, `search`} -> `files`.
 
-pub mod convert;
-pub mod demo;
-pub mod index;
-pub mod model_dir;
+pub mod commands;
+pub mod embed;
+pub mod files;
+pub mod qa;
 pub mod search;
-pub mod shard_file;
-pub mod skeleton;
+pub mod train;

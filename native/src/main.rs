@@ -2,7 +2,7 @@
 //! `realm-shaders` calls and prints their results.
 
 use clap::{Parser, Subcommand};
-use realm_native::{convert, demo, index, skeleton};
+use realm_native::commands::{ask, convert, demo, eval, finetune, index, skeleton};
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
 /// ones to the system after each use (a batch of 8 through MiniLM: a quarter less time).
@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Answer a question (or one per line of stdin) from a corpus: retrieve passages from its
+    /// index, read them with the trained span reader, print the answer and its evidence.
+    Ask(ask::AskArgs),
     /// Retrieve Wikipedia passages for questions with all-MiniLM-L6-v2: exact search on the
     /// CPU and, where a GPU adapter exists, on the WGSL kernel.
     Demo(demo::DemoArgs),
@@ -29,6 +32,12 @@ enum Command {
     /// model.safetensors, block_records.npy) into realm-rs's safe format, executing no pickle
     /// code; it must load strictly first.
     Convert(convert::ConvertArgs),
+    /// Exact match and retrieval recall@1/5/20/100 on a question file (NQ-open, WebQuestions,
+    /// CuratedTrec, SQuAD), over the corpus's index or each SQuAD question's own paragraph.
+    Eval(eval::EvalArgs),
+    /// Fine-tune the span reader on question/paragraph pairs (SQuAD v1.1 JSON), from a plain
+    /// BERT such as all-MiniLM-L6-v2; checkpoints, Ctrl-C and --resume DIR continue the run.
+    Finetune(finetune::FinetuneArgs),
     /// Embed a corpus with a sentence model into an index shard (f32, f16 or int8), or
     /// re-write an existing shard in another element type (--from).
     Index(index::IndexArgs),
@@ -40,8 +49,11 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Ask(args) => ask::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Finetune(args) => finetune::run(&args),
         Command::Index(args) => index::run(&args),
         Command::Skeleton(args) => skeleton::run(&args),
     };

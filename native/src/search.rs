@@ -3,8 +3,8 @@
 
 use anyhow::bail;
 use clap::ValueEnum;
-use realm_core::mips::{ExactIndex, MipsIndex};
-use realm_core::retrieval::Hit;
+use realm_core::index::exact::{ExactIndex, MipsIndex};
+use realm_core::index::reference::Hit;
 use realm_shaders::GpuIndex;
 
 /// Where the top-k search runs besides the CPU reference.

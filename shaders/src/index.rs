@@ -1,11 +1,11 @@
-//! The WGSL kernels behind `realm_core::mips::MipsIndex`, so retrieval code holds a GPU index
+//! The WGSL kernels behind `realm_core::index::exact::MipsIndex`, so retrieval code holds a GPU index
 //! as it holds a CPU one. The rows stay in GPU memory; k <= 32 over f32 rows runs the fused
 //! kernel, larger k and int8 rows the two-stage one. Native only: the browser's WebGPU
 //! cannot block, and calls the kernels' async `search` directly.
 
 use realm_core::Error;
-use realm_core::mips::MipsIndex;
-use realm_core::retrieval::Hit;
+use realm_core::index::exact::MipsIndex;
+use realm_core::index::reference::Hit;
 
 use crate::{GpuContext, GpuElement, GpuError, GpuShard, MAX_K, TopKKernel, TwoStageTopK};
 

@@ -1,5 +1,5 @@
 //! Launches `matmul_nt.wgsl`: C = A . B^T on the GPU, the relevance scores of a query batch
-//! against index rows. The CPU reference is `realm_core::retrieval::scores_reference`.
+//! against index rows. The CPU reference is `realm_core::index::reference::scores_reference`.
 
 use crate::context::{GpuContext, GpuError, compile, dispatch, output, storage};
 

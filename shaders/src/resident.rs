@@ -1,8 +1,8 @@
 //! An index held in GPU buffers: uploaded once, in chunks that each fit one storage binding,
 //! and searched by every kernel without crossing the bus again.
 
-use realm_core::quantized::{check_int8_rows, quantize_rows};
-use realm_core::retrieval::{Hit, check_matrix, hit_order};
+use realm_core::index::int8::{check_int8_rows, quantize_rows};
+use realm_core::index::reference::{Hit, check_matrix, hit_order};
 
 use crate::context::{GpuContext, GpuError, output, storage};
 

@@ -1,8 +1,8 @@
 //! Launches `topk_inner_product.wgsl`: exact top-k by inner product for a batch of queries,
 //! splitting an index larger than one storage binding into chunks and merging their lists.
-//! The CPU reference it must agree with is `realm_core::retrieval::top_k_reference`.
+//! The CPU reference it must agree with is `realm_core::index::reference::top_k_reference`.
 
-use realm_core::retrieval::Hit;
+use realm_core::index::reference::Hit;
 
 use crate::context::{GpuContext, GpuError, compile, dispatch, storage};
 use crate::resident::{ChunkData, ChunkLists, GpuElement, GpuShard, read_merged};

@@ -2,11 +2,11 @@
 //! stage one writes every score of a query batch against a resident chunk
 //! (`matmul_nt.wgsl` for f32 rows, `scores_int8.wgsl` for int8 rows), stage two selects each
 //! query's k best from them (`select_topk.wgsl`); chunk lists merge on the CPU.
-//! References: `realm_core::retrieval::top_k_reference` (f32) and
-//! `realm_core::quantized::top_k_int8_reference` (int8, bit for bit).
+//! References: `realm_core::index::reference::top_k_reference` (f32) and
+//! `realm_core::index::int8::top_k_int8_reference` (int8, bit for bit).
 
-use realm_core::quantized::quantize_query;
-use realm_core::retrieval::Hit;
+use realm_core::index::int8::quantize_query;
+use realm_core::index::reference::Hit;
 
 use crate::context::{GpuContext, GpuError, compile, dispatch, output, storage};
 use crate::matmul::MatmulKernel;

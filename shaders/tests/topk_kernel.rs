@@ -5,8 +5,8 @@
 mod common;
 
 use common::{assert_same, context, fresh_seed};
-use realm_core::retrieval::top_k_reference;
-use realm_core::weights::SplitMix64;
+use realm_core::index::reference::top_k_reference;
+use realm_core::rng::SplitMix64;
 use realm_shaders::{GpuError, MAX_K, TopKKernel};
 
 #[test]
@@ -90,7 +90,7 @@ fn bad_input_is_a_clear_error() {
 
 #[test]
 fn the_gpu_and_cpu_indexes_answer_alike_through_one_interface() {
-    use realm_core::mips::{ExactIndex, MipsIndex};
+    use realm_core::index::exact::{ExactIndex, MipsIndex};
     if context().is_none() {
         return;
     }

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{assert_same, context, fresh_seed};
-use realm_core::quantized::{quantize_rows, top_k_int8_reference};
-use realm_core::retrieval::{Hit, scores_reference, top_k_reference};
-use realm_core::weights::SplitMix64;
+use realm_core::index::int8::{quantize_rows, top_k_int8_reference};
+use realm_core::index::reference::{Hit, scores_reference, top_k_reference};
+use realm_core::rng::SplitMix64;
 use realm_shaders::{GpuIndex, GpuShard, MatmulKernel, TwoStageTopK};
 
 #[test]
@@ -113,8 +113,8 @@ fn bad_input_is_a_clear_error() {
 
 #[test]
 fn the_gpu_int8_index_and_large_k_answer_through_the_interface() {
-    use realm_core::mips::MipsIndex;
-    use realm_core::quantized::Int8Index;
+    use realm_core::index::exact::MipsIndex;
+    use realm_core::index::int8::Int8Index;
     if context().is_none() {
         return;
     }

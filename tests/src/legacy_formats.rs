@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use realm_core::weights::WeightMap;
+use realm_core::checkpoint::weights::WeightMap;
 
 fn unicode(out: &mut Vec<u8>, s: &str) {
     out.push(b'X');

@@ -4,7 +4,7 @@ pub mod legacy_formats;
 
 use std::path::PathBuf;
 
-use realm_core::weights::WeightMap;
+use realm_core::checkpoint::weights::WeightMap;
 
 /// True when the tests must fail rather than skip without a GPU adapter
 /// (`REALM_REQUIRE_GPU=1`, which `scripts/test.sh` sets).
@@ -37,7 +37,7 @@ pub fn shared_data(folder: &str) -> Option<PathBuf> {
 /// Reads a safetensors file from a shared-data folder.
 pub fn read_tensors(path: &std::path::Path) -> WeightMap {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    realm_core::checkpoint::read_safetensors(&bytes)
+    realm_core::checkpoint::safetensors_file::read_safetensors(&bytes)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -82,7 +82,7 @@ pub fn parity_devices() -> Vec<(&'static str, burn::tensor::Device)> {
 
 /// A `[batch, seq]` input from the fixture's `<prefix>.input_ids`, `.attention_mask`,
 /// `.token_type_ids` (any leading dims are flattened into the batch).
-pub fn bert_input(io: &WeightMap, prefix: &str) -> realm_core::bert::BertInput {
+pub fn bert_input(io: &WeightMap, prefix: &str) -> realm_core::text::BertInput {
     let ids = &io[&format!("{prefix}input_ids")];
     let seq = *ids.shape.last().unwrap();
     let ints = |name: &str| {
@@ -92,7 +92,7 @@ pub fn bert_input(io: &WeightMap, prefix: &str) -> realm_core::bert::BertInput {
             .map(|&v| v as u32)
             .collect::<Vec<u32>>()
     };
-    realm_core::bert::BertInput {
+    realm_core::text::BertInput {
         input_ids: ints("input_ids"),
         attention_mask: ints("attention_mask"),
         token_type_ids: ints("token_type_ids"),
@@ -110,8 +110,8 @@ pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
 /// (`RealmForOpenQA.state_dict()`) and transformers' inputs and outputs.
 pub struct TinyRealm {
     pub dir: PathBuf,
-    pub config: realm_core::config::BertConfig,
-    pub reader_config: realm_core::config::ReaderConfig,
+    pub config: realm_core::model::config::BertConfig,
+    pub reader_config: realm_core::model::config::ReaderConfig,
     pub weights: WeightMap,
     pub io: WeightMap,
 }
@@ -121,7 +121,7 @@ pub fn tiny_realm() -> Option<TinyRealm> {
     let dir = shared_data("realm-parity-tiny")?;
     let json = std::fs::read(dir.join("config.json")).unwrap();
     Some(TinyRealm {
-        config: realm_core::checkpoint::read_config(&json).unwrap(),
+        config: realm_core::model::config::read_config(&json).unwrap(),
         reader_config: serde_json::from_slice(&json).unwrap(),
         weights: read_tensors(&dir.join("realm_tiny.safetensors")),
         io: read_tensors(&dir.join("realm_tiny_io.safetensors")),
@@ -131,20 +131,25 @@ pub fn tiny_realm() -> Option<TinyRealm> {
 
 impl TinyRealm {
     /// The embedder from `embedder.*`, loaded strictly.
-    pub fn embedder(&self, device: &burn::tensor::Device) -> realm_core::embedder::RealmEmbedder {
-        use realm_core::embedder::{EMBEDDER_UNUSED, RealmEmbedder};
-        let weights = realm_core::checkpoint::strip_prefix(&self.weights, "embedder.");
-        let mut loader = realm_core::weights::WeightLoader::new(weights, device);
+    pub fn embedder(
+        &self,
+        device: &burn::tensor::Device,
+    ) -> realm_core::model::embedder::RealmEmbedder {
+        use realm_core::model::embedder::{EMBEDDER_UNUSED, RealmEmbedder};
+        let weights =
+            realm_core::checkpoint::safetensors_file::strip_prefix(&self.weights, "embedder.");
+        let mut loader = realm_core::checkpoint::weights::WeightLoader::new(weights, device);
         let embedder = RealmEmbedder::load(&self.config, &mut loader, device).unwrap();
         loader.finish(EMBEDDER_UNUSED).unwrap();
         embedder
     }
 
     /// The span reader from `reader.*`, loaded strictly.
-    pub fn reader(&self, device: &burn::tensor::Device) -> realm_core::reader::SpanReader {
-        use realm_core::reader::{READER_UNUSED, SpanReader};
-        let weights = realm_core::checkpoint::strip_prefix(&self.weights, "reader.");
-        let mut loader = realm_core::weights::WeightLoader::new(weights, device);
+    pub fn reader(&self, device: &burn::tensor::Device) -> realm_core::model::reader::SpanReader {
+        use realm_core::model::reader::{READER_UNUSED, SpanReader};
+        let weights =
+            realm_core::checkpoint::safetensors_file::strip_prefix(&self.weights, "reader.");
+        let mut loader = realm_core::checkpoint::weights::WeightLoader::new(weights, device);
         let reader =
             SpanReader::load(&self.config, &self.reader_config, &mut loader, device).unwrap();
         loader.finish(READER_UNUSED).unwrap();

@@ -4,10 +4,12 @@
 
 use std::path::Path;
 
-use realm_core::checkpoint::{read_config, read_safetensors};
-use realm_core::family::{Family, check_strict_load, detect_family};
-use realm_native::convert::{convert, read_pytorch};
-use realm_native::shard_file::read_shard;
+use realm_core::checkpoint::family::{Family, detect_family};
+use realm_core::checkpoint::safetensors_file::read_safetensors;
+use realm_core::model::config::read_config;
+use realm_core::model::strict::check_strict_load;
+use realm_native::commands::convert::{convert, read_pytorch};
+use realm_native::files::shard_file::read_shard;
 use realm_tests::legacy_formats::{numpy_object_array, torch_state_dict};
 use realm_tests::{read_tensors, shared_data};
 
@@ -37,9 +39,9 @@ fn reads_a_state_dict_that_torch_wrote() {
 
 /// `weights` with `prefix` taken off the names that have it, the others dropped.
 fn sub_checkpoint(
-    weights: &realm_core::weights::WeightMap,
+    weights: &realm_core::checkpoint::weights::WeightMap,
     prefix: &str,
-) -> realm_core::weights::WeightMap {
+) -> realm_core::checkpoint::weights::WeightMap {
     weights
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
@@ -58,7 +60,7 @@ fn every_family_is_detected_and_loads_strictly() {
         serde_json::from_slice(&config_json).unwrap(),
     );
     let device = realm_core::device::cpu_device();
-    let load = |w: &realm_core::weights::WeightMap| {
+    let load = |w: &realm_core::checkpoint::weights::WeightMap| {
         let family = detect_family(w).unwrap();
         check_strict_load(family, &config, &reader, w, &device).map(|r| (family, r.tensors))
     };
@@ -71,7 +73,7 @@ fn every_family_is_detected_and_loads_strictly() {
         load(&reader_ckpt).unwrap(),
         (Family::Reader, reader_ckpt.len())
     );
-    let encoder: realm_core::weights::WeightMap = reader_ckpt
+    let encoder: realm_core::checkpoint::weights::WeightMap = reader_ckpt
         .iter()
         .filter(|(k, _)| k.starts_with("realm.") || k.starts_with("cls."))
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -79,7 +81,7 @@ fn every_family_is_detected_and_loads_strictly() {
     assert_eq!(load(&encoder).unwrap(), (Family::Encoder, encoder.len()));
 
     // RealmScorer: its embedder under `embedder.`, and a separate query embedder if any.
-    let scorer: realm_core::weights::WeightMap = weights
+    let scorer: realm_core::checkpoint::weights::WeightMap = weights
         .iter()
         .filter(|(k, _)| k.starts_with("embedder."))
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -107,7 +109,10 @@ fn every_family_is_detected_and_loads_strictly() {
 }
 
 /// A REALM checkpoint directory as Hugging Face publishes one, from the tiny fixture.
-fn realm_dir(fixture: &Path, dir: &Path) -> (realm_core::weights::WeightMap, Vec<String>) {
+fn realm_dir(
+    fixture: &Path,
+    dir: &Path,
+) -> (realm_core::checkpoint::weights::WeightMap, Vec<String>) {
     let weights = read_tensors(&fixture.join("realm_tiny.safetensors"));
     let blocks: Vec<String> =
         serde_json::from_slice(&std::fs::read(fixture.join("openqa_blocks.json")).unwrap())
@@ -153,7 +158,7 @@ fn an_openqa_checkpoint_converts_and_loads_with_nothing_missing_or_unused() {
     assert_eq!(shard.ids, (0..16).collect::<Vec<u32>>());
     assert_eq!(
         shard.vectors,
-        realm_core::shard::Vectors::F32(weights["block_emb"].data.clone())
+        realm_core::index::shard::Vectors::F32(weights["block_emb"].data.clone())
     );
     let passages: Vec<String> = std::fs::read_to_string(out.join("passages.jsonl"))
         .unwrap()

@@ -3,9 +3,9 @@
 //! logits and the marginal MLM loss, on the CPU and wgpu backends.
 //! Tolerances: hidden states and logits abs 1e-5 + rel 1e-4, the loss abs 1e-4.
 
-use realm_core::checkpoint::strip_prefix;
-use realm_core::encoder::{ENCODER_UNUSED, KnowledgeAugEncoder, marginal_log_likelihood};
-use realm_core::weights::WeightLoader;
+use realm_core::checkpoint::safetensors_file::strip_prefix;
+use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::model::encoder::{ENCODER_UNUSED, KnowledgeAugEncoder, marginal_log_likelihood};
 use realm_tests::{assert_close, bert_input, parity_devices, tiny_realm, values};
 
 #[test]

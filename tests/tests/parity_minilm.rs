@@ -3,9 +3,10 @@
 //! (`../shared/data/realm-parity-tiny/minilm_reference.safetensors`): hidden states, pooler,
 //! mean pooling and the normalised sentence embedding, on the CPU and wgpu backends.
 
-use realm_core::checkpoint::{read_config, read_safetensors};
-use realm_core::embedder::{BERT_BUFFERS, RealmEmbedder, mean_pool};
-use realm_core::weights::WeightLoader;
+use realm_core::checkpoint::safetensors_file::read_safetensors;
+use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::model::config::read_config;
+use realm_core::model::embedder::{BERT_BUFFERS, RealmEmbedder, mean_pool};
 use realm_tests::{assert_close, bert_input, parity_devices, read_tensors, shared_data, values};
 
 // A real 6-layer, 384-wide model accumulates more rounding than the tiny one: abs 1e-4 on

@@ -2,8 +2,8 @@
 //! the tiny random REALM and its 16 evidence blocks (`../shared/data/realm-parity-tiny`):
 //! question projection, block scores, retrieved blocks, predicted span and answer, losses.
 
-use realm_core::openqa::OpenQa;
-use realm_core::tokenizer::WordPieceTokenizer;
+use realm_core::model::openqa::OpenQa;
+use realm_core::text::wordpiece::WordPieceTokenizer;
 use realm_tests::{assert_close, parity_devices, shared_data, tiny_realm, values};
 
 #[test]

@@ -3,7 +3,7 @@
 //! out-of-block spans very negative), argmax block and span, and the three losses, on the CPU
 //! and wgpu backends. Tolerances: logits abs 1e-5 + rel 1e-4, losses abs 1e-4, indices exact.
 
-use realm_core::reader::{ReaderTargets, reader_losses};
+use realm_core::model::reader::{ReaderTargets, reader_losses};
 use realm_tests::{assert_close, bert_input, parity_devices, tiny_realm, values};
 
 #[test]
@@ -141,7 +141,7 @@ fn reader_spans_logits_prediction_and_losses_match_transformers() {
 
 #[test]
 fn spans_are_width_major_and_never_longer_than_the_sequence() {
-    let (starts, ends) = realm_core::reader::span_candidates(4, 10);
+    let (starts, ends) = realm_core::model::reader::span_candidates(4, 10);
     assert_eq!(starts, vec![0, 1, 2, 3, 0, 1, 2, 0, 1, 0]);
     assert_eq!(ends, vec![0, 1, 2, 3, 1, 2, 3, 2, 3, 3]);
 }

@@ -5,7 +5,7 @@
 //! Tolerances are the fixture's: hidden states and scores within abs 1e-5 plus rel 1e-4.
 //! To regenerate the fixture see that SOURCE.md (transformers 4.57.6, torch 2.9.1, CPU).
 
-use realm_core::embedder::relevance_score;
+use realm_core::model::embedder::relevance_score;
 use realm_tests::{assert_close, bert_input, parity_devices, tiny_realm, values};
 
 const ABS: f32 = 1e-5;

@@ -2,7 +2,7 @@
 //! 58 cases of `../shared/data/realm-parity-tiny/tokenizer_cases.json`: exact tokens and ids,
 //! built from `vocab.txt` (as for Google's REALM checkpoints) and from `tokenizer.json`.
 
-use realm_core::tokenizer::{Truncation, WordPieceTokenizer};
+use realm_core::text::wordpiece::{Truncation, WordPieceTokenizer};
 use realm_tests::shared_data;
 use serde_json::Value;
 

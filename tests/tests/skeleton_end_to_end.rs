@@ -2,7 +2,7 @@
 //! retrieval by the CPU reference and the WGSL kernel, all return the same passages.
 
 use burn::tensor::{Device, DeviceKind};
-use realm_core::retrieval::top_k_reference;
+use realm_core::index::reference::top_k_reference;
 use realm_core::skeleton::{PASSAGES, QUESTIONS, SkeletonRetriever};
 use realm_shaders::{GpuContext, TopKKernel};
 use realm_tests::gpu_required;
@@ -54,8 +54,9 @@ fn the_kernel_retrieves_what_the_reference_retrieves() {
         .unwrap();
     let cpu = top_k_reference(&queries, &docs, retriever.dim, 5).unwrap();
     for (g, c) in gpu.iter().zip(&cpu) {
-        let ids =
-            |hits: &[realm_core::retrieval::Hit]| hits.iter().map(|h| h.id).collect::<Vec<_>>();
+        let ids = |hits: &[realm_core::index::reference::Hit]| {
+            hits.iter().map(|h| h.id).collect::<Vec<_>>()
+        };
         assert_eq!(ids(g), ids(c));
         for (a, b) in g.iter().zip(c) {
             assert!((a.score - b.score).abs() < 1e-3 * b.score.abs().max(1.0));

@@ -10,7 +10,7 @@ mod shard;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use realm_core::retrieval::{Hit, top_k_reference};
+use realm_core::index::reference::{Hit, top_k_reference};
 use realm_core::skeleton::{PASSAGES, QUESTIONS, SkeletonRetriever};
 use realm_shaders::{GpuContext, TopKKernel};
 use serde::Serialize;

@@ -2,9 +2,9 @@
 //! memory map), checked like the native reader checks them, and searched on the CPU with
 //! the shard's own element type. Hits carry the shard's document ids.
 
-use realm_core::live::LiveIndex;
-use realm_core::mips::MipsIndex;
-use realm_core::shard::{ElementType, Shard};
+use realm_core::index::exact::MipsIndex;
+use realm_core::index::live::LiveIndex;
+use realm_core::index::shard::{ElementType, Shard};
 use wasm_bindgen::prelude::*;
 
 /// A searchable index shard (f32, f16 or int8).

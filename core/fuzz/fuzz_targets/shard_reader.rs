@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use realm_core::shard::Shard;
+use realm_core::index::shard::Shard;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(shard) = Shard::from_bytes(data) else {

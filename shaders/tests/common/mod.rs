@@ -1,7 +1,7 @@
 //! What every kernel test needs: an adapter (or a clear skip), a printed seed, and a
 //! comparison that tolerates rounding only where scores are that close.
 
-use realm_core::retrieval::Hit;
+use realm_core::index::reference::Hit;
 use realm_shaders::GpuContext;
 
 pub fn context() -> Option<GpuContext> {
@@ -19,7 +19,7 @@ pub fn context() -> Option<GpuContext> {
     }
 }
 
-pub use realm_core::weights::fresh_seed;
+pub use realm_core::rng::fresh_seed;
 
 /// Scores must agree within `tol`; ids must agree wherever the reference's scores are
 /// separated from their neighbours by more than `tol` (closer ones may swap under FMA).

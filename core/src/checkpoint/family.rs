@@ -1,0 +1,53 @@
+//! Which REALM checkpoint a weight map holds (Hugging Face's families: `RealmEmbedder`,
+//! `RealmScorer`, `RealmKnowledgeAugEncoder`, `RealmReader`, `RealmForOpenQA`, plain
+//! `BertModel`), told by the tensor names alone. Loading a family's modules strictly is
+//! `model::strict`'s part.
+
+use crate::Error;
+use crate::checkpoint::weights::WeightMap;
+
+/// A checkpoint family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// `BertModel` names (`embeddings.*`, `encoder.*`): a sentence-transformers model.
+    Bert,
+    /// `realm.*` + `cls.dense`, `cls.LayerNorm`: the retriever's embedder.
+    Embedder,
+    /// `embedder.*`, and `query_embedder.*` when the query side has its own weights: the
+    /// relevance scorer f(x, z) (one embedder for both sides by default).
+    Scorer,
+    /// `realm.*` + `cls.predictions.*`: the knowledge-augmented encoder with its MLM head.
+    Encoder,
+    /// `realm.*` + `qa_outputs.*`: the span reader.
+    Reader,
+    /// `embedder.*` + `reader.*` + `block_emb`: retrieve-then-read open QA.
+    OpenQa,
+}
+
+/// Names the family by the tensors present.
+pub fn detect_family(weights: &WeightMap) -> Result<Family, Error> {
+    let has = |prefix: &str| weights.keys().any(|k| k.starts_with(prefix));
+    Ok(if has("block_emb") && has("embedder.") && has("reader.") {
+        Family::OpenQa
+    } else if has("embedder.") && !has("reader.") && !has("block_emb") {
+        Family::Scorer
+    } else if has("realm.") && has("qa_outputs.") {
+        Family::Reader
+    } else if has("realm.") && has("cls.dense.") {
+        Family::Embedder
+    } else if has("realm.") && has("cls.predictions.") {
+        Family::Encoder
+    } else if has("embeddings.word_embeddings.") && has("encoder.layer.") {
+        Family::Bert
+    } else {
+        let mut names: Vec<&str> = weights.keys().map(String::as_str).take(5).collect();
+        if weights.len() > 5 {
+            names.push("...");
+        }
+        return Err(Error::Config(format!(
+            "the checkpoint is no REALM or BERT family this build knows (tensors: {})",
+            names.join(", ")
+        )));
+    })
+}

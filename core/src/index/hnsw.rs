@@ -1,0 +1,799 @@
+//! Approximate maximum inner-product search with HNSW graphs (instant-distance), for corpora
+//! where an exact scan per question is too slow. Recall against exact search is measured in
+//! the tests and benches, never assumed.
+//!
+//! instant-distance builds the graph by a distance, so inner products enter in one of two ways:
+//! - [`HnswMetric::NegatedDot`]: distance `-x.z` (not a metric, but the graph still routes);
+//! - [`HnswMetric::L2Augmented`]: the MIPS-to-L2 reduction (Bachrach et al. 2014): every
+//!   document gains a coordinate `sqrt(R^2 - |z|^2)` (R the largest norm) and queries a 0, so
+//!   the L2 order equals the inner-product order.
+//!
+//! The search is ours: instant-distance's algorithm, step for step, over flat arrays read back
+//! from the built graph (tested to return the crate's own results), with `ef` chosen per call.
+//! Both graphs are walked by `-q.z` on the original vectors, the order both distances share.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use instant_distance::{Builder, HnswMap, Point};
+use serde::Serialize;
+
+use crate::Error;
+use crate::index::exact::{MipsIndex, check_search, dot_fast, lane_sums};
+use crate::index::reference::{Hit, check_matrix, hit_order};
+
+/// How inner products become instant-distance's distances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HnswMetric {
+    NegatedDot,
+    L2Augmented,
+}
+
+/// Graph parameters. `ef_search` is the default for [`MipsIndex::search`];
+/// [`HnswIndex::search_with_ef`] takes another per call.
+#[derive(Debug, Clone, Copy)]
+pub struct HnswParams {
+    pub metric: HnswMetric,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            metric: HnswMetric::NegatedDot,
+            ef_construction: 100,
+            ef_search: 100,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct NegatedDot(Vec<f32>);
+
+impl Point for NegatedDot {
+    fn distance(&self, other: &Self) -> f32 {
+        -dot_routing(&self.0, &other.0)
+    }
+}
+
+/// Thirty-two lanes in four independent chains, summed as a tree: the graph walk computes
+/// thousands of these per query, and a single accumulator chain spends its time waiting on
+/// latency. Only routes the walk: final scores are [`dot_fast`]'s, like every other index's.
+#[inline(always)]
+fn dot_tree(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 32;
+    let (mut acc, tail) = lane_sums::<L>(a, b);
+    let mut width = L / 2;
+    while width > 0 {
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+        width /= 2;
+    }
+    acc[0] + tail
+}
+
+/// [`dot_tree`] written out in AVX2 FMA instructions (the compiler's own vectorisation of it
+/// used two-lane registers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_tree_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let body = n / 32 * 32;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i < body {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8 * j + 8 <= body <= n, inside both slices.
+            let (x, y) = unsafe {
+                (
+                    _mm256_loadu_ps(pa.add(i + 8 * j)),
+                    _mm256_loadu_ps(pb.add(i + 8 * j)),
+                )
+            };
+            *acc = _mm256_fmadd_ps(x, y, *acc);
+        }
+        i += 32;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    let one = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
+    _mm_cvtss_f32(one)
+        + a[body..n]
+            .iter()
+            .zip(&b[body..n])
+            .map(|(x, y)| x * y)
+            .sum::<f32>()
+}
+
+#[inline]
+fn dot_routing(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { dot_tree_avx2(a, b) };
+    }
+    dot_tree(a, b)
+}
+
+#[derive(Clone)]
+struct Euclidean(Vec<f32>);
+
+impl Point for Euclidean {
+    fn distance(&self, other: &Self) -> f32 {
+        // Squared distance: the same order, and |q|^2 + R^2 - 2 q.z for augmented vectors.
+        self.0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum()
+    }
+}
+
+/// The points are not needed once the graph is read back (see [`Links::read_back`]).
+impl Serialize for NegatedDot {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+impl Serialize for Euclidean {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+/// Neighbours per point on layer 0 and on the layers above (instant-distance's `2 M` and `M`).
+const LINKS_ZERO: usize = 64;
+const LINKS_UPPER: usize = 32;
+/// An empty neighbour slot; a point's list ends at the first one.
+const NO_LINK: u32 = u32::MAX;
+
+/// The shape of instant-distance 0.6.1's `HnswMap<P, u32>` under serde, which is how the crate
+/// hands its graph out. The version is pinned in Cargo.toml and the search below is tested
+/// against the crate's own on the same graph.
+mod layout {
+    use serde::Deserialize;
+    use serde_big_array::BigArray;
+
+    #[derive(Deserialize)]
+    pub(super) struct Map {
+        pub hnsw: Hnsw,
+        /// The caller's value for each graph point: here the row it came from.
+        pub values: Vec<u32>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Hnsw {
+        pub _ef_search: usize,
+        pub points: Vec<()>,
+        pub zero: Vec<Zero>,
+        pub layers: Vec<Vec<Upper>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Zero(#[serde(with = "BigArray")] pub [u32; super::LINKS_ZERO]);
+
+    #[derive(Deserialize)]
+    pub(super) struct Upper(pub [u32; super::LINKS_UPPER]);
+}
+
+/// The graph as flat arrays: what the search walks.
+struct Links {
+    /// `LINKS_ZERO` neighbours of every point on layer 0.
+    zero: Vec<[u32; LINKS_ZERO]>,
+    /// `upper[l - 1]`: neighbours on layer `l` of points `0..upper[l - 1].len()` (instant-distance
+    /// numbers points so that every layer holds a prefix of them; point 0 is the entry).
+    upper: Vec<Vec<[u32; LINKS_UPPER]>>,
+    /// The row each graph point came from.
+    rows: Vec<u32>,
+}
+
+impl Links {
+    /// Reads a built graph back through its serde form and checks every link.
+    fn read_back<P: Point + Serialize>(map: &HnswMap<P, u32>, n: usize) -> Result<Self, Error> {
+        let broken = |what: String| Error::Config(format!("HNSW graph read-back: {what}"));
+        let bytes = postcard::to_allocvec(map).map_err(|e| broken(e.to_string()))?;
+        let layout::Map { hnsw, values } =
+            postcard::from_bytes(&bytes).map_err(|e| broken(e.to_string()))?;
+        let zero: Vec<[u32; LINKS_ZERO]> = hnsw.zero.into_iter().map(|z| z.0).collect();
+        let upper: Vec<Vec<[u32; LINKS_UPPER]>> = hnsw
+            .layers
+            .into_iter()
+            .map(|layer| layer.into_iter().map(|u| u.0).collect())
+            .collect();
+        if hnsw.points.len() != n || zero.len() != n || values.len() != n {
+            return Err(broken(format!(
+                "{} points, {} layer-0 nodes, {} rows for {n} vectors",
+                hnsw.points.len(),
+                zero.len(),
+                values.len()
+            )));
+        }
+        let mut seen = vec![false; n];
+        for &row in &values {
+            if row as usize >= n || std::mem::replace(&mut seen[row as usize], true) {
+                return Err(broken(format!("row {row} out of range or repeated")));
+            }
+        }
+        // A walk on a layer only visits that layer's points: every link must stay inside it.
+        let valid =
+            |list: &[u32], len: usize| list.iter().all(|&p| p == NO_LINK || (p as usize) < len);
+        let mut below = n;
+        for layer in &upper {
+            if layer.is_empty() || layer.len() > below {
+                return Err(broken(
+                    "an upper layer is not a prefix of the one below".into(),
+                ));
+            }
+            if !layer.iter().all(|l| valid(l, layer.len())) {
+                return Err(broken("an upper-layer link leaves its layer".into()));
+            }
+            below = layer.len();
+        }
+        if !zero.iter().all(|l| valid(l, n)) {
+            return Err(broken("a layer-0 link points past the last point".into()));
+        }
+        Ok(Self {
+            zero,
+            upper,
+            rows: values,
+        })
+    }
+}
+
+/// Per-thread search state, kept between queries so the walk itself allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    /// `visited[p] == generation` when point `p` was scored in the current pass; one byte a
+    /// point keeps the array in the first-level cache for corpora of tens of thousands.
+    visited: Vec<u8>,
+    generation: u8,
+    /// Min-heap of points still to expand.
+    candidates: BinaryHeap<Reverse<u64>>,
+    /// Max-heap of the `ef` best points so far.
+    nearest: BinaryHeap<u64>,
+}
+
+impl Scratch {
+    /// Starts a pass over an `n`-point layer from `entry`: only it visited and to expand.
+    fn start_pass(&mut self, n: usize, entry: u64) {
+        self.next_pass(n);
+        self.visit(key_point(entry));
+        self.candidates.clear();
+        self.candidates.push(Reverse(entry));
+    }
+
+    /// Starts a pass in which no point is visited yet.
+    fn next_pass(&mut self, n: usize) {
+        if self.visited.len() < n {
+            self.visited.resize(n, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.visited.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `p` visited; false if it already was in this pass.
+    #[inline(always)]
+    fn visit(&mut self, p: u32) -> bool {
+        let slot = &mut self.visited[p as usize];
+        let fresh = *slot != self.generation;
+        *slot = self.generation;
+        fresh
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// A (distance, point) pair as one integer that sorts like instant-distance's `Candidate`:
+/// by distance (`OrderedFloat`'s order: NaN last), then by point.
+#[inline(always)]
+fn key(distance: f32, point: u32) -> u64 {
+    // -0.0 and 0.0 compare equal as distances, as they do in `OrderedFloat`.
+    let bits = (distance + 0.0).to_bits();
+    let sortable = if distance.is_nan() {
+        u32::MAX
+    } else if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    };
+    (sortable as u64) << 32 | point as u64
+}
+
+/// The distance part of a [`key`], in an order-preserving integer form.
+#[inline(always)]
+fn key_distance(key: u64) -> u32 {
+    (key >> 32) as u32
+}
+
+#[inline(always)]
+fn key_point(key: u64) -> u32 {
+    key as u32
+}
+
+/// Asks for the first two cache lines of `data` (the hardware prefetcher follows on).
+#[inline(always)]
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::mem::size_of_val(data) >= 128 {
+        // SAFETY: a prefetch is a hint; both addresses are inside the live slice.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let p = data.as_ptr() as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.add(64));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
+/// An HNSW graph over `[rows, dim]` vectors; hits carry rows and exact inner products.
+///
+/// instant-distance builds the graph; the search is ours (the crate's algorithm over flat
+/// arrays, with `ef` chosen per search), because the crate's own walk spent most of its time
+/// in sorted-vector inserts and in fetching each point through its own allocation.
+pub struct HnswIndex {
+    /// Threads a search of several queries may use (1: the calling thread only; at most the
+    /// cores there are).
+    pub threads: usize,
+    dim: usize,
+    /// The vectors in graph order, one block, so a neighbour's row is one offset away.
+    vectors: Vec<f32>,
+    links: Links,
+    params: HnswParams,
+}
+
+impl HnswIndex {
+    /// Builds the graph (on every core: instant-distance uses rayon).
+    pub fn build(vectors: Vec<f32>, dim: usize, params: HnswParams) -> Result<Self, Error> {
+        let rows = check_matrix(&vectors, dim, "the index")?;
+        if rows == 0 {
+            return Err(Error::EmptyCorpus);
+        }
+        if params.ef_search == 0 || params.ef_construction == 0 {
+            return Err(Error::Config("HNSW ef values must be at least 1".into()));
+        }
+        if rows >= NO_LINK as usize {
+            return Err(Error::Config(format!(
+                "HNSW holds under 2^32 - 1 rows, not {rows}"
+            )));
+        }
+        let graph = build_graph(&vectors, dim, params);
+        Self::from_graph(&vectors, dim, params, &graph)
+    }
+
+    /// Takes a built graph's links and lays the vectors out in its order.
+    fn from_graph(
+        vectors: &[f32],
+        dim: usize,
+        params: HnswParams,
+        graph: &Graph,
+    ) -> Result<Self, Error> {
+        let rows = vectors.len() / dim;
+        let links = match graph {
+            Graph::NegatedDot(map) => Links::read_back(map, rows)?,
+            Graph::L2Augmented(map) => Links::read_back(map, rows)?,
+        };
+        let mut ordered = Vec::with_capacity(vectors.len());
+        for &row in &links.rows {
+            let r = row as usize;
+            ordered.extend_from_slice(&vectors[r * dim..(r + 1) * dim]);
+        }
+        Ok(Self {
+            threads: 1,
+            dim,
+            vectors: ordered,
+            links,
+            params,
+        })
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// Like [`MipsIndex::search`] with another `ef` (candidates kept on layer 0): larger finds
+    /// more of the exact neighbours and takes longer. No rebuild needed. The queries are
+    /// shared among [`HnswIndex::threads`] threads.
+    pub fn search_with_ef(
+        &self,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<Vec<Vec<Hit>>, Error> {
+        check_search(self, queries, k)?;
+        if ef == 0 {
+            return Err(Error::Config("HNSW ef must be at least 1".into()));
+        }
+        let n_queries = queries.len() / self.dim;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.threads.min(cores).clamp(1, n_queries.max(1));
+        if threads == 1 {
+            return Ok(self.search_here(queries, k, ef));
+        }
+        let per_thread = n_queries.div_ceil(threads) * self.dim;
+        Ok(std::thread::scope(|scope| {
+            let handles: Vec<_> = queries
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || self.search_here(part, k, ef)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("an HNSW search thread panicked"))
+                .collect()
+        }))
+    }
+
+    /// Searches checked queries one after another on the calling thread.
+    fn search_here(&self, queries: &[f32], k: usize, ef: usize) -> Vec<Vec<Hit>> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            queries
+                .chunks_exact(self.dim)
+                .map(|query| {
+                    let found = self.walk(query, ef.max(k), scratch);
+                    let mut hits: Vec<Hit> = found
+                        .iter()
+                        .map(|&point| Hit {
+                            id: self.links.rows[point as usize],
+                            score: dot_fast(query, self.row(point)),
+                        })
+                        .collect();
+                    hits.sort_by(hit_order);
+                    hits.truncate(k);
+                    hits
+                })
+                .collect()
+        })
+    }
+
+    #[inline(always)]
+    fn row(&self, point: u32) -> &[f32] {
+        let start = point as usize * self.dim;
+        &self.vectors[start..start + self.dim]
+    }
+
+    #[inline(always)]
+    fn distance(&self, query: &[f32], point: u32) -> f32 {
+        // The routing order of both graphs: -q.z, and for augmented vectors
+        // |q|^2 + R^2 - 2 q.z, which sorts the same.
+        -dot_routing(query, self.row(point))
+    }
+
+    /// instant-distance's search (its `Hnsw::search`, ef = 1 on the upper layers) over the flat
+    /// arrays; returns the graph points found, nearest first.
+    fn walk(&self, query: &[f32], ef: usize, s: &mut Scratch) -> Vec<u32> {
+        let n = self.links.zero.len();
+        s.nearest.clear();
+        let mut best = key(self.distance(query, 0), 0);
+        for layer in self.links.upper.iter().rev() {
+            // A pass with ef = 1 from the best point so far.
+            s.start_pass(n, best);
+            while let Some(Reverse(candidate)) = s.candidates.pop() {
+                if key_distance(candidate) > key_distance(best) {
+                    break;
+                }
+                for &p in &layer[key_point(candidate) as usize] {
+                    if p == NO_LINK {
+                        break;
+                    }
+                    if !s.visit(p) {
+                        continue;
+                    }
+                    let new = key(self.distance(query, p), p);
+                    if new < best {
+                        best = new;
+                        s.candidates.push(Reverse(new));
+                    }
+                }
+            }
+        }
+
+        s.start_pass(n, best);
+        s.nearest.push(best);
+        while let Some(Reverse(candidate)) = s.candidates.pop() {
+            let furthest = *s.nearest.peek().expect("holds at least the entry point");
+            if key_distance(candidate) > key_distance(furthest) {
+                break;
+            }
+            // The likely next candidate's links, fetched while this one's neighbours are scored.
+            if let Some(Reverse(next)) = s.candidates.peek() {
+                prefetch(&self.links.zero[key_point(*next) as usize]);
+            }
+            // The unvisited neighbours first, each row fetched while the one before is scored.
+            let mut fresh = [0u32; LINKS_ZERO];
+            let mut count = 0;
+            for &p in &self.links.zero[key_point(candidate) as usize] {
+                if p == NO_LINK {
+                    break;
+                }
+                if s.visit(p) {
+                    fresh[count] = p;
+                    count += 1;
+                }
+            }
+            for i in 0..count {
+                if i + 1 < count {
+                    prefetch(self.row(fresh[i + 1]));
+                }
+                let p = fresh[i];
+                let new = key(self.distance(query, p), p);
+                if s.nearest.len() < ef || new < *s.nearest.peek().expect("ef >= 1") {
+                    s.candidates.push(Reverse(new));
+                    s.nearest.push(new);
+                    if s.nearest.len() > ef {
+                        s.nearest.pop();
+                    }
+                }
+            }
+        }
+        let mut found: Vec<u64> = s.nearest.drain().collect();
+        found.sort_unstable();
+        found.into_iter().map(key_point).collect()
+    }
+}
+
+enum Graph {
+    NegatedDot(HnswMap<NegatedDot, u32>),
+    L2Augmented(HnswMap<Euclidean, u32>),
+}
+
+/// instant-distance's graph over the vectors, as the metric asks.
+fn build_graph(vectors: &[f32], dim: usize, params: HnswParams) -> Graph {
+    let builder = Builder::default()
+        .ef_construction(params.ef_construction)
+        .ef_search(params.ef_search)
+        .seed(params.seed);
+    let ids: Vec<u32> = (0..(vectors.len() / dim) as u32).collect();
+    match params.metric {
+        HnswMetric::NegatedDot => Graph::NegatedDot(
+            builder.build(
+                vectors
+                    .chunks_exact(dim)
+                    .map(|v| NegatedDot(v.to_vec()))
+                    .collect(),
+                ids,
+            ),
+        ),
+        HnswMetric::L2Augmented => {
+            let max_norm2 = vectors
+                .chunks_exact(dim)
+                .map(|v| dot_fast(v, v))
+                .fold(0.0f32, f32::max);
+            let points = vectors
+                .chunks_exact(dim)
+                .map(|v| {
+                    let mut p = v.to_vec();
+                    p.push((max_norm2 - dot_fast(v, v)).max(0.0).sqrt());
+                    Euclidean(p)
+                })
+                .collect();
+            Graph::L2Augmented(builder.build(points, ids))
+        }
+    }
+}
+
+impl MipsIndex for HnswIndex {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn len(&self) -> usize {
+        self.links.rows.len()
+    }
+
+    /// `k` hits per query (fewer when the index is smaller, or when the graph reaches fewer
+    /// points from its entry), rescored with exact inner
+    /// products; the walk keeps `max(ef_search, k)` candidates.
+    fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error> {
+        self.search_with_ef(queries, k, self.params.ef_search)
+    }
+}
+
+/// Fraction of the exact top-k ids that the approximate hits contain, over all queries.
+pub fn recall_at_k(exact: &[Vec<Hit>], approximate: &[Vec<Hit>]) -> f64 {
+    let mut found = 0usize;
+    let mut total = 0usize;
+    for (e, a) in exact.iter().zip(approximate) {
+        total += e.len();
+        found += e.iter().filter(|h| a.iter().any(|x| x.id == h.id)).count();
+    }
+    if total == 0 {
+        1.0
+    } else {
+        found as f64 / total as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::reference::top_k_reference;
+    use crate::rng::{SplitMix64, fresh_seed};
+
+    #[test]
+    fn the_routing_dot_product_matches_the_plain_one() {
+        let mut rng = SplitMix64::new(fresh_seed());
+        for len in [0, 1, 7, 31, 32, 33, 128, 129, 385] {
+            let (a, b) = (rng.uniform_vec(len, 2.0), rng.uniform_vec(len, 2.0));
+            let plain = crate::index::reference::dot(&a, &b);
+            // Another summation order: equal up to f32 rounding of the terms' magnitudes.
+            let bound = 1e-5 * a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum::<f32>() + 1e-6;
+            for fast in [dot_routing(&a, &b), dot_tree(&a, &b)] {
+                assert!(
+                    (fast - plain).abs() <= bound,
+                    "len {len}: {fast} vs {plain}"
+                );
+            }
+        }
+    }
+
+    /// Unit vectors around `clusters` centres, the shape of sentence embeddings.
+    pub(crate) fn clustered(
+        rng: &mut SplitMix64,
+        n: usize,
+        dim: usize,
+        clusters: usize,
+    ) -> Vec<f32> {
+        let centres = rng.uniform_vec(clusters * dim, 1.0);
+        let mut out = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let c = &centres[(i % clusters) * dim..(i % clusters + 1) * dim];
+            let mut v: Vec<f32> = c.iter().map(|x| x + 0.5 * rng.next_symmetric()).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            out.extend(v);
+        }
+        out
+    }
+
+    #[test]
+    fn both_metrics_find_the_exact_neighbours_and_report_recall() {
+        let seed = fresh_seed();
+        let mut rng = SplitMix64::new(seed);
+        let dim = 32;
+        let docs = clustered(&mut rng, 1500, dim, 30);
+        let queries: Vec<f32> = clustered(&mut rng, 50, dim, 30);
+        let exact = top_k_reference(&queries, &docs, dim, 8).unwrap();
+        for metric in [HnswMetric::NegatedDot, HnswMetric::L2Augmented] {
+            let params = HnswParams {
+                metric,
+                seed,
+                ..HnswParams::default()
+            };
+            let index = HnswIndex::build(docs.clone(), dim, params).unwrap();
+            let hits = index.search(&queries, 8).unwrap();
+            let recall = recall_at_k(&exact, &hits);
+            eprintln!("{metric:?}: recall@8 = {recall:.4}");
+            for (h, e) in hits.iter().zip(&exact) {
+                // Scores are exact inner products, so the best hit found can never beat exact.
+                assert!(h[0].score <= e[0].score + 1e-6);
+            }
+            assert!(recall >= 0.9, "{metric:?} recall@8 {recall}");
+        }
+    }
+
+    /// The fast walk is instant-distance's search over other data structures: on the same
+    /// graph it must return the same points in the same order.
+    #[test]
+    fn the_walk_finds_what_instant_distance_finds_on_the_same_graph() {
+        use instant_distance::Search;
+        let seed = fresh_seed();
+        eprintln!("seed {seed}");
+        let mut rng = SplitMix64::new(seed);
+        let dim = 24;
+        let docs = clustered(&mut rng, 1200, dim, 40);
+        let queries = clustered(&mut rng, 60, dim, 40);
+        for ef in [1, 8, 50] {
+            let params = HnswParams {
+                ef_search: ef,
+                ef_construction: 40,
+                seed,
+                ..HnswParams::default()
+            };
+            let graph = build_graph(&docs, dim, params);
+            let index = HnswIndex::from_graph(&docs, dim, params, &graph).unwrap();
+            let Graph::NegatedDot(map) = &graph else {
+                unreachable!("NegatedDot is the default metric")
+            };
+            assert!(
+                !index.links.upper.is_empty(),
+                "the graph should have upper layers"
+            );
+            let mut search = Search::default();
+            let mut scratch = Scratch::default();
+            for query in queries.chunks_exact(dim) {
+                let theirs: Vec<u32> = map
+                    .search(&NegatedDot(query.to_vec()), &mut search)
+                    .map(|item| *item.value)
+                    .collect();
+                let ours: Vec<u32> = index
+                    .walk(query, ef, &mut scratch)
+                    .into_iter()
+                    .map(|p| index.links.rows[p as usize])
+                    .collect();
+                assert_eq!(ours, theirs, "ef {ef}");
+            }
+            // A graph read back against the wrong vectors is refused, not walked.
+            let Err(Error::Config(message)) =
+                HnswIndex::from_graph(&docs[dim..], dim, params, &graph)
+            else {
+                panic!("a graph over 1200 points accepted for 1199 vectors")
+            };
+            assert!(message.contains("1199 vectors"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_larger_ef_per_search_finds_more_and_k_above_ef_still_gets_k_hits() {
+        let seed = fresh_seed();
+        let mut rng = SplitMix64::new(seed);
+        let dim = 16;
+        let docs = clustered(&mut rng, 3000, dim, 60);
+        let queries = clustered(&mut rng, 80, dim, 60);
+        let exact = top_k_reference(&queries, &docs, dim, 10).unwrap();
+        let params = HnswParams {
+            ef_search: 2,
+            seed,
+            ..HnswParams::default()
+        };
+        let mut index = HnswIndex::build(docs, dim, params).unwrap();
+        let narrow = index.search(&queries, 10).unwrap();
+        assert!(narrow.iter().all(|h| h.len() == 10), "seed {seed}");
+        let wide = index.search_with_ef(&queries, 10, 400).unwrap();
+        let (r_narrow, r_wide) = (recall_at_k(&exact, &narrow), recall_at_k(&exact, &wide));
+        eprintln!("seed {seed}: recall@10 ef 10 {r_narrow:.3}, ef 400 {r_wide:.3}");
+        assert!(r_wide >= 0.99 && r_wide >= r_narrow, "seed {seed}");
+        // Threads share out the queries; each walk is deterministic, so nothing changes.
+        for threads in [2, 3, 200] {
+            index.threads = threads;
+            assert_eq!(index.search_with_ef(&queries, 10, 400).unwrap(), wide);
+        }
+        assert!(matches!(
+            index.search_with_ef(&queries, 10, 0),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn sort_keys_order_like_distances_then_points() {
+        let mut rng = SplitMix64::new(fresh_seed());
+        let mut values: Vec<f32> = (0..500).map(|_| 1e3 * rng.next_symmetric()).collect();
+        values.extend([0.0, -0.0, f32::MIN, f32::MAX, 1e-40, -1e-40, f32::INFINITY]);
+        for &a in &values {
+            for &b in &values[values.len() - 46..] {
+                let expected = a.partial_cmp(&b).unwrap().then(3u32.cmp(&7));
+                assert_eq!(key(a, 3).cmp(&key(b, 7)), expected, "{a} vs {b}");
+            }
+            // NaN sorts after every number, as in `OrderedFloat` (an overflowing inf - inf).
+            assert!(key(f32::NAN, 0) > key(a, 1) && key(-f32::NAN, 0) > key(a, 1));
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(matches!(
+            HnswIndex::build(vec![], 4, HnswParams::default()),
+            Err(Error::EmptyCorpus)
+        ));
+        let index = HnswIndex::build(vec![1.0, 0.0, 0.0, 1.0], 2, HnswParams::default()).unwrap();
+        assert!(matches!(
+            index.search(&[1.0], 1),
+            Err(Error::DimensionMismatch { .. })
+        ));
+        assert_eq!(index.search(&[1.0, 0.0], 5).unwrap()[0].len(), 2);
+    }
+}

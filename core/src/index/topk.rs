@@ -1,0 +1,95 @@
+//! The bounded top-k that every CPU scan fills: a heap whose top is the worst hit kept, a
+//! floor that rejects most offers with one comparison, and the merge of per-part lists.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::index::reference::{Hit, hit_order};
+
+/// A heap entry ordered so that the heap's top is the worst hit kept so far.
+struct Worst(Hit);
+
+impl PartialEq for Worst {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> Ordering {
+        hit_order(&self.0, &other.0)
+    }
+}
+
+/// The best `k` hits offered so far, in a bounded heap whose top is the worst one kept.
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<Worst>,
+    /// The worst kept score once the heap is full: most offers stop at this comparison.
+    floor: f32,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+            floor: f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    pub fn offer(&mut self, id: u32, score: f32) {
+        if score < self.floor {
+            return;
+        }
+        let hit = Hit { id, score };
+        if self.heap.len() < self.k {
+            self.heap.push(Worst(hit));
+        } else if hit_order(&hit, &self.heap.peek().expect("k >= 1").0) == Ordering::Less {
+            self.heap.pop();
+            self.heap.push(Worst(hit));
+        } else {
+            return;
+        }
+        if self.heap.len() == self.k {
+            self.floor = self.heap.peek().expect("k >= 1").0.score;
+        }
+    }
+
+    /// A score below this cannot enter (negative infinity until k hits are kept).
+    #[inline]
+    pub fn floor(&self) -> f32 {
+        self.floor
+    }
+
+    /// The kept hits in [`hit_order`].
+    pub fn into_sorted(self) -> Vec<Hit> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|w| w.0)
+            .collect()
+    }
+}
+
+/// Merges per-part top-k lists (parts of one index, or one index and its additions) into
+/// one top-k list per query.
+pub fn merge_parts(parts: Vec<Vec<Vec<Hit>>>, n_queries: usize, k: usize) -> Vec<Vec<Hit>> {
+    (0..n_queries)
+        .map(|q| {
+            let mut hits: Vec<Hit> = parts
+                .iter()
+                .flat_map(|part| part[q].iter().copied())
+                .collect();
+            hits.sort_by(hit_order);
+            hits.truncate(k);
+            hits
+        })
+        .collect()
+}

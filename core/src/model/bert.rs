@@ -1,0 +1,296 @@
+//! The BERT encoder that REALM's retriever and knowledge-augmented encoder share: embeddings,
+//! post-norm transformer layers and the [CLS] pooler, with Hugging Face's weight names.
+
+use burn::module::Module;
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::{gelu_approximate, relu, tanh};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::Error;
+use crate::checkpoint::weights::WeightLoader;
+use crate::model::config::{BertConfig, HiddenAct};
+use crate::model::fast_math::{self, softmax_last};
+use crate::text::BertInput;
+
+/// The encoder's outputs for one batch.
+pub struct BertOutput {
+    /// `[batch, seq, hidden]`
+    pub last_hidden_state: Tensor<3>,
+    /// The embeddings' output, then each layer's: `num_hidden_layers + 1` of `[batch, seq, hidden]`.
+    pub hidden_states: Vec<Tensor<3>>,
+    /// `[batch, hidden]`: tanh(dense(h_[CLS])), absent when the model has no pooler.
+    pub pooler_output: Option<Tensor<2>>,
+}
+
+/// `BertModel`: embeddings, `num_hidden_layers` transformer layers and an optional pooler.
+#[derive(Module, Debug)]
+pub struct Bert {
+    pub embeddings: BertEmbeddings,
+    pub layers: Vec<BertLayer>,
+    pub pooler: Option<Linear>,
+    pub num_attention_heads: usize,
+    #[module(skip)]
+    pub hidden_act: HiddenAct,
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Embedding,
+    pub layer_norm: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attention_output: Linear,
+    pub attention_layer_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub output_layer_norm: LayerNorm,
+}
+
+fn load_linear(
+    w: &mut WeightLoader,
+    prefix: &str,
+    d_in: usize,
+    d_out: usize,
+) -> Result<Linear, Error> {
+    Ok(Linear {
+        weight: w.take_linear_weight(&format!("{prefix}.weight"), d_in, d_out)?,
+        bias: Some(w.take_param(&format!("{prefix}.bias"), [d_out])?),
+    })
+}
+
+pub(crate) fn load_layer_norm(
+    w: &mut WeightLoader,
+    prefix: &str,
+    d: usize,
+    eps: f64,
+    device: &Device,
+) -> Result<LayerNorm, Error> {
+    let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(device);
+    norm.gamma = w.take_param(&format!("{prefix}.weight"), [d])?;
+    norm.beta = Some(w.take_param(&format!("{prefix}.bias"), [d])?);
+    Ok(norm)
+}
+
+fn load_embedding(
+    w: &mut WeightLoader,
+    name: &str,
+    rows: usize,
+    d: usize,
+) -> Result<Embedding, Error> {
+    Ok(Embedding {
+        weight: w.take_param(name, [rows, d])?,
+    })
+}
+
+impl Bert {
+    /// Builds the encoder from checkpoint tensors named as in Hugging Face's `BertModel`
+    /// under `prefix` (`""` for a bare BERT, `"realm."` inside a REALM embedder).
+    pub fn load(
+        config: &BertConfig,
+        weights: &mut WeightLoader,
+        prefix: &str,
+        with_pooler: bool,
+        device: &Device,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let p = |name: &str| format!("{prefix}{name}");
+        let embeddings = BertEmbeddings {
+            word_embeddings: load_embedding(
+                weights,
+                &p("embeddings.word_embeddings.weight"),
+                config.vocab_size,
+                h,
+            )?,
+            position_embeddings: load_embedding(
+                weights,
+                &p("embeddings.position_embeddings.weight"),
+                config.max_position_embeddings,
+                h,
+            )?,
+            token_type_embeddings: load_embedding(
+                weights,
+                &p("embeddings.token_type_embeddings.weight"),
+                config.type_vocab_size,
+                h,
+            )?,
+            layer_norm: load_layer_norm(weights, &p("embeddings.LayerNorm"), h, eps, device)?,
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = |name: &str| p(&format!("encoder.layer.{i}.{name}"));
+            layers.push(BertLayer {
+                query: load_linear(weights, &l("attention.self.query"), h, h)?,
+                key: load_linear(weights, &l("attention.self.key"), h, h)?,
+                value: load_linear(weights, &l("attention.self.value"), h, h)?,
+                attention_output: load_linear(weights, &l("attention.output.dense"), h, h)?,
+                attention_layer_norm: load_layer_norm(
+                    weights,
+                    &l("attention.output.LayerNorm"),
+                    h,
+                    eps,
+                    device,
+                )?,
+                intermediate: load_linear(
+                    weights,
+                    &l("intermediate.dense"),
+                    h,
+                    config.intermediate_size,
+                )?,
+                output: load_linear(weights, &l("output.dense"), config.intermediate_size, h)?,
+                output_layer_norm: load_layer_norm(
+                    weights,
+                    &l("output.LayerNorm"),
+                    h,
+                    eps,
+                    device,
+                )?,
+            });
+        }
+        let pooler = if with_pooler {
+            Some(load_linear(weights, &p("pooler.dense"), h, h)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            embeddings,
+            layers,
+            pooler,
+            num_attention_heads: config.num_attention_heads,
+            hidden_act: config.hidden_act,
+        })
+    }
+
+    /// # Shapes
+    /// - `input`: `[batch, seq]` ids, mask and segments
+    /// - returns `[batch, seq, hidden]` and, with a pooler, `[batch, hidden]`
+    pub fn forward(&self, input: &BertInput, device: &Device) -> BertOutput {
+        let (batch, seq) = (input.batch, input.seq);
+        assert_eq!(
+            input.input_ids.len(),
+            batch * seq,
+            "input_ids must hold batch * seq = {} ids",
+            batch * seq
+        );
+        let ids = int_tensor(&input.input_ids, batch, seq, device); // [batch, seq]
+        let types = int_tensor(&input.token_type_ids, batch, seq, device); // [batch, seq]
+        let positions: Vec<u32> = (0..batch).flat_map(|_| 0..seq as u32).collect();
+        let positions = int_tensor(&positions, batch, seq, device); // [batch, seq]
+
+        let e = &self.embeddings;
+        let hidden = e.word_embeddings.forward(ids)
+            + e.position_embeddings.forward(positions)
+            + e.token_type_embeddings.forward(types); // [batch, seq, hidden]
+        let mut hidden = e.layer_norm.forward(hidden);
+        let mut hidden_states = vec![hidden.clone()];
+
+        // Additive mask: 0 where attended, a large negative number on padding keys, the
+        // same for every query row and head; none at all when nothing is padded.
+        let mask = input.attention_mask.contains(&0).then(|| {
+            let mask: Vec<f32> = input
+                .attention_mask
+                .chunks_exact(seq)
+                .flat_map(|row| {
+                    let row: Vec<f32> = row
+                        .iter()
+                        .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
+                        .collect();
+                    std::iter::repeat_n(row, seq).flatten()
+                })
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(mask, [batch, 1, seq, seq]), device) // [batch, 1, seq, seq]
+        });
+
+        for layer in &self.layers {
+            hidden = layer.forward(
+                hidden,
+                mask.clone(),
+                self.num_attention_heads,
+                self.hidden_act,
+            );
+            hidden_states.push(hidden.clone());
+        }
+        let pooler_output = self.pooler.as_ref().map(|pooler| {
+            let [b, _, h] = hidden.dims();
+            let cls = hidden.clone().narrow(1, 0, 1).reshape([b, h]); // [batch, hidden]
+            tanh(pooler.forward(cls))
+        });
+        BertOutput {
+            last_hidden_state: hidden,
+            hidden_states,
+            pooler_output,
+        }
+    }
+}
+
+impl BertLayer {
+    /// # Shapes
+    /// - `hidden`: `[batch, seq, hidden]`, `mask`: `[batch, 1, seq, seq]` -> `[batch, seq, hidden]`
+    fn forward(
+        &self,
+        hidden: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        heads: usize,
+        act: HiddenAct,
+    ) -> Tensor<3> {
+        let [batch, seq, width] = hidden.dims();
+        let head = width / heads;
+        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head]).swap_dims(1, 2); // [batch, heads, seq, head]
+        let q = split(self.query.forward(hidden.clone()));
+        let k = split(self.key.forward(hidden.clone()));
+        let v = split(self.value.forward(hidden.clone()));
+        // softmax(q k^T / sqrt(head) + mask) v, fused by the backend where it can.
+        let context = if fast_math::is_flex(&q.device()) {
+            // On the CPU: two batched products around the vectorised softmax (Flex's fused
+            // kernel calls libm's exp per score).
+            let scale = 1.0 / (head as f64).sqrt();
+            let scores = q.matmul(k.swap_dims(2, 3)) * scale; // [batch, heads, seq, seq]
+            let scores = match mask {
+                Some(mask) => scores + mask,
+                None => scores,
+            };
+            softmax_last(scores).matmul(v)
+        } else {
+            let options = AttentionModuleOptions {
+                scale: None, // 1 / sqrt(head)
+                softcap: None,
+                is_causal: false,
+            };
+            attention(q, k, v, None, mask, options)
+        }; // [batch, heads, seq, head]
+        let context = context.swap_dims(1, 2).reshape([batch, seq, width]); // [batch, seq, hidden]
+        let attended = self
+            .attention_layer_norm
+            .forward(self.attention_output.forward(context) + hidden);
+        let inner = self.intermediate.forward(attended.clone());
+        let inner = activation(inner, act);
+        self.output_layer_norm
+            .forward(self.output.forward(inner) + attended)
+    }
+}
+
+/// A `[batch, seq]` int tensor built from host data (i32 on every backend, never i64:
+/// WebGPU has no 64-bit integers).
+fn int_tensor(values: &[u32], batch: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
+    let values: Vec<i32> = values.iter().map(|&v| v as i32).collect();
+    Tensor::from_data(TensorData::new(values, [batch, seq]), device)
+}
+
+/// The feed-forward activation a config names.
+pub(crate) fn activation<const D: usize>(x: Tensor<D>, act: HiddenAct) -> Tensor<D> {
+    match act {
+        HiddenAct::Gelu => fast_math::gelu(x),
+        HiddenAct::GeluNew => gelu_approximate(x),
+        HiddenAct::Relu => relu(x),
+    }
+}

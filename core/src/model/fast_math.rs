@@ -1,0 +1,246 @@
+//! The elementwise maths that burn's CPU backend (Flex) evaluates with one libm call per
+//! element: exact GELU's `erf` and the attention softmax's `exp`. On MiniLM-sized layers
+//! those two calls took a quarter of the forward (BENCHMARKS.md); here they are branch-free
+//! polynomials the compiler turns into SIMD, applied in place to Flex's own buffers.
+//!
+//! Every other backend, and any tensor that autodiff tracks, takes burn's own operation, so
+//! training and the wgpu path are unchanged; the parity tests run both. Accuracy: `exp_f32`
+//! is within 2 ulp of `f32::exp` on the range softmax uses, `erf_f32` within 1e-6 absolute
+//! (Abramowitz and Stegun 7.1.26, the formula PyTorch's vectorised `erf` evaluates, plus f32
+//! rounding), far inside the 1e-5 parity tolerance; the tests below measure both on grids.
+
+use burn::tensor::Tensor;
+
+/// e^x for f32 without branches: x = n ln2 + r with |r| <= ln2 / 2, e^r by Cephes' degree-6
+/// polynomial, 2^n put straight into the exponent bits. Inputs below -87.3 give ~1e-38
+/// instead of a subnormal or 0 (softmax's masked scores: negligible beside the row's 1).
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the low mantissa bits.
+    const ROUNDER: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.7);
+    let shifted = x * LOG2E + ROUNDER;
+    let n = shifted - ROUNDER;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let er = p * r * r + r + 1.0;
+    let n_bits = (shifted.to_bits() as i32).wrapping_sub(ROUNDER.to_bits() as i32);
+    er * f32::from_bits(((n_bits + 127) << 23) as u32)
+}
+
+/// erf(x) for f32 without branches (Abramowitz and Stegun 7.1.26: |error| < 1.5e-7 in the
+/// formula, under 1e-6 after f32 rounding).
+#[inline(always)]
+pub fn erf_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let mut p = 1.061_405_4f32;
+    p = p * t - 1.453_152_1;
+    p = p * t + 1.421_413_8;
+    p = p * t - 0.284_496_74;
+    p = p * t + 0.254_829_6;
+    let y = 1.0 - p * t * exp_f32(-a * a);
+    y.copysign(x)
+}
+
+/// Exact GELU, x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, as BERT's `hidden_act: gelu`.
+#[inline(always)]
+pub fn gelu_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// Softmax of each `width`-wide row, in place.
+#[inline(always)]
+fn softmax_rows(values: &mut [f32], width: usize) {
+    for row in values.chunks_exact_mut(width) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = exp_f32(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+#[inline(always)]
+fn gelu_slice(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = gelu_f32(*v));
+}
+
+/// The slice kernels compiled for AVX2 + FMA, chosen at run time (the baseline x86-64
+/// build has SSE2 only).
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    #[target_feature(enable = "avx2,fma")]
+    pub fn gelu_slice(values: &mut [f32]) {
+        super::gelu_slice(values)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn softmax_rows(values: &mut [f32], width: usize) {
+        super::softmax_rows(values, width)
+    }
+
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+}
+
+/// GELU of every element, in place, with the widest SIMD the CPU has.
+pub fn gelu_in_place(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if wide::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { wide::gelu_slice(values) };
+    }
+    gelu_slice(values)
+}
+
+/// Softmax of every `width`-wide row, in place, with the widest SIMD the CPU has.
+pub fn softmax_in_place(values: &mut [f32], width: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if wide::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { wide::softmax_rows(values, width) };
+    }
+    softmax_rows(values, width)
+}
+
+/// Applies `op` to the tensor's f32 elements in place when it is a plain Flex tensor
+/// (no autodiff) that is contiguous; otherwise hands the tensor back untouched.
+#[cfg(feature = "flex")]
+fn on_flex<const D: usize>(
+    x: Tensor<D>,
+    op: impl FnOnce(&mut [f32]),
+) -> Result<Tensor<D>, Tensor<D>> {
+    use burn::tensor::DType;
+    use burn_flex::Flex;
+    if x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    // A clone shares the buffer; the original goes back when this is not a Flex tensor.
+    let Ok(mut primitive) = x.clone().try_into_primitive::<Flex>() else {
+        return Err(x);
+    };
+    drop(x);
+    if !primitive.layout().is_contiguous() || primitive.layout().start_offset() != 0 {
+        return Err(Tensor::from_primitive::<Flex>(primitive));
+    }
+    let n = primitive.layout().num_elements();
+    // storage_mut copies the buffer first if it is shared (copy on write).
+    op(&mut primitive.storage_mut::<f32>()[..n]);
+    Ok(Tensor::from_primitive::<Flex>(primitive))
+}
+
+#[cfg(not(feature = "flex"))]
+fn on_flex<const D: usize>(
+    x: Tensor<D>,
+    _op: impl FnOnce(&mut [f32]),
+) -> Result<Tensor<D>, Tensor<D>> {
+    Err(x)
+}
+
+/// Whether tensors on `device` live on burn's CPU backend (Flex), with or without autodiff.
+pub fn is_flex(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "flex")]
+    return *device == burn::tensor::Device::flex();
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Exact GELU: the vectorised kernel on plain Flex tensors, burn's `gelu` everywhere else.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    on_flex(x, gelu_in_place).unwrap_or_else(burn::tensor::activation::gelu)
+}
+
+/// Softmax over the last dimension: the vectorised kernel on plain Flex tensors, burn's
+/// `softmax` everywhere else.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let width = x.dims()[D - 1];
+    on_flex(x, |values| softmax_in_place(values, width))
+        .unwrap_or_else(|x| burn::tensor::activation::softmax(x, D - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{SplitMix64, fresh_seed};
+    use burn::tensor::{Device, TensorData};
+
+    fn ulps(a: f32, b: f32) -> u32 {
+        (a.to_bits() as i32).abs_diff(b.to_bits() as i32)
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_std_where_softmax_uses_it() {
+        let mut worst = 0;
+        for i in 0..=400_000 {
+            let x = -80.0 + 88.0 * i as f32 / 400_000.0; // softmax feeds x - max <= 0
+            worst = worst.max(ulps(exp_f32(x), x.exp()));
+        }
+        assert!(worst <= 2, "worst {worst} ulp");
+        assert!(exp_f32(f32::NEG_INFINITY) < 1e-37);
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn erf_and_gelu_match_libm_on_a_dense_grid() {
+        let (mut worst_erf, mut worst_gelu) = (0.0f32, 0.0f32);
+        for i in 0..=200_000 {
+            let x = -12.0 + 24.0 * i as f32 / 200_000.0;
+            worst_erf = worst_erf.max((erf_f32(x) - libm::erff(x)).abs());
+            let exact = 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+            worst_gelu = worst_gelu.max((gelu_f32(x) - exact).abs() / x.abs().max(1.0));
+        }
+        eprintln!("erf worst {worst_erf:e}, gelu worst {worst_gelu:e} (relative above |x| = 1)");
+        assert!(worst_erf <= 1e-6, "erf worst {worst_erf}");
+        assert!(worst_gelu <= 1e-6, "gelu worst {worst_gelu}");
+    }
+
+    #[test]
+    fn the_tensor_paths_match_burns_own_operations() {
+        let device = Device::default();
+        let mut rng = SplitMix64::new(fresh_seed());
+        let data = TensorData::new(rng.uniform_vec(3 * 5 * 37, 6.0), [3, 5, 37]);
+        let x = Tensor::<3>::from_data(data, &device);
+        for (fast, plain) in [
+            (gelu(x.clone()), burn::tensor::activation::gelu(x.clone())),
+            (
+                softmax_last(x.clone()),
+                burn::tensor::activation::softmax(x.clone(), 2),
+            ),
+            // A transposed (non-contiguous) view takes burn's path.
+            (
+                softmax_last(x.clone().swap_dims(1, 2)),
+                burn::tensor::activation::softmax(x.clone().swap_dims(1, 2), 2),
+            ),
+        ] {
+            let (fast, plain) = (fast.into_data(), plain.into_data());
+            assert_eq!(fast.shape(), plain.shape());
+            let (fast, plain) = (
+                fast.try_to_vec::<f32>().unwrap(),
+                plain.try_to_vec::<f32>().unwrap(),
+            );
+            for (a, b) in fast.iter().zip(&plain) {
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+        // The input is untouched: the kernels wrote into their own copy of a shared buffer.
+        let before = x.clone().into_data();
+        let _ = gelu(x.clone());
+        assert_eq!(x.into_data(), before);
+    }
+}

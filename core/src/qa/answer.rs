@@ -1,0 +1,222 @@
+//! Answer matching as ORQA and REALM evaluate: a prediction is right when, normalised as the
+//! official SQuAD script does (after Unicode NFD, as ORQA adds), it equals any gold answer;
+//! CuratedTrec's gold answers are regular expressions matched case-insensitively at the start
+//! of the prediction (DrQA's `regex_match`).
+
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::Error;
+
+/// The gold answers of one question.
+#[derive(Debug, Clone)]
+pub enum Gold {
+    /// Any of these strings, compared after [`normalize_answer`].
+    Strings(Vec<String>),
+    /// A regular expression (CuratedTrec): the prediction must match at its start, ignoring case.
+    Pattern(AnswerPattern),
+}
+
+/// A compiled CuratedTrec answer pattern and its source text.
+#[derive(Debug, Clone)]
+pub struct AnswerPattern {
+    pub source: String,
+    /// Anchored at the start: the correctness test.
+    regex: Regex,
+    /// Anywhere: where an answer occurs in a passage.
+    anywhere: Regex,
+}
+
+impl AnswerPattern {
+    /// Compiles `source` as DrQA does (`re.IGNORECASE | re.UNICODE | re.MULTILINE`, `match`:
+    /// anchored at the start of the text, not at its end).
+    pub fn new(source: &str) -> Result<Self, String> {
+        let regex = Regex::new(&format!(r"(?im)\A(?:{source})")).map_err(|e| e.to_string())?;
+        let anywhere = Regex::new(&format!(r"(?i)(?:{source})")).map_err(|e| e.to_string())?;
+        Ok(Self {
+            source: source.to_string(),
+            regex,
+            anywhere,
+        })
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+
+    /// Where the pattern occurs anywhere in `text` (byte ranges), for weak supervision.
+    pub fn find_all(&self, text: &str) -> Vec<(usize, usize)> {
+        self.anywhere
+            .find_iter(text)
+            .filter(|m| !m.is_empty())
+            .map(|m| (m.start(), m.end()))
+            .collect()
+    }
+}
+
+impl Gold {
+    /// Whether `prediction` is a correct answer (exact match, or the pattern).
+    pub fn is_correct(&self, prediction: &str) -> bool {
+        match self {
+            Gold::Strings(answers) => {
+                let p = normalize_answer(prediction);
+                answers.iter().any(|a| normalize_answer(a) == p)
+            }
+            Gold::Pattern(pattern) => pattern.matches(prediction),
+        }
+    }
+
+    /// Whether `passage` contains a gold answer: a normalised answer as whole words of the
+    /// normalised passage, or the pattern anywhere (the answerability ceiling and recall@k).
+    pub fn occurs_in(&self, passage: &str) -> bool {
+        match self {
+            Gold::Strings(answers) => {
+                let text = format!(" {} ", normalize_answer(passage));
+                answers.iter().any(|a| {
+                    let a = normalize_answer(a);
+                    !a.is_empty() && text.contains(&format!(" {a} "))
+                })
+            }
+            Gold::Pattern(pattern) => !pattern.find_all(passage).is_empty(),
+        }
+    }
+
+    /// Byte ranges in `passage` where a gold answer occurs: each answer string
+    /// case-insensitively at word boundaries, or each pattern match. The reader's weak
+    /// supervision maps them to wordpieces.
+    pub fn find_in(&self, passage: &str) -> Vec<(usize, usize)> {
+        match self {
+            Gold::Strings(answers) => {
+                let mut found = Vec::new();
+                for answer in answers {
+                    let answer = answer.trim();
+                    if answer.is_empty() {
+                        continue;
+                    }
+                    let Ok(re) = Regex::new(&format!(r"(?i)\b{}\b", regex::escape(answer))) else {
+                        continue;
+                    };
+                    found.extend(re.find_iter(passage).map(|m| (m.start(), m.end())));
+                }
+                found.sort_unstable();
+                found.dedup();
+                found
+            }
+            Gold::Pattern(pattern) => pattern.find_all(passage),
+        }
+    }
+}
+
+/// The official SQuAD normalisation with ORQA's NFD first: Unicode NFD, lower case, ASCII
+/// punctuation removed, the articles a/an/the removed as whole words, whitespace collapsed.
+pub fn normalize_answer(text: &str) -> String {
+    let lower: String = text.nfd().collect::<String>().to_lowercase();
+    let no_punct: String = lower
+        .chars()
+        .filter(|c| !c.is_ascii_punctuation())
+        .collect();
+    // Python's `\b(a|an|the)\b` on Unicode text: words are runs of alphanumerics and `_`.
+    let mut out = String::with_capacity(no_punct.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if matches!(word.as_str(), "a" | "an" | "the") {
+            out.push(' ');
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in no_punct.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Exact match of one prediction, as 0 or 1.
+pub fn exact_match(prediction: &str, gold: &Gold) -> f64 {
+    f64::from(u8::from(gold.is_correct(prediction)))
+}
+
+/// Compiles a CuratedTrec pattern, naming the file and line on failure.
+pub fn compile_pattern(source: &str, file: &str, line: usize) -> Result<AnswerPattern, Error> {
+    AnswerPattern::new(source).map_err(|message| Error::Data {
+        file: file.to_string(),
+        line,
+        message: format!("answer pattern does not compile: {message}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(answers: &[&str]) -> Gold {
+        Gold::Strings(answers.iter().map(|s| s.to_string()).collect())
+    }
+
+    // Cases follow the official SQuAD v1.1 evaluate script's normalize_answer.
+    #[test]
+    fn normalisation_follows_the_squad_script() {
+        assert_eq!(normalize_answer("The Beatles"), "beatles");
+        assert_eq!(
+            normalize_answer("  a   cat, an owl and THE dog. "),
+            "cat owl and dog"
+        );
+        assert_eq!(normalize_answer("Tesla's"), "teslas");
+        assert_eq!(normalize_answer("U.S.A."), "usa");
+        assert_eq!(normalize_answer("theory"), "theory"); // articles only as whole words
+        assert_eq!(normalize_answer("Anthem"), "anthem");
+        assert_eq!(normalize_answer("1,000"), "1000");
+        assert_eq!(normalize_answer("rock-and-roll"), "rockandroll");
+        assert_eq!(normalize_answer("\tnew\nyork "), "new york");
+        assert_eq!(normalize_answer("the"), "");
+        // Non-ASCII punctuation stays, as string.punctuation is ASCII only.
+        assert_eq!(normalize_answer("£5—10"), "£5—10");
+    }
+
+    #[test]
+    fn unicode_is_compared_after_nfd() {
+        // Composed and decomposed forms of the same text match; accents are not dropped.
+        assert_eq!(normalize_answer("Café"), normalize_answer("Cafe\u{301}"));
+        assert_eq!(normalize_answer("CAFÉ"), normalize_answer("café"));
+        assert_ne!(normalize_answer("café"), normalize_answer("cafe"));
+    }
+
+    #[test]
+    fn exact_match_takes_any_gold_answer() {
+        let gold = strings(&["Denver Broncos", "the Broncos"]);
+        assert_eq!(exact_match("broncos", &gold), 1.0);
+        assert_eq!(exact_match("Denver Broncos.", &gold), 1.0);
+        assert_eq!(exact_match("Denver", &gold), 0.0);
+        assert_eq!(exact_match("", &strings(&["a"])), 1.0); // both normalise to ""
+    }
+
+    #[test]
+    fn patterns_match_at_the_start_ignoring_case() {
+        let p = AnswerPattern::new(r"After the Fall|Finishing the Play").unwrap();
+        let gold = Gold::Pattern(p);
+        assert!(gold.is_correct("after the fall"));
+        assert!(gold.is_correct("After the Fall, a play")); // match, not fullmatch
+        assert!(!gold.is_correct("the play After the Fall")); // anchored at the start
+        let tab = AnswerPattern::new("a\tb").unwrap();
+        assert!(tab.matches("A\tB"));
+        assert!(AnswerPattern::new("(unclosed").is_err());
+    }
+
+    #[test]
+    fn occurrences_are_whole_words_and_found_as_byte_ranges() {
+        let gold = strings(&["Tesla"]);
+        assert!(gold.occurs_in("Nikola Tesla was born in 1856."));
+        assert!(!gold.occurs_in("Teslas are cars.")); // "teslas" is another word
+        let text = "Nikola Tesla met tesla coils.";
+        assert_eq!(gold.find_in(text), vec![(7, 12), (17, 22)]);
+        let pattern = Gold::Pattern(AnswerPattern::new(r"18\d\d").unwrap());
+        assert_eq!(pattern.find_in("born 1856, died 1943"), vec![(5, 9)]);
+    }
+}

@@ -1,0 +1,10 @@
+//! Open-domain question answering data and scoring: the question sets' formats (`datasets`),
+//! the held-out splits written down (`splits`), and answer matching as the paper's evaluation
+//! computes it (`answer`: SQuAD normalisation, exact match, CuratedTrec's regexes, retrieval
+//! recall), and reading retrieved passages for the best span (`read`). Uses `text`, `model` and
+//! `train`'s reader features; bytes in, no file system.
+
+pub mod answer;
+pub mod datasets;
+pub mod read;
+pub mod splits;

@@ -1,0 +1,234 @@
+//! `realm eval`: exact match and retrieval recall on a question file, as the paper computes
+//! them. With `--gold-passages` the reader reads each SQuAD question's own paragraph (the
+//! reader's ceiling); otherwise the top passages come from the corpus's index, recall@k
+//! counts the questions with an answer in the top k, and the reader reads the top `-k`.
+//! Predictions go to `--out DIR/predictions.jsonl`, the table to stdout (Markdown) and
+//! `DIR/table.json`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use realm_core::qa::datasets::Question;
+use realm_core::qa::read::read_passages;
+use serde::Serialize;
+
+use crate::commands::finetune::DeviceKind;
+use crate::embed::{embed, read_passages as read_corpus};
+use crate::files::model_dir::load_sentence_model;
+use crate::files::shard_file::{read_shard, write_atomic};
+use crate::qa::data::{SquadSplit, read_questions, squad_split};
+use crate::qa::reader_model::{load_reader, read_base};
+
+#[derive(Args, Clone)]
+pub struct EvalArgs {
+    /// Questions: NQ-open JSON lines, WebQuestions JSON, CuratedTrec TSV or SQuAD JSON.
+    #[arg(long)]
+    pub questions: PathBuf,
+    /// For SQuAD files: which articles (`held-out`: the 12 never trained on).
+    #[arg(long, value_enum, default_value = "held-out")]
+    pub split: SquadSplit,
+    /// Read each question's own paragraph instead of retrieving (SQuAD only).
+    #[arg(long)]
+    pub gold_passages: bool,
+    #[arg(long, default_value = "data/all-minilm-l6-v2")]
+    pub model: PathBuf,
+    #[arg(long, default_value = "native/models/demo-reader")]
+    pub reader: PathBuf,
+    #[arg(long, default_value = "data/wiki-leads/summaries_en-us.json")]
+    pub corpus: PathBuf,
+    #[arg(long, default_value = "data/wiki-leads.int8.shard")]
+    pub index: PathBuf,
+    /// Passages the reader reads per question.
+    #[arg(short = 'k', long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Only the first N questions (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    /// Where predictions.jsonl and table.json go.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+}
+
+#[derive(Serialize)]
+struct Prediction<'a> {
+    id: &'a str,
+    question: &'a str,
+    prediction: String,
+    correct: bool,
+    /// Rank of the first retrieved passage holding an answer (open retrieval only).
+    answer_rank: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct Table {
+    pub questions_file: String,
+    pub questions: usize,
+    pub mode: String,
+    pub exact_match: f64,
+    /// recall@1/5/20/100 (open retrieval only): share with an answer in the top k.
+    pub recall: Vec<(usize, f64)>,
+    pub seconds: f64,
+}
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    if args.top_k == 0 {
+        bail!("-k must be at least 1");
+    }
+    let mut questions = squad_split(read_questions(&args.questions)?, args.split);
+    if questions.is_empty() {
+        bail!(
+            "no questions in {} for --split {:?}",
+            args.questions.display(),
+            args.split
+        );
+    }
+    if args.limit > 0 {
+        questions.truncate(args.limit);
+    }
+    if args.gold_passages && questions.iter().any(|q| q.context.is_none()) {
+        bail!(
+            "--gold-passages needs a SQuAD file: {} has no paragraphs",
+            args.questions.display()
+        );
+    }
+    let device = args.device.device();
+    let base = read_base(&args.model)?;
+    let (reader, card) = load_reader(&args.reader, &base, &device)?;
+    let tokenizer = base.tokenizer.clone();
+
+    let started = Instant::now();
+    let bar = ProgressBar::new(questions.len() as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "eval {bar:40} {pos}/{len} EM {msg} [{elapsed_precise}, {eta} left]",
+    )?);
+    let mut predictions = Vec::with_capacity(questions.len());
+    let depths = [1usize, 5, 20, 100];
+    let mut found_at = vec![0usize; depths.len()];
+    let mut correct = 0usize;
+    if args.gold_passages {
+        for q in &questions {
+            let context = q.context.as_ref().expect("checked above");
+            let spans = read_passages(
+                &reader,
+                &tokenizer,
+                &q.question,
+                &[&context.text],
+                card.max_length,
+                &device,
+            )?;
+            let text = spans.first().map(|s| s.text.clone()).unwrap_or_default();
+            predictions.push(score(q, text, None));
+            correct += usize::from(predictions.last().is_some_and(|p| p.correct));
+            bar.set_message(format!(
+                "{:.1}",
+                100.0 * correct as f64 / predictions.len() as f64
+            ));
+            bar.inc(1);
+        }
+    } else {
+        let retriever = load_sentence_model(&args.model, &realm_core::device::cpu_device())?;
+        let passages = read_corpus(&args.corpus, 0)?;
+        let (index, ids) = read_shard(&args.index)
+            .with_context(|| {
+                format!(
+                    "build the index once with `realm index --corpus {} --out {}`",
+                    args.corpus.display(),
+                    args.index.display()
+                )
+            })?
+            .into_index()?;
+        let depth = 100.max(args.top_k).min(index.len());
+        for q in &questions {
+            let query = embed(&retriever, &[&q.question], 128)?;
+            let hits = index.search(&query, depth)?.remove(0);
+            let docs: Vec<&str> = hits
+                .iter()
+                .map(|h| passages[ids[h.id as usize] as usize].text.as_str())
+                .collect();
+            let rank = docs.iter().position(|d| q.gold.occurs_in(d));
+            for (slot, &d) in found_at.iter_mut().zip(&depths) {
+                *slot += usize::from(rank.is_some_and(|r| r < d));
+            }
+            let read = &docs[..args.top_k.min(docs.len())];
+            let spans = read_passages(
+                &reader,
+                &tokenizer,
+                &q.question,
+                read,
+                card.max_length,
+                &device,
+            )?;
+            let text = spans.first().map(|s| s.text.clone()).unwrap_or_default();
+            predictions.push(score(q, text, rank.map(|r| r + 1)));
+            correct += usize::from(predictions.last().is_some_and(|p| p.correct));
+            bar.set_message(format!(
+                "{:.1}",
+                100.0 * correct as f64 / predictions.len() as f64
+            ));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let n = questions.len() as f64;
+    let table = Table {
+        questions_file: args.questions.display().to_string(),
+        questions: questions.len(),
+        mode: if args.gold_passages {
+            "gold paragraph".into()
+        } else {
+            format!("open, top-{}", args.top_k)
+        },
+        exact_match: 100.0 * correct as f64 / n,
+        recall: if args.gold_passages {
+            Vec::new()
+        } else {
+            depths
+                .iter()
+                .zip(&found_at)
+                .map(|(&d, &f)| (d, 100.0 * f as f64 / n))
+                .collect()
+        },
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    print_table(&table);
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        let mut lines = Vec::new();
+        for p in &predictions {
+            serde_json::to_writer(&mut lines, p)?;
+            lines.write_all(b"\n")?;
+        }
+        write_atomic(&dir.join("predictions.jsonl"), &lines)?;
+        write_atomic(&dir.join("table.json"), &serde_json::to_vec_pretty(&table)?)?;
+    }
+    Ok(())
+}
+
+fn score(q: &Question, prediction: String, answer_rank: Option<usize>) -> Prediction<'_> {
+    let correct = q.gold.is_correct(&prediction);
+    Prediction {
+        id: &q.id,
+        question: &q.question,
+        prediction,
+        correct,
+        answer_rank,
+    }
+}
+
+fn print_table(t: &Table) {
+    let recall: String = t.recall.iter().map(|(_, r)| format!(" {r:.1} |")).collect();
+    let recall_head: String = t.recall.iter().map(|(k, _)| format!(" R@{k} |")).collect();
+    let recall_rule: String = t.recall.iter().map(|_| "---|").collect();
+    println!("| questions | n | mode | EM |{recall_head}");
+    println!("|---|---|---|---|{recall_rule}");
+    println!(
+        "| {} | {} | {} | {:.1} |{recall}",
+        t.questions_file, t.questions, t.mode, t.exact_match
+    );
+}

@@ -1,0 +1,9 @@
+//! One file per `realm` subcommand: its flags (a clap `Args` struct) and its `run`.
+
+pub mod ask;
+pub mod convert;
+pub mod demo;
+pub mod eval;
+pub mod finetune;
+pub mod index;
+pub mod skeleton;

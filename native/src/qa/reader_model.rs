@@ -1,0 +1,165 @@
+//! The span reader on disk. A trained reader is shipped as the tensors that differ from its
+//! base model (`reader.safetensors`, by module path, F16) and a card (`reader.json`) naming the
+//! base model's sha256 and its own, both checked on load: the reader is rebuilt from the base
+//! BERT with the card's seed for the fresh span head, then the trained tensors are put over it.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use burn::module::{Module, ParamGroup};
+use burn::tensor::Device;
+use realm_core::checkpoint::module_io::{export_params, import_params};
+use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
+use realm_core::checkpoint::weights::{WeightLoader, WeightMap};
+use realm_core::model::config::{BertConfig, ReaderConfig, read_config};
+use realm_core::model::reader::SpanReader;
+use realm_core::text::wordpiece::WordPieceTokenizer;
+use realm_core::train::init::reader_from_bert;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::files::shard_file::write_atomic;
+
+/// The path of the word embeddings, which fine-tuning leaves as the base model has them.
+pub const WORD_EMBEDDINGS: &str = "bert.embeddings.word_embeddings.weight";
+
+/// `reader.json`: what a shipped reader is and how to rebuild it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReaderCard {
+    /// sha256 of the base model's `model.safetensors`.
+    pub base_sha256: String,
+    /// sha256 of `reader.safetensors`.
+    pub sha256: String,
+    /// Seed of the span head's initialisation (the tensors not shipped are rebuilt from it).
+    pub head_seed: u64,
+    pub reader: ReaderConfig,
+    /// Wordpieces of `[CLS] question [SEP] passage [SEP]` the reader was trained on.
+    pub max_length: usize,
+    /// Free text: data, steps, time, the command that trained it.
+    #[serde(default)]
+    pub trained: serde_json::Value,
+}
+
+/// A base BERT directory read into memory.
+pub struct BaseModel {
+    pub config: BertConfig,
+    pub weights: WeightMap,
+    pub tokenizer: WordPieceTokenizer,
+    pub sha256: String,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn read_base(dir: &Path) -> anyhow::Result<BaseModel> {
+    if !dir.is_dir() {
+        bail!(
+            "no base model directory at {}: run `scripts/setup.sh --demo-data` to fetch all-MiniLM-L6-v2, or pass --model DIR",
+            dir.display()
+        );
+    }
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .with_context(|| format!("reading {}", dir.join(name).display()))
+    };
+    let config = read_config(&read("config.json")?).context("config.json")?;
+    let bytes = read("model.safetensors")?;
+    let sha256 = sha256_hex(&bytes);
+    let weights = read_safetensors(&bytes).context("model.safetensors")?;
+    let tokenizer = if dir.join("tokenizer.json").is_file() {
+        WordPieceTokenizer::from_tokenizer_json(&read("tokenizer.json")?)?
+    } else {
+        WordPieceTokenizer::from_vocab(
+            &String::from_utf8(read("vocab.txt")?).context("vocab.txt is not UTF-8")?,
+        )?
+    };
+    Ok(BaseModel {
+        config,
+        weights,
+        tokenizer,
+        sha256,
+    })
+}
+
+/// A reader on `base` with a fresh span head drawn from `seed`, loaded strictly.
+pub fn fresh_reader(
+    base: &BaseModel,
+    reader: &ReaderConfig,
+    seed: u64,
+    device: &Device,
+) -> anyhow::Result<SpanReader> {
+    let weights = reader_from_bert(&base.config, reader, &base.weights, seed);
+    let mut loader = WeightLoader::new(weights, device);
+    let model = SpanReader::load(&base.config, reader, &mut loader, device)
+        .context("the base model is not a BERT this reader can sit on")?;
+    loader.finish(&[])?;
+    Ok(model)
+}
+
+/// The same reader with its word embeddings frozen (no gradient, never updated).
+pub fn freeze_word_embeddings(model: SpanReader) -> SpanReader {
+    let id = model.bert.embeddings.word_embeddings.weight.id;
+    model.freeze_group(ParamGroup::from_ids(vec![id]))
+}
+
+/// Writes `dir/reader.safetensors` (every tensor but the word embeddings, F16) and
+/// `dir/reader.json`, each atomically.
+pub fn export_reader(
+    dir: &Path,
+    model: &SpanReader,
+    base: &BaseModel,
+    mut card: ReaderCard,
+) -> anyhow::Result<ReaderCard> {
+    let trained = export_params(model, |path| path != WORD_EMBEDDINGS);
+    let bytes = write_safetensors_f16(&trained)?;
+    card.sha256 = sha256_hex(&bytes);
+    card.base_sha256 = base.sha256.clone();
+    write_atomic(&dir.join("reader.safetensors"), &bytes)?;
+    write_atomic(&dir.join("reader.json"), &serde_json::to_vec_pretty(&card)?)?;
+    Ok(card)
+}
+
+/// Reads a shipped reader from `dir` over `base`, checking both sha256 sums.
+pub fn load_reader(
+    dir: &Path,
+    base: &BaseModel,
+    device: &Device,
+) -> anyhow::Result<(SpanReader, ReaderCard)> {
+    let card_path = dir.join("reader.json");
+    let card: ReaderCard =
+        serde_json::from_slice(&std::fs::read(&card_path).with_context(|| {
+            format!(
+                "reading {}: train a reader with `realm finetune` or pass --reader DIR",
+                card_path.display()
+            )
+        })?)
+        .with_context(|| format!("{} is not a reader card", card_path.display()))?;
+    let tensors_path = dir.join("reader.safetensors");
+    let bytes = std::fs::read(&tensors_path)
+        .with_context(|| format!("reading {}", tensors_path.display()))?;
+    let sha = sha256_hex(&bytes);
+    if sha != card.sha256 {
+        bail!(
+            "{} has sha256 {sha}, but {} says {}: the file is damaged or not the one the card describes",
+            tensors_path.display(),
+            card_path.display(),
+            card.sha256
+        );
+    }
+    if base.sha256 != card.base_sha256 {
+        bail!(
+            "the base model's model.safetensors has sha256 {}, but this reader was trained on {}: pass the base it was trained on with --model",
+            base.sha256,
+            card.base_sha256
+        );
+    }
+    let trained = read_safetensors(&bytes).context("reader.safetensors")?;
+    let model = fresh_reader(base, &card.reader, card.head_seed, device)?;
+    let model =
+        import_params(model, &trained).context("reader.safetensors does not fit the reader")?;
+    Ok((model, card))
+}

@@ -1,0 +1,7 @@
+//! The files and signals of a training run, shared by every trainer: the run directory with
+//! its atomic checkpoints and resume (`run_dir`), one JSON line of metrics per step
+//! (`metrics`), and Ctrl-C as "finish the step, save, exit" (`stop`).
+
+pub mod metrics;
+pub mod run_dir;
+pub mod stop;

@@ -1,0 +1,104 @@
+//! A training run's directory: `args.json` (the flags it was started with, so `--resume DIR`
+//! needs nothing else), `metrics.jsonl`, and checkpoints `checkpoint-<step>/` holding the
+//! model and optimiser records and `state.json` (step, seed). A checkpoint is written into a
+//! temporary directory and renamed into place, then `latest` (written atomically) names it:
+//! a crash at any moment leaves the previous checkpoint whole.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::ModuleRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::files::shard_file::write_atomic;
+
+/// What a checkpoint records beside the records: enough to continue the same run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    /// Steps completed.
+    pub step: usize,
+    pub seed: u64,
+}
+
+/// Writes a checkpoint of `model` and `optim` after `state.step` steps, then points `latest`
+/// at it and removes older checkpoints.
+pub fn save_checkpoint<M: Module>(
+    dir: &Path,
+    model: &M,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> anyhow::Result<PathBuf> {
+    let name = format!("checkpoint-{:07}", state.step);
+    let tmp = tempfile::Builder::new()
+        .prefix(".checkpoint-")
+        .tempdir_in(dir)
+        .with_context(|| format!("creating a temporary checkpoint in {}", dir.display()))?;
+    model
+        .clone()
+        .into_record()
+        .save(tmp.path().join("model.bpk"))
+        .map_err(|e| anyhow::anyhow!("saving the model record: {e}"))?;
+    optim
+        .save(tmp.path().join("optim.bpk"))
+        .map_err(|e| anyhow::anyhow!("saving the optimiser record: {e}"))?;
+    write_atomic(
+        &tmp.path().join("state.json"),
+        &serde_json::to_vec_pretty(state)?,
+    )?;
+    let target = dir.join(&name);
+    if target.exists() {
+        std::fs::remove_dir_all(&target)?;
+    }
+    let kept = tmp.keep();
+    std::fs::rename(&kept, &target)
+        .with_context(|| format!("renaming the checkpoint into {}", target.display()))?;
+    write_atomic(&dir.join("latest"), name.as_bytes())?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if file.starts_with("checkpoint-") && file != name {
+            std::fs::remove_dir_all(&path).ok();
+        }
+    }
+    Ok(target)
+}
+
+/// The checkpoint `latest` names, if any.
+pub fn latest_checkpoint(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let latest = dir.join("latest");
+    if !latest.exists() {
+        return Ok(None);
+    }
+    let name = std::fs::read_to_string(&latest)?;
+    let path = dir.join(name.trim());
+    if !path.join("state.json").is_file() {
+        bail!(
+            "{} names {}, which holds no checkpoint",
+            latest.display(),
+            path.display()
+        );
+    }
+    Ok(Some(path))
+}
+
+/// Restores `model` and `optim` from a checkpoint: the model first, from its own record, so
+/// that its parameter ids are the ones the optimiser's state is keyed by.
+pub fn load_checkpoint<M: Module>(
+    path: &Path,
+    model: M,
+    optim: ModuleOptimizer,
+) -> anyhow::Result<(M, ModuleOptimizer, TrainState)> {
+    let state: TrainState = serde_json::from_slice(&std::fs::read(path.join("state.json"))?)
+        .with_context(|| format!("reading {}", path.join("state.json").display()))?;
+    let record = ModuleRecord::load(path.join("model.bpk"))
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.join("model.bpk").display()))?;
+    let model = model
+        .try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("the checkpoint does not fit this model: {e}"))?;
+    let optim = optim
+        .load(path.join("optim.bpk"))
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.join("optim.bpk").display()))?;
+    Ok((model, optim, state))
+}
