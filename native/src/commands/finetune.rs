@@ -225,12 +225,16 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         model = freeze_word_embeddings(model);
     }
     let mut model: SpanReader = model.fork(&train_device).train();
-    let mut optim = bert_adamw(&model);
+    let mut optim;
     let mut start = 0;
-    if resuming && let Some(checkpoint) = latest_checkpoint(&dir)? {
-        let (m, o, state) = load_checkpoint(&checkpoint, model, optim)?;
-        (model, optim, start) = (m, o, state.step);
-        eprintln!("finetune: resumed {} at step {start}", checkpoint.display());
+    match latest_checkpoint(&dir)?.filter(|_| resuming) {
+        Some(checkpoint) => {
+            let state;
+            (model, optim, state) = load_checkpoint(&checkpoint, model, bert_adamw)?;
+            start = state.step;
+            eprintln!("finetune: resumed {} at step {start}", checkpoint.display());
+        }
+        None => optim = bert_adamw(&model),
     }
     let mut metrics = MetricsLog::open(&dir, start)?;
     let stop = StopFlag::install()?;

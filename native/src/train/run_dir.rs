@@ -83,12 +83,13 @@ pub fn latest_checkpoint(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(path))
 }
 
-/// Restores `model` and `optim` from a checkpoint: the model first, from its own record, so
-/// that its parameter ids are the ones the optimiser's state is keyed by.
+/// Restores `model` from a checkpoint, then builds its optimiser with `make_optim` and
+/// restores that: the model first, from its own record, so that its parameter ids (which the
+/// optimiser's state and parameter groups are keyed by) are the saved ones.
 pub fn load_checkpoint<M: Module>(
     path: &Path,
     model: M,
-    optim: ModuleOptimizer,
+    make_optim: impl FnOnce(&M) -> ModuleOptimizer,
 ) -> anyhow::Result<(M, ModuleOptimizer, TrainState)> {
     let state: TrainState = serde_json::from_slice(&std::fs::read(path.join("state.json"))?)
         .with_context(|| format!("reading {}", path.join("state.json").display()))?;
@@ -97,7 +98,7 @@ pub fn load_checkpoint<M: Module>(
     let model = model
         .try_load_record(record)
         .map_err(|e| anyhow::anyhow!("the checkpoint does not fit this model: {e}"))?;
-    let optim = optim
+    let optim = make_optim(&model)
         .load(path.join("optim.bpk"))
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.join("optim.bpk").display()))?;
     Ok((model, optim, state))

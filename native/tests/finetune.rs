@@ -1,0 +1,267 @@
+//! `realm finetune` as a user runs it, on a tiny BERT (the parity fixture's reader encoder,
+//! 2 layers, 32 wide) and a few SQuAD questions: the loss falls; a run killed with SIGKILL
+//! after a checkpoint and resumed gives the uninterrupted run's losses; a diverging run stops
+//! with the step named and no checkpoint past it; the wgpu backend's losses agree with the
+//! CPU's within 1e-4.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors};
+use realm_core::checkpoint::weights::WeightMap;
+
+/// `../shared/data/<folder>` (or under `$REALM_SHARED_DATA`); `None` (skip) outside CI.
+fn shared_data(folder: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("REALM_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let path = root.join(folder);
+    if path.is_dir() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing",
+        path.display()
+    );
+    eprintln!("skipping: {} is missing", path.display());
+    None
+}
+
+/// A BERT directory holding the tiny fixture's reader encoder under `BertModel` names.
+fn tiny_base(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let tiny = shared_data("realm-parity-tiny")?;
+    let minilm = shared_data("all-minilm-l6-v2")?;
+    let squad = shared_data("squad-v1.1-dev")?.join("dev-v1.1.reconstructed.json");
+    let all =
+        read_safetensors(&std::fs::read(tiny.join("realm_tiny.safetensors")).unwrap()).unwrap();
+    let bert: WeightMap = all
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("reader.realm.")
+                .map(|rest| (rest.to_string(), v.clone()))
+        })
+        .collect();
+    let base = dir.join("tiny-bert");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(
+        base.join("model.safetensors"),
+        write_safetensors(&bert).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(tiny.join("config.json"), base.join("config.json")).unwrap();
+    std::fs::copy(minilm.join("vocab.txt"), base.join("vocab.txt")).unwrap();
+    Some((base, squad))
+}
+
+fn finetune_args<'a>(
+    base: &'a Path,
+    squad: &'a Path,
+    out: &'a Path,
+    steps: &'a str,
+) -> Vec<String> {
+    [
+        "finetune",
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        base.to_str().unwrap(),
+        "--squad",
+        squad.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--batch",
+        "2",
+        "--limit",
+        "24",
+        "--max-length",
+        "64",
+        "--lr",
+        "1e-3",
+        "--warmup",
+        "0.1",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn realm(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(args)
+        .output()
+        .expect("the realm binary runs")
+}
+
+fn losses(run: &Path) -> Vec<(usize, f64)> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["step"].as_u64().unwrap() as usize,
+                v["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "realm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_loss_falls_and_a_killed_run_resumes_to_the_same_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let steps = "40";
+
+    let whole = tmp.path().join("whole");
+    let mut args = finetune_args(&base, &squad, &whole, steps);
+    args.extend(["--checkpoint-every".into(), "100".into()]);
+    assert_ok(&realm(&args));
+    let reference = losses(&whole);
+    assert_eq!(reference.len(), 40);
+    let mean = |s: &[(usize, f64)]| s.iter().map(|l| l.1).sum::<f64>() / s.len() as f64;
+    assert!(
+        mean(&reference[30..]) < 0.8 * mean(&reference[..10]),
+        "the loss falls: {reference:?}"
+    );
+    assert!(whole.join("reader.json").is_file() && whole.join("reader.safetensors").is_file());
+
+    // The same run, killed as soon as its first checkpoint is in place, then resumed.
+    let killed = tmp.path().join("killed");
+    let mut args = finetune_args(&base, &squad, &killed, steps);
+    args.extend(["--checkpoint-every".into(), "5".into()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(&args)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !killed.join("latest").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !killed.join("reader.json").exists(),
+        "the run was killed before it finished"
+    );
+    let resume = vec![
+        "finetune".to_string(),
+        "--resume".into(),
+        killed.to_str().unwrap().into(),
+        "--quiet".into(),
+    ];
+    assert_ok(&realm(&resume));
+    let resumed = losses(&killed);
+    assert_eq!(
+        resumed.len(),
+        reference.len(),
+        "one line per step after the resume: {resumed:?}"
+    );
+    for (a, b) in resumed.iter().zip(&reference) {
+        assert_eq!(a.0, b.0);
+        assert!(
+            (a.1 - b.1).abs() <= 1e-6,
+            "step {}: resumed {} vs uninterrupted {}",
+            a.0,
+            a.1,
+            b.1
+        );
+    }
+    // The exported readers are the same file.
+    assert_eq!(
+        std::fs::read(killed.join("reader.safetensors")).unwrap(),
+        std::fs::read(whole.join("reader.safetensors")).unwrap()
+    );
+    // A second run into a used directory is refused with what to do.
+    let again = realm(&finetune_args(&base, &squad, &whole, steps));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_step_named_and_no_checkpoint_past_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let run = tmp.path().join("nan");
+    let mut args = finetune_args(&base, &squad, &run, "20");
+    // A learning rate this large sends the weights to infinity within a few steps.
+    let set = |args: &mut Vec<String>, flag: &str, value: &str| {
+        let at = args.iter().position(|a| a == flag).unwrap() + 1;
+        args[at] = value.into();
+    };
+    set(&mut args, "--lr", "1e38");
+    set(&mut args, "--warmup", "0");
+    args.extend(["--checkpoint-every".into(), "1".into()]);
+    let out = realm(&args);
+    assert!(!out.status.success(), "a non-finite loss must fail the run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let step: usize = stderr
+        .split("step ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the error names the step: {stderr}"));
+    assert!(stderr.contains("the loss is"), "{stderr}");
+    // Checkpoints exist only for steps whose loss was finite.
+    if let Ok(latest) = std::fs::read_to_string(run.join("latest")) {
+        let saved: usize = latest
+            .trim()
+            .trim_start_matches("checkpoint-")
+            .parse()
+            .unwrap();
+        assert!(
+            saved <= step,
+            "checkpoint {saved} is past the failed step {step}"
+        );
+    }
+    assert!(!run.join("reader.json").exists());
+}
+
+#[test]
+fn the_wgpu_backend_trains_like_the_cpu() {
+    if std::env::var("REALM_REQUIRE_GPU").as_deref() != Ok("1")
+        && std::env::var("REALM_TEST_WGPU").is_err()
+    {
+        eprintln!("skipping: set REALM_REQUIRE_GPU=1 (scripts/test.sh does) to train on wgpu");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let mut runs = Vec::new();
+    for device in ["cpu", "wgpu"] {
+        let run = tmp.path().join(device);
+        let mut args = finetune_args(&base, &squad, &run, "3");
+        args.extend(["--device".into(), device.into()]);
+        assert_ok(&realm(&args));
+        runs.push(losses(&run));
+    }
+    assert_eq!(runs[0].len(), 3);
+    for (c, g) in runs[0].iter().zip(&runs[1]) {
+        assert!(
+            (c.1 - g.1).abs() <= 1e-4,
+            "step {}: cpu {} vs wgpu {}",
+            c.0,
+            c.1,
+            g.1
+        );
+    }
+}
