@@ -1,0 +1,136 @@
+//! `realm ask` as a user runs it, over a tiny reader trained for two steps and a three-passage
+//! corpus: an answer with its evidence, JSON lines from stdin, and clear errors for an empty
+//! or non-UTF-8 question; a 100,000-character question is truncated with a warning and still
+//! answered.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{assert_ok, finetune_args, realm, tiny_base};
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+fn setup() -> Option<Setup> {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, squad) = tiny_base(tmp.path())?;
+    let run = tmp.path().join("run");
+    let mut train = finetune_args(&base, &squad, &run, "2");
+    train.extend(["--checkpoint-every".into(), "100".into()]);
+    assert_ok(&realm(&train));
+    let corpus = tmp.path().join("corpus.jsonl");
+    std::fs::write(
+        &corpus,
+        concat!(
+            "{\"title\": \"Mona Lisa\", \"text\": \"The Mona Lisa is a portrait painted by Leonardo da Vinci.\"}\n",
+            "{\"title\": \"Hamlet\", \"text\": \"Hamlet is a tragedy written by William Shakespeare.\"}\n",
+            "{\"title\": \"Canberra\", \"text\": \"Canberra is the capital city of Australia.\"}\n"
+        ),
+    )
+    .unwrap();
+    let index = tmp.path().join("corpus.shard");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    assert_ok(&realm(&[
+        "index".into(),
+        "--model".into(),
+        p(&base),
+        "--corpus".into(),
+        p(&corpus),
+        "--out".into(),
+        p(&index),
+    ]));
+    let args = vec![
+        "ask".into(),
+        "--model".into(),
+        p(&base),
+        "--reader".into(),
+        p(&run),
+        "--corpus".into(),
+        p(&corpus),
+        "--index".into(),
+        p(&index),
+        "-k".into(),
+        "2".into(),
+    ];
+    let _: PathBuf = run;
+    Some(Setup { _tmp: tmp, args })
+}
+
+fn ask_stdin(args: &[String], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ask_answers_with_evidence_and_refuses_bad_questions() {
+    let Some(s) = setup() else { return };
+    let mut one = s.args.clone();
+    one.push("Who painted the Mona Lisa?".into());
+    let out = realm(&one);
+    assert_ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("from: ") && text.contains("[[") && text.contains("ms (embed"),
+        "{text}"
+    );
+
+    // JSON lines from stdin, one per question; blank lines are skipped.
+    let mut json = s.args.clone();
+    json.push("--json".into());
+    let out = ask_stdin(
+        &json,
+        b"Who wrote Hamlet?\n\nWhat is the capital of Australia?\n",
+    );
+    assert_ok(&out);
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        let answer = &line["answer"];
+        let (start, end) = (
+            answer["start"].as_u64().unwrap(),
+            answer["end"].as_u64().unwrap(),
+        );
+        assert!(start < end, "{line}");
+        assert_eq!(line["passages"].as_array().unwrap().len(), 2);
+    }
+
+    // Bad questions are clear errors.
+    let mut empty = s.args.clone();
+    empty.push("   ".into());
+    let out = realm(&empty);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the question is empty"));
+    let out = ask_stdin(&s.args, b"fine question\n\xff\xfe bad\n");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stdin line 2: the question is not UTF-8")
+    );
+
+    // A 100,000-character question is cut to the model's length, with a warning, and answered.
+    let mut long = json.clone();
+    long.push("who painted the mona lisa ".repeat(4000));
+    let out = realm(&long);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: the question has more wordpieces")
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["truncated"], true);
+    assert!(report["answer"]["text"].is_string());
+}

@@ -1,0 +1,114 @@
+//! Helpers the CLI tests share: the shared data, a tiny BERT base model, and running `realm`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors};
+use realm_core::checkpoint::weights::WeightMap;
+
+/// `../shared/data/<folder>` (or under `$REALM_SHARED_DATA`); `None` (skip) outside CI.
+pub fn shared_data(folder: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("REALM_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let path = root.join(folder);
+    if path.is_dir() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing",
+        path.display()
+    );
+    eprintln!("skipping: {} is missing", path.display());
+    None
+}
+
+/// A BERT directory holding the tiny fixture's reader encoder under `BertModel` names.
+pub fn tiny_base(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let tiny = shared_data("realm-parity-tiny")?;
+    let minilm = shared_data("all-minilm-l6-v2")?;
+    let squad = shared_data("squad-v1.1-dev")?.join("dev-v1.1.reconstructed.json");
+    let all =
+        read_safetensors(&std::fs::read(tiny.join("realm_tiny.safetensors")).unwrap()).unwrap();
+    let bert: WeightMap = all
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("reader.realm.")
+                .map(|rest| (rest.to_string(), v.clone()))
+        })
+        .collect();
+    let base = dir.join("tiny-bert");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(
+        base.join("model.safetensors"),
+        write_safetensors(&bert).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(tiny.join("config.json"), base.join("config.json")).unwrap();
+    std::fs::copy(minilm.join("vocab.txt"), base.join("vocab.txt")).unwrap();
+    Some((base, squad))
+}
+
+pub fn finetune_args<'a>(
+    base: &'a Path,
+    squad: &'a Path,
+    out: &'a Path,
+    steps: &'a str,
+) -> Vec<String> {
+    [
+        "finetune",
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        base.to_str().unwrap(),
+        "--squad",
+        squad.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--batch",
+        "2",
+        "--limit",
+        "24",
+        "--max-length",
+        "64",
+        "--lr",
+        "1e-3",
+        "--warmup",
+        "0.1",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub fn realm(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(args)
+        .output()
+        .expect("the realm binary runs")
+}
+
+pub fn losses(run: &Path) -> Vec<(usize, f64)> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["step"].as_u64().unwrap() as usize,
+                v["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "realm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
