@@ -4,7 +4,8 @@
 #
 #   apt        mesa-vulkan-drivers (lavapipe, software Vulkan for the GPU kernel tests),
 #              rustc-web cargo-web rust-web-src lld-19 (Debian's Rust with a wasm32 std
-#              source, for build-std), chromium (browser tests), nodejs/npm when missing
+#              source, for build-std), chromium (browser tests), fonts-dejavu-core (the text
+#              of training plots), nodejs/npm when missing
 #   rustup     the Debian toolchain linked as `debweb` (the rustup one has no wasm32 target)
 #   cargo      wasm-bindgen-cli at the version Cargo.lock pins
 #   npm        web/'s dev dependencies: playwright-core (drives /usr/bin/chromium; no
@@ -36,7 +37,7 @@ command -v rustup >/dev/null || fail "rustup is not on PATH: the wasm build link
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 
-packages=(mesa-vulkan-drivers vulkan-tools rustc-web cargo-web rust-web-src lld-19 chromium)
+packages=(mesa-vulkan-drivers vulkan-tools rustc-web cargo-web rust-web-src lld-19 chromium fonts-dejavu-core)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 if [ $demo_data = 1 ]; then

@@ -41,6 +41,12 @@ enum Command {
     /// Embed a corpus with a sentence model into an index shard (f32, f16 or int8), or
     /// re-write an existing shard in another element type (--from).
     Index(index::IndexArgs),
+    /// Draw a training run's loss curve (DIR/loss.svg and DIR/loss.png) from its
+    /// metrics.jsonl; finetune also draws it at every checkpoint.
+    Plot {
+        /// The run directory.
+        dir: std::path::PathBuf,
+    },
     /// Walking skeleton: a tiny seeded REALM embedder over ten built-in passages, searched on
     /// the CPU reference and the WGSL kernel (the browser tests compare against its --json).
     Skeleton(skeleton::SkeletonArgs),
@@ -55,6 +61,10 @@ fn main() {
         Command::Eval(args) => eval::run(&args),
         Command::Finetune(args) => finetune::run(&args),
         Command::Index(args) => index::run(&args),
+        Command::Plot { dir } => {
+            realm_native::train::plot::plot_losses(&dir, "realm: training loss")
+                .map(|files| files.iter().for_each(|f| println!("{}", f.display())))
+        }
         Command::Skeleton(args) => skeleton::run(&args),
     };
     if let Err(error) = result {

@@ -27,6 +27,7 @@ use crate::qa::reader_model::{
     ReaderCard, export_reader, freeze_word_embeddings, fresh_reader, read_base,
 };
 use crate::train::metrics::{MetricsLog, Phases, StepLine};
+use crate::train::plot::plot_losses;
 use crate::train::run_dir::{TrainState, latest_checkpoint, load_checkpoint, save_checkpoint};
 use crate::train::stop::StopFlag;
 
@@ -313,6 +314,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
                     seed: args.seed,
                 },
             )?;
+            plot_losses(&dir, "realm finetune: span-reader loss")?;
         }
         if stopping {
             bar.abandon();
@@ -339,9 +341,10 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     };
     export_reader(&dir, &model.valid(), &base, card)?;
     eprintln!(
-        "finetune: done; the reader is in {} (reader.safetensors, reader.json), metrics in {}",
+        "finetune: done; the reader is in {} (reader.safetensors, reader.json), metrics in {}, the loss curve in {}",
         dir.display(),
-        metrics.path().display()
+        metrics.path().display(),
+        dir.join("loss.png").display()
     );
     Ok(())
 }

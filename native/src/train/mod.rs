@@ -1,7 +1,8 @@
 //! The files and signals of a training run, shared by every trainer: the run directory with
 //! its atomic checkpoints and resume (`run_dir`), one JSON line of metrics per step
-//! (`metrics`), and Ctrl-C as "finish the step, save, exit" (`stop`).
+//! (`metrics`) and its curves as SVG and PNG (`plot`), and Ctrl-C as "finish the step, save, exit" (`stop`).
 
 pub mod metrics;
+pub mod plot;
 pub mod run_dir;
 pub mod stop;

@@ -1,0 +1,128 @@
+//! Training curves from `metrics.jsonl`: the loss of every step and its running mean over 25
+//! steps, written beside the metrics as `loss.svg` and `loss.png`. Text is drawn with DejaVu
+//! Sans from the system's fonts (`scripts/setup.sh` installs it); without it only the SVG,
+//! whose text the viewer renders, is written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use plotters::prelude::*;
+
+use crate::train::metrics::read_losses;
+
+/// Where DejaVu Sans lives on Debian and most Linux systems.
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+/// Registers a sans-serif font once; false when none is found.
+fn register_font() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        FONT_PATHS.iter().any(|path| {
+            std::fs::read(path).ok().is_some_and(|bytes| {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+            })
+        })
+    })
+}
+
+/// Writes `dir/loss.svg` (and `dir/loss.png` when a font is found); returns the files.
+pub fn plot_losses(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let losses = read_losses(&dir.join("metrics.jsonl"))?;
+    if losses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let has_font = register_font();
+    let mut written = Vec::new();
+    let svg = dir.join("loss.svg");
+    draw(
+        SVGBackend::new(&svg, (900, 500)).into_drawing_area(),
+        &losses,
+        title,
+        has_font,
+    )
+    .with_context(|| format!("drawing {}", svg.display()))?;
+    written.push(svg);
+    if has_font {
+        let png = dir.join("loss.png");
+        draw(
+            BitMapBackend::new(&png, (900, 500)).into_drawing_area(),
+            &losses,
+            title,
+            true,
+        )
+        .with_context(|| format!("drawing {}", png.display()))?;
+        written.push(png);
+    }
+    Ok(written)
+}
+
+fn draw<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    losses: &[(usize, f64)],
+    title: &str,
+    text: bool,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let last = losses.last().map_or(1, |l| l.0 + 1);
+    let top = losses.iter().map(|l| l.1).fold(0.0f64, f64::max).max(1e-6) * 1.05;
+    let mut builder = ChartBuilder::on(&area);
+    builder.margin(15);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 22))
+            .x_label_area_size(40)
+            .y_label_area_size(55);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(0..last, 0.0..top)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let light = RGBColor(150, 180, 230);
+    chart
+        .draw_series(LineSeries::new(losses.iter().map(|&(s, l)| (s, l)), &light))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let window = 25;
+    let mean: Vec<(usize, f64)> = (0..losses.len())
+        .map(|i| {
+            let from = i.saturating_sub(window - 1);
+            let part = &losses[from..=i];
+            (
+                losses[i].0,
+                part.iter().map(|l| l.1).sum::<f64>() / part.len() as f64,
+            )
+        })
+        .collect();
+    let series = chart
+        .draw_series(LineSeries::new(mean, BLUE.stroke_width(2)))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if text {
+        series
+            .label(format!("mean of {window} steps"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
