@@ -5,7 +5,6 @@
 //! other passages, with the reader's and the retriever's scores and the time each part took.
 
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -15,36 +14,21 @@ use realm_core::qa::read::read_passages;
 use realm_core::text::corpus::Passage;
 use serde::Serialize;
 
-use crate::commands::finetune::DeviceKind;
 use crate::embed::{embed, read_passages as read_corpus};
 use crate::files::model_dir::{SentenceModel, load_sentence_model};
 use crate::files::shard_file::read_shard;
+use crate::qa::QaFiles;
 use crate::qa::reader_model::{load_reader, read_base};
 
 #[derive(Args, Clone)]
 pub struct AskArgs {
     /// The question; without it, one question per line is read from stdin.
     pub question: Option<String>,
-    /// The base BERT the reader sits on and the retriever embeds with.
-    #[arg(long, default_value = "data/all-minilm-l6-v2")]
-    pub model: PathBuf,
-    /// The trained reader: a directory with reader.json and reader.safetensors.
-    #[arg(long, default_value = "native/models/demo-reader")]
-    pub reader: PathBuf,
-    /// Passages, in the order the index's document ids count them.
-    #[arg(long, default_value = "data/wiki-leads/summaries_en-us.json")]
-    pub corpus: PathBuf,
-    /// The corpus's index shard, from `realm index --corpus CORPUS --out SHARD`.
-    #[arg(long, default_value = "data/wiki-leads.int8.shard")]
-    pub index: PathBuf,
-    /// Passages the reader reads.
-    #[arg(short = 'k', long, default_value_t = 5)]
-    pub top_k: usize,
+    #[command(flatten)]
+    pub files: QaFiles,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceKind,
 }
 
 #[derive(Serialize)]
@@ -90,30 +74,30 @@ pub struct Timings {
 }
 
 pub fn run(args: &AskArgs) -> anyhow::Result<()> {
-    if args.top_k == 0 {
+    if args.files.top_k == 0 {
         bail!("-k must be at least 1");
     }
     let t_load = Instant::now();
-    let device = args.device.device();
-    let base = read_base(&args.model)?;
-    let (reader, card) = load_reader(&args.reader, &base, &device)?;
-    let retriever = load_sentence_model(&args.model, &realm_core::device::cpu_device())?;
-    let passages = read_corpus(&args.corpus, 0)?;
-    if !args.index.exists() {
+    let device = args.files.device.device();
+    let base = read_base(&args.files.model)?;
+    let (reader, card) = load_reader(&args.files.reader, &base, &device)?;
+    let retriever = load_sentence_model(&args.files.model, &realm_core::device::cpu_device())?;
+    let passages = read_corpus(&args.files.corpus, 0)?;
+    if !args.files.index.exists() {
         bail!(
             "no index at {}: build it once with `realm index --corpus {} --out {}`",
-            args.index.display(),
-            args.corpus.display(),
-            args.index.display()
+            args.files.index.display(),
+            args.files.corpus.display(),
+            args.files.index.display()
         );
     }
-    let (index, ids) = read_shard(&args.index)?.into_index()?;
+    let (index, ids) = read_shard(&args.files.index)?.into_index()?;
     if ids.iter().any(|&id| id as usize >= passages.len()) {
         bail!(
             "{} names document ids past the {} passages of {}: it was built from another corpus",
-            args.index.display(),
+            args.files.index.display(),
             passages.len(),
-            args.corpus.display()
+            args.files.corpus.display()
         );
     }
     if !args.json {
@@ -130,7 +114,7 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         device,
     };
     let answer_one = |question: &str| -> anyhow::Result<()> {
-        let report = engine.ask(question, args.top_k)?;
+        let report = engine.ask(question, args.files.top_k)?;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {

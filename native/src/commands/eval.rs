@@ -16,11 +16,11 @@ use realm_core::qa::datasets::Question;
 use realm_core::qa::read::read_passages;
 use serde::Serialize;
 
-use crate::commands::finetune::DeviceKind;
 use crate::embed::{embed, read_passages as read_corpus};
 use crate::files::model_dir::load_sentence_model;
 use crate::files::shard_file::{read_shard, write_atomic};
 use crate::qa::data::{SquadSplit, read_questions, squad_split};
+use crate::qa::QaFiles;
 use crate::qa::reader_model::{load_reader, read_base};
 
 #[derive(Args, Clone)]
@@ -34,25 +34,14 @@ pub struct EvalArgs {
     /// Read each question's own paragraph instead of retrieving (SQuAD only).
     #[arg(long)]
     pub gold_passages: bool,
-    #[arg(long, default_value = "data/all-minilm-l6-v2")]
-    pub model: PathBuf,
-    #[arg(long, default_value = "native/models/demo-reader")]
-    pub reader: PathBuf,
-    #[arg(long, default_value = "data/wiki-leads/summaries_en-us.json")]
-    pub corpus: PathBuf,
-    #[arg(long, default_value = "data/wiki-leads.int8.shard")]
-    pub index: PathBuf,
-    /// Passages the reader reads per question.
-    #[arg(short = 'k', long, default_value_t = 5)]
-    pub top_k: usize,
+    #[command(flatten)]
+    pub files: QaFiles,
     /// Only the first N questions (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
     /// Where predictions.jsonl and table.json go.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceKind,
 }
 
 #[derive(Serialize)]
@@ -77,7 +66,7 @@ pub struct Table {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    if args.top_k == 0 {
+    if args.files.top_k == 0 {
         bail!("-k must be at least 1");
     }
     let mut questions = squad_split(read_questions(&args.questions)?, args.split);
@@ -97,9 +86,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             args.questions.display()
         );
     }
-    let device = args.device.device();
-    let base = read_base(&args.model)?;
-    let (reader, card) = load_reader(&args.reader, &base, &device)?;
+    let device = args.files.device.device();
+    let base = read_base(&args.files.model)?;
+    let (reader, card) = load_reader(&args.files.reader, &base, &device)?;
     let tokenizer = base.tokenizer.clone();
 
     let started = Instant::now();
@@ -132,18 +121,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             bar.inc(1);
         }
     } else {
-        let retriever = load_sentence_model(&args.model, &realm_core::device::cpu_device())?;
-        let passages = read_corpus(&args.corpus, 0)?;
-        let (index, ids) = read_shard(&args.index)
+        let retriever = load_sentence_model(&args.files.model, &realm_core::device::cpu_device())?;
+        let passages = read_corpus(&args.files.corpus, 0)?;
+        let (index, ids) = read_shard(&args.files.index)
             .with_context(|| {
                 format!(
                     "build the index once with `realm index --corpus {} --out {}`",
-                    args.corpus.display(),
-                    args.index.display()
+                    args.files.corpus.display(),
+                    args.files.index.display()
                 )
             })?
             .into_index()?;
-        let depth = 100.max(args.top_k).min(index.len());
+        let depth = 100.max(args.files.top_k).min(index.len());
         for q in &questions {
             let query = embed(&retriever, &[&q.question], 128)?;
             let hits = index.search(&query, depth)?.remove(0);
@@ -155,7 +144,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             for (slot, &d) in found_at.iter_mut().zip(&depths) {
                 *slot += usize::from(rank.is_some_and(|r| r < d));
             }
-            let read = &docs[..args.top_k.min(docs.len())];
+            let read = &docs[..args.files.top_k.min(docs.len())];
             let spans = read_passages(
                 &reader,
                 &tokenizer,
@@ -182,7 +171,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         mode: if args.gold_passages {
             "gold paragraph".into()
         } else {
-            format!("open, top-{}", args.top_k)
+            format!("open, top-{}", args.files.top_k)
         },
         exact_match: 100.0 * correct as f64 / n,
         recall: if args.gold_passages {
