@@ -134,3 +134,78 @@ fn ask_answers_with_evidence_and_refuses_bad_questions() {
     assert_eq!(report["truncated"], true);
     assert!(report["answer"]["text"].is_string());
 }
+
+/// The reader the repo ships, over all-MiniLM-L6-v2 and a three-passage corpus.
+#[test]
+fn the_shipped_reader_answers_and_a_damaged_copy_is_refused() {
+    let Some(minilm) = common::shared_data("all-minilm-l6-v2") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/demo-reader");
+    let corpus = tmp.path().join("corpus.jsonl");
+    std::fs::write(
+        &corpus,
+        concat!(
+            "{\"title\": \"Hamlet\", \"text\": \"Hamlet is a tragedy written by William Shakespeare sometime between 1599 and 1601.\"}\n",
+            "{\"title\": \"Mona Lisa\", \"text\": \"The Mona Lisa is a half-length portrait painting by the Italian artist Leonardo da Vinci. It has been described as the best known work of art in the world.\"}\n",
+            "{\"title\": \"Canberra\", \"text\": \"Canberra is the capital city of Australia.\"}\n"
+        ),
+    )
+    .unwrap();
+    let index = tmp.path().join("corpus.shard");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    assert_ok(&realm(&[
+        "index".into(),
+        "--model".into(),
+        p(&minilm),
+        "--corpus".into(),
+        p(&corpus),
+        "--out".into(),
+        p(&index),
+    ]));
+    let ask = |reader: &Path| {
+        realm(&[
+            "ask".into(),
+            "--json".into(),
+            "--model".into(),
+            p(&minilm),
+            "--reader".into(),
+            p(reader),
+            "--corpus".into(),
+            p(&corpus),
+            "--index".into(),
+            p(&index),
+            "-k".into(),
+            "2".into(),
+            "Who painted the Mona Lisa?".into(),
+        ])
+    };
+    let out = ask(&shipped);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["answer"]["title"], "Mona Lisa", "{report}");
+    assert!(
+        report["answer"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Leonardo da Vinci"),
+        "{report}"
+    );
+
+    // One flipped byte in the tensors: refused by its sha256, before any answer.
+    let damaged = tmp.path().join("damaged");
+    std::fs::create_dir_all(&damaged).unwrap();
+    std::fs::copy(shipped.join("reader.json"), damaged.join("reader.json")).unwrap();
+    let mut bytes = std::fs::read(shipped.join("reader.safetensors")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(damaged.join("reader.safetensors"), bytes).unwrap();
+    let out = ask(&damaged);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sha256"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -19,8 +19,8 @@ use serde::Serialize;
 use crate::embed::{embed, read_passages as read_corpus};
 use crate::files::model_dir::load_sentence_model;
 use crate::files::shard_file::{read_shard, write_atomic};
-use crate::qa::data::{SquadSplit, read_questions, squad_split};
 use crate::qa::QaFiles;
+use crate::qa::data::{SquadSplit, read_questions, squad_split};
 use crate::qa::reader_model::{load_reader, read_base};
 
 #[derive(Args, Clone)]
