@@ -23,27 +23,8 @@ fn setup() -> Option<Setup> {
     let mut train = finetune_args(&base, &squad, &run, "2");
     train.extend(["--checkpoint-every".into(), "100".into()]);
     assert_ok(&realm(&train));
-    let corpus = tmp.path().join("corpus.jsonl");
-    std::fs::write(
-        &corpus,
-        concat!(
-            "{\"title\": \"Mona Lisa\", \"text\": \"The Mona Lisa is a portrait painted by Leonardo da Vinci.\"}\n",
-            "{\"title\": \"Hamlet\", \"text\": \"Hamlet is a tragedy written by William Shakespeare.\"}\n",
-            "{\"title\": \"Canberra\", \"text\": \"Canberra is the capital city of Australia.\"}\n"
-        ),
-    )
-    .unwrap();
-    let index = tmp.path().join("corpus.shard");
+    let (corpus, index) = index_corpus(tmp.path(), &base);
     let p = |p: &Path| p.to_str().unwrap().to_string();
-    assert_ok(&realm(&[
-        "index".into(),
-        "--model".into(),
-        p(&base),
-        "--corpus".into(),
-        p(&corpus),
-        "--out".into(),
-        p(&index),
-    ]));
     let args = vec![
         "ask".into(),
         "--model".into(),
@@ -59,6 +40,32 @@ fn setup() -> Option<Setup> {
     ];
     let _: PathBuf = run;
     Some(Setup { _tmp: tmp, args })
+}
+
+/// Three passages written as JSON lines and indexed with `model`: (corpus, index).
+fn index_corpus(dir: &Path, model: &Path) -> (PathBuf, PathBuf) {
+    let corpus = dir.join("corpus.jsonl");
+    std::fs::write(
+        &corpus,
+        concat!(
+            "{\"title\": \"Hamlet\", \"text\": \"Hamlet is a tragedy written by William Shakespeare sometime between 1599 and 1601.\"}\n",
+            "{\"title\": \"Mona Lisa\", \"text\": \"The Mona Lisa is a half-length portrait painting by the Italian artist Leonardo da Vinci. It has been described as the best known work of art in the world.\"}\n",
+            "{\"title\": \"Canberra\", \"text\": \"Canberra is the capital city of Australia.\"}\n"
+        ),
+    )
+    .unwrap();
+    let index = dir.join("corpus.shard");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    assert_ok(&realm(&[
+        "index".into(),
+        "--model".into(),
+        p(model),
+        "--corpus".into(),
+        p(&corpus),
+        "--out".into(),
+        p(&index),
+    ]));
+    (corpus, index)
 }
 
 fn ask_stdin(args: &[String], input: &[u8]) -> std::process::Output {
@@ -143,27 +150,8 @@ fn the_shipped_reader_answers_and_a_damaged_copy_is_refused() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/demo-reader");
-    let corpus = tmp.path().join("corpus.jsonl");
-    std::fs::write(
-        &corpus,
-        concat!(
-            "{\"title\": \"Hamlet\", \"text\": \"Hamlet is a tragedy written by William Shakespeare sometime between 1599 and 1601.\"}\n",
-            "{\"title\": \"Mona Lisa\", \"text\": \"The Mona Lisa is a half-length portrait painting by the Italian artist Leonardo da Vinci. It has been described as the best known work of art in the world.\"}\n",
-            "{\"title\": \"Canberra\", \"text\": \"Canberra is the capital city of Australia.\"}\n"
-        ),
-    )
-    .unwrap();
-    let index = tmp.path().join("corpus.shard");
+    let (corpus, index) = index_corpus(tmp.path(), &minilm);
     let p = |p: &Path| p.to_str().unwrap().to_string();
-    assert_ok(&realm(&[
-        "index".into(),
-        "--model".into(),
-        p(&minilm),
-        "--corpus".into(),
-        p(&corpus),
-        "--out".into(),
-        p(&index),
-    ]));
     let ask = |reader: &Path| {
         realm(&[
             "ask".into(),

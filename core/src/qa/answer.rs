@@ -31,8 +31,9 @@ impl AnswerPattern {
     /// Compiles `source` as DrQA does (`re.IGNORECASE | re.UNICODE | re.MULTILINE`, `match`:
     /// anchored at the start of the text, not at its end).
     pub fn new(source: &str) -> Result<Self, String> {
-        let regex = Regex::new(&format!(r"(?im)\A(?:{source})")).map_err(|e| e.to_string())?;
-        let anywhere = Regex::new(&format!(r"(?i)(?:{source})")).map_err(|e| e.to_string())?;
+        let pattern = python_escapes(source);
+        let regex = Regex::new(&format!(r"(?im)\A(?:{pattern})")).map_err(|e| e.to_string())?;
+        let anywhere = Regex::new(&format!(r"(?i)(?:{pattern})")).map_err(|e| e.to_string())?;
         Ok(Self {
             source: source.to_string(),
             regex,
@@ -52,6 +53,27 @@ impl AnswerPattern {
             .map(|m| (m.start(), m.end()))
             .collect()
     }
+}
+
+/// Python's `re` reads a backslash before a non-ASCII character as that character
+/// (CuratedTrec writes `Sn\ě\žka`); Rust's `regex` refuses the escape, so it is made literal.
+fn python_escapes(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek().is_some_and(|n| !n.is_ascii()) {
+            let literal = chars.next().expect("peeked");
+            out.push_str(&regex::escape(&literal.to_string()));
+        } else {
+            out.push(c);
+            if c == '\\'
+                && let Some(n) = chars.next()
+            {
+                out.push(n);
+            }
+        }
+    }
+    out
 }
 
 impl Gold {
@@ -204,6 +226,10 @@ mod tests {
         assert!(gold.is_correct("after the fall"));
         assert!(gold.is_correct("After the Fall, a play")); // match, not fullmatch
         assert!(!gold.is_correct("the play After the Fall")); // anchored at the start
+        // A backslash before a non-ASCII letter is that letter, as in Python (CuratedTrec 159).
+        let czech = AnswerPattern::new(r"Sne[zž]ka|Sn\ě\žka").unwrap();
+        assert!(czech.matches("Sněžka") && czech.matches("snezka"));
+        assert!(AnswerPattern::new(r"a\\ě").unwrap().matches("a\\ě")); // an escaped backslash stays one
         let tab = AnswerPattern::new("a\tb").unwrap();
         assert!(tab.matches("A\tB"));
         assert!(AnswerPattern::new("(unclosed").is_err());

@@ -28,7 +28,8 @@ pub struct EvalArgs {
     /// Questions: NQ-open JSON lines, WebQuestions JSON, CuratedTrec TSV or SQuAD JSON.
     #[arg(long)]
     pub questions: PathBuf,
-    /// For SQuAD files: which articles (`held-out`: the 12 never trained on).
+    /// For SQuAD files: which articles (`held-out`: the 12 never trained on); other files are
+    /// used whole.
     #[arg(long, value_enum, default_value = "held-out")]
     pub split: SquadSplit,
     /// Read each question's own paragraph instead of retrieving (SQuAD only).

@@ -287,6 +287,14 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let mut grads = accumulator.grads();
         let grad_norm = clip_global_norm(&model, &mut grads, args.clip);
+        if !grad_norm.is_finite() {
+            bail!(
+                "step {step}: the gradient norm is {grad_norm}; the weights were not updated and no checkpoint was \
+                 written past step {}: lower --lr or check the data, then --resume {}",
+                (step / args.checkpoint_every) * args.checkpoint_every,
+                dir.display()
+            );
+        }
         model = optim.step(lr, model, grads);
         phases.optimizer = t.elapsed().as_secs_f64();
         step += 1;

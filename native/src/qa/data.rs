@@ -24,11 +24,12 @@ pub enum SquadSplit {
     Train,
     /// The 12 held-out articles.
     HeldOut,
-    /// Every question (a file that is not SQuAD has no split).
+    /// Every question.
     All,
 }
 
-/// The questions of `split`; non-SQuAD questions (no article) count as `All` only.
+/// The questions of `split`; questions of other sets (no article) are kept whole: their
+/// files are already split.
 pub fn squad_split(questions: Vec<Question>, split: SquadSplit) -> Vec<Question> {
     questions
         .into_iter()
@@ -36,7 +37,7 @@ pub fn squad_split(questions: Vec<Question>, split: SquadSplit) -> Vec<Question>
             (SquadSplit::All, _) => true,
             (SquadSplit::Train, Some(c)) => !squad_article_is_held_out(&c.article),
             (SquadSplit::HeldOut, Some(c)) => squad_article_is_held_out(&c.article),
-            (_, None) => false,
+            (_, None) => true,
         })
         .collect()
 }
