@@ -14,11 +14,10 @@ use realm_core::qa::read::read_passages;
 use realm_core::text::corpus::Passage;
 use serde::Serialize;
 
-use crate::embed::{embed, read_passages as read_corpus};
+use crate::embed::embed;
 use crate::files::model_dir::{SentenceModel, load_sentence_model};
-use crate::files::shard_file::read_shard;
-use crate::qa::QaFiles;
 use crate::qa::reader_model::{load_reader, read_base};
+use crate::qa::{IndexedCorpus, QaFiles};
 
 #[derive(Args, Clone)]
 pub struct AskArgs {
@@ -82,24 +81,11 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let base = read_base(&args.files.model)?;
     let (reader, card) = load_reader(&args.files.reader, &base, &device)?;
     let retriever = load_sentence_model(&args.files.model, &realm_core::device::cpu_device())?;
-    let passages = read_corpus(&args.files.corpus, 0)?;
-    if !args.files.index.exists() {
-        bail!(
-            "no index at {}: build it once with `realm index --corpus {} --out {}`",
-            args.files.index.display(),
-            args.files.corpus.display(),
-            args.files.index.display()
-        );
-    }
-    let (index, ids) = read_shard(&args.files.index)?.into_index()?;
-    if ids.iter().any(|&id| id as usize >= passages.len()) {
-        bail!(
-            "{} names document ids past the {} passages of {}: it was built from another corpus",
-            args.files.index.display(),
-            passages.len(),
-            args.files.corpus.display()
-        );
-    }
+    let IndexedCorpus {
+        passages,
+        index,
+        ids,
+    } = args.files.open_corpus()?;
     if !args.json {
         eprintln!("(loaded in {:.1} s)", t_load.elapsed().as_secs_f64());
     }

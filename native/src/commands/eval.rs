@@ -9,19 +9,19 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use realm_core::qa::datasets::Question;
 use realm_core::qa::read::read_passages;
 use serde::Serialize;
 
-use crate::embed::{embed, read_passages as read_corpus};
+use crate::embed::embed;
 use crate::files::model_dir::load_sentence_model;
-use crate::files::shard_file::{read_shard, write_atomic};
-use crate::qa::QaFiles;
+use crate::files::shard_file::write_atomic;
 use crate::qa::data::{SquadSplit, read_questions, squad_split};
 use crate::qa::reader_model::{load_reader, read_base};
+use crate::qa::{IndexedCorpus, QaFiles};
 
 #[derive(Args, Clone)]
 pub struct EvalArgs {
@@ -123,16 +123,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
     } else {
         let retriever = load_sentence_model(&args.files.model, &realm_core::device::cpu_device())?;
-        let passages = read_corpus(&args.files.corpus, 0)?;
-        let (index, ids) = read_shard(&args.files.index)
-            .with_context(|| {
-                format!(
-                    "build the index once with `realm index --corpus {} --out {}`",
-                    args.files.corpus.display(),
-                    args.files.index.display()
-                )
-            })?
-            .into_index()?;
+        let IndexedCorpus {
+            passages,
+            index,
+            ids,
+        } = args.files.open_corpus()?;
         let depth = 100.max(args.files.top_k).min(index.len());
         for q in &questions {
             let query = embed(&retriever, &[&q.question], 128)?;

@@ -31,3 +31,44 @@ pub struct QaFiles {
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
 }
+
+/// A corpus with its index: the passages, the index, and each row's document id (checked to
+/// name a passage).
+pub struct IndexedCorpus {
+    pub passages: Vec<realm_core::text::corpus::Passage>,
+    pub index: Box<dyn realm_core::index::MipsIndex + Send + Sync>,
+    pub ids: Vec<u32>,
+}
+
+impl QaFiles {
+    /// Reads `--corpus` and `--index`; a missing index or one built from another corpus is an
+    /// error saying how to build the right one.
+    pub fn open_corpus(&self) -> anyhow::Result<IndexedCorpus> {
+        let passages = crate::embed::read_passages(&self.corpus, 0)?;
+        if !self.index.exists() {
+            anyhow::bail!(
+                "no index at {}: build it once with `realm index --corpus {} --out {}`",
+                self.index.display(),
+                self.corpus.display(),
+                self.index.display()
+            );
+        }
+        let (index, ids) = crate::files::shard_file::read_shard(&self.index)?.into_index()?;
+        if ids.iter().any(|&id| id as usize >= passages.len()) {
+            anyhow::bail!(
+                "{} names document ids past the {} passages of {}: it was built from another corpus; \
+                 rebuild it with `realm index --corpus {} --out {} --force`",
+                self.index.display(),
+                passages.len(),
+                self.corpus.display(),
+                self.corpus.display(),
+                self.index.display()
+            );
+        }
+        Ok(IndexedCorpus {
+            passages,
+            index,
+            ids,
+        })
+    }
+}
