@@ -15,8 +15,8 @@ use realm_core::text::corpus::Passage;
 use serde::Serialize;
 
 use crate::embed::embed;
-use crate::files::model_dir::{SentenceModel, load_sentence_model};
-use crate::qa::reader_model::{load_reader, read_base};
+use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
+use crate::qa::reader_model::load_reader;
 use crate::qa::{IndexedCorpus, QaFiles};
 
 #[derive(Args, Clone)]
@@ -80,7 +80,7 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let device = args.files.device.device();
     let base = read_base(&args.files.model)?;
     let (reader, card) = load_reader(&args.files.reader, &base, &device)?;
-    let retriever = load_sentence_model(&args.files.model, &realm_core::device::cpu_device())?;
+    let retriever = sentence_model(&base, &realm_core::device::cpu_device())?;
     let IndexedCorpus {
         passages,
         index,

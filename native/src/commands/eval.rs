@@ -17,10 +17,10 @@ use realm_core::qa::read::read_passages;
 use serde::Serialize;
 
 use crate::embed::embed;
-use crate::files::model_dir::load_sentence_model;
+use crate::files::model_dir::{read_base, sentence_model};
 use crate::files::shard_file::write_atomic;
 use crate::qa::data::{SquadSplit, read_questions, squad_split};
-use crate::qa::reader_model::{load_reader, read_base};
+use crate::qa::reader_model::load_reader;
 use crate::qa::{IndexedCorpus, QaFiles};
 
 #[derive(Args, Clone)]
@@ -122,7 +122,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             bar.inc(1);
         }
     } else {
-        let retriever = load_sentence_model(&args.files.model, &realm_core::device::cpu_device())?;
+        let retriever = sentence_model(&base, &realm_core::device::cpu_device())?;
         let IndexedCorpus {
             passages,
             index,

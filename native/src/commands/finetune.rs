@@ -22,10 +22,9 @@ use realm_core::train::reader::{ReaderFeatures, featurize, read_rows, reader_bat
 use realm_core::train::schedule::lr_at;
 use serde::{Deserialize, Serialize};
 
+use crate::files::model_dir::read_base;
 use crate::qa::data::{SquadSplit, read_questions, squad_split};
-use crate::qa::reader_model::{
-    ReaderCard, export_reader, freeze_word_embeddings, fresh_reader, read_base,
-};
+use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
 use crate::train::metrics::{MetricsLog, Phases, StepLine};
 use crate::train::plot::plot_losses;
 use crate::train::run_dir::{TrainState, latest_checkpoint, load_checkpoint, save_checkpoint};

@@ -1,15 +1,18 @@
 //! Reading a model directory (Hugging Face layout: `config.json`, `model.safetensors`,
-//! `tokenizer.json` or `vocab.txt`) into a `realm-core` embedder and tokenizer.
+//! `tokenizer.json` or `vocab.txt`) into memory with its checksum, and into a `realm-core`
+//! embedder and tokenizer.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use burn::tensor::Device;
 use realm_core::checkpoint::safetensors_file::read_safetensors;
-use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::checkpoint::weights::{WeightLoader, WeightMap};
+use realm_core::model::config::BertConfig;
 use realm_core::model::config::read_config;
 use realm_core::model::embedder::{BERT_BUFFERS, RealmEmbedder};
 use realm_core::text::wordpiece::WordPieceTokenizer;
+use sha2::{Digest, Sha256};
 
 /// A sentence-transformers BERT (e.g. all-MiniLM-L6-v2) and its tokenizer.
 pub struct SentenceModel {
@@ -17,10 +20,25 @@ pub struct SentenceModel {
     pub tokenizer: WordPieceTokenizer,
 }
 
-pub fn load_sentence_model(dir: &Path, device: &Device) -> anyhow::Result<SentenceModel> {
+/// A base BERT directory read into memory.
+pub struct BaseModel {
+    pub config: BertConfig,
+    pub weights: WeightMap,
+    pub tokenizer: WordPieceTokenizer,
+    pub sha256: String,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn read_base(dir: &Path) -> anyhow::Result<BaseModel> {
     if !dir.is_dir() {
         bail!(
-            "no model directory at {}: run `scripts/setup.sh --demo-data` to fetch all-MiniLM-L6-v2, or pass --model DIR",
+            "no base model directory at {}: run `scripts/setup.sh --demo-data` to fetch all-MiniLM-L6-v2, or pass --model DIR",
             dir.display()
         );
     }
@@ -29,7 +47,9 @@ pub fn load_sentence_model(dir: &Path, device: &Device) -> anyhow::Result<Senten
             .with_context(|| format!("reading {}", dir.join(name).display()))
     };
     let config = read_config(&read("config.json")?).context("config.json")?;
-    let weights = read_safetensors(&read("model.safetensors")?).context("model.safetensors")?;
+    let bytes = read("model.safetensors")?;
+    let sha256 = sha256_hex(&bytes);
+    let weights = read_safetensors(&bytes).context("model.safetensors")?;
     let tokenizer = if dir.join("tokenizer.json").is_file() {
         WordPieceTokenizer::from_tokenizer_json(&read("tokenizer.json")?)?
     } else {
@@ -37,12 +57,27 @@ pub fn load_sentence_model(dir: &Path, device: &Device) -> anyhow::Result<Senten
             &String::from_utf8(read("vocab.txt")?).context("vocab.txt is not UTF-8")?,
         )?
     };
-    let mut loader = WeightLoader::new(weights, device);
-    let embedder = RealmEmbedder::load_sentence_transformer(&config, &mut loader, device)
+    Ok(BaseModel {
+        config,
+        weights,
+        tokenizer,
+        sha256,
+    })
+}
+
+/// A sentence-transformers BERT directory as an embedder and its tokenizer.
+pub fn load_sentence_model(dir: &Path, device: &Device) -> anyhow::Result<SentenceModel> {
+    sentence_model(&read_base(dir)?, device)
+}
+
+/// The embedder (mean pooling over the last layer) of a base model already read.
+pub fn sentence_model(base: &BaseModel, device: &Device) -> anyhow::Result<SentenceModel> {
+    let mut loader = WeightLoader::new(base.weights.clone(), device);
+    let embedder = RealmEmbedder::load_sentence_transformer(&base.config, &mut loader, device)
         .context("model.safetensors does not hold a BERT model for this config.json")?;
     loader.finish(BERT_BUFFERS)?;
     Ok(SentenceModel {
         embedder,
-        tokenizer,
+        tokenizer: base.tokenizer.clone(),
     })
 }

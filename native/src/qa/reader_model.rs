@@ -10,13 +10,13 @@ use burn::module::{Module, ParamGroup};
 use burn::tensor::Device;
 use realm_core::checkpoint::module_io::{export_params, import_params};
 use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
-use realm_core::checkpoint::weights::{WeightLoader, WeightMap};
-use realm_core::model::config::{BertConfig, ReaderConfig, read_config};
+
+use crate::files::model_dir::{BaseModel, sha256_hex};
+use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::model::config::ReaderConfig;
 use realm_core::model::reader::SpanReader;
-use realm_core::text::wordpiece::WordPieceTokenizer;
 use realm_core::train::init::reader_from_bert;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::files::shard_file::write_atomic;
 
@@ -38,51 +38,6 @@ pub struct ReaderCard {
     /// Free text: data, steps, time, the command that trained it.
     #[serde(default)]
     pub trained: serde_json::Value,
-}
-
-/// A base BERT directory read into memory.
-pub struct BaseModel {
-    pub config: BertConfig,
-    pub weights: WeightMap,
-    pub tokenizer: WordPieceTokenizer,
-    pub sha256: String,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-pub fn read_base(dir: &Path) -> anyhow::Result<BaseModel> {
-    if !dir.is_dir() {
-        bail!(
-            "no base model directory at {}: run `scripts/setup.sh --demo-data` to fetch all-MiniLM-L6-v2, or pass --model DIR",
-            dir.display()
-        );
-    }
-    let read = |name: &str| {
-        std::fs::read(dir.join(name))
-            .with_context(|| format!("reading {}", dir.join(name).display()))
-    };
-    let config = read_config(&read("config.json")?).context("config.json")?;
-    let bytes = read("model.safetensors")?;
-    let sha256 = sha256_hex(&bytes);
-    let weights = read_safetensors(&bytes).context("model.safetensors")?;
-    let tokenizer = if dir.join("tokenizer.json").is_file() {
-        WordPieceTokenizer::from_tokenizer_json(&read("tokenizer.json")?)?
-    } else {
-        WordPieceTokenizer::from_vocab(
-            &String::from_utf8(read("vocab.txt")?).context("vocab.txt is not UTF-8")?,
-        )?
-    };
-    Ok(BaseModel {
-        config,
-        weights,
-        tokenizer,
-        sha256,
-    })
 }
 
 /// A reader on `base` with a fresh span head drawn from `seed`, loaded strictly.
