@@ -58,23 +58,27 @@ pub fn bert_adamw<M: Module>(module: &M) -> ModuleOptimizer {
         )
 }
 
-/// The global L2 norm of `grads` over `module`'s parameters.
+/// The global L2 norm of `grads` over `module`'s parameters: the squares are summed on the
+/// device and read back once (one sync per step, not one per tensor).
 pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f32 {
     struct Sum<'a> {
         grads: &'a GradientsParams,
-        total: f64,
+        total: Option<Tensor<1>>,
     }
     impl ModuleVisitor for Sum<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                let s: f32 = g.powi_scalar(2).sum().into_scalar::<f32>();
-                self.total += f64::from(s);
+                let squares = g.powi_scalar(2).sum(); // [1]
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + squares,
+                    None => squares,
+                });
             }
         }
     }
-    let mut sum = Sum { grads, total: 0.0 };
+    let mut sum = Sum { grads, total: None };
     module.visit(&mut sum);
-    sum.total.sqrt() as f32
+    sum.total.map_or(0.0, |t| t.into_scalar::<f32>().sqrt())
 }
 
 /// Scales every gradient by `min(1, max_norm / (norm + 1e-6))`, BERT's
