@@ -91,10 +91,7 @@ pub fn read_passages(
     let mut best: Vec<Option<SpanAnswer>> = vec![None; passages.len()];
     for chunk in rows.chunks(8) {
         let encoded: Vec<&_> = chunk.iter().map(|r| &r.3).collect();
-        let batch = reader_batch(&encoded, tokenizer.pad_id);
-        if batch.input.seq < reader.max_span_width {
-            continue; // nothing to read: an empty passage
-        }
+        let batch = reader_batch(&encoded, tokenizer.pad_id, reader.max_span_width);
         let output = read_rows(reader, &batch, device);
         let logits: Vec<f32> = output
             .logits

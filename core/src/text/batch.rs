@@ -18,7 +18,14 @@ impl BertInput {
     /// Right-pads `(ids, token_type_ids)` rows with `pad_id` (segment 0) into one batch, with
     /// an attention mask of 1 on each row's own tokens.
     pub fn padded(rows: &[(&[u32], &[u32])], pad_id: u32) -> Self {
-        let seq = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        Self::padded_to(rows, pad_id, 0)
+    }
+
+    /// [`padded`](Self::padded) to at least `min_seq` positions (a reader needs as many as its
+    /// widest span, however short the texts).
+    pub fn padded_to(rows: &[(&[u32], &[u32])], pad_id: u32, min_seq: usize) -> Self {
+        let longest = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        let seq = longest.max(min_seq);
         let mut input = Self {
             input_ids: Vec::with_capacity(rows.len() * seq),
             attention_mask: Vec::with_capacity(rows.len() * seq),

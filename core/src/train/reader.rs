@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::Error;
 use crate::model::reader::{ReaderOutput, SpanReader};
 use crate::text::BertInput;
-use crate::text::wordpiece::{Encoded, Truncation, WordPieceTokenizer, pad_encoded};
+use crate::text::wordpiece::{Encoded, Truncation, WordPieceTokenizer};
 
 /// One row of the reader: the tokenised pair and where its gold spans are.
 #[derive(Debug, Clone)]
@@ -87,11 +87,11 @@ pub struct ReaderBatch {
     pub block_mask: Vec<u32>,
 }
 
-/// Pads `rows` into one batch.
-pub fn reader_batch(rows: &[&Encoded], pad_id: u32) -> ReaderBatch {
-    let owned: Vec<Encoded> = rows.iter().map(|r| (*r).clone()).collect();
-    let input = pad_encoded(&owned, pad_id);
-    let block_mask = owned
+/// Pads `rows` into one batch of at least `min_seq` positions (the reader's widest span).
+pub fn reader_batch(rows: &[&Encoded], pad_id: u32, min_seq: usize) -> ReaderBatch {
+    let pairs: Vec<(&[u32], &[u32])> = rows.iter().map(|r| (&r.ids[..], &r.type_ids[..])).collect();
+    let input = BertInput::padded_to(&pairs, pad_id, min_seq);
+    let block_mask = rows
         .iter()
         .flat_map(|row| {
             row.sequence_ids

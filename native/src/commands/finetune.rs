@@ -255,7 +255,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
             let rows: Vec<&_> = picked.iter().map(|&i| &examples[i].encoded).collect();
             let gold: Vec<Vec<(u32, u32)>> =
                 picked.iter().map(|&i| examples[i].gold.clone()).collect();
-            let batch = reader_batch(&rows, base.tokenizer.pad_id);
+            let batch = reader_batch(&rows, base.tokenizer.pad_id, reader_config.max_span_width);
             phases.data += t.elapsed().as_secs_f64();
 
             let t = Instant::now();
