@@ -45,13 +45,9 @@ impl AnswerPattern {
         self.regex.is_match(text)
     }
 
-    /// Where the pattern occurs anywhere in `text` (byte ranges), for weak supervision.
-    pub fn find_all(&self, text: &str) -> Vec<(usize, usize)> {
-        self.anywhere
-            .find_iter(text)
-            .filter(|m| !m.is_empty())
-            .map(|m| (m.start(), m.end()))
-            .collect()
+    /// Whether the pattern matches a non-empty part of `text` anywhere.
+    pub fn occurs_in(&self, text: &str) -> bool {
+        self.anywhere.find_iter(text).any(|m| !m.is_empty())
     }
 }
 
@@ -99,32 +95,7 @@ impl Gold {
                     !a.is_empty() && text.contains(&format!(" {a} "))
                 })
             }
-            Gold::Pattern(pattern) => !pattern.find_all(passage).is_empty(),
-        }
-    }
-
-    /// Byte ranges in `passage` where a gold answer occurs: each answer string
-    /// case-insensitively at word boundaries, or each pattern match. The reader's weak
-    /// supervision maps them to wordpieces.
-    pub fn find_in(&self, passage: &str) -> Vec<(usize, usize)> {
-        match self {
-            Gold::Strings(answers) => {
-                let mut found = Vec::new();
-                for answer in answers {
-                    let answer = answer.trim();
-                    if answer.is_empty() {
-                        continue;
-                    }
-                    let Ok(re) = Regex::new(&format!(r"(?i)\b{}\b", regex::escape(answer))) else {
-                        continue;
-                    };
-                    found.extend(re.find_iter(passage).map(|m| (m.start(), m.end())));
-                }
-                found.sort_unstable();
-                found.dedup();
-                found
-            }
-            Gold::Pattern(pattern) => pattern.find_all(passage),
+            Gold::Pattern(pattern) => pattern.occurs_in(passage),
         }
     }
 }
@@ -158,11 +129,6 @@ pub fn normalize_answer(text: &str) -> String {
     }
     flush(&mut word, &mut out);
     out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Exact match of one prediction, as 0 or 1.
-pub fn exact_match(prediction: &str, gold: &Gold) -> f64 {
-    f64::from(u8::from(gold.is_correct(prediction)))
 }
 
 /// Compiles a CuratedTrec pattern, naming the file and line on failure.
@@ -213,10 +179,10 @@ mod tests {
     #[test]
     fn exact_match_takes_any_gold_answer() {
         let gold = strings(&["Denver Broncos", "the Broncos"]);
-        assert_eq!(exact_match("broncos", &gold), 1.0);
-        assert_eq!(exact_match("Denver Broncos.", &gold), 1.0);
-        assert_eq!(exact_match("Denver", &gold), 0.0);
-        assert_eq!(exact_match("", &strings(&["a"])), 1.0); // both normalise to ""
+        assert!(gold.is_correct("broncos"));
+        assert!(gold.is_correct("Denver Broncos."));
+        assert!(!gold.is_correct("Denver"));
+        assert!(strings(&["a"]).is_correct("")); // both normalise to ""
     }
 
     #[test]
@@ -236,13 +202,12 @@ mod tests {
     }
 
     #[test]
-    fn occurrences_are_whole_words_and_found_as_byte_ranges() {
+    fn occurrences_are_whole_words_or_pattern_matches_anywhere() {
         let gold = strings(&["Tesla"]);
         assert!(gold.occurs_in("Nikola Tesla was born in 1856."));
         assert!(!gold.occurs_in("Teslas are cars.")); // "teslas" is another word
-        let text = "Nikola Tesla met tesla coils.";
-        assert_eq!(gold.find_in(text), vec![(7, 12), (17, 22)]);
         let pattern = Gold::Pattern(AnswerPattern::new(r"18\d\d").unwrap());
-        assert_eq!(pattern.find_in("born 1856, died 1943"), vec![(5, 9)]);
+        assert!(pattern.occurs_in("born 1856, died 1943")); // anywhere, not only at the start
+        assert!(!pattern.occurs_in("born 1956"));
     }
 }

@@ -19,9 +19,9 @@ use serde::Serialize;
 use crate::embed::embed;
 use crate::files::model_dir::{read_base, sentence_model};
 use crate::files::shard_file::write_atomic;
+use crate::qa::QaFiles;
 use crate::qa::data::{SquadSplit, read_questions, squad_split};
 use crate::qa::reader_model::load_reader;
-use crate::qa::{IndexedCorpus, QaFiles};
 
 #[derive(Args, Clone)]
 pub struct EvalArgs {
@@ -101,63 +101,56 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let depths = [1usize, 5, 20, 100];
     let mut found_at = vec![0usize; depths.len()];
     let mut correct = 0usize;
-    if args.gold_passages {
-        for q in &questions {
-            let context = q.context.as_ref().expect("checked above");
-            let spans = read_passages(
-                &reader,
-                &tokenizer,
-                &q.question,
-                &[&context.text],
-                card.max_length,
-                &device,
-            )?;
-            let text = spans.first().map(|s| s.text.clone()).unwrap_or_default();
-            predictions.push(score(q, text, None));
-            correct += usize::from(predictions.last().is_some_and(|p| p.correct));
-            bar.set_message(format!(
-                "{:.1}",
-                100.0 * correct as f64 / predictions.len() as f64
-            ));
-            bar.inc(1);
-        }
-    } else {
-        let retriever = sentence_model(&base, &realm_core::device::cpu_device())?;
-        let IndexedCorpus {
-            passages,
-            index,
-            ids,
-        } = args.files.open_corpus()?;
-        let depth = 100.max(args.files.top_k).min(index.len());
-        for q in &questions {
-            let query = embed(&retriever, &[&q.question], 128)?;
-            let hits = index.search(&query, depth)?.remove(0);
-            let docs: Vec<&str> = hits
-                .iter()
-                .map(|h| passages[ids[h.id as usize] as usize].text.as_str())
-                .collect();
-            let rank = docs.iter().position(|d| q.gold.occurs_in(d));
-            for (slot, &d) in found_at.iter_mut().zip(&depths) {
-                *slot += usize::from(rank.is_some_and(|r| r < d));
+    // Open retrieval needs the retriever and the indexed corpus; --gold-passages neither.
+    let open = match args.gold_passages {
+        true => None,
+        false => Some((
+            sentence_model(&base, &realm_core::device::cpu_device())?,
+            args.files.open_corpus()?,
+        )),
+    };
+    for q in &questions {
+        let (read, rank): (Vec<&str>, Option<usize>) = match &open {
+            None => (
+                vec![q.context.as_ref().expect("checked above").text.as_str()],
+                None,
+            ),
+            Some((retriever, corpus)) => {
+                let depth = 100.max(args.files.top_k).min(corpus.index.len());
+                let query = embed(retriever, &[&q.question], 128)?;
+                let hits = corpus.index.search(&query, depth)?.remove(0);
+                let docs: Vec<&str> = hits
+                    .iter()
+                    .map(|h| {
+                        corpus.passages[corpus.ids[h.id as usize] as usize]
+                            .text
+                            .as_str()
+                    })
+                    .collect();
+                let rank = docs.iter().position(|d| q.gold.occurs_in(d));
+                for (slot, &d) in found_at.iter_mut().zip(&depths) {
+                    *slot += usize::from(rank.is_some_and(|r| r < d));
+                }
+                let top = args.files.top_k.min(docs.len());
+                (docs[..top].to_vec(), rank.map(|r| r + 1))
             }
-            let read = &docs[..args.files.top_k.min(docs.len())];
-            let spans = read_passages(
-                &reader,
-                &tokenizer,
-                &q.question,
-                read,
-                card.max_length,
-                &device,
-            )?;
-            let text = spans.first().map(|s| s.text.clone()).unwrap_or_default();
-            predictions.push(score(q, text, rank.map(|r| r + 1)));
-            correct += usize::from(predictions.last().is_some_and(|p| p.correct));
-            bar.set_message(format!(
-                "{:.1}",
-                100.0 * correct as f64 / predictions.len() as f64
-            ));
-            bar.inc(1);
-        }
+        };
+        let spans = read_passages(
+            &reader,
+            &tokenizer,
+            &q.question,
+            &read,
+            card.max_length,
+            &device,
+        )?;
+        let text = spans.first().map(|s| s.text.clone()).unwrap_or_default();
+        predictions.push(score(q, text, rank));
+        correct += usize::from(predictions.last().is_some_and(|p| p.correct));
+        bar.set_message(format!(
+            "{:.1}",
+            100.0 * correct as f64 / predictions.len() as f64
+        ));
+        bar.inc(1);
     }
     bar.finish_and_clear();
     let n = questions.len() as f64;

@@ -93,16 +93,7 @@ pub fn realm(args: &[String]) -> Output {
 }
 
 pub fn losses(run: &Path) -> Vec<(usize, f64)> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["step"].as_u64().unwrap() as usize,
-                v["loss"].as_f64().unwrap(),
-            )
-        })
-        .collect()
+    realm_native::train::metrics::read_losses(&run.join("metrics.jsonl")).unwrap()
 }
 
 pub fn assert_ok(out: &Output) {
