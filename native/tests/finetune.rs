@@ -2,7 +2,8 @@
 //! 2 layers, 32 wide) and a few SQuAD questions: the loss falls; a run killed with SIGKILL
 //! after a checkpoint and resumed gives the uninterrupted run's losses; a diverging run stops
 //! with the step named and no checkpoint past it; the wgpu backend's losses agree with the
-//! CPU's within 1e-4.
+//! CPU's within 1e-4; with retrieved negatives the loss still falls, and a corpus too small to
+//! give them is a clear error.
 
 mod common;
 
@@ -162,4 +163,88 @@ fn the_wgpu_backend_trains_like_the_cpu() {
             g.1
         );
     }
+}
+
+#[test]
+fn retrieved_negatives_share_the_softmax_and_the_loss_still_falls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    // A corpus of the first SQuAD paragraphs, indexed with the tiny model itself.
+    let questions = realm_native::qa::data::read_questions(&squad).unwrap();
+    let mut paragraphs: Vec<&str> = Vec::new();
+    for q in &questions {
+        let text = q.context.as_ref().unwrap().text.as_str();
+        if !paragraphs.contains(&text) {
+            paragraphs.push(text);
+        }
+        if paragraphs.len() == 12 {
+            break;
+        }
+    }
+    let write_corpus = |name: &str, texts: &[&str]| {
+        let path = tmp.path().join(name);
+        let lines: String = texts
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"title": "Super Bowl 50", "text": t})
+                )
+            })
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let shard = path.with_extension("shard");
+        let index = [
+            "index",
+            "--model",
+            base.to_str().unwrap(),
+            "--corpus",
+            path.to_str().unwrap(),
+            "--out",
+            shard.to_str().unwrap(),
+        ];
+        assert_ok(&realm(&index.map(String::from)));
+        (path, shard)
+    };
+    let (corpus, shard) = write_corpus("corpus.jsonl", &paragraphs);
+    let run = tmp.path().join("negatives");
+    let mut args = finetune_args(&base, &squad, &run, "40");
+    let retrieval = |corpus: &std::path::Path, shard: &std::path::Path| {
+        [
+            "--index",
+            shard.to_str().unwrap(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--negatives",
+            "2",
+            "--checkpoint-every",
+            "100",
+        ]
+        .map(String::from)
+    };
+    args.extend(retrieval(&corpus, &shard));
+    assert_ok(&realm(&args));
+    let curve = losses(&run);
+    assert_eq!(curve.len(), 40);
+    let mean = |s: &[(usize, f64)]| s.iter().map(|l| l.1).sum::<f64>() / s.len() as f64;
+    assert!(
+        mean(&curve[30..]) < 0.8 * mean(&curve[..10]),
+        "the loss falls: {curve:?}"
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("reader.json")).unwrap()).unwrap();
+    assert_eq!(card["trained"]["passages_per_question"], 3, "{card}");
+
+    // A corpus holding nothing but the questions' own paragraph has no negative to give.
+    let (alone, alone_shard) = write_corpus("alone.jsonl", &paragraphs[..1]);
+    let mut args = finetune_args(&base, &squad, &tmp.path().join("alone-run"), "2");
+    args.extend(retrieval(&alone, &alone_shard));
+    let at = args.iter().position(|a| a == "--limit").unwrap() + 1;
+    args[at] = "1".into();
+    let out = realm(&args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--negatives 2"), "{stderr}");
 }

@@ -49,6 +49,15 @@ impl AnswerPattern {
     pub fn occurs_in(&self, text: &str) -> bool {
         self.anywhere.find_iter(text).any(|m| !m.is_empty())
     }
+
+    /// Byte ranges of the pattern's non-empty matches anywhere in `text`.
+    pub fn find_all(&self, text: &str) -> Vec<(usize, usize)> {
+        self.anywhere
+            .find_iter(text)
+            .filter(|m| !m.is_empty())
+            .map(|m| (m.start(), m.end()))
+            .collect()
+    }
 }
 
 /// Python's `re` reads a backslash before a non-ASCII character as that character
@@ -97,6 +106,29 @@ impl Gold {
             }
             Gold::Pattern(pattern) => pattern.occurs_in(passage),
         }
+    }
+
+    /// Byte ranges of `passage` where a gold answer occurs, for the reader's weak supervision
+    /// on retrieved passages: each answer string ignoring case at word boundaries, or each
+    /// match of the pattern. Sorted, without repeats.
+    pub fn find_in(&self, passage: &str) -> Vec<(usize, usize)> {
+        let mut found = match self {
+            Gold::Strings(answers) => answers
+                .iter()
+                .map(|a| a.trim())
+                .filter(|a| !a.is_empty())
+                .filter_map(|a| Regex::new(&format!(r"(?i)\b{}\b", regex::escape(a))).ok())
+                .flat_map(|re| {
+                    re.find_iter(passage)
+                        .map(|m| (m.start(), m.end()))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            Gold::Pattern(pattern) => pattern.find_all(passage),
+        };
+        found.sort_unstable();
+        found.dedup();
+        found
     }
 }
 
@@ -183,6 +215,17 @@ mod tests {
         assert!(gold.is_correct("Denver Broncos."));
         assert!(!gold.is_correct("Denver"));
         assert!(strings(&["a"]).is_correct("")); // both normalise to ""
+    }
+
+    #[test]
+    fn answers_are_found_in_passages_at_word_boundaries() {
+        let passage = "The Broncos beat the Panthers; broncos fans cheered. Broncosaurus.";
+        let found = strings(&["Broncos", "the Panthers", " "]).find_in(passage);
+        let texts: Vec<&str> = found.iter().map(|&(s, e)| &passage[s..e]).collect();
+        assert_eq!(texts, ["Broncos", "the Panthers", "broncos"]);
+        let years = Gold::Pattern(AnswerPattern::new(r"19[0-9]{2}").unwrap());
+        assert_eq!(years.find_in("from 1943 to 1961"), [(5, 9), (13, 17)]);
+        assert!(strings(&["Denver"]).find_in(passage).is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The span reader's training examples and loss: a question and a passage become
 //! `[CLS] question [SEP] passage [SEP]`, gold answers (byte ranges in the passage) become the
 //! wordpiece spans that cover them, and the loss is REALM's marginal over gold spans,
-//! -log sum_{s gold} p(s | x, z), one passage per row, averaged over the batch.
+//! -log sum_{z, s gold} p(s | x, z), over each question's passages (one row each), averaged
+//! over the questions of the batch.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -114,34 +115,44 @@ pub fn read_rows(reader: &SpanReader, batch: &ReaderBatch, device: &Device) -> R
 /// A logit no span gets: added to the logits outside the gold set.
 const EXCLUDED: f32 = -1e30;
 
-/// Mean over rows of -log sum_{s gold} softmax(logits_row)_s; rows without a gold span
-/// are left out (a batch without any is a programmer error).
+/// Mean over questions of -log sum_{z, s gold} p(s | z, x): each question's `group`
+/// consecutive rows (its passages) share one softmax over all their spans, as REALM's reader
+/// marginalises over the spans of its top-k blocks, so span scores compare across passages.
+/// `group = 1` is one passage per question. Questions without a gold span in any of their rows
+/// are left out of the mean (a batch without any is a programmer error).
 ///
 /// # Shapes
 /// - `output.logits`: `[rows, spans]`; `gold`: one list per row -> `[1]`
-pub fn span_loss(output: &ReaderOutput, gold: &[Vec<(u32, u32)>]) -> Tensor<1> {
+pub fn span_loss(output: &ReaderOutput, gold: &[Vec<(u32, u32)>], group: usize) -> Tensor<1> {
     let [rows, spans] = output.logits.dims();
     assert_eq!(gold.len(), rows, "one gold list per row");
+    assert!(
+        group > 0 && rows % group == 0,
+        "{rows} rows do not split into questions of {group}"
+    );
+    let questions = rows / group;
     let device = output.logits.device();
     let mut penalty = vec![EXCLUDED; rows * spans];
-    let mut weight = vec![0.0f32; rows];
+    let mut weight = vec![0.0f32; questions];
     for (r, spans_r) in gold.iter().enumerate() {
         for s in 0..spans {
             if spans_r.contains(&(output.starts[s], output.ends[s])) {
                 penalty[r * spans + s] = 0.0;
-                weight[r] = 1.0;
+                weight[r / group] = 1.0;
             }
         }
     }
     let used: f32 = weight.iter().sum();
     assert!(
         used > 0.0,
-        "a reader batch needs at least one row with a gold span"
+        "a reader batch needs at least one question with a gold span"
     );
-    let penalty = Tensor::<2>::from_data(TensorData::new(penalty, [rows, spans]), &device);
-    let weight = Tensor::<1>::from_data(TensorData::new(weight, [rows]), &device);
-    let all = logsumexp_rows(output.logits.clone()); // [rows]
-    let correct = logsumexp_rows(output.logits.clone() + penalty); // [rows]
+    let width = group * spans;
+    let penalty = Tensor::<2>::from_data(TensorData::new(penalty, [questions, width]), &device);
+    let weight = Tensor::<1>::from_data(TensorData::new(weight, [questions]), &device);
+    let logits = output.logits.clone().reshape([questions, width]);
+    let all = logsumexp_rows(logits.clone()); // [questions]
+    let correct = logsumexp_rows(logits + penalty); // [questions]
     ((all - correct) * weight).sum().div_scalar(used)
 }
 
@@ -235,7 +246,7 @@ mod tests {
             ends: vec![0, 1, 2],
         };
         let gold = vec![vec![(1, 1), (2, 2)], vec![(0, 0)]];
-        let loss: f32 = span_loss(&output, &gold).into_scalar::<f32>();
+        let loss: f32 = span_loss(&output, &gold, 1).into_scalar::<f32>();
         let lse = |v: &[f32]| v.iter().map(|x| x.exp()).sum::<f32>().ln();
         let row0 = lse(&logits[0..3]) - lse(&logits[1..3]);
         let row1 = lse(&logits[3..6]) - logits[3];
@@ -245,7 +256,14 @@ mod tests {
             (row0 + row1) / 2.0
         );
         // A row without gold is left out of the mean.
-        let only = span_loss(&output, &[vec![], vec![(0, 0)]]).into_scalar::<f32>();
+        let only = span_loss(&output, &[vec![], vec![(0, 0)]], 1).into_scalar::<f32>();
         assert!((only - row1).abs() < 1e-5);
+        // Both rows one question's passages: one softmax over all six spans.
+        let shared = span_loss(&output, &gold, 2).into_scalar::<f32>();
+        let expected = lse(&logits) - lse(&[logits[1], logits[2], logits[3]]);
+        assert!((shared - expected).abs() < 1e-5, "{shared} vs {expected}");
+        // Gold only in the second passage still counts the question.
+        let second = span_loss(&output, &[vec![], vec![(0, 0)]], 2).into_scalar::<f32>();
+        assert!((second - (lse(&logits) - logits[3])).abs() < 1e-5);
     }
 }

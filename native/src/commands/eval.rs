@@ -1,7 +1,8 @@
 //! `realm eval`: exact match and retrieval recall on a question file, as the paper computes
 //! them. With `--gold-passages` the reader reads each SQuAD question's own paragraph (the
-//! reader's ceiling); otherwise the top passages come from the corpus's index, recall@k
-//! counts the questions with an answer in the top k, and the reader reads the top `-k`.
+//! reader's ceiling); otherwise the top passages come from the corpus's index (or BM25, the
+//! baseline, with `--retriever bm25`), recall@k counts the questions with an answer in the top
+//! k (the answerability ceiling of reading k), and the reader reads the top `-k`.
 //! Predictions go to `--out DIR/predictions.jsonl`, the table to stdout (Markdown) and
 //! `DIR/table.json`.
 
@@ -16,12 +17,12 @@ use realm_core::qa::datasets::Question;
 use realm_core::qa::read::read_passages;
 use serde::Serialize;
 
-use crate::embed::embed;
-use crate::files::model_dir::{read_base, sentence_model};
+use crate::files::model_dir::read_base;
 use crate::files::shard_file::write_atomic;
 use crate::qa::QaFiles;
 use crate::qa::data::{SquadSplit, read_questions, squad_split};
 use crate::qa::reader_model::load_reader;
+use crate::qa::retriever::{Retrieval, RetrieverKind};
 
 #[derive(Args, Clone)]
 pub struct EvalArgs {
@@ -37,6 +38,9 @@ pub struct EvalArgs {
     pub gold_passages: bool,
     #[command(flatten)]
     pub files: QaFiles,
+    /// The retriever of open reading: the dense one the demo uses, or the BM25 baseline.
+    #[arg(long, value_enum, default_value = "dense")]
+    pub retriever: RetrieverKind,
     /// Only the first N questions (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
@@ -104,10 +108,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     // Open retrieval needs the retriever and the indexed corpus; --gold-passages neither.
     let open = match args.gold_passages {
         true => None,
-        false => Some((
-            sentence_model(&base, &realm_core::device::cpu_device())?,
-            args.files.open_corpus()?,
-        )),
+        false => Some(Retrieval::open(args.retriever, &base, &args.files)?),
     };
     for q in &questions {
         let (read, rank): (Vec<&str>, Option<usize>) = match &open {
@@ -115,17 +116,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 vec![q.context.as_ref().expect("checked above").text.as_str()],
                 None,
             ),
-            Some((retriever, corpus)) => {
-                let depth = 100.max(args.files.top_k).min(corpus.index.len());
-                let query = embed(retriever, &[&q.question], 128)?;
-                let hits = corpus.index.search(&query, depth)?.remove(0);
-                let docs: Vec<&str> = hits
-                    .iter()
-                    .map(|h| {
-                        corpus.passages[corpus.ids[h.id as usize] as usize]
-                            .text
-                            .as_str()
-                    })
+            Some(retrieval) => {
+                let docs: Vec<&str> = retrieval
+                    .top(&q.question, 100.max(args.files.top_k))?
+                    .into_iter()
+                    .map(|i| retrieval.passages[i].text.as_str())
                     .collect();
                 let rank = docs.iter().position(|d| q.gold.occurs_in(d));
                 for (slot, &d) in found_at.iter_mut().zip(&depths) {
@@ -160,7 +155,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         mode: if args.gold_passages {
             "gold paragraph".into()
         } else {
-            format!("open, top-{}", args.files.top_k)
+            let by = match args.retriever {
+                RetrieverKind::Dense => "dense",
+                RetrieverKind::Bm25 => "BM25",
+            };
+            format!("open, {by}, top-{}", args.files.top_k)
         },
         exact_match: 100.0 * correct as f64 / n,
         recall: if args.gold_passages {

@@ -1,34 +1,36 @@
 //! `realm finetune`: trains the span reader on question/paragraph pairs (REALM section 3.5's
 //! reader loss, the marginal over gold spans of width <= 10), starting from a plain BERT such
-//! as all-MiniLM-L6-v2 with a fresh span head. The loop reads top to bottom: learning rate,
-//! micro-batches (forward, backward, accumulate), global-norm clipping, the optimiser step,
-//! one metrics line, and a checkpoint every `--checkpoint-every` steps and on Ctrl-C.
+//! as all-MiniLM-L6-v2 with a fresh span head. With `--index`, each question's paragraph is read
+//! beside `--negatives` passages the fixed retriever finds for it in `--corpus` (answer strings
+//! found in them are weak gold spans), and the loss's softmax runs over the spans of all of
+//! them, as REALM's reader does over its top-k blocks: scores that compare across passages are
+//! what open retrieval needs. The step loop (learning rate, micro-batches, clipping, metrics,
+//! checkpoints, Ctrl-C) is `train::steps`; this file says what a micro-batch is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use realm_core::model::config::ReaderConfig;
 use realm_core::model::reader::SpanReader;
+use realm_core::qa::datasets::Question;
 use realm_core::rng::SplitMix64;
-use realm_core::train::optim::{bert_adamw, clip_global_norm};
+use realm_core::train::optim::bert_adamw;
 use realm_core::train::reader::{ReaderFeatures, featurize, read_rows, reader_batch, span_loss};
-use realm_core::train::schedule::lr_at;
 use serde::{Deserialize, Serialize};
 
-use crate::files::model_dir::read_base;
+use crate::embed::embed;
+use crate::files::model_dir::{BaseModel, read_base, sentence_model};
 use crate::qa::data::{SquadSplit, read_questions, squad_split};
 use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
-use crate::train::metrics::{MetricsLog, Phases, StepLine};
-use crate::train::plot::plot_losses;
-use crate::train::run_dir::{TrainState, latest_checkpoint, load_checkpoint, save_checkpoint};
-use crate::train::stop::StopFlag;
+use crate::qa::{IndexedCorpus, open_corpus};
+use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
+use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 /// Where a run's tensors live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -51,7 +53,7 @@ impl DeviceKind {
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct FinetuneArgs {
     /// The run directory to create (checkpoints, metrics.jsonl, the exported reader).
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "dump_batches"])]
     pub out: Option<PathBuf>,
     /// Continue the run in DIR from its latest checkpoint, with the flags it was started with.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
@@ -66,6 +68,16 @@ pub struct FinetuneArgs {
     /// Which SQuAD articles to train on (`train`: all but the 12 held out).
     #[arg(long, value_enum, default_value = "train")]
     pub split: SquadSplit,
+    /// An index shard of `--corpus` built with `--model` (`realm index`): each question's
+    /// paragraph is read beside `--negatives` passages retrieved from it.
+    #[arg(long, requires = "corpus")]
+    pub index: Option<PathBuf>,
+    /// The passages `--index` was built from.
+    #[arg(long, requires = "index")]
+    pub corpus: Option<PathBuf>,
+    /// Retrieved passages read beside each question's own paragraph (with `--index`).
+    #[arg(long, default_value_t = 2)]
+    pub negatives: usize,
     /// Optimiser steps.
     #[arg(long, default_value_t = 600)]
     pub steps: usize,
@@ -106,6 +118,12 @@ pub struct FinetuneArgs {
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
+    /// Write the run's micro-batches (ids, type ids, passage mask, gold spans) to FILE as JSON
+    /// lines, in the order the run reads them, and exit without training: the PyTorch peer
+    /// benchmark (scripts/bench-finetune.sh) trains on exactly these.
+    #[arg(long, value_name = "FILE", hide = true, conflicts_with = "resume")]
+    #[serde(skip)]
+    pub dump_batches: Option<PathBuf>,
 }
 
 /// Training batches in a fixed order per epoch, drawn from the seed: examples sorted by
@@ -165,6 +183,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
                 true,
             )
         }
+        None if args.dump_batches.is_some() => (PathBuf::new(), args.clone(), false),
         None => {
             let dir = args
                 .out
@@ -194,13 +213,34 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         .squad
         .as_ref()
         .context("--squad FILE is needed: the reader trains on SQuAD's paragraphs")?;
-    let mut questions = squad_split(read_questions(squad)?, args.split);
+    let all = read_questions(squad)?;
+    let mut questions = squad_split(all.clone(), args.split);
+    // The paragraphs of questions outside the split (the held-out articles) are never read in
+    // training, not even as another question's negative.
+    let kept: HashSet<&str> = questions.iter().map(|q| q.id.as_str()).collect();
+    let unseen: HashSet<&str> = all
+        .iter()
+        .filter(|q| !kept.contains(q.id.as_str()))
+        .filter_map(|q| q.context.as_ref().map(|c| c.text.trim()))
+        .collect();
     if args.limit > 0 {
         questions.truncate(args.limit);
     }
+    let retrieved = match (&args.index, &args.corpus) {
+        (Some(index), Some(corpus)) => Some(retrieve_negatives(
+            &base,
+            &questions,
+            &open_corpus(corpus, index)?,
+            &unseen,
+            args.negatives,
+        )?),
+        _ => None,
+    };
+    let group = 1 + retrieved.as_ref().map_or(0, |_| args.negatives);
     let examples = featurize_all(
         &base.tokenizer,
         &questions,
+        retrieved.as_deref(),
         args.max_length,
         reader_config.max_span_width,
     )?;
@@ -211,21 +251,37 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!(
-        "finetune: {} of {} questions have a gold span within {} wordpieces; {} steps of {} x {}",
+        "finetune: {} of {} questions have a gold span within {} wordpieces; {} passage(s) per question; {} steps of {} x {}",
         examples.len(),
         questions.len(),
         args.max_length,
+        group,
         args.steps,
         args.batch,
         args.accumulate
     );
+
+    let lengths: Vec<usize> = examples
+        .iter()
+        .map(|e| {
+            e.rows
+                .iter()
+                .map(|r| r.encoded.ids.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut order = Order::new(&lengths, args.batch, args.seed);
+    if let Some(file) = &args.dump_batches {
+        return dump_batches(file, &args, &examples, &mut order, group);
+    }
 
     let mut model = fresh_reader(&base, &reader_config, args.seed, &device)?;
     if !args.train_word_embeddings {
         model = freeze_word_embeddings(model);
     }
     let mut model: SpanReader = model.fork(&train_device).train();
-    let mut optim;
+    let optim;
     let mut start = 0;
     match latest_checkpoint(&dir)?.filter(|_| resuming) {
         Some(checkpoint) => {
@@ -236,103 +292,46 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         }
         None => optim = bert_adamw(&model),
     }
-    let mut metrics = MetricsLog::open(&dir, start)?;
-    let stop = StopFlag::install()?;
-    let warmup = (args.warmup * args.steps as f64).round() as usize;
-    let lengths: Vec<usize> = examples.iter().map(|e| e.encoded.ids.len()).collect();
-    let mut order = Order::new(&lengths, args.batch, args.seed);
-    let bar = progress_bar(args.steps, start, args.quiet);
-    let mut step = start;
-    while step < args.steps {
-        let lr = lr_at(step, args.lr, warmup, args.steps);
-        let t_step = Instant::now();
-        let mut phases = Phases::default();
-        let mut accumulator = GradientsAccumulator::<SpanReader>::new();
-        let mut loss_sum = 0.0f64;
-        for micro in 0..args.accumulate {
-            let t = Instant::now();
-            let picked = order.batch(step * args.accumulate + micro).to_vec();
-            let rows: Vec<&_> = picked.iter().map(|&i| &examples[i].encoded).collect();
-            let gold: Vec<Vec<(u32, u32)>> =
-                picked.iter().map(|&i| examples[i].gold.clone()).collect();
-            let batch = reader_batch(&rows, base.tokenizer.pad_id, reader_config.max_span_width);
-            phases.data += t.elapsed().as_secs_f64();
-
-            let t = Instant::now();
-            let output = read_rows(&model, &batch, &train_device);
-            let loss = span_loss(&output, &gold).div_scalar(args.accumulate as f64);
-            let value: f32 = loss.clone().into_scalar::<f32>();
-            phases.forward += t.elapsed().as_secs_f64();
-            if !value.is_finite() {
-                bail!(
-                    "step {step}, micro-batch {micro}: the loss is {value} (questions {}); no checkpoint was written past step {}: \
-                     lower --lr or check the data, then --resume {}",
-                    picked
-                        .iter()
-                        .map(|&i| examples[i].id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    (step / args.checkpoint_every) * args.checkpoint_every,
-                    dir.display()
-                );
-            }
-            loss_sum += f64::from(value);
-
-            let t = Instant::now();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            accumulator.accumulate(&model, grads);
-            phases.backward += t.elapsed().as_secs_f64();
-        }
+    let schedule = Schedule {
+        name: "finetune",
+        dir: &dir,
+        steps: args.steps,
+        accumulate: args.accumulate,
+        batch: args.batch,
+        lr: args.lr,
+        warmup: (args.warmup * args.steps as f64).round() as usize,
+        clip: args.clip,
+        checkpoint_every: args.checkpoint_every,
+        seed: args.seed,
+        plot_title: "realm finetune: span-reader loss",
+        quiet: args.quiet,
+    };
+    let micro = |model: &SpanReader, position: usize| {
         let t = Instant::now();
-        let mut grads = accumulator.grads();
-        let grad_norm = clip_global_norm(&model, &mut grads, args.clip);
-        if !grad_norm.is_finite() {
-            bail!(
-                "step {step}: the gradient norm is {grad_norm}; the weights were not updated and no checkpoint was \
-                 written past step {}: lower --lr or check the data, then --resume {}",
-                (step / args.checkpoint_every) * args.checkpoint_every,
-                dir.display()
-            );
-        }
-        model = optim.step(lr, model, grads);
-        phases.optimizer = t.elapsed().as_secs_f64();
-        step += 1;
-
-        let seconds = t_step.elapsed().as_secs_f64();
-        metrics.write(&StepLine {
-            step: step - 1,
-            loss: loss_sum,
-            lr,
-            grad_norm: f64::from(grad_norm),
-            examples_per_s: (args.batch * args.accumulate) as f64 / seconds,
-            seconds: phases,
-        })?;
-        bar.set_message(format!("loss {loss_sum:.3}"));
-        bar.inc(1);
-
-        let stopping = stop.requested();
-        if step % args.checkpoint_every == 0 || step == args.steps || stopping {
-            save_checkpoint(
-                &dir,
-                &model,
-                &optim,
-                &TrainState {
-                    step,
-                    seed: args.seed,
-                },
-            )?;
-            plot_losses(&dir, "realm finetune: span-reader loss")?;
-        }
-        if stopping {
-            bar.abandon();
-            eprintln!(
-                "finetune: stopped at step {step}; continue with `realm finetune --resume {}`",
-                dir.display()
-            );
-            return Ok(());
-        }
-    }
-    bar.finish_and_clear();
+        let picked = order.batch(position).to_vec();
+        let rows: Vec<&_> = picked
+            .iter()
+            .flat_map(|&i| examples[i].rows.iter().map(|r| &r.encoded))
+            .collect();
+        let gold: Vec<Vec<(u32, u32)>> = picked
+            .iter()
+            .flat_map(|&i| examples[i].rows.iter().map(|r| r.gold.clone()))
+            .collect();
+        let batch = reader_batch(&rows, base.tokenizer.pad_id, reader_config.max_span_width);
+        let data_seconds = t.elapsed().as_secs_f64();
+        let output = read_rows(model, &batch, &train_device);
+        let loss = span_loss(&output, &gold, group).div_scalar(args.accumulate as f64);
+        let names: Vec<&str> = picked.iter().map(|&i| examples[i].id.as_str()).collect();
+        Ok(MicroLoss {
+            loss,
+            data_seconds,
+            describe: format!("questions {}", names.join(", ")),
+        })
+    };
+    let model = match run_steps(&schedule, model, optim, start, micro)? {
+        Ended::Finished(model) => model,
+        Ended::Stopped => return Ok(()),
+    };
     let card = ReaderCard {
         base_sha256: String::new(),
         sha256: String::new(),
@@ -341,6 +340,8 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         max_length: args.max_length,
         trained: serde_json::json!({
             "data": format!("{} ({:?} split), {} questions with a gold span", squad.display(), args.split, examples.len()),
+            "passages_per_question": group,
+            "negatives_from": args.index.as_ref().map(|i| i.display().to_string()),
             "steps": args.steps,
             "batch": args.batch * args.accumulate,
             "lr": args.lr,
@@ -348,52 +349,159 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     };
     export_reader(&dir, &model.valid(), &base, card)?;
     eprintln!(
-        "finetune: done; the reader is in {} (reader.safetensors, reader.json), metrics in {}, the loss curve in {}",
-        dir.display(),
-        metrics.path().display(),
-        dir.join("loss.png").display()
+        "finetune: done; the reader is in {} (reader.safetensors, reader.json)",
+        dir.display()
     );
     Ok(())
 }
 
-/// A featurised question and its id.
+/// A featurised question: its id and its rows, its own paragraph first, then the retrieved
+/// passages.
 struct Example {
     id: String,
-    encoded: realm_core::text::wordpiece::Encoded,
-    gold: Vec<(u32, u32)>,
+    rows: Vec<ReaderFeatures>,
 }
 
+/// For every question, the texts of the first `negatives` passages the base model's sentence
+/// embedding retrieves from `corpus` that are neither the question's own paragraph nor one of
+/// the `unseen` (held-out) paragraphs.
+fn retrieve_negatives(
+    base: &BaseModel,
+    questions: &[Question],
+    corpus: &IndexedCorpus,
+    unseen: &HashSet<&str>,
+    negatives: usize,
+) -> anyhow::Result<Vec<Vec<String>>> {
+    if negatives == 0 {
+        bail!("--negatives must be at least 1 with --index");
+    }
+    // Held-out paragraphs can fill the top of the list: look deep enough past them.
+    let depth = (negatives + 32).min(corpus.index.len());
+    let retriever = sentence_model(base, &realm_core::device::cpu_device())?;
+    let bar = ProgressBar::new(questions.len() as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "finetune: retrieving negatives {bar:40} {pos}/{len} [{elapsed_precise}, {eta} left]",
+    )?);
+    let mut out = Vec::with_capacity(questions.len());
+    for chunk in questions.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|q| q.question.as_str()).collect();
+        let queries = embed(&retriever, &texts, 128)?;
+        for (q, hits) in chunk.iter().zip(corpus.index.search(&queries, depth)?) {
+            let own = q.context.as_ref().map(|c| c.text.trim());
+            let picked: Vec<String> = hits
+                .iter()
+                .map(|h| {
+                    corpus.passages[corpus.ids[h.id as usize] as usize]
+                        .text
+                        .clone()
+                })
+                .filter(|text| Some(text.trim()) != own && !unseen.contains(text.trim()))
+                .take(negatives)
+                .collect();
+            if picked.len() < negatives {
+                bail!(
+                    "question {}: only {} passages of the corpus besides its own paragraph came back for --negatives {negatives}",
+                    q.id,
+                    picked.len()
+                );
+            }
+            out.push(picked);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Featurises each question with its paragraph (annotated spans) and its retrieved passages
+/// (answer strings found in them); questions with no gold span in any row are dropped.
 fn featurize_all(
     tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
-    questions: &[realm_core::qa::datasets::Question],
+    questions: &[Question],
+    retrieved: Option<&[Vec<String>]>,
     max_length: usize,
     max_span_width: usize,
 ) -> anyhow::Result<Vec<Example>> {
     let mut out = Vec::new();
-    for q in questions {
+    for (n, q) in questions.iter().enumerate() {
         let Some(context) = &q.context else {
             bail!(
                 "question {} has no paragraph: the reader trains on SQuAD-style files",
                 q.id
             );
         };
-        let ReaderFeatures { encoded, gold } = featurize(
+        let mut rows = vec![featurize(
             tokenizer,
             &q.question,
             &context.text,
             &context.answers,
             max_length,
             max_span_width,
-        )?;
-        if !gold.is_empty() {
+        )?];
+        for passage in retrieved.map_or(&[][..], |r| &r[n][..]) {
+            rows.push(featurize(
+                tokenizer,
+                &q.question,
+                passage,
+                &q.gold.find_in(passage),
+                max_length,
+                max_span_width,
+            )?);
+        }
+        if rows.iter().any(|r| !r.gold.is_empty()) {
             out.push(Example {
                 id: q.id.clone(),
-                encoded,
-                gold,
+                rows,
             });
         }
     }
     Ok(out)
+}
+
+/// Writes every micro-batch of the run, one JSON line each: `step`, `group` (rows per
+/// question), and per row `ids`, `type_ids`, `passage` (1 on the passage's wordpieces) and
+/// `gold` (inclusive wordpiece spans).
+fn dump_batches(
+    file: &std::path::Path,
+    args: &FinetuneArgs,
+    examples: &[Example],
+    order: &mut Order,
+    group: usize,
+) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for position in 0..args.steps * args.accumulate {
+        let rows: Vec<serde_json::Value> = order
+            .batch(position)
+            .iter()
+            .flat_map(|&i| &examples[i].rows)
+            .map(|r| {
+                let passage: Vec<u8> = r
+                    .encoded
+                    .sequence_ids
+                    .iter()
+                    .map(|s| u8::from(*s == Some(1)))
+                    .collect();
+                serde_json::json!({
+                    "ids": r.encoded.ids,
+                    "type_ids": r.encoded.type_ids,
+                    "passage": passage,
+                    "gold": r.gold,
+                })
+            })
+            .collect();
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({"step": position / args.accumulate, "group": group, "rows": rows}),
+        )?;
+        out.push(b'\n');
+    }
+    crate::files::shard_file::write_atomic(file, &out)?;
+    eprintln!(
+        "finetune: wrote {} micro-batches to {}",
+        args.steps * args.accumulate,
+        file.display()
+    );
+    Ok(())
 }
 
 fn check_args(args: &FinetuneArgs) -> anyhow::Result<()> {
@@ -416,20 +524,4 @@ fn check_args(args: &FinetuneArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn progress_bar(total: usize, start: usize, quiet: bool) -> ProgressBar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "finetune {bar:40} step {pos}/{len} {msg} [{elapsed_precise}, {eta} left]",
-        )
-        .expect("a valid template"),
-    );
-    bar.set_position(start as u64);
-    bar
 }

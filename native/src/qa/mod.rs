@@ -4,8 +4,9 @@
 
 pub mod data;
 pub mod reader_model;
+pub mod retriever;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::commands::finetune::DeviceKind;
 
@@ -41,34 +42,39 @@ pub struct IndexedCorpus {
 }
 
 impl QaFiles {
-    /// Reads `--corpus` and `--index`; a missing index or one built from another corpus is an
-    /// error saying how to build the right one.
+    /// Reads `--corpus` and `--index` ([`open_corpus`]).
     pub fn open_corpus(&self) -> anyhow::Result<IndexedCorpus> {
-        let passages = crate::embed::read_passages(&self.corpus, 0)?;
-        if !self.index.exists() {
-            anyhow::bail!(
-                "no index at {}: build it once with `realm index --corpus {} --out {}`",
-                self.index.display(),
-                self.corpus.display(),
-                self.index.display()
-            );
-        }
-        let (index, ids) = crate::files::shard_file::read_shard(&self.index)?.into_index()?;
-        if ids.iter().any(|&id| id as usize >= passages.len()) {
-            anyhow::bail!(
-                "{} names document ids past the {} passages of {}: it was built from another corpus; \
-                 rebuild it with `realm index --corpus {} --out {} --force`",
-                self.index.display(),
-                passages.len(),
-                self.corpus.display(),
-                self.corpus.display(),
-                self.index.display()
-            );
-        }
-        Ok(IndexedCorpus {
-            passages,
-            index,
-            ids,
-        })
+        open_corpus(&self.corpus, &self.index)
     }
+}
+
+/// Reads a corpus and its index shard; a missing index or one built from another corpus is an
+/// error saying how to build the right one.
+pub fn open_corpus(corpus: &Path, index: &Path) -> anyhow::Result<IndexedCorpus> {
+    let passages = crate::embed::read_passages(corpus, 0)?;
+    if !index.exists() {
+        anyhow::bail!(
+            "no index at {}: build it once with `realm index --corpus {} --out {}`",
+            index.display(),
+            corpus.display(),
+            index.display()
+        );
+    }
+    let (loaded, ids) = crate::files::shard_file::read_shard(index)?.into_index()?;
+    if ids.iter().any(|&id| id as usize >= passages.len()) {
+        anyhow::bail!(
+            "{} names document ids past the {} passages of {}: it was built from another corpus; \
+             rebuild it with `realm index --corpus {} --out {} --force`",
+            index.display(),
+            passages.len(),
+            corpus.display(),
+            corpus.display(),
+            index.display()
+        );
+    }
+    Ok(IndexedCorpus {
+        passages,
+        index: loaded,
+        ids,
+    })
 }

@@ -1,0 +1,172 @@
+//! The optimiser-step loop every trainer runs, top to bottom: the learning rate of the step,
+//! its micro-batches (forward, a NaN/inf guard, backward, accumulate), global-norm clipping,
+//! the optimiser step, one metrics line, a checkpoint every `checkpoint_every` steps and on
+//! Ctrl-C. What a micro-batch is and how its loss is computed is the trainer's closure.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::bail;
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use realm_core::train::optim::clip_global_norm;
+use realm_core::train::schedule::lr_at;
+
+use crate::train::metrics::{MetricsLog, Phases, StepLine};
+use crate::train::plot::plot_losses;
+use crate::train::run_dir::{TrainState, save_checkpoint};
+use crate::train::stop::StopFlag;
+
+/// The schedule and bookkeeping of a run.
+pub struct Schedule<'a> {
+    /// The command's name, for messages (`finetune`).
+    pub name: &'a str,
+    pub dir: &'a Path,
+    pub steps: usize,
+    pub accumulate: usize,
+    /// Examples in one micro-batch (for examples/s).
+    pub batch: usize,
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup: usize,
+    pub clip: f32,
+    pub checkpoint_every: usize,
+    pub seed: u64,
+    pub plot_title: &'a str,
+    pub quiet: bool,
+}
+
+/// One micro-batch's loss (already divided by the micro-batches of a step) and what it held,
+/// named in the error when the loss is not finite.
+pub struct MicroLoss {
+    pub loss: Tensor<1>,
+    /// Seconds spent assembling the batch.
+    pub data_seconds: f64,
+    pub describe: String,
+}
+
+/// How a run ended.
+pub enum Ended<M> {
+    /// Every step ran: the trained model.
+    Finished(M),
+    /// Ctrl-C: the step finished and a checkpoint was written.
+    Stopped,
+}
+
+/// Runs steps `start..steps` of `model`, `micro(model, position)` giving the loss of the
+/// `position`-th micro-batch of the run (the data cursor, so a resumed run reads what the
+/// uninterrupted one would have).
+pub fn run_steps<M: Module>(
+    schedule: &Schedule,
+    mut model: M,
+    mut optim: ModuleOptimizer,
+    start: usize,
+    mut micro: impl FnMut(&M, usize) -> anyhow::Result<MicroLoss>,
+) -> anyhow::Result<Ended<M>> {
+    let s = schedule;
+    let mut metrics = MetricsLog::open(s.dir, start)?;
+    let stop = StopFlag::install()?;
+    let bar = progress_bar(s.name, s.steps, start, s.quiet);
+    let last_checkpoint = |step: usize| (step / s.checkpoint_every) * s.checkpoint_every;
+    let mut step = start;
+    while step < s.steps {
+        let lr = lr_at(step, s.lr, s.warmup, s.steps);
+        let t_step = Instant::now();
+        let mut phases = Phases::default();
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let mut loss_sum = 0.0f64;
+        for m in 0..s.accumulate {
+            let t = Instant::now();
+            let MicroLoss {
+                loss,
+                data_seconds,
+                describe,
+            } = micro(&model, step * s.accumulate + m)?;
+            let value: f32 = loss.clone().into_scalar::<f32>();
+            phases.data += data_seconds;
+            phases.forward += t.elapsed().as_secs_f64() - data_seconds;
+            if !value.is_finite() {
+                bail!(
+                    "step {step}, micro-batch {m}: the loss is {value} ({describe}); no checkpoint was written past step {}: \
+                     lower --lr or check the data, then --resume {}",
+                    last_checkpoint(step),
+                    s.dir.display()
+                );
+            }
+            loss_sum += f64::from(value);
+
+            let t = Instant::now();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            accumulator.accumulate(&model, grads);
+            phases.backward += t.elapsed().as_secs_f64();
+        }
+        let t = Instant::now();
+        let mut grads = accumulator.grads();
+        let grad_norm = clip_global_norm(&model, &mut grads, s.clip);
+        if !grad_norm.is_finite() {
+            bail!(
+                "step {step}: the gradient norm is {grad_norm}; the weights were not updated and no checkpoint was \
+                 written past step {}: lower --lr or check the data, then --resume {}",
+                last_checkpoint(step),
+                s.dir.display()
+            );
+        }
+        model = optim.step(lr, model, grads);
+        phases.optimizer = t.elapsed().as_secs_f64();
+        step += 1;
+
+        let seconds = t_step.elapsed().as_secs_f64();
+        metrics.write(&StepLine {
+            step: step - 1,
+            loss: loss_sum,
+            lr,
+            grad_norm: f64::from(grad_norm),
+            examples_per_s: (s.batch * s.accumulate) as f64 / seconds,
+            seconds: phases,
+        })?;
+        bar.set_message(format!("loss {loss_sum:.3}"));
+        bar.inc(1);
+
+        let stopping = stop.requested();
+        if step % s.checkpoint_every == 0 || step == s.steps || stopping {
+            save_checkpoint(s.dir, &model, &optim, &TrainState { step, seed: s.seed })?;
+            plot_losses(s.dir, s.plot_title)?;
+        }
+        if stopping {
+            bar.abandon();
+            eprintln!(
+                "{}: stopped at step {step}; continue with `realm {} --resume {}`",
+                s.name,
+                s.name,
+                s.dir.display()
+            );
+            return Ok(Ended::Stopped);
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "{}: metrics in {}, the loss curve in {}",
+        s.name,
+        metrics.path().display(),
+        s.dir.join("loss.png").display()
+    );
+    Ok(Ended::Finished(model))
+}
+
+fn progress_bar(name: &str, total: usize, start: usize, quiet: bool) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{name} {{bar:40}} step {{pos}}/{{len}} {{msg}} [{{elapsed_precise}}, {{eta}} left]"
+        ))
+        .expect("a valid template"),
+    );
+    bar.set_position(start as u64);
+    bar
+}
