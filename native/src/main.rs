@@ -2,7 +2,9 @@
 //! `realm-shaders` calls and prints their results.
 
 use clap::{Parser, Subcommand};
-use realm_native::commands::{ask, convert, demo, eval, finetune, index, skeleton};
+use realm_native::commands::{
+    ask, convert, demo, eval, finetune, finetune_retriever, index, skeleton,
+};
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
 /// ones to the system after each use (a batch of 8 through MiniLM: a quarter less time).
@@ -38,6 +40,10 @@ enum Command {
     /// Fine-tune the span reader on question/paragraph pairs (SQuAD v1.1 JSON), from a plain
     /// BERT such as all-MiniLM-L6-v2; checkpoints, Ctrl-C and --resume DIR continue the run.
     Finetune(finetune::FinetuneArgs),
+    /// Fine-tune the question embedder on SQuAD questions against the fixed passage
+    /// embeddings of an index (REALM's retriever marginal over the top B); writes
+    /// query.safetensors and query.json, which ask and eval use beside the reader.
+    FinetuneRetriever(finetune_retriever::RetrieverArgs),
     /// Embed a corpus with a sentence model into an index shard (f32, f16 or int8), or
     /// re-write an existing shard in another element type (--from).
     Index(index::IndexArgs),
@@ -60,6 +66,7 @@ fn main() {
         Command::Demo(args) => demo::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Finetune(args) => finetune::run(&args),
+        Command::FinetuneRetriever(args) => finetune_retriever::run(&args),
         Command::Index(args) => index::run(&args),
         Command::Plot { dir } => {
             realm_native::train::plot::plot_losses(&dir, "realm: training loss")

@@ -10,7 +10,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{assert_ok, finetune_args, losses, realm, tiny_base};
+use common::{
+    assert_ok, finetune_args, losses, realm, squad_paragraphs, tiny_base, write_indexed_corpus,
+};
 
 #[test]
 fn the_loss_falls_and_a_killed_run_resumes_to_the_same_curve() {
@@ -172,42 +174,9 @@ fn retrieved_negatives_share_the_softmax_and_the_loss_still_falls() {
         return;
     };
     // A corpus of the first SQuAD paragraphs, indexed with the tiny model itself.
-    let questions = realm_native::qa::data::read_questions(&squad).unwrap();
-    let mut paragraphs: Vec<&str> = Vec::new();
-    for q in &questions {
-        let text = q.context.as_ref().unwrap().text.as_str();
-        if !paragraphs.contains(&text) {
-            paragraphs.push(text);
-        }
-        if paragraphs.len() == 12 {
-            break;
-        }
-    }
-    let write_corpus = |name: &str, texts: &[&str]| {
-        let path = tmp.path().join(name);
-        let lines: String = texts
-            .iter()
-            .map(|t| {
-                format!(
-                    "{}\n",
-                    serde_json::json!({"title": "Super Bowl 50", "text": t})
-                )
-            })
-            .collect();
-        std::fs::write(&path, lines).unwrap();
-        let shard = path.with_extension("shard");
-        let index = [
-            "index",
-            "--model",
-            base.to_str().unwrap(),
-            "--corpus",
-            path.to_str().unwrap(),
-            "--out",
-            shard.to_str().unwrap(),
-        ];
-        assert_ok(&realm(&index.map(String::from)));
-        (path, shard)
-    };
+    let paragraphs = squad_paragraphs(&squad, 12);
+    let write_corpus =
+        |name: &str, texts: &[String]| write_indexed_corpus(tmp.path(), name, &base, texts);
     let (corpus, shard) = write_corpus("corpus.jsonl", &paragraphs);
     let run = tmp.path().join("negatives");
     let mut args = finetune_args(&base, &squad, &run, "40");

@@ -2,7 +2,7 @@
 //! and back: how a trained model leaves training (the tensors it changed, in half precision)
 //! and is put back over the base model it was trained from.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::Error;
@@ -43,6 +43,36 @@ pub fn export_params<M: Module>(module: &M, keep: impl Fn(&str) -> bool) -> Weig
     };
     module.visit(&mut export);
     export.out
+}
+
+/// Ids of the float parameters of `module` whose path `pick` accepts (for optimiser groups
+/// and freezing).
+pub fn param_ids<M: Module>(module: &M, pick: impl Fn(&str) -> bool) -> Vec<ParamId> {
+    struct Ids<'a> {
+        path: Vec<String>,
+        pick: &'a dyn Fn(&str) -> bool,
+        ids: Vec<ParamId>,
+    }
+    impl ModuleVisitor for Ids<'_> {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if (self.pick)(&self.path.join(".")) {
+                self.ids.push(param.id);
+            }
+        }
+    }
+    let mut ids = Ids {
+        path: Vec::new(),
+        pick: &pick,
+        ids: Vec::new(),
+    };
+    module.visit(&mut ids);
+    ids.ids
 }
 
 /// `module` with every parameter named in `weights` replaced (ids kept); an entry that names

@@ -96,15 +96,17 @@ impl Gold {
     /// Whether `passage` contains a gold answer: a normalised answer as whole words of the
     /// normalised passage, or the pattern anywhere (the answerability ceiling and recall@k).
     pub fn occurs_in(&self, passage: &str) -> bool {
+        self.occurs_in_prepared(&PreparedPassage::new(passage))
+    }
+
+    /// [`Gold::occurs_in`] on a passage normalised once for many questions.
+    pub fn occurs_in_prepared(&self, passage: &PreparedPassage) -> bool {
         match self {
-            Gold::Strings(answers) => {
-                let text = format!(" {} ", normalize_answer(passage));
-                answers.iter().any(|a| {
-                    let a = normalize_answer(a);
-                    !a.is_empty() && text.contains(&format!(" {a} "))
-                })
-            }
-            Gold::Pattern(pattern) => pattern.occurs_in(passage),
+            Gold::Strings(answers) => answers.iter().any(|a| {
+                let a = normalize_answer(a);
+                !a.is_empty() && passage.normalized.contains(&format!(" {a} "))
+            }),
+            Gold::Pattern(pattern) => pattern.occurs_in(&passage.text),
         }
     }
 
@@ -129,6 +131,22 @@ impl Gold {
         found.sort_unstable();
         found.dedup();
         found
+    }
+}
+
+/// A passage and its normalised text between spaces, for whole-word answer checks.
+#[derive(Debug, Clone)]
+pub struct PreparedPassage {
+    pub text: String,
+    normalized: String,
+}
+
+impl PreparedPassage {
+    pub fn new(text: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            normalized: format!(" {} ", normalize_answer(text)),
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+
+use crate::checkpoint::module_io::param_ids;
 use burn::tensor::Tensor;
 
 /// BERT's weight decay.
@@ -15,30 +17,9 @@ pub const EPSILON: f32 = 1e-6;
 /// Ids of the parameters that take no weight decay: LayerNorm's `gamma`/`beta` and every
 /// `bias`, found by their module paths.
 pub fn no_decay_params<M: Module>(module: &M) -> Vec<ParamId> {
-    struct Paths {
-        path: Vec<String>,
-        ids: Vec<ParamId>,
-    }
-    impl ModuleVisitor for Paths {
-        fn enter_module(&mut self, name: &str, _container: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let last = self.path.last().map(String::as_str).unwrap_or("");
-            if matches!(last, "bias" | "beta" | "gamma") {
-                self.ids.push(param.id);
-            }
-        }
-    }
-    let mut paths = Paths {
-        path: Vec::new(),
-        ids: Vec::new(),
-    };
-    module.visit(&mut paths);
-    paths.ids
+    param_ids(module, |path| {
+        matches!(path.rsplit('.').next(), Some("bias" | "beta" | "gamma"))
+    })
 }
 
 /// AdamW with BERT's settings for `module`: decay 0.01 everywhere but LayerNorm and biases.

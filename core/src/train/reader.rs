@@ -157,7 +157,7 @@ pub fn span_loss(output: &ReaderOutput, gold: &[Vec<(u32, u32)>], group: usize) 
 }
 
 /// log sum exp over the last axis, stably: `[rows, n]` -> `[rows]`.
-fn logsumexp_rows(x: Tensor<2>) -> Tensor<1> {
+pub fn logsumexp_rows(x: Tensor<2>) -> Tensor<1> {
     let [rows, _] = x.dims();
     let max = x.clone().max_dim(1).detach(); // [rows, 1]
     ((x - max.clone()).exp().sum_dim(1).log() + max).reshape([rows])

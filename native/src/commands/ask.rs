@@ -15,7 +15,8 @@ use realm_core::text::corpus::Passage;
 use serde::Serialize;
 
 use crate::embed::embed;
-use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
+use crate::files::model_dir::{SentenceModel, read_base};
+use crate::qa::query_model::question_embedder;
 use crate::qa::reader_model::load_reader;
 use crate::qa::{IndexedCorpus, QaFiles};
 
@@ -80,7 +81,11 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let device = args.files.device.device();
     let base = read_base(&args.files.model)?;
     let (reader, card) = load_reader(&args.files.reader, &base, &device)?;
-    let retriever = sentence_model(&base, &realm_core::device::cpu_device())?;
+    let (retriever, _) = question_embedder(
+        &base,
+        Some(&args.files.reader),
+        &realm_core::device::cpu_device(),
+    )?;
     let IndexedCorpus {
         passages,
         index,

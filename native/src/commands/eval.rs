@@ -38,7 +38,8 @@ pub struct EvalArgs {
     pub gold_passages: bool,
     #[command(flatten)]
     pub files: QaFiles,
-    /// The retriever of open reading: the dense one the demo uses, or the BM25 baseline.
+    /// The retriever of open reading: the dense one `ask` uses (fine-tuned when the reader
+    /// directory holds query.json), the base model's zero-shot one, or the BM25 baseline.
     #[arg(long, value_enum, default_value = "dense")]
     pub retriever: RetrieverKind,
     /// Only the first N questions (0: all).
@@ -155,10 +156,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         mode: if args.gold_passages {
             "gold paragraph".into()
         } else {
-            let by = match args.retriever {
-                RetrieverKind::Dense => "dense",
-                RetrieverKind::Bm25 => "BM25",
-            };
+            let by = open.as_ref().map_or("", |r| r.name.as_str());
             format!("open, {by}, top-{}", args.files.top_k)
         },
         exact_match: 100.0 * correct as f64 / n,

@@ -7,7 +7,7 @@
 //! what open retrieval needs. The step loop (learning rate, micro-batches, clipping, metrics,
 //! checkpoints, Ctrl-C) is `train::steps`; this file says what a micro-batch is.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,16 +19,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use realm_core::model::config::ReaderConfig;
 use realm_core::model::reader::SpanReader;
 use realm_core::qa::datasets::Question;
-use realm_core::rng::SplitMix64;
 use realm_core::train::optim::bert_adamw;
 use realm_core::train::reader::{ReaderFeatures, featurize, read_rows, reader_batch, span_loss};
 use serde::{Deserialize, Serialize};
 
 use crate::embed::embed;
 use crate::files::model_dir::{BaseModel, read_base, sentence_model};
-use crate::qa::data::{SquadSplit, read_questions, squad_split};
+use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
 use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
 use crate::qa::{IndexedCorpus, open_corpus};
+use crate::train::order::Order;
 use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
@@ -126,47 +126,6 @@ pub struct FinetuneArgs {
     pub dump_batches: Option<PathBuf>,
 }
 
-/// Training batches in a fixed order per epoch, drawn from the seed: examples sorted by
-/// length are cut into batches (little padding inside a batch), and each epoch shuffles the
-/// batches. The data cursor is the step, so a resumed run reads exactly what the
-/// uninterrupted one would have.
-struct Order {
-    /// Example indices of every batch, shortest batch first.
-    batches: Vec<Vec<usize>>,
-    seed: u64,
-    epochs: HashMap<usize, Vec<usize>>,
-}
-
-impl Order {
-    fn new(lengths: &[usize], batch: usize, seed: u64) -> Self {
-        let mut sorted: Vec<usize> = (0..lengths.len()).collect();
-        sorted.sort_by_key(|&i| (lengths[i], i));
-        let batches = sorted.chunks(batch).map(<[usize]>::to_vec).collect();
-        Self {
-            batches,
-            seed,
-            epochs: HashMap::new(),
-        }
-    }
-
-    /// The examples of the `position`-th batch of the run.
-    fn batch(&mut self, position: usize) -> &[usize] {
-        let n = self.batches.len();
-        let (epoch, i) = (position / n, position % n);
-        let seed = self.seed;
-        let perm = self.epochs.entry(epoch).or_insert_with(|| {
-            let mut rng =
-                SplitMix64::new(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let mut p: Vec<usize> = (0..n).collect();
-            for j in (1..n).rev() {
-                p.swap(j, (rng.next_u64() % (j as u64 + 1)) as usize);
-            }
-            p
-        });
-        &self.batches[perm[i]]
-    }
-}
-
 pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     let (dir, args, resuming) = match &args.resume {
         Some(dir) => {
@@ -214,15 +173,8 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         .as_ref()
         .context("--squad FILE is needed: the reader trains on SQuAD's paragraphs")?;
     let all = read_questions(squad)?;
-    let mut questions = squad_split(all.clone(), args.split);
-    // The paragraphs of questions outside the split (the held-out articles) are never read in
-    // training, not even as another question's negative.
-    let kept: HashSet<&str> = questions.iter().map(|q| q.id.as_str()).collect();
-    let unseen: HashSet<&str> = all
-        .iter()
-        .filter(|q| !kept.contains(q.id.as_str()))
-        .filter_map(|q| q.context.as_ref().map(|c| c.text.trim()))
-        .collect();
+    let unseen = paragraphs_outside(&all, args.split);
+    let mut questions = squad_split(all, args.split);
     if args.limit > 0 {
         questions.truncate(args.limit);
     }
@@ -369,7 +321,7 @@ fn retrieve_negatives(
     base: &BaseModel,
     questions: &[Question],
     corpus: &IndexedCorpus,
-    unseen: &HashSet<&str>,
+    unseen: &HashSet<String>,
     negatives: usize,
 ) -> anyhow::Result<Vec<Vec<String>>> {
     if negatives == 0 {

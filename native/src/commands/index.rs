@@ -84,7 +84,17 @@ fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard>
 
 /// The same documents stored as `element`.
 pub fn rewrite(shard: &Shard, element: ElementType) -> anyhow::Result<Shard> {
-    let widened: Vec<f32> = match &shard.vectors {
+    Ok(Shard::from_f32_vec(
+        widened(shard),
+        shard.dim,
+        shard.ids.clone(),
+        element,
+    )?)
+}
+
+/// The shard's vectors as f32, `[count, dim]` flat (f16 and int8 widened, their rounding kept).
+pub fn widened(shard: &Shard) -> Vec<f32> {
+    match &shard.vectors {
         Vectors::F32(v) => v.clone(),
         Vectors::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
         Vectors::Int8 { values, scales } => values
@@ -92,13 +102,7 @@ pub fn rewrite(shard: &Shard, element: ElementType) -> anyhow::Result<Shard> {
             .zip(scales)
             .flat_map(|(row, &scale)| dequantize_row(row, scale))
             .collect(),
-    };
-    Ok(Shard::from_f32_vec(
-        widened,
-        shard.dim,
-        shard.ids.clone(),
-        element,
-    )?)
+    }
 }
 
 #[cfg(test)]

@@ -5,5 +5,6 @@ pub mod convert;
 pub mod demo;
 pub mod eval;
 pub mod finetune;
+pub mod finetune_retriever;
 pub mod index;
 pub mod skeleton;

@@ -1,6 +1,7 @@
 //! Question files from disk, in any format `realm_core::qa::datasets` reads, and the SQuAD-open
 //! split by article (`realm_core::qa::splits`).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::Context;
@@ -33,11 +34,24 @@ pub enum SquadSplit {
 pub fn squad_split(questions: Vec<Question>, split: SquadSplit) -> Vec<Question> {
     questions
         .into_iter()
-        .filter(|q| match (split, &q.context) {
-            (SquadSplit::All, _) => true,
-            (SquadSplit::Train, Some(c)) => !squad_article_is_held_out(&c.article),
-            (SquadSplit::HeldOut, Some(c)) => squad_article_is_held_out(&c.article),
-            (_, None) => true,
-        })
+        .filter(|q| in_split(q, split))
+        .collect()
+}
+
+fn in_split(q: &Question, split: SquadSplit) -> bool {
+    match (split, &q.context) {
+        (SquadSplit::All, _) => true,
+        (SquadSplit::Train, Some(c)) => !squad_article_is_held_out(&c.article),
+        (SquadSplit::HeldOut, Some(c)) => squad_article_is_held_out(&c.article),
+        (_, None) => true,
+    }
+}
+
+/// The paragraphs (trimmed) of the SQuAD questions `split` leaves out: a trainer on `split`
+/// never reads them, not even as another question's negative.
+pub fn paragraphs_outside(all: &[Question], split: SquadSplit) -> HashSet<String> {
+    all.iter()
+        .filter(|q| !in_split(q, split))
+        .filter_map(|q| q.context.as_ref().map(|c| c.text.trim().to_string()))
         .collect()
 }

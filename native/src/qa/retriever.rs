@@ -1,5 +1,6 @@
-//! Where a question's passages come from: the dense retriever (the sentence model's embedding
-//! of the question searched in the corpus's index by inner product), or BM25 over each
+//! Where a question's passages come from: the dense retriever (the question's embedding, by
+//! the fine-tuned question embedder beside the reader or the base sentence model, searched in
+//! the corpus's index by inner product), or BM25 over each
 //! passage's title and text, the sparse baseline REALM and ORQA compare with.
 
 use anyhow::bail;
@@ -9,14 +10,18 @@ use realm_core::index::MipsIndex;
 use realm_core::text::corpus::Passage;
 
 use crate::embed::{embed, read_passages};
-use crate::files::model_dir::{BaseModel, SentenceModel, sentence_model};
+use crate::files::model_dir::{BaseModel, SentenceModel};
+use crate::qa::query_model::question_embedder;
 use crate::qa::{IndexedCorpus, QaFiles};
 
 /// Which retriever picks the passages the reader reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RetrieverKind {
-    /// The base model's sentence embedding, searched in `--index`.
+    /// The question embedder beside the reader (`query.json`, from `realm
+    /// finetune-retriever`), else the base model's, searched in `--index`.
     Dense,
+    /// The base model's sentence embedding (zero-shot), searched in `--index`.
+    ZeroShot,
     /// BM25 (k1 = 0.9, b = 0.4, English stemming and stop words) over title and text; `--index`
     /// is not read.
     Bm25,
@@ -25,6 +30,8 @@ pub enum RetrieverKind {
 /// A corpus and the retriever that searches it.
 pub struct Retrieval {
     pub passages: Vec<Passage>,
+    /// What retrieves, in words: `dense (fine-tuned)`, `dense (zero-shot)`, `BM25`.
+    pub name: String,
     how: How,
 }
 
@@ -41,16 +48,27 @@ impl Retrieval {
     /// Opens `files`'s corpus (and, for the dense retriever, its index).
     pub fn open(kind: RetrieverKind, base: &BaseModel, files: &QaFiles) -> anyhow::Result<Self> {
         Ok(match kind {
-            RetrieverKind::Dense => {
+            RetrieverKind::Dense | RetrieverKind::ZeroShot => {
                 let IndexedCorpus {
                     passages,
                     index,
                     ids,
                 } = files.open_corpus()?;
-                let model = Box::new(sentence_model(base, &realm_core::device::cpu_device())?);
+                let beside = (kind == RetrieverKind::Dense).then_some(files.reader.as_path());
+                let (model, card) =
+                    question_embedder(base, beside, &realm_core::device::cpu_device())?;
+                let name = match card {
+                    Some(_) => "dense (fine-tuned)",
+                    None => "dense (zero-shot)",
+                };
                 Retrieval {
                     passages,
-                    how: How::Dense { model, index, ids },
+                    name: name.into(),
+                    how: How::Dense {
+                        model: Box::new(model),
+                        index,
+                        ids,
+                    },
                 }
             }
             RetrieverKind::Bm25 => Self::bm25(read_passages(&files.corpus, 0)?),
@@ -69,6 +87,7 @@ impl Retrieval {
             .build();
         Retrieval {
             passages,
+            name: "BM25".into(),
             how: How::Bm25(engine),
         }
     }

@@ -103,3 +103,51 @@ pub fn assert_ok(out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The first `n` distinct paragraphs of a SQuAD file.
+pub fn squad_paragraphs(squad: &Path, n: usize) -> Vec<String> {
+    let questions = realm_native::qa::data::read_questions(squad).unwrap();
+    let mut paragraphs: Vec<String> = Vec::new();
+    for q in &questions {
+        let text = &q.context.as_ref().unwrap().text;
+        if !paragraphs.contains(text) {
+            paragraphs.push(text.clone());
+        }
+        if paragraphs.len() == n {
+            break;
+        }
+    }
+    paragraphs
+}
+
+/// `dir/name` as JSON lines of `texts`, and its index shard built with `base` by `realm index`.
+pub fn write_indexed_corpus(
+    dir: &Path,
+    name: &str,
+    base: &Path,
+    texts: &[String],
+) -> (PathBuf, PathBuf) {
+    let path = dir.join(name);
+    let lines: String = texts
+        .iter()
+        .map(|t| {
+            format!(
+                "{}\n",
+                serde_json::json!({"title": "Super Bowl 50", "text": t})
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    let shard = path.with_extension("shard");
+    let index = [
+        "index",
+        "--model",
+        base.to_str().unwrap(),
+        "--corpus",
+        path.to_str().unwrap(),
+        "--out",
+        shard.to_str().unwrap(),
+    ];
+    assert_ok(&realm(&index.map(String::from)));
+    (path, shard)
+}

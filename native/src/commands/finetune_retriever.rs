@@ -1,0 +1,374 @@
+//! `realm finetune-retriever`: fine-tunes the question embedder `Embed_input` as REALM
+//! (section 3.5) and ORQA do, with the passages' embeddings fixed (the index from `realm
+//! index`): for each training question the current embedder retrieves the top `--top-b`
+//! passages, and the loss is the retriever's marginal over those that contain an answer,
+//! -log sum_{z in top-B, answer in z} softmax_z(scale * Embed_input(x) . Embed_doc(z)).
+//! Questions with no answer in their top B are left out of the step, as ORQA leaves them out.
+//! Only the top `--train-layers` layers of the question embedder train (the shipped tensors
+//! stay small); the result is `query.safetensors` and `query.json` in the run directory, which
+//! `realm ask` and `realm eval` use when they sit beside the reader.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::module::{Module, ParamGroup};
+use burn::tensor::{Tensor, TensorData};
+use clap::Args;
+use realm_core::checkpoint::module_io::param_ids;
+use realm_core::index::MipsIndex;
+use realm_core::index::exact::ExactIndex;
+use realm_core::model::embedder::RealmEmbedder;
+use realm_core::qa::answer::PreparedPassage;
+use realm_core::qa::datasets::Question;
+use realm_core::train::optim::bert_adamw;
+use realm_core::train::reader::logsumexp_rows;
+use serde::{Deserialize, Serialize};
+
+use crate::commands::finetune::DeviceKind;
+use crate::commands::index::widened;
+use crate::embed::read_passages;
+use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
+use crate::files::shard_file::{read_shard, write_atomic};
+use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
+use crate::qa::query_model::{QueryCard, export_query_encoder};
+use crate::train::order::Order;
+use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
+use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct RetrieverArgs {
+    /// The run directory to create (checkpoints, metrics.jsonl, query.safetensors).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
+    /// Base BERT directory; the index must have been built with it.
+    #[arg(long, default_value = "data/all-minilm-l6-v2")]
+    pub model: PathBuf,
+    /// Training questions: SQuAD v1.1 JSON (answer strings; the paragraphs are not read).
+    #[arg(long, required_unless_present = "resume")]
+    pub squad: Option<PathBuf>,
+    /// Which SQuAD articles to train on (`train`: all but the 12 held out).
+    #[arg(long, value_enum, default_value = "train")]
+    pub split: SquadSplit,
+    /// The fixed passage embeddings: an index shard of `--corpus` (`realm index`).
+    #[arg(long, required_unless_present = "resume")]
+    pub index: Option<PathBuf>,
+    /// The passages `--index` was built from.
+    #[arg(long, required_unless_present = "resume")]
+    pub corpus: Option<PathBuf>,
+    /// Passages retrieved per question for the marginal (REALM's B; 5,000 at paper scale).
+    #[arg(long, default_value_t = 100)]
+    pub top_b: usize,
+    /// The inner products are multiplied by this before the softmax (the embeddings are unit
+    /// length, so their products lie in [-1, 1]).
+    #[arg(long, default_value_t = 20.0)]
+    pub scale: f32,
+    /// How many of the embedder's top layers train; the rest stay the base model's.
+    #[arg(long, default_value_t = 2)]
+    pub train_layers: usize,
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Questions per micro-batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f32,
+    /// Wordpieces of a question.
+    #[arg(long, default_value_t = 64)]
+    pub max_length: usize,
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    /// Use only the first N training questions (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    #[arg(long)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+/// A training question: its text and which corpus positions hold an answer (decided lazily,
+/// once per passage, as the top B move).
+struct Example {
+    id: String,
+    question: String,
+    gold: realm_core::qa::answer::Gold,
+}
+
+pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
+    let (dir, args, resuming) = match &args.resume {
+        Some(dir) => {
+            let saved: RetrieverArgs =
+                serde_json::from_slice(&std::fs::read(dir.join("args.json")).with_context(
+                    || format!("{} is not a run directory (no args.json)", dir.display()),
+                )?)?;
+            (
+                dir.clone(),
+                RetrieverArgs {
+                    quiet: args.quiet,
+                    ..saved
+                },
+                true,
+            )
+        }
+        None => {
+            let dir = args
+                .out
+                .clone()
+                .expect("clap requires --out without --resume");
+            if dir.join("args.json").exists() {
+                bail!(
+                    "{} already holds a run: continue it with --resume {0}, or choose another --out",
+                    dir.display()
+                );
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
+            (dir, args.clone(), false)
+        }
+    };
+    if args.steps == 0 || args.batch == 0 || args.accumulate == 0 || args.checkpoint_every == 0 {
+        bail!("--steps, --batch, --accumulate and --checkpoint-every must be at least 1");
+    }
+    if args.top_b < 2 {
+        bail!("--top-b must be at least 2: the marginal needs passages to choose between");
+    }
+    if !(args.lr > 0.0 && args.lr.is_finite()) || !(args.scale > 0.0 && args.scale.is_finite()) {
+        bail!("--lr and --scale must be positive numbers");
+    }
+    let device = args.device.device();
+    let train_device = device.clone().autodiff();
+    let base = read_base(&args.model)?;
+    let given = |p: &Option<PathBuf>| p.clone().expect("clap requires it without --resume");
+    let (squad, index_path, corpus) = (given(&args.squad), given(&args.index), given(&args.corpus));
+    let layers = base.config.num_hidden_layers;
+    if args.train_layers == 0 || args.train_layers > layers {
+        bail!("--train-layers must be in 1..={layers} (the base model's layers)");
+    }
+
+    // The fixed passage embeddings, and the passages they stand for.
+    let passages = read_passages(&corpus, 0)?;
+    let shard = read_shard(&index_path)?;
+    if shard.ids.iter().any(|&id| id as usize >= passages.len()) {
+        bail!(
+            "{} names document ids past the {} passages of {}: it was built from another corpus",
+            index_path.display(),
+            passages.len(),
+            corpus.display()
+        );
+    }
+    if shard.dim != base.config.hidden_size {
+        bail!(
+            "{} holds {}-d vectors, but {} embeds into {} dims: build the index with this model",
+            index_path.display(),
+            shard.dim,
+            args.model.display(),
+            base.config.hidden_size
+        );
+    }
+    let vectors = widened(&shard);
+    let index = ExactIndex::new(vectors.clone(), shard.dim)?;
+    let prepared: Vec<PreparedPassage> = shard
+        .ids
+        .iter()
+        .map(|&id| PreparedPassage::new(&passages[id as usize].text))
+        .collect();
+
+    let all = read_questions(&squad)?;
+    // Passages that are paragraphs of questions outside the split are never a training target.
+    let unseen_text = paragraphs_outside(&all, args.split);
+    let mut questions = squad_split(all, args.split);
+    if args.limit > 0 {
+        questions.truncate(args.limit);
+    }
+    let unseen: Vec<bool> = prepared
+        .iter()
+        .map(|p| unseen_text.contains(p.text.trim()))
+        .collect();
+    let examples: Vec<Example> = questions
+        .iter()
+        .map(|q: &Question| Example {
+            id: q.id.clone(),
+            question: q.question.clone(),
+            gold: q.gold.clone(),
+        })
+        .collect();
+    if examples.is_empty() {
+        bail!("no training questions in {}", squad.display());
+    }
+    let depth = (args.top_b + unseen.iter().filter(|&&u| u).count()).min(index.len());
+    eprintln!(
+        "finetune-retriever: {} questions, top {} of {} passages, the top {} of {layers} layers train; {} steps of {} x {}",
+        examples.len(),
+        args.top_b,
+        index.len(),
+        args.train_layers,
+        args.steps,
+        args.batch,
+        args.accumulate
+    );
+
+    let trains = |path: &str| {
+        path.strip_prefix("bert.layers.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i + args.train_layers >= layers)
+    };
+    let model = sentence_model(&base, &device)?;
+    let tokenizer = model.tokenizer.clone();
+    let frozen = ParamGroup::from_ids(param_ids(&model.embedder, |p| !trains(p)));
+    let mut embedder: RealmEmbedder = model
+        .embedder
+        .freeze_group(frozen)
+        .fork(&train_device)
+        .train();
+    let optim;
+    let mut start = 0;
+    match latest_checkpoint(&dir)?.filter(|_| resuming) {
+        Some(checkpoint) => {
+            let state;
+            (embedder, optim, state) = load_checkpoint(&checkpoint, embedder, bert_adamw)?;
+            start = state.step;
+            eprintln!(
+                "finetune-retriever: resumed {} at step {start}",
+                checkpoint.display()
+            );
+        }
+        None => optim = bert_adamw(&embedder),
+    }
+
+    let lengths: Vec<usize> = examples.iter().map(|e| e.question.len()).collect();
+    let mut order = Order::new(&lengths, args.batch, args.seed);
+    let schedule = Schedule {
+        name: "finetune-retriever",
+        dir: &dir,
+        steps: args.steps,
+        accumulate: args.accumulate,
+        batch: args.batch,
+        lr: args.lr,
+        warmup: (args.warmup * args.steps as f64).round() as usize,
+        clip: args.clip,
+        checkpoint_every: args.checkpoint_every,
+        seed: args.seed,
+        plot_title: "realm finetune-retriever: retriever loss",
+        quiet: args.quiet,
+    };
+    let dim = shard.dim;
+    let micro = |model: &RealmEmbedder, position: usize| {
+        let t = Instant::now();
+        let picked = order.batch(position).to_vec();
+        let texts: Vec<&str> = picked
+            .iter()
+            .map(|&i| examples[i].question.as_str())
+            .collect();
+        let input = tokenizer.encode_batch(&texts, args.max_length)?;
+        let queries = model.embed(&input, &train_device); // [batch, dim]
+        let host: Vec<f32> = queries
+            .clone()
+            .detach()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 embeddings");
+        let hits = index.search(&host, depth)?;
+        // Per question: the top B passages it may learn from, and which hold an answer.
+        let (b, k) = (picked.len(), args.top_b);
+        let mut docs = vec![0.0f32; b * k * dim];
+        let mut penalty = vec![-1e30f32; b * k];
+        let mut weight = vec![0.0f32; b];
+        let mut short = Vec::new();
+        for (q, (&i, hits)) in picked.iter().zip(&hits).enumerate() {
+            let top: Vec<usize> = hits
+                .iter()
+                .map(|h| h.id as usize)
+                .filter(|&row| !unseen[row])
+                .take(k)
+                .collect();
+            if top.len() < k {
+                short.push(examples[i].id.as_str());
+                continue;
+            }
+            for (slot, &row) in top.iter().enumerate() {
+                let at = (q * k + slot) * dim;
+                docs[at..at + dim].copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
+                if examples[i].gold.occurs_in_prepared(&prepared[row]) {
+                    penalty[q * k + slot] = 0.0;
+                    weight[q] = 1.0;
+                }
+            }
+        }
+        if !short.is_empty() {
+            bail!(
+                "questions {}: fewer than --top-b {k} passages of the corpus are not held out",
+                short.join(", ")
+            );
+        }
+        let data_seconds = t.elapsed().as_secs_f64();
+        let used: f32 = weight.iter().sum();
+        let docs = Tensor::<3>::from_data(TensorData::new(docs, [b, k, dim]), &train_device);
+        let scores = (queries.reshape([b, 1, dim]) * docs)
+            .sum_dim(2)
+            .reshape([b, k])
+            .mul_scalar(args.scale); // [batch, top_b]
+        let penalty = Tensor::<2>::from_data(TensorData::new(penalty, [b, k]), &train_device);
+        let weight = Tensor::<1>::from_data(TensorData::new(weight, [b]), &train_device);
+        let loss = (logsumexp_rows(scores.clone()) - logsumexp_rows(scores + penalty)) * weight;
+        // A batch where no question has an answer in its top B teaches nothing: loss 0.
+        let loss = loss
+            .sum()
+            .div_scalar(used.max(1.0) * args.accumulate as f32);
+        Ok(MicroLoss {
+            loss,
+            data_seconds,
+            describe: format!(
+                "questions {}",
+                picked
+                    .iter()
+                    .map(|&i| examples[i].id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    };
+    let embedder = match run_steps(&schedule, embedder, optim, start, micro)? {
+        Ended::Finished(model) => model,
+        Ended::Stopped => return Ok(()),
+    };
+    let card = QueryCard {
+        base_sha256: String::new(),
+        sha256: String::new(),
+        trained: serde_json::json!({
+            "data": format!("{} ({:?} split), {} questions", squad.display(), args.split, examples.len()),
+            "index": index_path.display().to_string(),
+            "top_b": args.top_b,
+            "scale": args.scale,
+            "train_layers": args.train_layers,
+            "steps": args.steps,
+            "batch": args.batch * args.accumulate,
+            "lr": args.lr,
+        }),
+    };
+    let trained = SentenceModel {
+        embedder: embedder.valid(),
+        tokenizer,
+    };
+    export_query_encoder(&dir, &trained, &base, trains, card)?;
+    eprintln!(
+        "finetune-retriever: done; the question embedder is in {} (query.safetensors, query.json): copy both beside a reader to use it",
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The fine-tuned question embedder `Embed_input` on disk, beside a reader: `query.safetensors`
+//! (the tensors `realm finetune-retriever` trained, by module path, F16) and `query.json` (the
+//! base model's sha256 and its own, both checked on load). The passages keep the base model's
+//! embeddings (the index from `realm index`), as REALM and ORQA fine-tune.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use burn::tensor::Device;
+use realm_core::checkpoint::module_io::{export_params, import_params};
+use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
+use serde::{Deserialize, Serialize};
+
+use crate::files::model_dir::{BaseModel, SentenceModel, sentence_model, sha256_hex};
+use crate::files::shard_file::write_atomic;
+
+/// `query.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryCard {
+    pub base_sha256: String,
+    pub sha256: String,
+    /// Free text: data, steps, time, the command that trained it.
+    #[serde(default)]
+    pub trained: serde_json::Value,
+}
+
+/// Writes `dir/query.safetensors` (the parameters whose path `trained` accepts, F16) and
+/// `dir/query.json`, each atomically.
+pub fn export_query_encoder(
+    dir: &Path,
+    model: &SentenceModel,
+    base: &BaseModel,
+    trained: impl Fn(&str) -> bool,
+    mut card: QueryCard,
+) -> anyhow::Result<QueryCard> {
+    let bytes = write_safetensors_f16(&export_params(&model.embedder, trained))?;
+    card.sha256 = sha256_hex(&bytes);
+    card.base_sha256 = base.sha256.clone();
+    write_atomic(&dir.join("query.safetensors"), &bytes)?;
+    write_atomic(&dir.join("query.json"), &serde_json::to_vec_pretty(&card)?)?;
+    Ok(card)
+}
+
+/// The question embedder: the base model's sentence embedder with `dir`'s fine-tuned tensors
+/// over it when `dir` holds a `query.json` (`Some(card)`), else the base model's (`None`).
+pub fn question_embedder(
+    base: &BaseModel,
+    dir: Option<&Path>,
+    device: &Device,
+) -> anyhow::Result<(SentenceModel, Option<QueryCard>)> {
+    let model = sentence_model(base, device)?;
+    let Some(dir) = dir.filter(|d| d.join("query.json").is_file()) else {
+        return Ok((model, None));
+    };
+    let card_path = dir.join("query.json");
+    let card: QueryCard = serde_json::from_slice(&std::fs::read(&card_path)?)
+        .with_context(|| format!("{} is not a query-encoder card", card_path.display()))?;
+    let tensors_path = dir.join("query.safetensors");
+    let bytes = std::fs::read(&tensors_path)
+        .with_context(|| format!("reading {}", tensors_path.display()))?;
+    let sha = sha256_hex(&bytes);
+    if sha != card.sha256 {
+        bail!(
+            "{} has sha256 {sha}, but {} says {}: the file is damaged or not the one the card describes",
+            tensors_path.display(),
+            card_path.display(),
+            card.sha256
+        );
+    }
+    if base.sha256 != card.base_sha256 {
+        bail!(
+            "the base model's model.safetensors has sha256 {}, but the query encoder in {} was trained on {}: pass the base it was trained on with --model",
+            base.sha256,
+            dir.display(),
+            card.base_sha256
+        );
+    }
+    let trained = read_safetensors(&bytes).context("query.safetensors")?;
+    let embedder = import_params(model.embedder, &trained)
+        .context("query.safetensors does not fit the base model's embedder")?;
+    Ok((
+        SentenceModel {
+            embedder,
+            tokenizer: model.tokenizer,
+        },
+        Some(card),
+    ))
+}
