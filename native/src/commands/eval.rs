@@ -6,7 +6,7 @@
 //! Predictions go to `--out DIR/predictions.jsonl`, the table to stdout (Markdown) and
 //! `DIR/table.json`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -142,11 +142,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         let text = spans.first().map(|s| s.text.clone()).unwrap_or_default();
         predictions.push(score(q, text, rank));
         correct += usize::from(predictions.last().is_some_and(|p| p.correct));
-        bar.set_message(format!(
-            "{:.1}",
-            100.0 * correct as f64 / predictions.len() as f64
-        ));
+        let em = 100.0 * correct as f64 / predictions.len() as f64;
+        bar.set_message(format!("{em:.1}"));
         bar.inc(1);
+        let done = predictions.len();
+        if !std::io::stderr().is_terminal() && done % 100 == 0 {
+            // No bar off a terminal (a log file under nohup): a line per 100 questions.
+            eprintln!(
+                "eval: {done}/{} questions, EM {em:.1} so far, {:.0} s",
+                questions.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     bar.finish_and_clear();
     let n = questions.len() as f64;

@@ -3,6 +3,7 @@
 //! the optimiser step, one metrics line, a checkpoint every `checkpoint_every` steps and on
 //! Ctrl-C. What a micro-batch is and how its loss is computed is the trainer's closure.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -70,6 +71,7 @@ pub fn run_steps<M: Module>(
     let stop = StopFlag::install()?;
     let bar = progress_bar(s.name, s.steps, start, s.quiet);
     let last_checkpoint = |step: usize| (step / s.checkpoint_every) * s.checkpoint_every;
+    let started = Instant::now();
     let mut step = start;
     while step < s.steps {
         let lr = lr_at(step, s.lr, s.warmup, s.steps);
@@ -131,6 +133,16 @@ pub fn run_steps<M: Module>(
 
         let stopping = stop.requested();
         if step % s.checkpoint_every == 0 || step == s.steps || stopping {
+            if !s.quiet && !std::io::stderr().is_terminal() {
+                // No bar off a terminal (a log file under nohup): a line per checkpoint instead.
+                eprintln!(
+                    "{}: step {step}/{} loss {loss_sum:.4} ({:.2} s/step, {:.0} s so far)",
+                    s.name,
+                    s.steps,
+                    seconds,
+                    started.elapsed().as_secs_f64()
+                );
+            }
             save_checkpoint(s.dir, &model, &optim, &TrainState { step, seed: s.seed })?;
             plot_losses(s.dir, s.plot_title)?;
         }
