@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use realm_native::commands::{
-    ask, convert, demo, eval, finetune, finetune_retriever, index, skeleton,
+    ask, convert, demo, eval, finetune, finetune_retriever, index, skeleton, tag,
 };
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
@@ -56,6 +56,9 @@ enum Command {
     /// Walking skeleton: a tiny seeded REALM embedder over ten built-in passages, searched on
     /// the CPU reference and the WGSL kernel (the browser tests compare against its --json).
     Skeleton(skeleton::SkeletonArgs),
+    /// The salient spans (entities, dates) pre-training would mask in a corpus's sentences: a
+    /// summary, and every sentence with --json.
+    Tag(tag::TagArgs),
 }
 
 fn main() {
@@ -73,6 +76,7 @@ fn main() {
                 .map(|files| files.iter().for_each(|f| println!("{}", f.display())))
         }
         Command::Skeleton(args) => skeleton::run(&args),
+        Command::Tag(args) => tag::run(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

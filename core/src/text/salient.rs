@@ -221,54 +221,44 @@ pub fn salient_spans(sentence: &str, gazetteer: &Gazetteer) -> Vec<SalientSpan> 
     let text = |i: usize| &sentence[words[i].0..words[i].1];
     let mut i = 0;
     while i < words.len() {
-        // A title from the corpus, longest first.
-        if let Some(n) = gazetteer.longest_at(sentence, &words, i) {
-            let (s, e) = (words[i].0, words[i + n - 1].1);
-            let sentence_initial_single = i == 0 && n == 1;
-            if !taken(&spans, s, e) && !sentence_initial_single {
-                spans.push(SalientSpan {
-                    start: s,
-                    end: e,
-                    kind: SpanKind::Entity,
-                });
-                i += n;
-                continue;
-            }
-        }
-        // A run of capitalised words, joined by connectors, not ending in one.
-        if starts_upper(text(i)) && !NOT_NAMES.contains(&text(i)) && !is_number(text(i)) {
-            let mut last = i;
-            let mut j = i + 1;
-            while j < words.len() {
-                let joins =
-                    CONNECTORS.contains(&text(j)) || (text(j) == "the" && text(j - 1) == "of");
-                if starts_upper(text(j)) && !is_number(text(j)) {
-                    last = j;
-                } else if !joins {
-                    break;
+        // A title from the corpus (longest first) or a run of capitalised words joined by
+        // connectors and not ending in one, whichever reaches further.
+        let title = gazetteer.longest_at(sentence, &words, i).map(|n| i + n - 1);
+        let run = (starts_upper(text(i)) && !NOT_NAMES.contains(&text(i)) && !is_number(text(i)))
+            .then(|| {
+                let mut last = i;
+                for j in i + 1..words.len() {
+                    let joins =
+                        CONNECTORS.contains(&text(j)) || (text(j) == "the" && text(j - 1) == "of");
+                    if starts_upper(text(j)) && !is_number(text(j)) {
+                        last = j;
+                    } else if !joins {
+                        break;
+                    }
                 }
-                j += 1;
-            }
-            let s = words[i].0;
-            // A possessive is not part of the name.
-            let end_word = text(last);
-            let e = words[last].1
-                - ["'s", "’s"]
-                    .iter()
-                    .find(|p| end_word.len() > p.len() && end_word.ends_with(*p))
-                    .map_or(0, |p| p.len());
-            // A lone capital at the start of a sentence is usually just the first word.
-            if !(i == 0 && last == 0) && !taken(&spans, s, e) {
-                spans.push(SalientSpan {
-                    start: s,
-                    end: e,
-                    kind: SpanKind::Entity,
-                });
-            }
-            i = last + 1;
+                last
+            });
+        let Some(last) = title.max(run) else {
+            i += 1;
             continue;
+        };
+        let s = words[i].0;
+        // A possessive is not part of the name.
+        let end_word = text(last);
+        let e = words[last].1
+            - ["'s", "’s"]
+                .iter()
+                .find(|p| end_word.len() > p.len() && end_word.ends_with(*p))
+                .map_or(0, |p| p.len());
+        // A lone capital at the start of a sentence is usually just the first word.
+        if !(i == 0 && last == 0) && !taken(&spans, s, e) {
+            spans.push(SalientSpan {
+                start: s,
+                end: e,
+                kind: SpanKind::Entity,
+            });
         }
-        i += 1;
+        i = last + 1;
     }
     spans.sort_by_key(|s| s.start);
     spans
@@ -411,8 +401,41 @@ mod tests {
     }
 
     #[test]
+    fn random_text_never_panics_and_spans_lie_on_char_boundaries() {
+        let alphabet: Vec<char> = "aZ Mé.-'&\u{a0}日1 9Ju".chars().collect();
+        let g = Gazetteer::from_titles(["Zé Ma", "M"]);
+        let mut rng = crate::rng::SplitMix64::new(11);
+        for _ in 0..2000 {
+            let len = (rng.next_u64() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(rng.next_u64() % alphabet.len() as u64) as usize])
+                .collect();
+            let spans = salient_spans(&text, &g);
+            for pair in spans.windows(2) {
+                assert!(
+                    pair[0].end <= pair[1].start,
+                    "overlap in {text:?}: {spans:?}"
+                );
+            }
+            for s in &spans {
+                assert!(
+                    text.is_char_boundary(s.start)
+                        && text.is_char_boundary(s.end)
+                        && s.start < s.end
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_title_with_a_disambiguation_is_matched_without_it() {
         let g = Gazetteer::from_titles(["Mercury (planet)"]);
+        // The longer of a title and a run of capitals wins.
+        let eras = Gazetteer::from_titles(["Paleozoic"]);
+        assert_eq!(
+            tagged("It is the first period of the Paleozoic Era.", &eras),
+            pairs(&[("entity", "Paleozoic Era")])
+        );
         assert_eq!(
             tagged("It orbits close to Mercury today", &g),
             pairs(&[("entity", "Mercury")])

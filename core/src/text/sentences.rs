@@ -53,8 +53,10 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
 /// Whether the word ending at the period at `dot` is an abbreviation or an initial.
 fn abbreviation_before(text: &str, dot: usize) -> bool {
     let word_start = text[..dot]
-        .rfind(|c: char| c.is_whitespace() || c == '(' || c == '"')
-        .map_or(0, |p| p + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || c == '(' || c == '"')
+        .map_or(0, |(p, c)| p + c.len_utf8());
     let word = &text[word_start..dot];
     let mut chars = word.chars();
     let initial = matches!((chars.next(), chars.next()), (Some(c), None) if c.is_uppercase());
@@ -125,5 +127,31 @@ mod tests {
             split("See the Fig. below. Done."),
             ["See the Fig. below.", "Done."]
         );
+    }
+
+    #[test]
+    fn non_ascii_white_space_and_letters_around_the_stops() {
+        assert_eq!(
+            split("Die Straße\u{a0}St. Élysée. Été\u{a0}vient. Ça va."),
+            ["Die Straße\u{a0}St. Élysée.", "Été\u{a0}vient.", "Ça va."]
+        );
+    }
+
+    #[test]
+    fn random_text_never_panics_and_sentences_lie_on_char_boundaries() {
+        let alphabet: Vec<char> = "aZ .!?\"'()\u{a0}é€日\n1".chars().collect();
+        let mut rng = crate::rng::SplitMix64::new(7);
+        for _ in 0..2000 {
+            let len = (rng.next_u64() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(rng.next_u64() % alphabet.len() as u64) as usize])
+                .collect();
+            for (s, e) in sentences(&text) {
+                assert!(
+                    text.is_char_boundary(s) && text.is_char_boundary(e) && s < e,
+                    "{text:?}"
+                );
+            }
+        }
     }
 }

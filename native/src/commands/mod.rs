@@ -8,3 +8,4 @@ pub mod finetune;
 pub mod finetune_retriever;
 pub mod index;
 pub mod skeleton;
+pub mod tag;
