@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use realm_native::commands::{
-    ask, convert, demo, eval, finetune, finetune_retriever, index, skeleton, tag,
+    ask, convert, demo, eval, finetune, finetune_retriever, ict, index, skeleton, tag,
 };
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
@@ -44,6 +44,9 @@ enum Command {
     /// embeddings of an index (REALM's retriever marginal over the top B); writes
     /// query.safetensors and query.json, which ask and eval use beside the reader.
     FinetuneRetriever(finetune_retriever::RetrieverArgs),
+    /// Warm-start an embedder with ORQA's inverse cloze task on a corpus (a sentence retrieves
+    /// its passage among the batch's); held-out retrieval accuracy is logged as it trains.
+    Ict(ict::IctArgs),
     /// Embed a corpus with a sentence model into an index shard (f32, f16 or int8), or
     /// re-write an existing shard in another element type (--from).
     Index(index::IndexArgs),
@@ -70,6 +73,7 @@ fn main() {
         Command::Eval(args) => eval::run(&args),
         Command::Finetune(args) => finetune::run(&args),
         Command::FinetuneRetriever(args) => finetune_retriever::run(&args),
+        Command::Ict(args) => ict::run(&args),
         Command::Index(args) => index::run(&args),
         Command::Plot { dir } => {
             realm_native::train::plot::plot_losses(&dir, "realm: training loss")

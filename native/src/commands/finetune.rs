@@ -257,6 +257,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         seed: args.seed,
         plot_title: "realm finetune: span-reader loss",
         quiet: args.quiet,
+        eval_every: 0,
     };
     let micro = |model: &SpanReader, position: usize| {
         let t = Instant::now();
@@ -280,7 +281,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
             describe: format!("questions {}", names.join(", ")),
         })
     };
-    let model = match run_steps(&schedule, model, optim, start, micro)? {
+    let model = match run_steps(&schedule, model, optim, start, micro, None)? {
         Ended::Finished(model) => model,
         Ended::Stopped => return Ok(()),
     };

@@ -265,6 +265,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         seed: args.seed,
         plot_title: "realm finetune-retriever: retriever loss",
         quiet: args.quiet,
+        eval_every: 0,
     };
     let dim = shard.dim;
     let micro = |model: &RealmEmbedder, position: usize| {
@@ -346,7 +347,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
             ),
         })
     };
-    let embedder = match run_steps(&schedule, embedder, optim, start, micro)? {
+    let embedder = match run_steps(&schedule, embedder, optim, start, micro, None)? {
         Ended::Finished(model) => model,
         Ended::Stopped => return Ok(()),
     };

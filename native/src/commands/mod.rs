@@ -6,6 +6,7 @@ pub mod demo;
 pub mod eval;
 pub mod finetune;
 pub mod finetune_retriever;
+pub mod ict;
 pub mod index;
 pub mod skeleton;
 pub mod tag;

@@ -37,7 +37,14 @@ pub struct Schedule<'a> {
     pub seed: u64,
     pub plot_title: &'a str,
     pub quiet: bool,
+    /// Steps between evaluations (0: none); with evaluations there is one before the first
+    /// step and one after the last.
+    pub eval_every: usize,
 }
+
+/// An evaluation of the model between steps: one metrics line `{"step", "after_steps",
+/// "eval": {...}}` and one line on stderr.
+pub type Evaluate<'a, M> = &'a mut dyn FnMut(&M) -> anyhow::Result<serde_json::Value>;
 
 /// One micro-batch's loss (already divided by the micro-batches of a step) and what it held,
 /// named in the error when the loss is not finite.
@@ -65,11 +72,32 @@ pub fn run_steps<M: Module>(
     mut optim: ModuleOptimizer,
     start: usize,
     mut micro: impl FnMut(&M, usize) -> anyhow::Result<MicroLoss>,
+    mut evaluate: Option<Evaluate<M>>,
 ) -> anyhow::Result<Ended<M>> {
     let s = schedule;
     let mut metrics = MetricsLog::open(s.dir, start)?;
     let stop = StopFlag::install()?;
     let bar = progress_bar(s.name, s.steps, start, s.quiet);
+    let mut eval_now = |model: &M, done: usize, metrics: &mut MetricsLog| -> anyhow::Result<()> {
+        if let Some(evaluate) = evaluate.as_mut() {
+            let result = evaluate(model)?;
+            metrics.write(&serde_json::json!({
+                "step": done.saturating_sub(1),
+                "after_steps": done,
+                "eval": result,
+            }))?;
+            let line = format!("{}: after {done} steps: {result}", s.name);
+            match (s.quiet, std::io::stderr().is_terminal()) {
+                (true, _) => {}
+                (false, true) => bar.println(line),
+                (false, false) => eprintln!("{line}"),
+            }
+        }
+        Ok(())
+    };
+    if start == 0 && s.eval_every > 0 {
+        eval_now(&model, 0, &mut metrics)?;
+    }
     let last_checkpoint = |step: usize| (step / s.checkpoint_every) * s.checkpoint_every;
     let started = Instant::now();
     let mut step = start;
@@ -131,6 +159,9 @@ pub fn run_steps<M: Module>(
         bar.set_message(format!("loss {loss_sum:.3}"));
         bar.inc(1);
 
+        if s.eval_every > 0 && (step % s.eval_every == 0 || step == s.steps) {
+            eval_now(&model, step, &mut metrics)?;
+        }
         let stopping = stop.requested();
         if step % s.checkpoint_every == 0 || step == s.steps || stopping {
             if !s.quiet && !std::io::stderr().is_terminal() {

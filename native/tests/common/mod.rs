@@ -120,6 +120,22 @@ pub fn squad_paragraphs(squad: &Path, n: usize) -> Vec<String> {
     paragraphs
 }
 
+/// `dir/name`: JSON lines of `texts` (all titled "Super Bowl 50").
+pub fn write_corpus(dir: &Path, name: &str, texts: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    let lines: String = texts
+        .iter()
+        .map(|t| {
+            format!(
+                "{}\n",
+                serde_json::json!({"title": "Super Bowl 50", "text": t})
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
 /// `dir/name` as JSON lines of `texts`, and its index shard built with `base` by `realm index`.
 pub fn write_indexed_corpus(
     dir: &Path,
