@@ -250,7 +250,7 @@ mod tests {
         );
         let distinct = seen.iter().collect::<std::collections::BTreeSet<_>>().len();
         assert!(
-            distinct >= 5,
+            distinct >= 4,
             "the index was swapped while training ran: {distinct} versions"
         );
         assert!(
