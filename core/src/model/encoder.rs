@@ -118,6 +118,46 @@ impl KnowledgeAugEncoder {
     }
 }
 
+impl KnowledgeAugEncoder {
+    /// Masked-LM logits at `targets` positions of each row only (REALM computes the
+    /// vocabulary softmax at the masked tokens, not over the whole sequence).
+    ///
+    /// # Shapes
+    /// - `input`: `[rows, seq]`, `positions`: `[rows * targets]` (positions within each row)
+    /// - returns `[rows, targets, vocab]`
+    pub fn forward_at(
+        &self,
+        input: &BertInput,
+        positions: &[u32],
+        targets: usize,
+        device: &Device,
+    ) -> Tensor<3> {
+        let (rows, seq) = (input.batch, input.seq);
+        assert_eq!(
+            positions.len(),
+            rows * targets,
+            "positions must be [rows, targets] = [{rows}, {targets}]"
+        );
+        let hidden = self.bert.forward(input, device).last_hidden_state; // [rows, seq, hidden]
+        let width = hidden.dims()[2];
+        let flat: Vec<i32> = positions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                assert!((p as usize) < seq, "position {p} past the {seq} of a row");
+                ((i / targets) * seq + p as usize) as i32
+            })
+            .collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(flat, [rows * targets]), device);
+        let picked = hidden
+            .reshape([rows * seq, width])
+            .select(0, index)
+            .reshape([rows, targets, width]); // [rows, targets, hidden]
+        self.mlm
+            .forward(picked, self.bert.embeddings.word_embeddings.weight.val())
+    }
+}
+
 /// The marginal log-likelihood of the masked tokens and the loss REALM minimises.
 pub struct MarginalLikelihood {
     /// `[batch, seq]`: log p(y_j | x) = logsumexp_z [log p(z | x) + log p(y_j | z, x)];
