@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use realm_native::commands::{
-    ask, convert, demo, eval, finetune, finetune_retriever, ict, index, skeleton, tag,
+    ask, convert, demo, eval, finetune, finetune_retriever, ict, index, pretrain, skeleton, tag,
 };
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
@@ -50,6 +50,10 @@ enum Command {
     /// Embed a corpus with a sentence model into an index shard (f32, f16 or int8), or
     /// re-write an existing shard in another element type (--from).
     Index(index::IndexArgs),
+    /// REALM pre-training: salient-span masked sentences, candidates retrieved from an index
+    /// refreshed in the background, the null document, and the marginal masked-LM loss whose
+    /// gradient reaches the retriever.
+    Pretrain(pretrain::PretrainArgs),
     /// Draw a training run's loss curve (DIR/loss.svg and DIR/loss.png) from its
     /// metrics.jsonl; finetune also draws it at every checkpoint.
     Plot {
@@ -75,6 +79,7 @@ fn main() {
         Command::FinetuneRetriever(args) => finetune_retriever::run(&args),
         Command::Ict(args) => ict::run(&args),
         Command::Index(args) => index::run(&args),
+        Command::Pretrain(args) => pretrain::run(&args),
         Command::Plot { dir } => {
             realm_native::train::plot::plot_losses(&dir, "realm: training loss")
                 .map(|files| files.iter().for_each(|f| println!("{}", f.display())))

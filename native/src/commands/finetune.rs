@@ -279,6 +279,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
             loss,
             data_seconds,
             describe: format!("questions {}", names.join(", ")),
+            extra: serde_json::Value::Null,
         })
     };
     let model = match run_steps(&schedule, model, optim, start, micro, None)? {

@@ -345,6 +345,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            extra: serde_json::Value::Null,
         })
     };
     let embedder = match run_steps(&schedule, embedder, optim, start, micro, None)? {

@@ -251,6 +251,7 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
             loss,
             data_seconds,
             describe: format!("passages {picked:?}"),
+            extra: serde_json::Value::Null,
         })
     };
     let mut evaluate = |model: &RealmEmbedder| -> anyhow::Result<serde_json::Value> {

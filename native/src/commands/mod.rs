@@ -8,5 +8,6 @@ pub mod finetune;
 pub mod finetune_retriever;
 pub mod ict;
 pub mod index;
+pub mod pretrain;
 pub mod skeleton;
 pub mod tag;

@@ -27,6 +27,9 @@ pub struct StepLine {
     pub grad_norm: f64,
     pub examples_per_s: f64,
     pub seconds: Phases,
+    /// What else the trainer logs per step (pre-training: the index's staleness).
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
 }
 
 pub struct MetricsLog {

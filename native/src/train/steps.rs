@@ -53,6 +53,8 @@ pub struct MicroLoss {
     /// Seconds spent assembling the batch.
     pub data_seconds: f64,
     pub describe: String,
+    /// Logged in the step's metrics line (`Value::Null`: nothing).
+    pub extra: serde_json::Value,
 }
 
 /// How a run ended.
@@ -107,13 +109,16 @@ pub fn run_steps<M: Module>(
         let mut phases = Phases::default();
         let mut accumulator = GradientsAccumulator::<M>::new();
         let mut loss_sum = 0.0f64;
+        let mut extra = serde_json::Value::Null;
         for m in 0..s.accumulate {
             let t = Instant::now();
             let MicroLoss {
                 loss,
                 data_seconds,
                 describe,
+                extra: micro_extra,
             } = micro(&model, step * s.accumulate + m)?;
+            extra = micro_extra;
             let value: f32 = loss.clone().into_scalar::<f32>();
             phases.data += data_seconds;
             phases.forward += t.elapsed().as_secs_f64() - data_seconds;
@@ -155,6 +160,7 @@ pub fn run_steps<M: Module>(
             grad_norm: f64::from(grad_norm),
             examples_per_s: (s.batch * s.accumulate) as f64 / seconds,
             seconds: phases,
+            extra: extra.clone(),
         })?;
         bar.set_message(format!("loss {loss_sum:.3}"));
         bar.inc(1);

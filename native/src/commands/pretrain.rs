@@ -1,0 +1,485 @@
+//! `realm pretrain`: REALM's pre-training loop (sections 2-3) on one machine. A query is a
+//! corpus sentence with a salient span masked (`train::masking`); the current index (refreshed
+//! in the background, `train::refresh`) gives its top candidates by MIPS, from which the
+//! query's own passage and any passage holding the sentence verbatim are dropped, and the null
+//! document goes first. The candidates are re-embedded with the current weights, so the
+//! gradient reaches Embed_doc as well as Embed_input (one embedder for both), and
+//! p(z|x) = softmax_z f(x, z) with f(x, null) = 0. The knowledge-augmented encoder reads
+//! `[CLS] x [SEP] z_body [SEP]` (title dropped) and its masked-LM head scores the masked
+//! positions only; the loss is -log sum_z p(y_j|z,x) p(z|x) per masked token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use clap::{Args, ValueEnum};
+use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::index::MipsIndex;
+use realm_core::index::exact::ExactIndex;
+use realm_core::model::embedder::RealmEmbedder;
+use realm_core::model::encoder::{IGNORE_LABEL, KnowledgeAugEncoder, marginal_log_likelihood};
+use realm_core::rng::SplitMix64;
+use realm_core::text::BertInput;
+use realm_core::text::corpus::Passage;
+use realm_core::text::salient::{Gazetteer, salient_spans};
+use realm_core::text::sentences::sentences;
+use realm_core::train::init::encoder_from_bert;
+use realm_core::train::masking::{
+    MaskedQuery, Masking, document_uid, keeps_candidate, mask_sentence,
+};
+use realm_core::train::optim::bert_adamw;
+use serde::{Deserialize, Serialize};
+
+use crate::commands::finetune::DeviceKind;
+use crate::commands::index::widened;
+use crate::embed::{embed_passages, read_passages};
+use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
+use crate::files::shard_file::{read_shard, write_atomic};
+use crate::train::order::Order;
+use crate::train::refresh::{Built, RefreshSchedule, Refresher};
+use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
+use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
+
+/// How queries are masked (the paper's ablation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum MaskingArg {
+    Salient,
+    RandomToken,
+    RandomSpan,
+}
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct PretrainArgs {
+    /// The run directory to create (checkpoints, metrics.jsonl, the trained weights).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
+    /// Base BERT directory: the embedder and the encoder start from it (fresh MLM head).
+    #[arg(long, default_value = "data/all-minilm-l6-v2")]
+    pub model: PathBuf,
+    /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries.
+    #[arg(long, required_unless_present = "resume")]
+    pub corpus: Option<PathBuf>,
+    /// The starting index: a shard of `--corpus` built with `--model` (`realm index`).
+    #[arg(long, required_unless_present = "resume")]
+    pub index: Option<PathBuf>,
+    /// Use only the first N passages (0: all); the index must hold them all.
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    #[arg(long, value_enum, default_value = "salient")]
+    pub masking: MaskingArg,
+    /// Candidates per query, the null document included.
+    #[arg(long, default_value_t = 8)]
+    pub candidates: usize,
+    /// Wordpieces of a query (`[CLS] sentence [SEP]`).
+    #[arg(long, default_value_t = 64)]
+    pub query_length: usize,
+    /// Wordpieces of `[CLS] query [SEP] body [SEP]` the encoder reads.
+    #[arg(long, default_value_t = 192)]
+    pub max_length: usize,
+    /// Wordpieces of a passage as the embedder reads it.
+    #[arg(long, default_value_t = 128)]
+    pub block_length: usize,
+    /// When the background index refresh runs: back-to-back, every:N (steps) or never.
+    #[arg(long, default_value = "back-to-back")]
+    pub refresh: String,
+    /// The ablation: refresh 30 times less often.
+    #[arg(long)]
+    pub stale_30x: bool,
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Queries per micro-batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f32,
+    #[arg(long, default_value_t = 50)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    #[arg(long)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+/// The two networks REALM pre-trains together.
+#[derive(Module, Debug)]
+pub struct RealmModel {
+    /// Embed_input and Embed_doc (shared).
+    pub embedder: RealmEmbedder,
+    /// p(y | z, x).
+    pub encoder: KnowledgeAugEncoder,
+}
+
+pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
+    let (dir, args, resuming) = match &args.resume {
+        Some(dir) => {
+            let saved: PretrainArgs =
+                serde_json::from_slice(&std::fs::read(dir.join("args.json")).with_context(
+                    || format!("{} is not a run directory (no args.json)", dir.display()),
+                )?)?;
+            (
+                dir.clone(),
+                PretrainArgs {
+                    quiet: args.quiet,
+                    ..saved
+                },
+                true,
+            )
+        }
+        None => {
+            let dir = args
+                .out
+                .clone()
+                .expect("clap requires --out without --resume");
+            if dir.join("args.json").exists() {
+                bail!(
+                    "{} already holds a run: continue it with --resume {0}, or choose another --out",
+                    dir.display()
+                );
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
+            (dir, args.clone(), false)
+        }
+    };
+    if args.steps == 0 || args.batch == 0 || args.accumulate == 0 || args.checkpoint_every == 0 {
+        bail!("--steps, --batch, --accumulate and --checkpoint-every must be at least 1");
+    }
+    if args.candidates < 2 {
+        bail!("--candidates counts the null document: it must be at least 2");
+    }
+    if args.query_length + 2 > args.max_length || args.max_length > 512 {
+        bail!("--max-length must leave room for a body after --query-length, and be at most 512");
+    }
+    let schedule_kind = RefreshSchedule::parse(&args.refresh, args.stale_30x)?;
+    let given = |p: &Option<PathBuf>| p.clone().expect("clap requires it without --resume");
+    let (corpus_path, index_path) = (given(&args.corpus), given(&args.index));
+    let device = args.device.device();
+    let train_device = device.clone().autodiff();
+    let base = read_base(&args.model)?;
+    let tokenizer = base.tokenizer.clone();
+
+    let mut passages = read_passages(&corpus_path, 0)?;
+    if args.limit > 0 {
+        passages.truncate(args.limit);
+    }
+    let passages = Arc::new(passages);
+    let uids: Vec<u64> = passages
+        .iter()
+        .map(|p| document_uid(&p.title, &p.text))
+        .collect();
+    let gazetteer = Gazetteer::from_titles(passages.iter().map(|p| p.title.as_str()));
+    // Every sentence that can become a query: (passage, byte range).
+    let queries: Vec<(usize, (usize, usize))> = passages
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| sentences(&p.text).into_iter().map(move |s| (i, s)))
+        .filter(|&(i, (s, e))| {
+            args.masking != MaskingArg::Salient
+                || !salient_spans(&passages[i].text[s..e], &gazetteer).is_empty()
+        })
+        .collect();
+    if queries.is_empty() {
+        bail!(
+            "no sentence of {} has a salient span to mask",
+            corpus_path.display()
+        );
+    }
+
+    // The starting index, whose rows must name passages we read.
+    let shard = read_shard(&index_path)?;
+    let ids = shard.ids.clone();
+    if ids.len() != passages.len() || ids.iter().any(|&id| id as usize >= passages.len()) {
+        bail!(
+            "{} holds {} vectors, not one for each of the {} passages read from {}: build it with `realm index --corpus {} --limit {} --out ...`",
+            index_path.display(),
+            ids.len(),
+            passages.len(),
+            corpus_path.display(),
+            corpus_path.display(),
+            passages.len()
+        );
+    }
+    let initial = ExactIndex::new(widened(&shard), shard.dim)?;
+    let build = {
+        let (passages, tokenizer, ids, length) = (
+            passages.clone(),
+            tokenizer.clone(),
+            ids.clone(),
+            args.block_length,
+        );
+        move |_step: usize,
+              embedder: RealmEmbedder|
+              -> anyhow::Result<Box<dyn MipsIndex + Send + Sync>> {
+            let model = SentenceModel {
+                embedder,
+                tokenizer: tokenizer.clone(),
+            };
+            let dim = model.embedder.dim();
+            let all = embed_passages(&model, &passages, length, 16, false)?;
+            // Rows in the index's id order, as the starting shard had them.
+            let rows: Vec<f32> = ids
+                .iter()
+                .flat_map(|&id| {
+                    all[id as usize * dim..(id as usize + 1) * dim]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            Ok(Box::new(ExactIndex::new(rows, dim)?))
+        }
+    };
+    let mut refresher = Refresher::start(
+        Built {
+            index: Box::new(initial),
+            step: 0,
+        },
+        schedule_kind,
+        build,
+    );
+
+    let embedder = sentence_model(&base, &device)?.embedder;
+    let mut loader = WeightLoader::new(
+        encoder_from_bert(&base.config, &base.weights, args.seed),
+        &device,
+    );
+    let encoder = KnowledgeAugEncoder::load(&base.config, &mut loader, &device)
+        .context("the base model is not a BERT the encoder can sit on")?;
+    loader.finish(&[])?;
+    let mut model: RealmModel = RealmModel { embedder, encoder }.fork(&train_device).train();
+    let optim;
+    let mut start = 0;
+    match latest_checkpoint(&dir)?.filter(|_| resuming) {
+        Some(checkpoint) => {
+            let state;
+            (model, optim, state) = load_checkpoint(&checkpoint, model, bert_adamw)?;
+            start = state.step;
+            eprintln!("pretrain: resumed {} at step {start}", checkpoint.display());
+        }
+        None => optim = bert_adamw(&model),
+    }
+    eprintln!(
+        "pretrain: {} passages, {} query sentences; {} candidates per query; refresh {:?}; {} steps of {} x {}",
+        passages.len(),
+        queries.len(),
+        args.candidates,
+        schedule_kind,
+        args.steps,
+        args.batch,
+        args.accumulate
+    );
+
+    let lengths: Vec<usize> = queries.iter().map(|&(_, (s, e))| e - s).collect();
+    let mut order = Order::new(&lengths, args.batch, args.seed);
+    let masking = match args.masking {
+        MaskingArg::Salient => Masking::SalientSpan,
+        MaskingArg::RandomToken => Masking::RandomToken,
+        MaskingArg::RandomSpan => Masking::RandomSpan,
+    };
+    let schedule = Schedule {
+        name: "pretrain",
+        dir: &dir,
+        steps: args.steps,
+        accumulate: args.accumulate,
+        batch: args.batch,
+        lr: args.lr,
+        warmup: (args.warmup * args.steps as f64).round() as usize,
+        clip: args.clip,
+        checkpoint_every: args.checkpoint_every,
+        seed: args.seed,
+        plot_title: "realm pretrain: masked-LM marginal loss",
+        quiet: args.quiet,
+        eval_every: 0,
+    };
+    let cpu = realm_core::device::cpu_device();
+    let micro = |model: &RealmModel, position: usize| {
+        if position % args.accumulate == 0 {
+            let step = position / args.accumulate;
+            refresher.after_step(step, || model.embedder.valid().fork(&cpu))?;
+        }
+        let t = Instant::now();
+        let mut rng =
+            SplitMix64::new(args.seed ^ (position as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+        let picked = order.batch(position).to_vec();
+        let mut masked: Vec<(usize, MaskedQuery)> = Vec::new();
+        for &q in &picked {
+            let (p, (s, e)) = queries[q];
+            let sentence = &passages[p].text[s..e];
+            if let Some(m) = mask_sentence(
+                &tokenizer,
+                sentence,
+                masking,
+                &gazetteer,
+                args.query_length,
+                &mut rng,
+            )? {
+                masked.push((p, m));
+            }
+        }
+        if masked.is_empty() {
+            bail!(
+                "no query of micro-batch {position} could be masked within --query-length {}",
+                args.query_length
+            );
+        }
+        let built = refresher.current();
+        let data_seconds = t.elapsed().as_secs_f64();
+        let loss = realm_loss(
+            model,
+            &masked,
+            &passages,
+            &uids,
+            &built,
+            &tokenizer,
+            &args,
+            &train_device,
+        )?;
+        Ok(MicroLoss {
+            loss: loss.div_scalar(args.accumulate as f64),
+            data_seconds,
+            describe: format!("queries {picked:?}, index of step {}", built.step),
+            extra: serde_json::json!({
+                "staleness": (position / args.accumulate).saturating_sub(built.step),
+                "index_step": built.step,
+                "queries": masked.len(),
+            }),
+        })
+    };
+    let model = match run_steps(&schedule, model, optim, start, micro, None)? {
+        Ended::Finished(model) => model,
+        Ended::Stopped => return Ok(()),
+    };
+    let weights = realm_core::checkpoint::module_io::export_params(&model.valid(), |_| true);
+    write_atomic(
+        &dir.join("realm.safetensors"),
+        &realm_core::checkpoint::safetensors_file::write_safetensors(&weights)?,
+    )?;
+    eprintln!(
+        "pretrain: done; the embedder and encoder are in {} (realm.safetensors)",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// The marginal masked-LM loss of `masked` queries over their candidates.
+#[allow(clippy::too_many_arguments)]
+fn realm_loss(
+    model: &RealmModel,
+    masked: &[(usize, MaskedQuery)],
+    passages: &[Passage],
+    uids: &[u64],
+    built: &Built,
+    tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
+    args: &PretrainArgs,
+    device: &Device,
+) -> anyhow::Result<Tensor<1>> {
+    let (b, k) = (masked.len(), args.candidates);
+    let rows: Vec<(&[u32], &[u32])> = masked
+        .iter()
+        .map(|(_, m)| (&m.ids[..], &m.type_ids[..]))
+        .collect();
+    let query = model
+        .embedder
+        .embed(&BertInput::padded(&rows, tokenizer.pad_id), device); // [b, dim]
+    let dim = query.dims()[1];
+    let host: Vec<f32> = query
+        .clone()
+        .detach()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32");
+    let depth = (k - 1 + 16).min(built.index.len());
+    let hits = built.index.search(&host, depth)?;
+    // The retrieved candidates of each query (passage positions), the null document aside.
+    let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(b);
+    for ((p, m), hits) in masked.iter().zip(&hits) {
+        let picked: Vec<usize> = hits
+            .iter()
+            .map(|h| h.id as usize)
+            .filter(|&z| keeps_candidate(m, uids[*p], uids[z], &passages[z].text))
+            .take(k - 1)
+            .collect();
+        if picked.len() < k - 1 {
+            bail!(
+                "only {} candidates besides the query's own passage: the corpus is too small for --candidates {k}",
+                picked.len()
+            );
+        }
+        chosen.push(picked);
+    }
+    // Re-embedded with the current weights: the gradient reaches Embed_doc.
+    let texts: Vec<String> = chosen
+        .iter()
+        .flatten()
+        .map(|&z| passages[z].embedding_text())
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let docs = model
+        .embedder
+        .embed(&tokenizer.encode_batch(&texts, args.block_length)?, device); // [b * (k - 1), dim]
+    let retrieved = (query.reshape([b, 1, dim]) * docs.reshape([b, k - 1, dim]))
+        .sum_dim(2)
+        .reshape([b, k - 1]);
+    let null = Tensor::<2>::zeros([b, 1], device);
+    let relevance_score = Tensor::cat(vec![null, retrieved], 1); // [b, k]: f(x, null) = 0 first
+
+    // [CLS] x [SEP] z_body [SEP] for every candidate (the null document has no body).
+    let mut ids = Vec::with_capacity(b * k);
+    for ((_, m), chosen) in masked.iter().zip(&chosen) {
+        let room = args.max_length - m.ids.len();
+        for z in std::iter::once(None).chain(chosen.iter().map(Some)) {
+            let mut row_ids = m.ids.clone();
+            let mut row_types = m.type_ids.clone();
+            if let Some(&z) = z {
+                let body = tokenizer.encode(&passages[z].text, Some(room + 1))?;
+                // Its wordpieces after [CLS], the final [SEP] included.
+                row_ids.extend(&body.ids[1..]);
+                row_types.extend(std::iter::repeat_n(1, body.ids.len() - 1));
+            } else {
+                row_ids.push(tokenizer.sep_id);
+                row_types.push(1);
+            }
+            ids.push((row_ids, row_types));
+        }
+    }
+    let pairs: Vec<(&[u32], &[u32])> = ids.iter().map(|(i, t)| (&i[..], &t[..])).collect();
+    let input = BertInput::padded(&pairs, tokenizer.pad_id);
+    // The masked positions of each query, the same in each of its candidates' rows.
+    let targets = masked
+        .iter()
+        .map(|(_, m)| m.targets.len())
+        .max()
+        .unwrap_or(1);
+    let mut positions = Vec::with_capacity(b * k * targets);
+    let mut labels = Vec::with_capacity(b * targets);
+    let mut mask = Vec::with_capacity(b * targets);
+    for (_, m) in masked {
+        for _ in 0..k {
+            positions.extend((0..targets).map(|j| m.targets.get(j).map_or(0, |t| t.0 as u32)));
+        }
+        labels.extend(
+            (0..targets).map(|j| m.targets.get(j).map_or(IGNORE_LABEL, |t| i64::from(t.1))),
+        );
+        mask.extend((0..targets).map(|j| if j < m.targets.len() { 1.0f32 } else { 0.0 }));
+    }
+    let logits = model
+        .encoder
+        .forward_at(&input, &positions, targets, device); // [b * k, targets, vocab]
+    Ok(marginal_log_likelihood(logits, relevance_score, &labels, &mask).loss)
+}
