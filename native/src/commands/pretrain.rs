@@ -69,38 +69,46 @@ pub struct PretrainArgs {
     /// The starting index: a shard of `--corpus` built with `--model` (`realm index`).
     #[arg(long, required_unless_present = "resume")]
     pub index: Option<PathBuf>,
-    /// Use only the first N passages (0: all); the index must hold them all.
-    #[arg(long, default_value_t = 0)]
-    pub limit: usize,
+    /// The sizes below, for a demo that learns on two cores in minutes or for the paper's
+    /// run (batch 512 as 16 x 32, 200k steps; a GPU's work: `--device wgpu`). Flags given
+    /// override the preset.
+    #[arg(long, value_enum, default_value = "demo")]
+    pub config: Preset,
+    /// Use only the first N passages (0: all); the index must hold them all (default: the `--config` preset's).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Candidates per query, the null document included (default: the `--config` preset's).
+    #[arg(long)]
+    pub candidates: Option<usize>,
+    /// Wordpieces of a query (`[CLS] sentence [SEP]`) (default: the `--config` preset's).
+    #[arg(long)]
+    pub query_length: Option<usize>,
+    /// Wordpieces of `[CLS] query [SEP] body [SEP]` the encoder reads (default: the `--config` preset's).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Wordpieces of a passage as the embedder reads it (default: the `--config` preset's).
+    #[arg(long)]
+    pub block_length: Option<usize>,
+    /// When the background index refresh runs: back-to-back, every:N (steps) or never (default: the `--config` preset's).
+    #[arg(long)]
+    pub refresh: Option<String>,
+    /// Optimiser steps (default: the `--config` preset's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Queries per micro-batch (default: the `--config` preset's).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Micro-batches whose gradients are summed into one step (default: the `--config` preset's).
+    #[arg(long)]
+    pub accumulate: Option<usize>,
+    /// Peak learning rate (default: the `--config` preset's).
+    #[arg(long)]
+    pub lr: Option<f64>,
     #[arg(long, value_enum, default_value = "salient")]
     pub masking: MaskingArg,
-    /// Candidates per query, the null document included.
-    #[arg(long, default_value_t = 8)]
-    pub candidates: usize,
-    /// Wordpieces of a query (`[CLS] sentence [SEP]`).
-    #[arg(long, default_value_t = 64)]
-    pub query_length: usize,
-    /// Wordpieces of `[CLS] query [SEP] body [SEP]` the encoder reads.
-    #[arg(long, default_value_t = 192)]
-    pub max_length: usize,
-    /// Wordpieces of a passage as the embedder reads it.
-    #[arg(long, default_value_t = 128)]
-    pub block_length: usize,
-    /// When the background index refresh runs: back-to-back, every:N (steps) or never.
-    #[arg(long, default_value = "back-to-back")]
-    pub refresh: String,
     /// The ablation: refresh 30 times less often.
     #[arg(long)]
     pub stale_30x: bool,
-    #[arg(long, default_value_t = 300)]
-    pub steps: usize,
-    /// Queries per micro-batch.
-    #[arg(long, default_value_t = 4)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 1)]
-    pub accumulate: usize,
-    #[arg(long, default_value_t = 5e-5)]
-    pub lr: f64,
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
     #[arg(long, default_value_t = 1.0)]
@@ -114,6 +122,75 @@ pub struct PretrainArgs {
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
+}
+
+/// Size presets of `--config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Preset {
+    /// 2,000 passages, 4 candidates, 2 queries a step, 200 steps, the index refreshed every
+    /// 50 steps: learning shows within an hour on two CPU cores.
+    Demo,
+    /// REALM's configuration: every passage, 8 candidates, 288-wordpiece blocks, batch 512,
+    /// 200,000 steps, learning rate 3e-5, the index refreshed back to back.
+    Paper,
+}
+
+/// The sizes a run uses: the flags given, else the preset's.
+#[derive(Debug, Clone)]
+struct Sizes {
+    limit: usize,
+    candidates: usize,
+    query_length: usize,
+    max_length: usize,
+    block_length: usize,
+    refresh: String,
+    steps: usize,
+    batch: usize,
+    accumulate: usize,
+    lr: f64,
+}
+
+impl PretrainArgs {
+    fn sizes(&self) -> Sizes {
+        let preset = match self.config {
+            Preset::Demo => Sizes {
+                limit: 2000,
+                candidates: 4,
+                query_length: 64,
+                max_length: 160,
+                block_length: 128,
+                refresh: "every:50".into(),
+                steps: 200,
+                batch: 2,
+                accumulate: 1,
+                lr: 1e-4,
+            },
+            Preset::Paper => Sizes {
+                limit: 0,
+                candidates: 8,
+                query_length: 96,
+                max_length: 288,
+                block_length: 288,
+                refresh: "back-to-back".into(),
+                steps: 200_000,
+                batch: 16,
+                accumulate: 32,
+                lr: 3e-5,
+            },
+        };
+        Sizes {
+            limit: self.limit.unwrap_or(preset.limit),
+            candidates: self.candidates.unwrap_or(preset.candidates),
+            query_length: self.query_length.unwrap_or(preset.query_length),
+            max_length: self.max_length.unwrap_or(preset.max_length),
+            block_length: self.block_length.unwrap_or(preset.block_length),
+            refresh: self.refresh.clone().unwrap_or(preset.refresh),
+            steps: self.steps.unwrap_or(preset.steps),
+            batch: self.batch.unwrap_or(preset.batch),
+            accumulate: self.accumulate.unwrap_or(preset.accumulate),
+            lr: self.lr.unwrap_or(preset.lr),
+        }
+    }
 }
 
 /// The two networks REALM pre-trains together.
@@ -157,16 +234,17 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
             (dir, args.clone(), false)
         }
     };
-    if args.steps == 0 || args.batch == 0 || args.accumulate == 0 || args.checkpoint_every == 0 {
+    let z = args.sizes();
+    if z.steps == 0 || z.batch == 0 || z.accumulate == 0 || args.checkpoint_every == 0 {
         bail!("--steps, --batch, --accumulate and --checkpoint-every must be at least 1");
     }
-    if args.candidates < 2 {
+    if z.candidates < 2 {
         bail!("--candidates counts the null document: it must be at least 2");
     }
-    if args.query_length + 2 > args.max_length || args.max_length > 512 {
+    if z.query_length + 2 > z.max_length || z.max_length > 512 {
         bail!("--max-length must leave room for a body after --query-length, and be at most 512");
     }
-    let schedule_kind = RefreshSchedule::parse(&args.refresh, args.stale_30x)?;
+    let schedule_kind = RefreshSchedule::parse(&z.refresh, args.stale_30x)?;
     let given = |p: &Option<PathBuf>| p.clone().expect("clap requires it without --resume");
     let (corpus_path, index_path) = (given(&args.corpus), given(&args.index));
     let device = args.device.device();
@@ -175,8 +253,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let tokenizer = base.tokenizer.clone();
 
     let mut passages = read_passages(&corpus_path, 0)?;
-    if args.limit > 0 {
-        passages.truncate(args.limit);
+    if z.limit > 0 {
+        passages.truncate(z.limit);
     }
     let passages = Arc::new(passages);
     let uids: Vec<u64> = passages
@@ -221,7 +299,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
             passages.clone(),
             tokenizer.clone(),
             ids.clone(),
-            args.block_length,
+            z.block_length,
         );
         move |_step: usize,
               embedder: RealmEmbedder|
@@ -277,15 +355,15 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         "pretrain: {} passages, {} query sentences; {} candidates per query; refresh {:?}; {} steps of {} x {}",
         passages.len(),
         queries.len(),
-        args.candidates,
+        z.candidates,
         schedule_kind,
-        args.steps,
-        args.batch,
-        args.accumulate
+        z.steps,
+        z.batch,
+        z.accumulate
     );
 
     let lengths: Vec<usize> = queries.iter().map(|&(_, (s, e))| e - s).collect();
-    let mut order = Order::new(&lengths, args.batch, args.seed);
+    let mut order = Order::new(&lengths, z.batch, args.seed);
     let masking = match args.masking {
         MaskingArg::Salient => Masking::SalientSpan,
         MaskingArg::RandomToken => Masking::RandomToken,
@@ -294,11 +372,11 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let schedule = Schedule {
         name: "pretrain",
         dir: &dir,
-        steps: args.steps,
-        accumulate: args.accumulate,
-        batch: args.batch,
-        lr: args.lr,
-        warmup: (args.warmup * args.steps as f64).round() as usize,
+        steps: z.steps,
+        accumulate: z.accumulate,
+        batch: z.batch,
+        lr: z.lr,
+        warmup: (args.warmup * z.steps as f64).round() as usize,
         clip: args.clip,
         checkpoint_every: args.checkpoint_every,
         seed: args.seed,
@@ -308,8 +386,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     };
     let cpu = realm_core::device::cpu_device();
     let micro = |model: &RealmModel, position: usize| {
-        if position % args.accumulate == 0 {
-            let step = position / args.accumulate;
+        if position % z.accumulate == 0 {
+            let step = position / z.accumulate;
             refresher.after_step(step, || model.embedder.valid().fork(&cpu))?;
         }
         let t = Instant::now();
@@ -325,7 +403,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
                 sentence,
                 masking,
                 &gazetteer,
-                args.query_length,
+                z.query_length,
                 &mut rng,
             )? {
                 masked.push((p, m));
@@ -334,7 +412,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         if masked.is_empty() {
             bail!(
                 "no query of micro-batch {position} could be masked within --query-length {}",
-                args.query_length
+                z.query_length
             );
         }
         let built = refresher.current();
@@ -346,15 +424,15 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
             &uids,
             &built,
             &tokenizer,
-            &args,
+            &z,
             &train_device,
         )?;
         Ok(MicroLoss {
-            loss: loss.div_scalar(args.accumulate as f64),
+            loss: loss.div_scalar(z.accumulate as f64),
             data_seconds,
             describe: format!("queries {picked:?}, index of step {}", built.step),
             extra: serde_json::json!({
-                "staleness": (position / args.accumulate).saturating_sub(built.step),
+                "staleness": (position / z.accumulate).saturating_sub(built.step),
                 "index_step": built.step,
                 "queries": masked.len(),
             }),
@@ -385,10 +463,10 @@ fn realm_loss(
     uids: &[u64],
     built: &Built,
     tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
-    args: &PretrainArgs,
+    z: &Sizes,
     device: &Device,
 ) -> anyhow::Result<Tensor<1>> {
-    let (b, k) = (masked.len(), args.candidates);
+    let (b, k) = (masked.len(), z.candidates);
     let rows: Vec<(&[u32], &[u32])> = masked
         .iter()
         .map(|(_, m)| (&m.ids[..], &m.type_ids[..]))
@@ -432,7 +510,7 @@ fn realm_loss(
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let docs = model
         .embedder
-        .embed(&tokenizer.encode_batch(&texts, args.block_length)?, device); // [b * (k - 1), dim]
+        .embed(&tokenizer.encode_batch(&texts, z.block_length)?, device); // [b * (k - 1), dim]
     let retrieved = (query.reshape([b, 1, dim]) * docs.reshape([b, k - 1, dim]))
         .sum_dim(2)
         .reshape([b, k - 1]);
@@ -442,7 +520,7 @@ fn realm_loss(
     // [CLS] x [SEP] z_body [SEP] for every candidate (the null document has no body).
     let mut ids = Vec::with_capacity(b * k);
     for ((_, m), chosen) in masked.iter().zip(&chosen) {
-        let room = args.max_length - m.ids.len();
+        let room = z.max_length - m.ids.len();
         for z in std::iter::once(None).chain(chosen.iter().map(Some)) {
             let mut row_ids = m.ids.clone();
             let mut row_types = m.type_ids.clone();
