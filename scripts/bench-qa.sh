@@ -16,6 +16,7 @@ S=${REALM_SHARED_DATA:-../shared/data}
 venv=${REALM_PEER_VENV:-target/peer-venv}
 steps=${STEPS:-12}
 questions=${QUESTIONS:-30}
+[ -x /usr/bin/time ] || { echo "bench-qa: needs /usr/bin/time for peak memory (apt-get install time)" >&2; exit 1; }
 scripts/setup-peers.sh "$venv"
 py="$venv/bin/python"
 cargo build -q -p realm-native --bin realm
