@@ -133,7 +133,7 @@ fn the_marginal_loss_falls_resumes_exactly_and_the_index_refreshes_while_trainin
         .unwrap();
     assert!(newest > 0, "no refreshed index landed in 30 steps");
 
-    // A corpus with fewer passages than candidates is a clear error.
+    // A corpus with no more passages than candidates is a clear error before training starts.
     let (tiny, tiny_shard) = write_indexed_corpus(tmp.path(), "two.jsonl", &base, &paragraphs[..2]);
     let out = realm(&pretrain_args(
         &base,

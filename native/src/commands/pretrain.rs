@@ -256,6 +256,14 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     if z.limit > 0 {
         passages.truncate(z.limit);
     }
+    if passages.len() <= z.candidates {
+        bail!(
+            "{} has {} passages: too few for --candidates {} (the query's own passage is never one)",
+            corpus_path.display(),
+            passages.len(),
+            z.candidates
+        );
+    }
     let passages = Arc::new(passages);
     let uids: Vec<u64> = passages
         .iter()
@@ -350,6 +358,17 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
             eprintln!("pretrain: resumed {} at step {start}", checkpoint.display());
         }
         None => optim = bert_adamw(&model),
+    }
+    if start > 0 && schedule_kind != RefreshSchedule::Never {
+        // A resumed run rebuilds the index from the weights it resumed with (the one it had
+        // was in memory only); until that lands it searches the starting index.
+        refresher.request(
+            start,
+            model
+                .embedder
+                .valid()
+                .fork(&realm_core::device::cpu_device()),
+        );
     }
     eprintln!(
         "pretrain: {} passages, {} query sentences; {} candidates per query; refresh {:?}; {} steps of {} x {}",
