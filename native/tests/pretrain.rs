@@ -41,6 +41,10 @@ fn pretrain_args(
         "5e-3",
         "--refresh",
         refresh,
+        "--held-out",
+        "20",
+        "--eval-every",
+        "10",
         "--quiet",
     ]
     .map(String::from)
@@ -76,6 +80,21 @@ fn the_marginal_loss_falls_resumes_exactly_and_the_index_refreshes_while_trainin
         "the loss falls: {reference:?}"
     );
     assert!(whole.join("realm.safetensors").is_file());
+    // The held-out sentences' retrieval utility and masked accuracy: before, at 10, 20, 30.
+    let evals = |run: &Path| -> Vec<serde_json::Value> {
+        lines(run)
+            .into_iter()
+            .filter_map(|l| l.get("eval").cloned())
+            .collect()
+    };
+    let reference_evals = evals(&whole);
+    assert_eq!(reference_evals.len(), 4, "{reference_evals:?}");
+    for e in &reference_evals {
+        assert!(e["retrieval_utility"].as_f64().unwrap().is_finite(), "{e}");
+        let accuracy = e["masked_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{e}");
+        assert!(e["held_out_queries"].as_u64().unwrap() > 0);
+    }
 
     let killed = tmp.path().join("killed");
     let mut args = pretrain_args(&base, &corpus, &shard, &killed, "never");
@@ -107,6 +126,12 @@ fn the_marginal_loss_falls_resumes_exactly_and_the_index_refreshes_while_trainin
             b.1
         );
     }
+
+    assert_eq!(
+        evals(&killed).last(),
+        reference_evals.last(),
+        "the resumed run evaluates the same"
+    );
 
     let refreshed = tmp.path().join("refreshed");
     let mut args = pretrain_args(&base, &corpus, &shard, &refreshed, "every:5");

@@ -104,6 +104,13 @@ pub struct PretrainArgs {
     /// Peak learning rate (default: the `--config` preset's).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Query sentences held out for the retrieval utility (the corpus's last passages'; 0:
+    /// no evaluation).
+    #[arg(long)]
+    pub held_out: Option<usize>,
+    /// Steps between evaluations of the held-out sentences.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
     #[arg(long, value_enum, default_value = "salient")]
     pub masking: MaskingArg,
     /// The ablation: refresh 30 times less often.
@@ -148,6 +155,8 @@ struct Sizes {
     batch: usize,
     accumulate: usize,
     lr: f64,
+    held_out: usize,
+    eval_every: usize,
 }
 
 impl PretrainArgs {
@@ -164,6 +173,8 @@ impl PretrainArgs {
                 batch: 2,
                 accumulate: 1,
                 lr: 1e-4,
+                held_out: 200,
+                eval_every: 50,
             },
             Preset::Paper => Sizes {
                 limit: 0,
@@ -176,6 +187,8 @@ impl PretrainArgs {
                 batch: 16,
                 accumulate: 32,
                 lr: 3e-5,
+                held_out: 500,
+                eval_every: 1000,
             },
         };
         Sizes {
@@ -189,6 +202,8 @@ impl PretrainArgs {
             batch: self.batch.unwrap_or(preset.batch),
             accumulate: self.accumulate.unwrap_or(preset.accumulate),
             lr: self.lr.unwrap_or(preset.lr),
+            held_out: self.held_out.unwrap_or(preset.held_out),
+            eval_every: self.eval_every.unwrap_or(preset.eval_every),
         }
     }
 }
@@ -381,13 +396,37 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         z.accumulate
     );
 
+    // The held-out sentences: those of the last passages, whole passages only, never trained on.
+    let split = match z.held_out.min(queries.len() / 2) {
+        0 => queries.len(),
+        held => {
+            let first = queries[queries.len() - held].0;
+            queries
+                .iter()
+                .position(|&(p, _)| p >= first)
+                .expect("a held-out query")
+        }
+    };
+    let (queries, held_out) = queries.split_at(split);
+    let mut held_rng = SplitMix64::new(0x5EED_0F_4E1D);
+    let held_out: Vec<(usize, MaskedQuery)> = held_out
+        .iter()
+        .filter_map(|&(p, (s, e))| {
+            mask_sentence(
+                &tokenizer,
+                &passages[p].text[s..e],
+                masking_of(args.masking),
+                &gazetteer,
+                z.query_length,
+                &mut held_rng,
+            )
+            .transpose()
+            .map(|m| m.map(|m| (p, m)))
+        })
+        .collect::<Result<_, _>>()?;
     let lengths: Vec<usize> = queries.iter().map(|&(_, (s, e))| e - s).collect();
     let mut order = Order::new(&lengths, z.batch, args.seed);
-    let masking = match args.masking {
-        MaskingArg::Salient => Masking::SalientSpan,
-        MaskingArg::RandomToken => Masking::RandomToken,
-        MaskingArg::RandomSpan => Masking::RandomSpan,
-    };
+    let masking = masking_of(args.masking);
     let schedule = Schedule {
         name: "pretrain",
         dir: &dir,
@@ -401,9 +440,10 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         plot_title: "realm pretrain: masked-LM marginal loss",
         quiet: args.quiet,
-        eval_every: 0,
+        eval_every: if held_out.is_empty() { 0 } else { z.eval_every },
     };
     let cpu = realm_core::device::cpu_device();
+    let eval_refresher = refresher.current.clone();
     let micro = |model: &RealmModel, position: usize| {
         if position % z.accumulate == 0 {
             let step = position / z.accumulate;
@@ -457,7 +497,21 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
             }),
         })
     };
-    let model = match run_steps(&schedule, model, optim, start, micro, None)? {
+    let mut evaluate = |model: &RealmModel| -> anyhow::Result<serde_json::Value> {
+        let built = eval_refresher.read().expect("index lock").clone();
+        retrieval_utility(
+            &model.valid(),
+            &held_out,
+            &passages,
+            &uids,
+            &built,
+            &tokenizer,
+            &z,
+            &device,
+        )
+    };
+    let evaluate: Option<crate::train::steps::Evaluate<RealmModel>> = Some(&mut evaluate);
+    let model = match run_steps(&schedule, model, optim, start, micro, evaluate)? {
         Ended::Finished(model) => model,
         Ended::Stopped => return Ok(()),
     };
@@ -471,6 +525,132 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+fn masking_of(arg: MaskingArg) -> Masking {
+    match arg {
+        MaskingArg::Salient => Masking::SalientSpan,
+        MaskingArg::RandomToken => Masking::RandomToken,
+        MaskingArg::RandomSpan => Masking::RandomSpan,
+    }
+}
+
+/// REALM's retrieval utility on held-out queries: log p(y|z,x) - log p(y|null,x) per masked
+/// token for the top retrieved document z (own passage and verbatim copies dropped), and the
+/// masked-token accuracy with z and with the null document alone.
+#[allow(clippy::too_many_arguments)]
+fn retrieval_utility(
+    model: &RealmModel,
+    held_out: &[(usize, MaskedQuery)],
+    passages: &[Passage],
+    uids: &[u64],
+    built: &Built,
+    tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
+    z: &Sizes,
+    device: &Device,
+) -> anyhow::Result<serde_json::Value> {
+    let (mut utility, mut right_z, mut right_null, mut tokens) = (0.0f64, 0usize, 0usize, 0usize);
+    for chunk in held_out.chunks(16) {
+        let rows: Vec<(&[u32], &[u32])> = chunk
+            .iter()
+            .map(|(_, m)| (&m.ids[..], &m.type_ids[..]))
+            .collect();
+        let query = model
+            .embedder
+            .embed(&BertInput::padded(&rows, tokenizer.pad_id), device);
+        let host: Vec<f32> = query
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let hits = built.index.search(&host, 17.min(built.index.len()))?;
+        let mut ids = Vec::new();
+        for ((p, m), hits) in chunk.iter().zip(&hits) {
+            let top = hits
+                .iter()
+                .map(|h| h.id as usize)
+                .find(|&c| keeps_candidate(m, uids[*p], uids[c], &passages[c].text));
+            ids.push(encoder_row(m, None, passages, tokenizer, z.max_length)?);
+            ids.push(encoder_row(m, top, passages, tokenizer, z.max_length)?);
+        }
+        let pairs: Vec<(&[u32], &[u32])> = ids.iter().map(|(i, t)| (&i[..], &t[..])).collect();
+        let input = BertInput::padded(&pairs, tokenizer.pad_id);
+        let targets = chunk
+            .iter()
+            .map(|(_, m)| m.targets.len())
+            .max()
+            .unwrap_or(1);
+        let positions: Vec<u32> = chunk
+            .iter()
+            .flat_map(|(_, m)| {
+                let row: Vec<u32> = (0..targets)
+                    .map(|j| m.targets.get(j).map_or(0, |t| t.0 as u32))
+                    .collect();
+                [row.clone(), row].concat()
+            })
+            .collect();
+        let logits = model
+            .encoder
+            .forward_at(&input, &positions, targets, device); // [2 * chunk, targets, vocab]
+        let log_probs = burn::tensor::activation::log_softmax(logits, 2);
+        let vocab = log_probs.dims()[2];
+        let values: Vec<f32> = log_probs
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        for (q, (_, m)) in chunk.iter().enumerate() {
+            for (j, &(_, y)) in m.targets.iter().enumerate() {
+                let at = |row: usize| &values[((row * targets) + j) * vocab..][..vocab];
+                let (null, with) = (at(2 * q), at(2 * q + 1));
+                utility += f64::from(with[y as usize] - null[y as usize]);
+                let argmax = |v: &[f32]| {
+                    v.iter()
+                        .enumerate()
+                        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                        .0
+                };
+                right_z += usize::from(argmax(with) == y as usize);
+                right_null += usize::from(argmax(null) == y as usize);
+                tokens += 1;
+            }
+        }
+    }
+    let n = tokens.max(1) as f64;
+    Ok(serde_json::json!({
+        "retrieval_utility": utility / n,
+        "masked_accuracy": right_z as f64 / n,
+        "masked_accuracy_null_only": right_null as f64 / n,
+        "held_out_queries": held_out.len(),
+        "index_step": built.step,
+    }))
+}
+
+/// `[CLS] x [SEP] z_body [SEP]` for the query `m` and the passage `z` (`None`: the null
+/// document, no body), cut to `max_length`.
+fn encoder_row(
+    m: &MaskedQuery,
+    z: Option<usize>,
+    passages: &[Passage],
+    tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
+    max_length: usize,
+) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
+    let mut ids = m.ids.clone();
+    let mut types = m.type_ids.clone();
+    match z {
+        Some(z) => {
+            let room = max_length - m.ids.len();
+            let body = tokenizer.encode(&passages[z].text, Some(room + 1))?;
+            // Its wordpieces after [CLS], the final [SEP] included.
+            ids.extend(&body.ids[1..]);
+            types.extend(std::iter::repeat_n(1, body.ids.len() - 1));
+        }
+        None => {
+            ids.push(tokenizer.sep_id);
+            types.push(1);
+        }
+    }
+    Ok((ids, types))
 }
 
 /// The marginal masked-LM loss of `masked` queries over their candidates.
@@ -539,20 +719,8 @@ fn realm_loss(
     // [CLS] x [SEP] z_body [SEP] for every candidate (the null document has no body).
     let mut ids = Vec::with_capacity(b * k);
     for ((_, m), chosen) in masked.iter().zip(&chosen) {
-        let room = z.max_length - m.ids.len();
-        for z in std::iter::once(None).chain(chosen.iter().map(Some)) {
-            let mut row_ids = m.ids.clone();
-            let mut row_types = m.type_ids.clone();
-            if let Some(&z) = z {
-                let body = tokenizer.encode(&passages[z].text, Some(room + 1))?;
-                // Its wordpieces after [CLS], the final [SEP] included.
-                row_ids.extend(&body.ids[1..]);
-                row_types.extend(std::iter::repeat_n(1, body.ids.len() - 1));
-            } else {
-                row_ids.push(tokenizer.sep_id);
-                row_types.push(1);
-            }
-            ids.push((row_ids, row_types));
+        for doc in std::iter::once(None).chain(chosen.iter().copied().map(Some)) {
+            ids.push(encoder_row(m, doc, passages, tokenizer, z.max_length)?);
         }
     }
     let pairs: Vec<(&[u32], &[u32])> = ids.iter().map(|(i, t)| (&i[..], &t[..])).collect();

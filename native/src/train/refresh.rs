@@ -58,7 +58,8 @@ impl RefreshSchedule {
 
 /// The index searches use now, the worker that builds the next one, and its schedule.
 pub struct Refresher<S: Send + 'static> {
-    current: Arc<RwLock<Arc<Built>>>,
+    /// The index searches use now (shared with evaluations that cannot borrow the refresher).
+    pub current: Arc<RwLock<Arc<Built>>>,
     /// Wakes the worker; the snapshot itself waits in `pending` (one at most: a newer request
     /// replaces it).
     requests: SyncSender<()>,
