@@ -1,5 +1,6 @@
 //! Training curves from `metrics.jsonl`: the loss of every step and its running mean over 25
-//! steps, written beside the metrics as `loss.svg` and `loss.png`. Text is drawn with DejaVu
+//! steps, written beside the metrics as `loss.svg` and `loss.png`, and the held-out
+//! evaluations (ICT's accuracy, pre-training's retrieval utility) as `eval.svg`/`eval.png`. Text is drawn with DejaVu
 //! Sans from the system's fonts (`scripts/setup.sh` installs it); without it only the SVG,
 //! whose text the viewer renders, is written.
 
@@ -115,6 +116,130 @@ where
         series
             .label(format!("mean of {window} steps"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The evaluations of a run (`{"after_steps", "eval": {name: number}}` lines), one series per
+/// name, as `dir/eval.svg` (and `dir/eval.png` with a font); nothing when there are none.
+pub fn plot_evals(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let path = dir.join("metrics.jsonl");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    for line in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let (Some(at), Some(eval)) = (line["after_steps"].as_u64(), line["eval"].as_object())
+        else {
+            continue;
+        };
+        for (name, value) in eval {
+            // Counts and index steps are bookkeeping, not curves.
+            if name.starts_with("held_out_queries") || name == "index_step" {
+                continue;
+            }
+            let Some(v) = value.as_f64() else { continue };
+            match series.iter_mut().find(|(n, _)| n == name) {
+                Some((_, points)) => points.push((at as usize, v)),
+                None => series.push((name.clone(), vec![(at as usize, v)])),
+            }
+        }
+    }
+    if series.is_empty() {
+        return Ok(Vec::new());
+    }
+    let has_font = register_font();
+    let mut written = Vec::new();
+    let svg = dir.join("eval.svg");
+    draw_evals(
+        SVGBackend::new(&svg, (900, 500)).into_drawing_area(),
+        &series,
+        title,
+        has_font,
+    )
+    .with_context(|| format!("drawing {}", svg.display()))?;
+    written.push(svg);
+    if has_font {
+        let png = dir.join("eval.png");
+        draw_evals(
+            BitMapBackend::new(&png, (900, 500)).into_drawing_area(),
+            &series,
+            title,
+            true,
+        )
+        .with_context(|| format!("drawing {}", png.display()))?;
+        written.push(png);
+    }
+    Ok(written)
+}
+
+fn draw_evals<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    series: &[(String, Vec<(usize, f64)>)],
+    title: &str,
+    text: bool,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e}");
+    area.fill(&WHITE).map_err(err)?;
+    let points = series.iter().flat_map(|(_, p)| p);
+    let last = points.clone().map(|p| p.0).max().unwrap_or(0) + 1;
+    let low = points
+        .clone()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .min(0.0);
+    let high = points
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(low + 1e-6);
+    let pad = (high - low) * 0.05;
+    let mut builder = ChartBuilder::on(&area);
+    builder.margin(15);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 22))
+            .x_label_area_size(40)
+            .y_label_area_size(55);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(0..last, (low - pad)..(high + pad))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let drawn = chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if text {
+            drawn
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+        }
+    }
+    if text {
         chart
             .configure_series_labels()
             .background_style(WHITE)

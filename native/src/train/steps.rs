@@ -88,6 +88,10 @@ pub fn run_steps<M: Module>(
                 "after_steps": done,
                 "eval": result,
             }))?;
+            crate::train::plot::plot_evals(
+                s.dir,
+                &format!("realm {}: held-out evaluation", s.name),
+            )?;
             let line = format!("{}: after {done} steps: {result}", s.name);
             match (s.quiet, std::io::stderr().is_terminal()) {
                 (true, _) => {}
