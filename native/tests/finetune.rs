@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use common::{
-    assert_ok, finetune_args, losses, realm, squad_paragraphs, tiny_base, write_indexed_corpus,
+    assert_ok, assert_same_losses, finetune_args, kill_then_resume, losses, realm,
+    squad_paragraphs, tiny_base, write_indexed_corpus,
 };
 
 #[test]
@@ -39,47 +37,8 @@ fn the_loss_falls_and_a_killed_run_resumes_to_the_same_curve() {
     let killed = tmp.path().join("killed");
     let mut args = finetune_args(&base, &squad, &killed, steps);
     args.extend(["--checkpoint-every".into(), "5".into()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
-        .args(&args)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !killed.join("latest").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(
-        !killed.join("reader.json").exists(),
-        "the run was killed before it finished"
-    );
-    let resume = vec![
-        "finetune".to_string(),
-        "--resume".into(),
-        killed.to_str().unwrap().into(),
-        "--quiet".into(),
-    ];
-    assert_ok(&realm(&resume));
-    let resumed = losses(&killed);
-    assert_eq!(
-        resumed.len(),
-        reference.len(),
-        "one line per step after the resume: {resumed:?}"
-    );
-    for (a, b) in resumed.iter().zip(&reference) {
-        assert_eq!(a.0, b.0);
-        assert!(
-            (a.1 - b.1).abs() <= 1e-6,
-            "step {}: resumed {} vs uninterrupted {}",
-            a.0,
-            a.1,
-            b.1
-        );
-    }
+    kill_then_resume(&args, &killed);
+    assert_same_losses(&losses(&killed), &reference);
     // The exported readers are the same file.
     assert_eq!(
         std::fs::read(killed.join("reader.safetensors")).unwrap(),

@@ -6,11 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{
-    assert_ok, finetune_args, losses, realm, squad_paragraphs, tiny_base, write_indexed_corpus,
+    assert_ok, assert_same_losses, finetune_args, kill_then_resume, losses, realm,
+    squad_paragraphs, tiny_base, write_indexed_corpus,
 };
 
 fn retriever_args(
@@ -74,38 +73,8 @@ fn the_retriever_loss_falls_resumes_exactly_and_the_embedder_is_used_beside_the_
     let killed = tmp.path().join("killed");
     let mut args = retriever_args(&base, &squad, &corpus, &shard, &killed);
     args.extend(["--checkpoint-every".into(), "5".into()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
-        .args(&args)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !killed.join("latest").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let resume = [
-        "finetune-retriever",
-        "--resume",
-        killed.to_str().unwrap(),
-        "--quiet",
-    ];
-    assert_ok(&realm(&resume.map(String::from)));
-    let resumed = losses(&killed);
-    assert_eq!(resumed.len(), reference.len());
-    for (a, b) in resumed.iter().zip(&reference) {
-        assert!(
-            (a.1 - b.1).abs() <= 1e-6,
-            "step {}: resumed {} vs uninterrupted {}",
-            a.0,
-            a.1,
-            b.1
-        );
-    }
+    kill_then_resume(&args, &killed);
+    assert_same_losses(&losses(&killed), &reference);
 
     // A reader with the question embedder beside it: eval retrieves with the fine-tuned one.
     let reader = tmp.path().join("reader");

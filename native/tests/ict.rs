@@ -5,10 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{assert_ok, losses, realm, squad_paragraphs, tiny_base, write_corpus};
+use common::{
+    assert_ok, assert_same_losses, kill_then_resume, losses, realm, squad_paragraphs, tiny_base,
+    write_corpus,
+};
 
 fn ict_args(base: &Path, corpus: &Path, out: &Path, every: &str) -> Vec<String> {
     [
@@ -77,32 +78,7 @@ fn the_inverse_cloze_loss_falls_held_out_accuracy_rises_and_a_killed_run_resumes
     assert!(whole.join("embedder.safetensors").is_file());
 
     let killed = tmp.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
-        .args(ict_args(&base, &corpus, &killed, "5"))
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !killed.join("latest").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let resume = ["ict", "--resume", killed.to_str().unwrap(), "--quiet"];
-    assert_ok(&realm(&resume.map(String::from)));
-    let resumed = losses(&killed);
-    assert_eq!(resumed.len(), reference.len());
-    for (a, b) in resumed.iter().zip(&reference) {
-        assert!(
-            (a.1 - b.1).abs() <= 1e-6,
-            "step {}: resumed {} vs uninterrupted {}",
-            a.0,
-            a.1,
-            b.1
-        );
-    }
+    kill_then_resume(&ict_args(&base, &corpus, &killed, "5"), &killed);
+    assert_same_losses(&losses(&killed), &reference);
     assert_eq!(accuracies(&killed).last(), accuracy.last());
 }

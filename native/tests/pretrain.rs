@@ -7,10 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{assert_ok, losses, realm, squad_paragraphs, tiny_base, write_indexed_corpus};
+use common::{
+    assert_ok, assert_same_losses, kill_then_resume, losses, realm, squad_paragraphs, tiny_base,
+    write_indexed_corpus,
+};
 
 fn pretrain_args(
     base: &Path,
@@ -99,33 +100,8 @@ fn the_marginal_loss_falls_resumes_exactly_and_the_index_refreshes_while_trainin
     let killed = tmp.path().join("killed");
     let mut args = pretrain_args(&base, &corpus, &shard, &killed, "never");
     args.extend(["--checkpoint-every".into(), "5".into()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
-        .args(&args)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !killed.join("latest").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let resume = ["pretrain", "--resume", killed.to_str().unwrap(), "--quiet"];
-    assert_ok(&realm(&resume.map(String::from)));
-    let resumed = losses(&killed);
-    assert_eq!(resumed.len(), reference.len());
-    for (a, b) in resumed.iter().zip(&reference) {
-        assert!(
-            (a.1 - b.1).abs() <= 1e-6,
-            "step {}: resumed {} vs uninterrupted {}",
-            a.0,
-            a.1,
-            b.1
-        );
-    }
+    kill_then_resume(&args, &killed);
+    assert_same_losses(&losses(&killed), &reference);
 
     assert_eq!(
         evals(&killed).last(),

@@ -29,7 +29,7 @@ use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_spli
 use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
 use crate::qa::{IndexedCorpus, open_corpus};
 use crate::train::order::Order;
-use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
+use crate::train::run_dir::{Run, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 /// Where a run's tensors live.
@@ -127,40 +127,22 @@ pub struct FinetuneArgs {
 }
 
 pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
-    let (dir, args, resuming) = match &args.resume {
-        Some(dir) => {
-            let saved: FinetuneArgs =
-                serde_json::from_slice(&std::fs::read(dir.join("args.json")).with_context(
-                    || format!("{} is not a run directory (no args.json)", dir.display()),
-                )?)?;
-            (
-                dir.clone(),
-                FinetuneArgs {
-                    quiet: args.quiet,
-                    ..saved
-                },
-                true,
-            )
-        }
-        None if args.dump_batches.is_some() => (PathBuf::new(), args.clone(), false),
-        None => {
-            let dir = args
-                .out
-                .clone()
-                .expect("clap requires --out without --resume");
-            if dir.join("args.json").exists() {
-                bail!(
-                    "{} already holds a run: continue it with --resume {0}, or choose another --out",
-                    dir.display()
-                );
+    let Run {
+        dir,
+        args,
+        resuming,
+    } = match &args.dump_batches {
+        Some(_) => Run {
+            dir: PathBuf::new(),
+            args: args.clone(),
+            resuming: false,
+        },
+        None => open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
+            FinetuneArgs {
+                quiet: args.quiet,
+                ..saved
             }
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            crate::files::shard_file::write_atomic(
-                &dir.join("args.json"),
-                &serde_json::to_vec_pretty(args)?,
-            )?;
-            (dir, args.clone(), false)
-        }
+        })?,
     };
     check_args(&args)?;
     let device = args.device.device();
@@ -232,18 +214,8 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     if !args.train_word_embeddings {
         model = freeze_word_embeddings(model);
     }
-    let mut model: SpanReader = model.fork(&train_device).train();
-    let optim;
-    let mut start = 0;
-    match latest_checkpoint(&dir)?.filter(|_| resuming) {
-        Some(checkpoint) => {
-            let state;
-            (model, optim, state) = load_checkpoint(&checkpoint, model, bert_adamw)?;
-            start = state.step;
-            eprintln!("finetune: resumed {} at step {start}", checkpoint.display());
-        }
-        None => optim = bert_adamw(&model),
-    }
+    let model: SpanReader = model.fork(&train_device).train();
+    let (model, optim, start) = resume_or_start(&dir, resuming, model, bert_adamw)?;
     let schedule = Schedule {
         name: "finetune",
         dir: &dir,

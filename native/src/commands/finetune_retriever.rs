@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use burn::module::{Module, ParamGroup};
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
@@ -29,11 +29,11 @@ use crate::commands::finetune::DeviceKind;
 use crate::commands::index::widened;
 use crate::embed::read_passages;
 use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
-use crate::files::shard_file::{read_shard, write_atomic};
+use crate::files::shard_file::read_shard;
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
 use crate::qa::query_model::{QueryCard, export_query_encoder};
 use crate::train::order::Order;
-use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
+use crate::train::run_dir::{Run, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
@@ -109,37 +109,16 @@ struct Example {
 }
 
 pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
-    let (dir, args, resuming) = match &args.resume {
-        Some(dir) => {
-            let saved: RetrieverArgs =
-                serde_json::from_slice(&std::fs::read(dir.join("args.json")).with_context(
-                    || format!("{} is not a run directory (no args.json)", dir.display()),
-                )?)?;
-            (
-                dir.clone(),
-                RetrieverArgs {
-                    quiet: args.quiet,
-                    ..saved
-                },
-                true,
-            )
+    let Run {
+        dir,
+        args,
+        resuming,
+    } = open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
+        RetrieverArgs {
+            quiet: args.quiet,
+            ..saved
         }
-        None => {
-            let dir = args
-                .out
-                .clone()
-                .expect("clap requires --out without --resume");
-            if dir.join("args.json").exists() {
-                bail!(
-                    "{} already holds a run: continue it with --resume {0}, or choose another --out",
-                    dir.display()
-                );
-            }
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
-            (dir, args.clone(), false)
-        }
-    };
+    })?;
     if args.steps == 0 || args.batch == 0 || args.accumulate == 0 || args.checkpoint_every == 0 {
         bail!("--steps, --batch, --accumulate and --checkpoint-every must be at least 1");
     }
@@ -230,25 +209,12 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
     let model = sentence_model(&base, &device)?;
     let tokenizer = model.tokenizer.clone();
     let frozen = ParamGroup::from_ids(param_ids(&model.embedder, |p| !trains(p)));
-    let mut embedder: RealmEmbedder = model
+    let embedder: RealmEmbedder = model
         .embedder
         .freeze_group(frozen)
         .fork(&train_device)
         .train();
-    let optim;
-    let mut start = 0;
-    match latest_checkpoint(&dir)?.filter(|_| resuming) {
-        Some(checkpoint) => {
-            let state;
-            (embedder, optim, state) = load_checkpoint(&checkpoint, embedder, bert_adamw)?;
-            start = state.step;
-            eprintln!(
-                "finetune-retriever: resumed {} at step {start}",
-                checkpoint.display()
-            );
-        }
-        None => optim = bert_adamw(&embedder),
-    }
+    let (embedder, optim, start) = resume_or_start(&dir, resuming, embedder, bert_adamw)?;
 
     let lengths: Vec<usize> = examples.iter().map(|e| e.question.len()).collect();
     let mut order = Order::new(&lengths, args.batch, args.seed);

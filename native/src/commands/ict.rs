@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use clap::Args;
@@ -28,7 +28,7 @@ use crate::embed::read_passages;
 use crate::files::model_dir::{read_base, sentence_model};
 use crate::files::shard_file::write_atomic;
 use crate::train::order::Order;
-use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
+use crate::train::run_dir::{Run, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
@@ -120,37 +120,16 @@ impl Block {
 }
 
 pub fn run(args: &IctArgs) -> anyhow::Result<()> {
-    let (dir, args, resuming) = match &args.resume {
-        Some(dir) => {
-            let saved: IctArgs =
-                serde_json::from_slice(&std::fs::read(dir.join("args.json")).with_context(
-                    || format!("{} is not a run directory (no args.json)", dir.display()),
-                )?)?;
-            (
-                dir.clone(),
-                IctArgs {
-                    quiet: args.quiet,
-                    ..saved
-                },
-                true,
-            )
+    let Run {
+        dir,
+        args,
+        resuming,
+    } = open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
+        IctArgs {
+            quiet: args.quiet,
+            ..saved
         }
-        None => {
-            let dir = args
-                .out
-                .clone()
-                .expect("clap requires --out without --resume");
-            if dir.join("args.json").exists() {
-                bail!(
-                    "{} already holds a run: continue it with --resume {0}, or choose another --out",
-                    dir.display()
-                );
-            }
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
-            (dir, args.clone(), false)
-        }
-    };
+    })?;
     if args.steps == 0 || args.batch < 2 || args.accumulate == 0 || args.checkpoint_every == 0 {
         bail!(
             "--steps, --accumulate and --checkpoint-every must be at least 1 and --batch at least 2 (the softmax runs over the batch's blocks)"
@@ -198,18 +177,8 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
 
     let model = sentence_model(&base, &device)?;
     let tokenizer = model.tokenizer.clone();
-    let mut embedder: RealmEmbedder = model.embedder.fork(&train_device).train();
-    let optim;
-    let mut start = 0;
-    match latest_checkpoint(&dir)?.filter(|_| resuming) {
-        Some(checkpoint) => {
-            let state;
-            (embedder, optim, state) = load_checkpoint(&checkpoint, embedder, bert_adamw)?;
-            start = state.step;
-            eprintln!("ict: resumed {} at step {start}", checkpoint.display());
-        }
-        None => optim = bert_adamw(&embedder),
-    }
+    let embedder: RealmEmbedder = model.embedder.fork(&train_device).train();
+    let (embedder, optim, start) = resume_or_start(&dir, resuming, embedder, bert_adamw)?;
 
     let lengths: Vec<usize> = train.iter().map(|b| b.text.len()).collect();
     let mut order = Order::new(&lengths, args.batch, args.seed);

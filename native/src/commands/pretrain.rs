@@ -40,7 +40,7 @@ use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
 use crate::files::shard_file::{read_shard, write_atomic};
 use crate::train::order::Order;
 use crate::train::refresh::{Built, RefreshSchedule, Refresher};
-use crate::train::run_dir::{latest_checkpoint, load_checkpoint};
+use crate::train::run_dir::{Run, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 /// How queries are masked (the paper's ablation).
@@ -217,37 +217,16 @@ pub struct RealmModel {
 }
 
 pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
-    let (dir, args, resuming) = match &args.resume {
-        Some(dir) => {
-            let saved: PretrainArgs =
-                serde_json::from_slice(&std::fs::read(dir.join("args.json")).with_context(
-                    || format!("{} is not a run directory (no args.json)", dir.display()),
-                )?)?;
-            (
-                dir.clone(),
-                PretrainArgs {
-                    quiet: args.quiet,
-                    ..saved
-                },
-                true,
-            )
+    let Run {
+        dir,
+        args,
+        resuming,
+    } = open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
+        PretrainArgs {
+            quiet: args.quiet,
+            ..saved
         }
-        None => {
-            let dir = args
-                .out
-                .clone()
-                .expect("clap requires --out without --resume");
-            if dir.join("args.json").exists() {
-                bail!(
-                    "{} already holds a run: continue it with --resume {0}, or choose another --out",
-                    dir.display()
-                );
-            }
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
-            (dir, args.clone(), false)
-        }
-    };
+    })?;
     let z = args.sizes();
     if z.steps == 0 || z.batch == 0 || z.accumulate == 0 || args.checkpoint_every == 0 {
         bail!("--steps, --batch, --accumulate and --checkpoint-every must be at least 1");
@@ -361,18 +340,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let encoder = KnowledgeAugEncoder::load(&base.config, &mut loader, &device)
         .context("the base model is not a BERT the encoder can sit on")?;
     loader.finish(&[])?;
-    let mut model: RealmModel = RealmModel { embedder, encoder }.fork(&train_device).train();
-    let optim;
-    let mut start = 0;
-    match latest_checkpoint(&dir)?.filter(|_| resuming) {
-        Some(checkpoint) => {
-            let state;
-            (model, optim, state) = load_checkpoint(&checkpoint, model, bert_adamw)?;
-            start = state.step;
-            eprintln!("pretrain: resumed {} at step {start}", checkpoint.display());
-        }
-        None => optim = bert_adamw(&model),
-    }
+    let model: RealmModel = RealmModel { embedder, encoder }.fork(&train_device).train();
+    let (model, optim, start) = resume_or_start(&dir, resuming, model, bert_adamw)?;
     if start > 0 && schedule_kind != RefreshSchedule::Never {
         // A resumed run rebuilds the index from the weights it resumed with (the one it had
         // was in memory only); until that lands it searches the starting index.

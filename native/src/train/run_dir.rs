@@ -103,3 +103,69 @@ pub fn load_checkpoint<M: Module>(
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.join("optim.bpk").display()))?;
     Ok((model, optim, state))
 }
+
+/// A run to train: its directory, the flags it runs with, and whether it resumes.
+pub struct Run<A> {
+    pub dir: PathBuf,
+    pub args: A,
+    pub resuming: bool,
+}
+
+/// Opens the run a trainer was asked for: with `resume`, the directory's `args.json` (then
+/// `keep` carries over what the command line may change on a resume, such as `--quiet`);
+/// else a new `out` directory with `args` written to its `args.json`, refused when `out`
+/// already holds a run.
+pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
+    out: Option<&Path>,
+    resume: Option<&Path>,
+    args: &A,
+    keep: impl FnOnce(A) -> A,
+) -> anyhow::Result<Run<A>> {
+    if let Some(dir) = resume {
+        let path = dir.join("args.json");
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("{} is not a run directory (no args.json)", dir.display()))?;
+        let saved: A = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not this command's args.json", path.display()))?;
+        return Ok(Run {
+            dir: dir.to_path_buf(),
+            args: keep(saved),
+            resuming: true,
+        });
+    }
+    let dir = out.context("--out DIR is needed without --resume")?;
+    if dir.join("args.json").exists() {
+        bail!(
+            "{} already holds a run: continue it with --resume {0}, or choose another --out",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
+    Ok(Run {
+        dir: dir.to_path_buf(),
+        args: args.clone(),
+        resuming: false,
+    })
+}
+
+/// The model, its optimiser and the steps done: from the run's latest checkpoint when
+/// resuming, else `model` as given with a fresh `make_optim(&model)` at step 0.
+pub fn resume_or_start<M: Module>(
+    run_dir: &Path,
+    resuming: bool,
+    model: M,
+    make_optim: impl FnOnce(&M) -> ModuleOptimizer,
+) -> anyhow::Result<(M, ModuleOptimizer, usize)> {
+    match latest_checkpoint(run_dir)?.filter(|_| resuming) {
+        Some(checkpoint) => {
+            let (model, optim, state) = load_checkpoint(&checkpoint, model, make_optim)?;
+            eprintln!("resumed {} at step {}", checkpoint.display(), state.step);
+            Ok((model, optim, state.step))
+        }
+        None => {
+            let optim = make_optim(&model);
+            Ok((model, optim, 0))
+        }
+    }
+}

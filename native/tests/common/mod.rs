@@ -167,3 +167,43 @@ pub fn write_indexed_corpus(
     assert_ok(&realm(&index.map(String::from)));
     (path, shard)
 }
+
+/// Runs `realm args` and kills it (SIGKILL) as soon as `run/latest` names a checkpoint, then
+/// resumes it with `realm <command> --resume run --quiet` to the end.
+pub fn kill_then_resume(args: &[String], run: &Path) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(args)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !run.join("latest").exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let resume = [&args[0], "--resume", run.to_str().unwrap(), "--quiet"];
+    assert_ok(&realm(&resume.map(String::from)));
+}
+
+/// The two runs' losses agree step by step within 1e-6.
+pub fn assert_same_losses(resumed: &[(usize, f64)], reference: &[(usize, f64)]) {
+    assert_eq!(
+        resumed.len(),
+        reference.len(),
+        "one line per step after the resume: {resumed:?}"
+    );
+    for (a, b) in resumed.iter().zip(reference) {
+        assert_eq!(a.0, b.0);
+        assert!(
+            (a.1 - b.1).abs() <= 1e-6,
+            "step {}: resumed {} vs uninterrupted {}",
+            a.0,
+            a.1,
+            b.1
+        );
+    }
+}
