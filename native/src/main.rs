@@ -54,8 +54,8 @@ enum Command {
     /// refreshed in the background, the null document, and the marginal masked-LM loss whose
     /// gradient reaches the retriever.
     Pretrain(pretrain::PretrainArgs),
-    /// Draw a training run's loss curve (DIR/loss.svg and DIR/loss.png) from its
-    /// metrics.jsonl; finetune also draws it at every checkpoint.
+    /// Draw a training run's loss curve (DIR/loss.svg and .png) and its held-out evaluations
+    /// (DIR/eval.svg and .png) from its metrics.jsonl; the trainers draw them as they run.
     Plot {
         /// The run directory.
         dir: std::path::PathBuf,
@@ -81,8 +81,15 @@ fn main() {
         Command::Index(args) => index::run(&args),
         Command::Pretrain(args) => pretrain::run(&args),
         Command::Plot { dir } => {
-            realm_native::train::plot::plot_losses(&dir, "realm: training loss")
-                .map(|files| files.iter().for_each(|f| println!("{}", f.display())))
+            let plot = realm_native::train::plot::plot_losses(&dir, "realm: training loss")
+                .and_then(|mut files| {
+                    files.extend(realm_native::train::plot::plot_evals(
+                        &dir,
+                        "realm: held-out evaluation",
+                    )?);
+                    Ok(files)
+                });
+            plot.map(|files| files.iter().for_each(|f| println!("{}", f.display())))
         }
         Command::Skeleton(args) => skeleton::run(&args),
         Command::Tag(args) => tag::run(&args),

@@ -31,34 +31,40 @@ fn register_font() -> bool {
     })
 }
 
+/// Draws one chart into `dir/<stem>.svg` (text drawn when a font is found) and, with a font,
+/// `dir/<stem>.png`; evaluates to the files written. `$draw` is called as
+/// `$draw(area, text)` once per backend.
+macro_rules! svg_and_png {
+    ($dir:expr, $stem:expr, |$area:ident, $text:ident| $draw:expr) => {{
+        let has_font = register_font();
+        let mut written = Vec::new();
+        let svg = $dir.join(format!("{}.svg", $stem));
+        {
+            let $area = SVGBackend::new(&svg, (900, 500)).into_drawing_area();
+            let $text = has_font;
+            $draw.with_context(|| format!("drawing {}", svg.display()))?;
+        }
+        written.push(svg);
+        if has_font {
+            let png = $dir.join(format!("{}.png", $stem));
+            {
+                let $area = BitMapBackend::new(&png, (900, 500)).into_drawing_area();
+                let $text = true;
+                $draw.with_context(|| format!("drawing {}", png.display()))?;
+            }
+            written.push(png);
+        }
+        written
+    }};
+}
+
 /// Writes `dir/loss.svg` (and `dir/loss.png` when a font is found); returns the files.
 pub fn plot_losses(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
     let losses = read_losses(&dir.join("metrics.jsonl"))?;
     if losses.is_empty() {
         return Ok(Vec::new());
     }
-    let has_font = register_font();
-    let mut written = Vec::new();
-    let svg = dir.join("loss.svg");
-    draw(
-        SVGBackend::new(&svg, (900, 500)).into_drawing_area(),
-        &losses,
-        title,
-        has_font,
-    )
-    .with_context(|| format!("drawing {}", svg.display()))?;
-    written.push(svg);
-    if has_font {
-        let png = dir.join("loss.png");
-        draw(
-            BitMapBackend::new(&png, (900, 500)).into_drawing_area(),
-            &losses,
-            title,
-            true,
-        )
-        .with_context(|| format!("drawing {}", png.display()))?;
-        written.push(png);
-    }
+    let written = svg_and_png!(dir, "loss", |area, text| draw(area, &losses, title, text));
     Ok(written)
 }
 
@@ -158,28 +164,9 @@ pub fn plot_evals(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
     if series.is_empty() {
         return Ok(Vec::new());
     }
-    let has_font = register_font();
-    let mut written = Vec::new();
-    let svg = dir.join("eval.svg");
-    draw_evals(
-        SVGBackend::new(&svg, (900, 500)).into_drawing_area(),
-        &series,
-        title,
-        has_font,
-    )
-    .with_context(|| format!("drawing {}", svg.display()))?;
-    written.push(svg);
-    if has_font {
-        let png = dir.join("eval.png");
-        draw_evals(
-            BitMapBackend::new(&png, (900, 500)).into_drawing_area(),
-            &series,
-            title,
-            true,
-        )
-        .with_context(|| format!("drawing {}", png.display()))?;
-        written.push(png);
-    }
+    let written = svg_and_png!(dir, "eval", |area, text| draw_evals(
+        area, &series, title, text
+    ));
     Ok(written)
 }
 
