@@ -81,3 +81,29 @@ pub fn sentence_model(base: &BaseModel, device: &Device) -> anyhow::Result<Sente
         tokenizer: base.tokenizer.clone(),
     })
 }
+
+/// The bytes of `path`, refused unless their sha256 is the one `card` (the file that names it)
+/// records: a damaged or swapped file is an error naming both.
+pub fn read_verified(path: &Path, card: &Path, sha256: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let found = sha256_hex(&bytes);
+    if found != sha256 {
+        bail!(
+            "{} has sha256 {found}, but {} says {sha256}: the file is damaged or not the one the card describes",
+            path.display(),
+            card.display()
+        );
+    }
+    Ok(bytes)
+}
+
+/// Refuses a base model other than the one `what` was trained on.
+pub fn check_base(base: &BaseModel, trained_on: &str, what: &str) -> anyhow::Result<()> {
+    if base.sha256 != trained_on {
+        bail!(
+            "the base model's model.safetensors has sha256 {}, but {what} was trained on {trained_on}: pass the base it was trained on with --model",
+            base.sha256
+        );
+    }
+    Ok(())
+}

@@ -5,13 +5,15 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use burn::tensor::Device;
 use realm_core::checkpoint::module_io::{export_params, import_params};
 use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
 use serde::{Deserialize, Serialize};
 
-use crate::files::model_dir::{BaseModel, SentenceModel, sentence_model, sha256_hex};
+use crate::files::model_dir::{
+    BaseModel, SentenceModel, check_base, read_verified, sentence_model, sha256_hex,
+};
 use crate::files::shard_file::write_atomic;
 
 /// `query.json`.
@@ -55,26 +57,12 @@ pub fn question_embedder(
     let card_path = dir.join("query.json");
     let card: QueryCard = serde_json::from_slice(&std::fs::read(&card_path)?)
         .with_context(|| format!("{} is not a query-encoder card", card_path.display()))?;
-    let tensors_path = dir.join("query.safetensors");
-    let bytes = std::fs::read(&tensors_path)
-        .with_context(|| format!("reading {}", tensors_path.display()))?;
-    let sha = sha256_hex(&bytes);
-    if sha != card.sha256 {
-        bail!(
-            "{} has sha256 {sha}, but {} says {}: the file is damaged or not the one the card describes",
-            tensors_path.display(),
-            card_path.display(),
-            card.sha256
-        );
-    }
-    if base.sha256 != card.base_sha256 {
-        bail!(
-            "the base model's model.safetensors has sha256 {}, but the query encoder in {} was trained on {}: pass the base it was trained on with --model",
-            base.sha256,
-            dir.display(),
-            card.base_sha256
-        );
-    }
+    let bytes = read_verified(&dir.join("query.safetensors"), &card_path, &card.sha256)?;
+    check_base(
+        base,
+        &card.base_sha256,
+        &format!("the query encoder in {}", dir.display()),
+    )?;
     let trained = read_safetensors(&bytes).context("query.safetensors")?;
     let embedder = import_params(model.embedder, &trained)
         .context("query.safetensors does not fit the base model's embedder")?;

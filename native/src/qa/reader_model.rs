@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use burn::module::{Module, ParamGroup};
 use burn::tensor::Device;
 use realm_core::checkpoint::module_io::{export_params, import_params};
 use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
 
-use crate::files::model_dir::{BaseModel, sha256_hex};
+use crate::files::model_dir::{BaseModel, check_base, read_verified, sha256_hex};
 use realm_core::checkpoint::weights::WeightLoader;
 use realm_core::model::config::ReaderConfig;
 use realm_core::model::reader::SpanReader;
@@ -93,25 +93,8 @@ pub fn load_reader(
             )
         })?)
         .with_context(|| format!("{} is not a reader card", card_path.display()))?;
-    let tensors_path = dir.join("reader.safetensors");
-    let bytes = std::fs::read(&tensors_path)
-        .with_context(|| format!("reading {}", tensors_path.display()))?;
-    let sha = sha256_hex(&bytes);
-    if sha != card.sha256 {
-        bail!(
-            "{} has sha256 {sha}, but {} says {}: the file is damaged or not the one the card describes",
-            tensors_path.display(),
-            card_path.display(),
-            card.sha256
-        );
-    }
-    if base.sha256 != card.base_sha256 {
-        bail!(
-            "the base model's model.safetensors has sha256 {}, but this reader was trained on {}: pass the base it was trained on with --model",
-            base.sha256,
-            card.base_sha256
-        );
-    }
+    let bytes = read_verified(&dir.join("reader.safetensors"), &card_path, &card.sha256)?;
+    check_base(base, &card.base_sha256, "this reader")?;
     let trained = read_safetensors(&bytes).context("reader.safetensors")?;
     let model = fresh_reader(base, &card.reader, card.head_seed, device)?;
     let model =
