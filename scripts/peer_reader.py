@@ -155,6 +155,64 @@ def train(args):
         optim.step()
         seconds = time.perf_counter() - started
         print(json.dumps({"step": step, "loss": total, "grad_norm": float(norm), "seconds": seconds}), flush=True)
+    if args.save:
+        save_as_ours(reader, args.model, args.save)
+
+
+def save_as_ours(reader, model_dir, out):
+    """Writes the trained reader as `realm` ships one (reader.safetensors in core's module
+    paths and burn's [in, out] linears, F16, every tensor but the word embeddings, and
+    reader.json with its sha256), so `realm eval --reader OUT` scores it with our code."""
+    import hashlib
+    from safetensors.numpy import save
+    rename = {
+        "attention.output.LayerNorm": "attention_layer_norm",
+        "attention.output.dense": "attention_output",
+        "intermediate.dense": "intermediate",
+        "output.dense": "output",
+        "output.LayerNorm": "output_layer_norm",
+        "attention.self.query": "query",
+        "attention.self.key": "key",
+        "attention.self.value": "value",
+    }
+    tensors = {}
+    for name, value in reader.state_dict().items():
+        if name.endswith("word_embeddings.weight") or "position_ids" in name:
+            continue
+        t = value.detach().float()
+        parts = name.split(".")
+        leaf = parts[-1]
+        module = ".".join(parts[:-1])
+        is_norm = "LayerNorm" in module or module == "layer_norm"
+        if is_norm:
+            leaf = {"weight": "gamma", "bias": "beta"}[leaf]
+        if module.startswith("bert.encoder.layer."):
+            layer = parts[3]
+            inner = ".".join(parts[4:-1])
+            target = f"bert.layers.{layer}.{rename[inner]}.{leaf}"
+        elif module.startswith("bert.embeddings."):
+            sub = parts[2]
+            target = f"bert.embeddings.{'layer_norm' if sub == 'LayerNorm' else sub}.{leaf}"
+        else:
+            target = f"{module}.{leaf}"
+        if leaf == "weight" and t.dim() == 2 and "embeddings" not in target:
+            t = t.t()
+        tensors[target] = t.contiguous().numpy().astype(np.float16)
+    data = save(tensors)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reader.safetensors").write_bytes(data)
+    base = hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()
+    card = {
+        "base_sha256": base,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "head_seed": 1,
+        "reader": {"span_hidden_size": 256, "max_span_width": 10, "reader_layer_norm_eps": 0.001,
+                   "reader_beam_size": 5, "reader_seq_len": 320},
+        "max_length": 256,
+        "trained": {"by": "scripts/peer_reader.py train (PyTorch), on realm finetune --dump-batches"},
+    }
+    (out / "reader.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
 def read_shard(path):
@@ -286,6 +344,7 @@ def main():
     t.add_argument("--warmup", type=float, default=0.1)
     t.add_argument("--clip", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--save", help="write the trained reader here in realm's format")
     a = sub.add_parser("ask")
     a.add_argument("--model", required=True)
     a.add_argument("--reader", required=True)
