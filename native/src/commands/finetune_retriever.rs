@@ -20,7 +20,6 @@ use realm_core::index::MipsIndex;
 use realm_core::index::exact::ExactIndex;
 use realm_core::model::embedder::RealmEmbedder;
 use realm_core::qa::answer::PreparedPassage;
-use realm_core::qa::datasets::Question;
 use realm_core::train::optim::bert_adamw;
 use realm_core::train::reader::logsumexp_rows;
 use serde::{Deserialize, Serialize};
@@ -100,14 +99,6 @@ pub struct RetrieverArgs {
     pub quiet: bool,
 }
 
-/// A training question: its text and which corpus positions hold an answer (decided lazily,
-/// once per passage, as the top B move).
-struct Example {
-    id: String,
-    question: String,
-    gold: realm_core::qa::answer::Gold,
-}
-
 pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
     let Run {
         dir,
@@ -177,14 +168,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| unseen_text.contains(p.text.trim()))
         .collect();
-    let examples: Vec<Example> = questions
-        .iter()
-        .map(|q: &Question| Example {
-            id: q.id.clone(),
-            question: q.question.clone(),
-            gold: q.gold.clone(),
-        })
-        .collect();
+    let examples = &questions; // the training questions, in the order `Order` counts them
     if examples.is_empty() {
         bail!("no training questions in {}", squad.display());
     }
