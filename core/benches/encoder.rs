@@ -1,6 +1,9 @@
-//! The BERT encoder forward on burn's CPU backend (Flex), the REALM reader's and embedder's
-//! cost, for the all-MiniLM-L6-v2 shape (L6 H384) and BERT-base (L12 H768, REALM's), at
-//! sequence 128 and 288 (REALM's block length) and batch 1 and 8. Seeded random weights.
+//! The BERT encoder forward on the CPU, the REALM reader's and embedder's cost, for the
+//! all-MiniLM-L6-v2 shape (L6 H384) and BERT-base (L12 H768, REALM's), at sequence 128 and
+//! 288 (REALM's block length) and batch 1 and 8. Seeded random weights. Three of ours: the
+//! module on burn's CPU backend (Flex, `encoder-flex-*`, what training runs), and the frozen
+//! forward (`model::frozen_bert`) at f32 (`encoder-frozen-f32-*`) and, where the CPU has
+//! AMX, bf16 (`encoder-frozen-bf16-*`).
 //!
 //! With PyTorch in the same run and the ratio table (one thread each):
 //!     scripts/bench-encoder.sh
@@ -15,8 +18,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::Criterion;
 use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::linalg::Precision;
 use realm_core::model::config::BertConfig;
 use realm_core::model::embedder::RealmEmbedder;
+use realm_core::model::frozen_bert::FrozenBert;
 use realm_core::rng::SplitMix64;
 use realm_core::skeleton::seeded_weights;
 use realm_core::text::BertInput;
@@ -40,9 +45,10 @@ fn main() {
         let config = BertConfig::new(30522, hidden, layers, heads, intermediate);
         let mut loader = WeightLoader::new(seeded_weights(&config, 5), &device);
         let model = RealmEmbedder::load(&config, &mut loader, &device).expect("seeded weights");
-        let mut group = c.benchmark_group(format!("encoder-flex-{name}"));
-        for &seq in SEQS {
-            for &batch in BATCHES {
+        let inputs: Vec<(String, BertInput)> = SEQS
+            .iter()
+            .flat_map(|&seq| BATCHES.iter().map(move |&batch| (seq, batch)))
+            .map(|(seq, batch)| {
                 let mut rng = SplitMix64::new(seq as u64 * 31 + batch as u64);
                 let input = BertInput {
                     input_ids: (0..batch * seq)
@@ -53,19 +59,35 @@ fn main() {
                     batch,
                     seq,
                 };
-                group.bench_function(format!("s{seq}-b{batch}"), |bench| {
-                    bench.iter(|| {
-                        // Reading the output back waits for the forward to finish.
-                        model
-                            .bert
-                            .forward(&input, &device)
-                            .last_hidden_state
-                            .into_data()
-                    })
-                });
-            }
+                (format!("s{seq}-b{batch}"), input)
+            })
+            .collect();
+        let mut group = c.benchmark_group(format!("encoder-flex-{name}"));
+        for (id, input) in &inputs {
+            group.bench_function(id.as_str(), |bench| {
+                bench.iter(|| {
+                    // Reading the output back waits for the forward to finish.
+                    model
+                        .bert
+                        .forward(input, &device)
+                        .last_hidden_state
+                        .into_data()
+                })
+            });
         }
         group.finish();
+        for precision in [Precision::F32, Precision::Bf16] {
+            if !precision.available() {
+                eprintln!("encoder-frozen-{precision}: not on this CPU, skipped");
+                continue;
+            }
+            let frozen = FrozenBert::new(&model.bert, config.layer_norm_eps, precision);
+            let mut group = c.benchmark_group(format!("encoder-frozen-{precision}-{name}"));
+            for (id, input) in &inputs {
+                group.bench_function(id.as_str(), |bench| bench.iter(|| frozen.forward(input)));
+            }
+            group.finish();
+        }
     }
     c.final_summary();
 }

@@ -2,18 +2,19 @@
 //! way, each folder using only those listed before it:
 //!
 //! 1. `error`, `rng`, `device`: the crate's error type, seeded randomness, the test device.
-//! 2. [`text`]: WordPiece, the corpus formats, the padded batch every encoder takes.
-//! 3. [`checkpoint`]: safetensors and `block_records.npy` reading, family detection, the
+//! 2. [`linalg`]: matrix products packed per kernel (f32, AMX bf16) beside a plain reference.
+//! 3. [`text`]: WordPiece, the corpus formats, the padded batch every encoder takes.
+//! 4. [`checkpoint`]: safetensors and `block_records.npy` reading, family detection, the
 //!    weight map and the strict loader that hands tensors to modules.
-//! 4. [`index`]: maximum inner-product search (exact, int8, HNSW, re-scoring, the live
+//! 5. [`index`]: maximum inner-product search (exact, int8, HNSW, re-scoring, the live
 //!    index) and the shard file; it knows nothing of the model.
-//! 5. [`model`]: BERT, the retriever's embedders, the knowledge-augmented encoder, the span
+//! 6. [`model`]: BERT, the retriever's embedders, the knowledge-augmented encoder, the span
 //!    reader, open-QA retrieve-then-read; uses `text`, `checkpoint` and `index`.
-//! 6. [`train`]: the training machinery (schedules, optimiser, fresh heads, the reader's
+//! 7. [`train`]: the training machinery (schedules, optimiser, fresh heads, the reader's
 //!    examples and loss), on top of `model`.
-//! 7. [`qa`]: question sets, splits, answer matching, and reading passages for an answer;
+//! 8. [`qa`]: question sets, splits, answer matching, and reading passages for an answer;
 //!    uses `train`'s reader features.
-//! 8. `skeleton`: the walking-skeleton pipeline that every layer of the toolkit (native CLI,
+//! 9. `skeleton`: the walking-skeleton pipeline that every layer of the toolkit (native CLI,
 //!    GPU kernels, wasm) runs end to end; it may use everything.
 //!
 //! This crate makes no GPU, wasm or file-system assumptions: the same code runs on burn's
@@ -22,6 +23,8 @@
 pub mod device;
 pub mod error;
 pub mod rng;
+
+pub mod linalg;
 
 pub mod text;
 

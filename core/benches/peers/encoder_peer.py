@@ -1,6 +1,7 @@
 """PyTorch's BERT forward (transformers BertModel, random weights, f32, eval, no grad) on one
-thread, for the shapes of core/benches/encoder.rs; then joins our criterion timings into the
-ratio table target/bench-encoder/table.md.
+thread, for the shapes of core/benches/encoder.rs; then joins our criterion timings (the
+module on Flex, the frozen forward at f32 and, where the CPU has AMX, bf16) into the ratio
+table target/bench-encoder/table.md.
 
 Usage: python encoder_peer.py TARGET_DIR COMMIT   (scripts/bench-encoder.sh runs it)
 """
@@ -32,6 +33,22 @@ def median_time(fn, min_seconds=3.0, min_reps=10):
     return float(np.median(times))
 
 
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def ours_seconds(target, group, seq, batch):
+    """Our criterion median for one shape, or None where the group did not run (no AMX)."""
+    est = os.path.join(target, "criterion", group, f"s{seq}-b{batch}", "new", "estimates.json")
+    if not os.path.exists(est):
+        return None
+    with open(est) as f:
+        return json.load(f)["median"]["point_estimate"] / 1e9
+
+
 def main():
     target, commit = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
@@ -39,12 +56,13 @@ def main():
     x = torch.randn(n, n)
     peak = 2 * n**3 / median_time(lambda: x @ x, min_seconds=1.0, min_reps=3)
     rows = [
-        f"Commit {commit}; {time.strftime('%Y-%m-%d')}; one thread each (RAYON_NUM_THREADS=1 for burn's "
+        f"{cpu_model()}; commit {commit}; {time.strftime('%Y-%m-%d')}; one thread each (RAYON_NUM_THREADS=1 for burn's "
         f"Flex, torch.set_num_threads(1)); PyTorch {torch.__version__}, transformers "
         f"{transformers.__version__}; this CPU's one-thread sgemm (torch, 2048^3): {peak / 1e9:.1f} GFLOP/s; "
         f"load average {open('/proc/loadavg').read().split()[0]}.",
         "",
-        "| shape | seq | batch | ours (Flex) | PyTorch | ours / PyTorch | goal | PyTorch GFLOP/s | fraction of sgemm peak |",
+        "| shape | seq | batch | PyTorch f32 | module (Flex) / PyTorch | frozen f32 / PyTorch "
+        "(goal <= 1.0) | frozen bf16 AMX / PyTorch | PyTorch GFLOP/s | PyTorch / sgemm floor |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, layers, hidden, heads, inter in SHAPES:
@@ -59,15 +77,16 @@ def main():
                 mask = torch.ones(batch, seq, dtype=torch.long)
                 with torch.no_grad():
                     theirs = median_time(lambda: model(input_ids=ids, attention_mask=mask))
-                est = os.path.join(target, "criterion", f"encoder-flex-{name}", f"s{seq}-b{batch}", "new", "estimates.json")
-                with open(est) as f:
-                    ours = json.load(f)["median"]["point_estimate"] / 1e9
+                flex = ours_seconds(target, f"encoder-flex-{name}", seq, batch)
+                frozen = ours_seconds(target, f"encoder-frozen-f32-{name}", seq, batch)
+                bf16 = ours_seconds(target, f"encoder-frozen-bf16-{name}", seq, batch)
+                ratio = lambda ours: "n/a" if ours is None else f"{ours / theirs:.2f} ({ours * 1e3:.1f} ms)"
                 # Matmul FLOPs: 4 h^2 + 2 h i per token per layer (x2 for multiply-add), plus
                 # attention's 2 seq h per token per layer (x2).
                 flops = 2 * batch * seq * layers * (4 * hidden * hidden + 2 * hidden * inter + 2 * seq * hidden)
                 rows.append(
-                    f"| {name} | {seq} | {batch} | {ours * 1e3:.1f} ms | {theirs * 1e3:.1f} ms | "
-                    f"{ours / theirs:.2f} | <= 1.5 | {flops / theirs / 1e9:.1f} | {flops / theirs / peak:.2f} |"
+                    f"| {name} | {seq} | {batch} | {theirs * 1e3:.1f} ms | {ratio(flex)} | {ratio(frozen)} | "
+                    f"{ratio(bf16)} | {flops / theirs / 1e9:.1f} | {flops / theirs / peak:.2f} |"
                 )
                 print(rows[-1], flush=True)
     os.makedirs(os.path.join(target, "bench-encoder"), exist_ok=True)

@@ -11,14 +11,18 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::Error;
 use crate::checkpoint::weights::WeightLoader;
 use crate::model::config::{BertConfig, HiddenAct};
+use crate::linalg::Precision;
 use crate::model::fast_math::{self, softmax_last};
+use crate::model::frozen_bert::FrozenBert;
+use std::sync::Arc;
 use crate::text::BertInput;
 
 /// The encoder's outputs for one batch.
 pub struct BertOutput {
     /// `[batch, seq, hidden]`
     pub last_hidden_state: Tensor<3>,
-    /// The embeddings' output, then each layer's: `num_hidden_layers + 1` of `[batch, seq, hidden]`.
+    /// The embeddings' output, then each layer's: `num_hidden_layers + 1` of `[batch, seq, hidden]`;
+    /// empty from a frozen encoder ([`Bert::freeze`]).
     pub hidden_states: Vec<Tensor<3>>,
     /// `[batch, hidden]`: tanh(dense(h_[CLS])), absent when the model has no pooler.
     pub pooler_output: Option<Tensor<2>>,
@@ -33,6 +37,10 @@ pub struct Bert {
     pub num_attention_heads: usize,
     #[module(skip)]
     pub hidden_act: HiddenAct,
+    /// Set by [`Bert::freeze`]: the weights packed for the CPU inference path, which
+    /// `forward` then takes. Changes to the weights after freezing are not seen.
+    #[module(skip)]
+    pub frozen: Option<Arc<FrozenBert>>,
 }
 
 #[derive(Module, Debug)]
@@ -168,7 +176,22 @@ impl Bert {
             pooler,
             num_attention_heads: config.num_attention_heads,
             hidden_act: config.hidden_act,
+            frozen: None,
         })
+    }
+
+    /// From now on `forward` runs [`FrozenBert`] at `precision` (inference only: no
+    /// gradients, and later changes to the weights are not seen). Only on burn's CPU backend
+    /// (Flex); elsewhere the module path stays and this returns `false`.
+    ///
+    /// # Panics
+    /// If `precision` is not available on this machine ([`Precision::available`]).
+    pub fn freeze(&mut self, eps: f64, precision: Precision) -> bool {
+        if !fast_math::is_flex(&self.embeddings.word_embeddings.weight.val().device()) {
+            return false;
+        }
+        self.frozen = Some(Arc::new(FrozenBert::new(self, eps, precision)));
+        true
     }
 
     /// # Shapes
@@ -182,6 +205,18 @@ impl Bert {
             "input_ids must hold batch * seq = {} ids",
             batch * seq
         );
+        if let Some(frozen) = &self.frozen {
+            let last = frozen.forward(input);
+            let h = frozen.hidden_size();
+            let pooler_output = frozen
+                .pool(&last, batch, seq)
+                .map(|p| Tensor::<2>::from_data(TensorData::new(p, [batch, h]), device));
+            return BertOutput {
+                last_hidden_state: Tensor::from_data(TensorData::new(last, [batch, seq, h]), device),
+                hidden_states: Vec::new(),
+                pooler_output,
+            };
+        }
         let ids = int_tensor(&input.input_ids, batch, seq, device); // [batch, seq]
         let types = int_tensor(&input.token_type_ids, batch, seq, device); // [batch, seq]
         let positions: Vec<u32> = (0..batch).flat_map(|_| 0..seq as u32).collect();

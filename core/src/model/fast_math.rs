@@ -57,19 +57,35 @@ pub fn gelu_f32(x: f32) -> f32 {
     0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// Softmax of each `width`-wide row, in place.
+/// Softmax of each `width`-wide row, in place, after adding `bias` (`width` values, the same
+/// for every row: the attention's padding mask) when there is one. Each pass is a map or a
+/// reduction over 16 lanes, so the compiler vectorises all three (a running `sum +=`
+/// inside the `exp` loop would keep the whole loop scalar: f32 addition does not reassociate).
 #[inline(always)]
-fn softmax_rows(values: &mut [f32], width: usize) {
+fn softmax_rows(values: &mut [f32], width: usize, bias: Option<&[f32]>) {
     for row in values.chunks_exact_mut(width) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = exp_f32(*v - max);
-            sum += *v;
+        if let Some(bias) = bias {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
         }
-        let inv = 1.0 / sum;
+        let max = reduce_lanes(row, f32::NEG_INFINITY, f32::max);
+        row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
+        let inv = 1.0 / reduce_lanes(row, 0.0, |a, b| a + b);
         row.iter_mut().for_each(|v| *v *= inv);
     }
+}
+
+/// `op` folded over `values` in 16 independent lanes, then across the lanes.
+#[inline(always)]
+fn reduce_lanes(values: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = op(*lane, v);
+        }
+    }
+    let tail = chunks.remainder().iter().fold(init, |acc, &v| op(acc, v));
+    lanes.iter().fold(tail, |acc, &v| op(acc, v))
 }
 
 #[inline(always)]
@@ -87,8 +103,8 @@ mod wide {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub fn softmax_rows(values: &mut [f32], width: usize) {
-        super::softmax_rows(values, width)
+    pub fn softmax_rows(values: &mut [f32], width: usize, bias: Option<&[f32]>) {
+        super::softmax_rows(values, width, bias)
     }
 
     pub fn available() -> bool {
@@ -96,8 +112,32 @@ mod wide {
     }
 }
 
+/// The same kernels compiled for AVX-512 (16 lanes), where the CPU has it.
+#[cfg(target_arch = "x86_64")]
+mod widest {
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub fn gelu_slice(values: &mut [f32]) {
+        super::gelu_slice(values)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub fn softmax_rows(values: &mut [f32], width: usize, bias: Option<&[f32]>) {
+        super::softmax_rows(values, width, bias)
+    }
+
+    pub fn available() -> bool {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f") && super::wide::available())
+    }
+}
+
 /// GELU of every element, in place, with the widest SIMD the CPU has.
 pub fn gelu_in_place(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if widest::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { widest::gelu_slice(values) };
+    }
     #[cfg(target_arch = "x86_64")]
     if wide::available() {
         // SAFETY: the CPU supports the features the function was compiled for.
@@ -108,12 +148,25 @@ pub fn gelu_in_place(values: &mut [f32]) {
 
 /// Softmax of every `width`-wide row, in place, with the widest SIMD the CPU has.
 pub fn softmax_in_place(values: &mut [f32], width: usize) {
+    softmax_biased_in_place(values, width, None)
+}
+
+/// Softmax of every `width`-wide row after adding `bias` to each (when given), in place.
+pub fn softmax_biased_in_place(values: &mut [f32], width: usize, bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), width, "one bias per column");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if widest::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { widest::softmax_rows(values, width, bias) };
+    }
     #[cfg(target_arch = "x86_64")]
     if wide::available() {
         // SAFETY: the CPU supports the features the function was compiled for.
-        return unsafe { wide::softmax_rows(values, width) };
+        return unsafe { wide::softmax_rows(values, width, bias) };
     }
-    softmax_rows(values, width)
+    softmax_rows(values, width, bias)
 }
 
 /// Applies `op` to the tensor's f32 elements in place when it is a plain Flex tensor

@@ -1,0 +1,353 @@
+//! bf16 matrix products on Intel AMX tiles (Sapphire Rapids and later Xeons): eight 1 KiB
+//! tile registers and one instruction, `tdpbf16ps`, that adds a `[16, 32] x [32, 16]` bf16
+//! product into a `[16, 16]` f32 tile.
+//!
+//! The weight (`b`, `[k, n]`) is packed once ([`PackedB`]): zero-padded to multiples of 32,
+//! cut into `[32, 16]` tiles stored in AMX's pair-interleaved ("VNNI") order, each column
+//! strip's tiles one after another along `k`. Each product rounds `x` to bf16 (AVX-512
+//! BF16's `vcvtneps2bf16`, round to nearest even), then computes `[32, 32]` blocks of the
+//! output in four accumulator tiles from two `x` tiles and two weight tiles per step of 32
+//! along `k`. Sums stay in f32; only the operands lose precision (8-bit mantissa).
+//!
+//! The tile state is off by default on Linux: [`available`] asks the kernel for it once
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) after checking CPUID. Rust has no
+//! stable AMX intrinsics, so the tile instructions are inline assembly; the compiler never
+//! uses tile registers itself.
+
+/// Whether this CPU has AMX-BF16 and AVX-512 BF16 and the OS granted this process the tile
+/// state. Checked once.
+pub fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(imp::detect)
+}
+
+/// A `[k, n]` right-hand operand in AMX tiles, bf16.
+#[derive(Clone, Debug)]
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    /// `k` rounded up to a multiple of 32: the number of 32-deep steps is `k_pad / 32`.
+    k_pad: usize,
+    /// `n` rounded up to a multiple of 32 (two 16-wide tiles per output block).
+    n_pad: usize,
+    /// Tile `(strip j, step c)` is the 512 values at `(j * k_pad / 32 + c) * 512`; inside
+    /// it, row `r` holds `b[32c + 2r + e][16j + q]` at `32r + 2q + e` (bf16 bits).
+    tiles: Vec<u16>,
+}
+
+/// Values in one tile: 16 rows of 64 bytes.
+const TILE: usize = 512;
+
+fn round_up(x: usize, to: usize) -> usize {
+    x.div_ceil(to) * to
+}
+
+impl PackedB {
+    /// Packs the row-major `[k, n]` `b`.
+    pub fn new(b: &[f32], k: usize, n: usize) -> Self {
+        Self::strided(b, n, 1, k, n)
+    }
+
+    /// Packs `b` where element `(p, j)` is `b[p * row + j * col]` (a transpose read in place
+    /// has `row = 1`).
+    pub fn strided(b: &[f32], row: usize, col: usize, k: usize, n: usize) -> Self {
+        let mut packed = Self {
+            k: 0,
+            n: 0,
+            k_pad: 0,
+            n_pad: 0,
+            tiles: Vec::new(),
+        };
+        packed.repack(b, row, col, k, n);
+        packed
+    }
+
+    /// [`strided`](Self::strided) into this one's buffer.
+    pub fn repack(&mut self, b: &[f32], row: usize, col: usize, k: usize, n: usize) {
+        if k > 0 && n > 0 {
+            assert!(b.len() > (k - 1) * row + (n - 1) * col, "b too short for [{k}, {n}]");
+        }
+        let (k_pad, n_pad) = (round_up(k, 32), round_up(n, 32));
+        let steps = k_pad / 32;
+        self.tiles.clear();
+        self.tiles.resize(n_pad / 16 * steps * TILE, 0);
+        for p in 0..k {
+            let (c, within) = (p / 32, p % 32);
+            let (r, e) = (within / 2, within % 2);
+            for j in 0..n {
+                let (strip, q) = (j / 16, j % 16);
+                let at = (strip * steps + c) * TILE + r * 32 + q * 2 + e;
+                self.tiles[at] = half::bf16::from_f32(b[p * row + j * col]).to_bits();
+            }
+        }
+        (self.k, self.n, self.k_pad, self.n_pad) = (k, n, k_pad, n_pad);
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `out = x b` where row `i` of `x` is `x[i * x_row..][..k]` and row `i` of the output
+    /// is `out[i * out_row..][..n]`.
+    pub fn product(&self, x: &[f32], x_row: usize, m: usize, out: &mut [f32], out_row: usize) {
+        let (k, n) = (self.k, self.n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(x_row >= k && x.len() >= (m - 1) * x_row + k, "x too short for [{m}, {k}]");
+        assert!(out_row >= n && out.len() >= (m - 1) * out_row + n, "out too short for [{m}, {n}]");
+        if k == 0 {
+            out.chunks_mut(out_row).take(m).for_each(|r| r[..n].fill(0.0));
+            return;
+        }
+        assert!(available(), "AMX bf16 products need linalg::amx::available()");
+        let (k_pad, n_pad) = (self.k_pad, self.n_pad);
+        let m_pad = round_up(m, 32);
+        SCRATCH.with_borrow_mut(|(a, c)| {
+            grow(a, m_pad * k_pad);
+            grow(c, m_pad * n_pad);
+            let (a, c) = (&mut a[..m_pad * k_pad], &mut c[..m_pad * n_pad]);
+            for (i, dst) in a.chunks_exact_mut(k_pad).enumerate() {
+                if i < m {
+                    imp::to_bf16(&x[i * x_row..][..k], &mut dst[..k]);
+                    dst[k..].fill(0);
+                } else {
+                    dst.fill(0);
+                }
+            }
+            // SAFETY: `available()` holds; `a` is `[m_pad, k_pad]`, `c` is `[m_pad, n_pad]`,
+            // and the tiles cover `[k_pad, n_pad]`, so every tile load and store stays inside.
+            unsafe { imp::product(a, m_pad, k_pad, &self.tiles, n_pad, c) };
+            for (i, src) in c.chunks_exact(n_pad).take(m).enumerate() {
+                out[i * out_row..][..n].copy_from_slice(&src[..n]);
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// Each thread's bf16 copy of the left operand and f32 output tiles, grown as needed and
+    /// kept: fresh pages for every product cost more than the product (the kernel zeroes them).
+    static SCRATCH: std::cell::RefCell<(Vec<u16>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
+fn grow<T: Default + Clone>(v: &mut Vec<T>, len: usize) {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod imp {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    pub fn detect() -> bool {
+        let leaf7 = __cpuid_count(7, 0);
+        let (amx_bf16, amx_tile) = (leaf7.edx >> 22 & 1 == 1, leaf7.edx >> 24 & 1 == 1);
+        if !(amx_bf16 && amx_tile && std::arch::is_x86_feature_detected!("avx512bf16")) {
+            return false;
+        }
+        const ARCH_REQ_XCOMP_PERM: u64 = 0x1023;
+        const XFEATURE_XTILEDATA: u64 = 18;
+        const SYS_ARCH_PRCTL: u64 = 158;
+        let status: i64;
+        // SAFETY: arch_prctl only changes this process's permitted extended state.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL => status,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        status == 0
+    }
+
+    /// `dst[i] = bf16(src[i])`, round to nearest even.
+    pub fn to_bf16(src: &[f32], dst: &mut [u16]) {
+        assert_eq!(src.len(), dst.len());
+        // SAFETY: `detect()` checked AVX-512 BF16 before any packed product exists.
+        unsafe { to_bf16_avx512(src, dst) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16,avx512vl")]
+    fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
+        let whole = src.len() / 16 * 16;
+        for (s, d) in src[..whole].chunks_exact(16).zip(dst[..whole].chunks_exact_mut(16)) {
+            // SAFETY: both chunks hold 16 elements; unaligned loads and stores.
+            unsafe {
+                let v = _mm512_loadu_ps(s.as_ptr());
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_storeu_si256(d.as_mut_ptr().cast(), h);
+            }
+        }
+        for (s, d) in src[whole..].iter().zip(&mut dst[whole..]) {
+            *d = half::bf16::from_f32(*s).to_bits();
+        }
+    }
+
+    /// The tile palette: all eight tiles 16 rows of 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        bytes_per_row: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    /// `c = a b`: `a` row-major `[m_pad, k_pad]` bf16, `b` the packed tiles of
+    /// `[k_pad, n_pad]`, `c` row-major `[m_pad, n_pad]` f32; `m_pad`, `k_pad`, `n_pad`
+    /// multiples of 32.
+    ///
+    /// # Safety
+    /// AMX must be available ([`detect`]) and the slices as long as the shapes say.
+    pub unsafe fn product(
+        a: &[u16],
+        m_pad: usize,
+        k_pad: usize,
+        b: &[u16],
+        n_pad: usize,
+        c: &mut [f32],
+    ) {
+        debug_assert!(m_pad % 32 == 0 && k_pad % 32 == 0 && n_pad % 32 == 0);
+        debug_assert!(a.len() == m_pad * k_pad && c.len() == m_pad * n_pad);
+        debug_assert!(b.len() == n_pad / 16 * (k_pad / 32) * super::TILE);
+        let mut config = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            bytes_per_row: [0; 16],
+            rows: [0; 16],
+        };
+        config.bytes_per_row[..8].fill(64);
+        config.rows[..8].fill(16);
+        let steps = k_pad / 32;
+        let strip = steps * super::TILE; // values per 16-wide column strip of b
+        // SAFETY (whole block): the config is valid palette 1; pointers stay in the slices
+        // by the shapes above.
+        unsafe {
+            asm!("ldtilecfg [{0}]", in(reg) &config, options(nostack, readonly));
+            for j in (0..n_pad / 16).step_by(2) {
+                let b0 = b.as_ptr().add(j * strip);
+                let b1 = b0.add(strip);
+                for i in (0..m_pad).step_by(32) {
+                    let a0 = a.as_ptr().add(i * k_pad);
+                    let c0 = c.as_mut_ptr().add(i * n_pad + j * 16);
+                    block(a0, k_pad * 2, b0, b1, steps, c0, n_pad * 4);
+                }
+            }
+            asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+
+    /// One `[32, 32]` output block: four accumulator tiles over `steps` steps of 32 along k.
+    /// `lda` and `ldc` are row strides in bytes.
+    #[inline(always)]
+    unsafe fn block(
+        a: *const u16,
+        lda: usize,
+        b0: *const u16,
+        b1: *const u16,
+        steps: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: the caller keeps every address inside its buffers.
+        unsafe {
+            let a16 = a.byte_add(16 * lda);
+            let c16 = c.byte_add(16 * ldc);
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a} + {lda}*1]",
+                "tileloadd tmm5, [{a16} + {lda}*1]",
+                "tileloadd tmm6, [{b0} + {s64}*1]",
+                "tileloadd tmm7, [{b1} + {s64}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a}, 64",
+                "add {a16}, 64",
+                "add {b0}, 1024",
+                "add {b1}, 1024",
+                "dec {steps}",
+                "jnz 2b",
+                "tilestored [{c} + {ldc}*1], tmm0",
+                "tilestored [{c} + {ldc}*1 + 64], tmm1",
+                "tilestored [{c16} + {ldc}*1], tmm2",
+                "tilestored [{c16} + {ldc}*1 + 64], tmm3",
+                a = inout(reg) a => _,
+                a16 = inout(reg) a16 => _,
+                b0 = inout(reg) b0 => _,
+                b1 = inout(reg) b1 => _,
+                steps = inout(reg) steps => _,
+                lda = in(reg) lda,
+                s64 = in(reg) 64usize,
+                c = in(reg) c,
+                c16 = in(reg) c16,
+                ldc = in(reg) ldc,
+                options(nostack),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod imp {
+    pub fn detect() -> bool {
+        false
+    }
+
+    pub fn to_bf16(_src: &[f32], _dst: &mut [u16]) {
+        unreachable!("no AMX here: available() is false")
+    }
+
+    pub unsafe fn product(_: &[u16], _: usize, _: usize, _: &[u16], _: usize, _: &mut [f32]) {
+        unreachable!("no AMX here: available() is false")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linalg::reference::{self, round_bf16};
+    use crate::rng::{SplitMix64, fresh_seed};
+
+    #[test]
+    fn amx_products_match_the_reference_on_bf16_rounded_operands() {
+        if !available() {
+            eprintln!("skipped: no AMX bf16 on this machine");
+            return;
+        }
+        let seed = fresh_seed();
+        let mut rng = SplitMix64::new(seed);
+        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (33, 64, 17), (40, 100, 70), (128, 384, 96)] {
+            let a = rng.uniform_vec(m * k, 1.0);
+            let b = rng.uniform_vec(k * n, 1.0);
+            let round = |v: &[f32]| v.iter().map(|&x| round_bf16(x)).collect::<Vec<_>>();
+            let mut want = vec![0.0; m * n];
+            reference::product(&round(&a), &round(&b), m, k, n, &mut want);
+            let mut got = vec![f32::NAN; m * n];
+            PackedB::new(&b, k, n).product(&a, k, m, &mut got, n);
+            for (at, (g, w)) in got.iter().zip(&want).enumerate() {
+                let tolerance = 1e-5 * (1.0 + k as f32);
+                assert!((g - w).abs() <= tolerance, "seed {seed} [{m},{k},{n}] at {at}: {g} vs {w}");
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Matrix products for the frozen encoders on the CPU (indexing, `ask`): `x W` with the
+//! weight `W` packed once for the kernel that will multiply by it.
+//!
+//! Three kernels, one contract ([`Matrix::product`]: `out = x W`, row-major, f32 in and out):
+//! - [`reference`]: the plain triple loop every fast kernel is tested against;
+//! - `F32`: the `gemm` crate's kernels (the ones burn's CPU backend calls; AVX-512 where the
+//!   CPU has it, at 0.85-0.95 of PyTorch's sgemm on an Intel Xeon: `benches/linalg.rs`);
+//! - `Bf16` ([`amx`]): Intel AMX tiles, operands rounded to bf16, sums kept in f32; only
+//!   where the CPU has AMX-BF16 and the OS grants the tile state (Linux on x86-64).
+
+pub mod amx;
+pub mod reference;
+
+/// How a [`Matrix`] multiplies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands and sums.
+    F32,
+    /// bf16 operands (8-bit mantissa), f32 sums: AMX tiles.
+    Bf16,
+}
+
+impl Precision {
+    /// Whether this machine can multiply at this precision.
+    pub fn available(self) -> bool {
+        match self {
+            Self::F32 => true,
+            Self::Bf16 => amx::available(),
+        }
+    }
+
+    /// The fastest precision this machine has: bf16 on AMX, f32 elsewhere.
+    pub fn fastest() -> Self {
+        if amx::available() {
+            Self::Bf16
+        } else {
+            Self::F32
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!("unknown precision {other:?}: expected f32 or bf16")),
+        }
+    }
+}
+
+/// A `[k, n]` right-hand operand packed for one kernel.
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    k: usize,
+    n: usize,
+    packed: Packed,
+}
+
+#[derive(Clone, Debug)]
+enum Packed {
+    /// Row-major `[k, n]`, for the `gemm` crate.
+    F32(Vec<f32>),
+    Bf16(amx::PackedB),
+}
+
+impl Matrix {
+    /// Packs the row-major `[k, n]` `values` for `precision`.
+    ///
+    /// # Panics
+    /// If `values` does not hold `k * n` numbers, or `precision` is not available here
+    /// ([`Precision::available`]).
+    pub fn new(values: Vec<f32>, k: usize, n: usize, precision: Precision) -> Self {
+        assert_eq!(values.len(), k * n, "a [{k}, {n}] matrix holds {} values", k * n);
+        let packed = match precision {
+            Precision::F32 => Packed::F32(values),
+            Precision::Bf16 => {
+                assert!(amx::available(), "bf16 products need AMX (Precision::available)");
+                Packed::Bf16(amx::PackedB::new(&values, k, n))
+            }
+        };
+        Self { k, n, packed }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn precision(&self) -> Precision {
+        match self.packed {
+            Packed::F32(_) => Precision::F32,
+            Packed::Bf16(_) => Precision::Bf16,
+        }
+    }
+
+    /// `out = x W` for the row-major `[m, k]` `x`; `out` is `[m, n]`.
+    ///
+    /// # Panics
+    /// If `x` or `out` has the wrong length.
+    pub fn product(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(x.len(), m * k, "x must be [{m}, {k}]");
+        assert_eq!(out.len(), m * n, "out must be [{m}, {n}]");
+        match &self.packed {
+            Packed::F32(w) => product_f32(x, w, m, k, n, out),
+            Packed::Bf16(w) => w.product(x, k, m, out, n),
+        }
+    }
+}
+
+/// `out = a b` for row-major `[m, k]` `a` and `[k, n]` `b`, by the `gemm` crate on this
+/// thread.
+pub fn product_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
+    strided_product_f32(a, k, 1, b, n, 1, m, k, n, out, n);
+}
+
+/// `out = a b` where element `(i, p)` of `a` is `a[i * a_row + p * a_col]` and `(p, j)` of
+/// `b` is `b[p * b_row + j * b_col]`: transposed or strided views with no copy (one head of
+/// the attention inside the fused q/k/v rows). Row `i` of the output is
+/// `out[i * out_row..][..n]`.
+#[allow(clippy::too_many_arguments)]
+pub fn strided_product_f32(
+    a: &[f32],
+    a_row: usize,
+    a_col: usize,
+    b: &[f32],
+    b_row: usize,
+    b_col: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+    out_row: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, r: usize, c: usize| (rows - 1) * r + (cols - 1) * c;
+    assert!(n <= out_row && out.len() > last(m, n, out_row, 1), "out too short for [{m}, {n}]");
+    assert!(k == 0 || a.len() > last(m, k, a_row, a_col), "a too short for [{m}, {k}]");
+    assert!(k == 0 || b.len() > last(k, n, b_row, b_col), "b too short for [{k}, {n}]");
+    // SAFETY: the asserts above keep every index the strides reach inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            out_row as isize,
+            false,
+            a.as_ptr(),
+            a_col as isize,
+            a_row as isize,
+            b.as_ptr(),
+            b_col as isize,
+            b_row as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{SplitMix64, fresh_seed};
+
+    #[test]
+    fn f32_products_match_the_reference_on_random_shapes() {
+        let seed = fresh_seed();
+        let mut rng = SplitMix64::new(seed);
+        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (17, 64, 33), (128, 384, 96), (5, 0, 4)] {
+            let a = rng.uniform_vec(m * k, 1.0);
+            let b = rng.uniform_vec(k * n, 1.0);
+            let mut want = vec![0.0; m * n];
+            reference::product(&a, &b, m, k, n, &mut want);
+            let mut got = vec![f32::NAN; m * n];
+            Matrix::new(b.clone(), k, n, Precision::F32).product(&a, m, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-5 * (1.0 + k as f32), "seed {seed}: {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn strided_products_read_transposed_views() {
+        let seed = fresh_seed();
+        let mut rng = SplitMix64::new(seed);
+        let (m, k, n) = (6, 5, 4);
+        let a = rng.uniform_vec(m * k, 1.0);
+        let b_t = rng.uniform_vec(n * k, 1.0); // [n, k]: b is its transpose
+        let b: Vec<f32> = (0..k * n).map(|i| b_t[(i % n) * k + i / n]).collect();
+        let mut want = vec![0.0; m * n];
+        reference::product(&a, &b, m, k, n, &mut want);
+        let mut got = vec![0.0; m * n];
+        strided_product_f32(&a, k, 1, &b_t, 1, k, m, k, n, &mut got, n);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "seed {seed}: {g} vs {w}");
+        }
+    }
+}
