@@ -67,3 +67,55 @@ fn minilm_matches_transformers() {
         );
     }
 }
+
+// The frozen CPU forward (`Bert::freeze`, what `ask`, `eval` and `index` run): at f32 within
+// the same tolerances as the module; at bf16 (AMX, where the CPU has it) each sentence
+// embedding within cosine 0.999 of transformers' f32 one.
+#[test]
+fn frozen_minilm_matches_transformers() {
+    use realm_core::linalg::Precision;
+    let (Some(model), Some(fixtures)) = (
+        shared_data("all-minilm-l6-v2"),
+        shared_data("realm-parity-tiny"),
+    ) else {
+        return;
+    };
+    let config = read_config(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    let weights =
+        read_safetensors(&std::fs::read(model.join("model.safetensors")).unwrap()).unwrap();
+    let reference = read_tensors(&fixtures.join("minilm_reference.safetensors"));
+    let input = bert_input(&reference, "");
+    let device = realm_core::device::cpu_device();
+    for precision in [Precision::F32, Precision::Bf16] {
+        if !precision.available() {
+            eprintln!("{precision}: not on this CPU, skipped");
+            continue;
+        }
+        let mut loader = WeightLoader::new(weights.clone(), &device);
+        let mut embedder =
+            RealmEmbedder::load_sentence_transformer(&config, &mut loader, &device).unwrap();
+        assert!(embedder.bert.freeze(config.layer_norm_eps, precision));
+        let out = embedder.bert.forward(&input, &device);
+        assert!(out.hidden_states.is_empty(), "the frozen path must have run");
+        let sentence = values(embedder.embed(&input, &device));
+        let want = &reference["sentence_embedding"].data;
+        match precision {
+            Precision::F32 => {
+                let last = values(out.last_hidden_state);
+                let what = "frozen f32: last_hidden_state";
+                assert_close(what, &last, &reference["last_hidden_state"].data, 1e-4, 1e-4);
+                let pooler = values(out.pooler_output.unwrap());
+                let what = "frozen f32: pooler_output";
+                assert_close(what, &pooler, &reference["pooler_output"].data, 1e-5, 1e-4);
+                let what = "frozen f32: sentence_embedding";
+                assert_close(what, &sentence, want, 1e-5, 1e-4);
+            }
+            Precision::Bf16 => {
+                for (i, (got, want)) in sentence.chunks(384).zip(want.chunks(384)).enumerate() {
+                    let cosine: f32 = got.iter().zip(want).map(|(a, b)| a * b).sum();
+                    assert!(cosine > 0.999, "bf16 sentence {i}: cosine {cosine} to f32");
+                }
+            }
+        }
+    }
+}

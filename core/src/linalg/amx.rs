@@ -105,6 +105,26 @@ impl PackedB {
             return;
         }
         assert!(available(), "AMX bf16 products need linalg::amx::available()");
+        // Large products: blocks of rows (multiples of 32) on every thread of the pool.
+        #[cfg(not(target_family = "wasm"))]
+        {
+            let threads = super::threads();
+            if threads > 1 && m >= 64 && m * k * n >= super::PARALLEL_MIN_MACS {
+                use rayon::prelude::*;
+                let rows = round_up(m.div_ceil(threads), 32);
+                out.par_chunks_mut(rows * out_row).enumerate().for_each(|(i, out)| {
+                    let m_here = (m - i * rows).min(rows);
+                    self.product_here(&x[i * rows * x_row..], x_row, m_here, out, out_row);
+                });
+                return;
+            }
+        }
+        self.product_here(x, x_row, m, out, out_row);
+    }
+
+    /// [`product`](Self::product) on this thread.
+    fn product_here(&self, x: &[f32], x_row: usize, m: usize, out: &mut [f32], out_row: usize) {
+        let (k, n) = (self.k, self.n);
         let (k_pad, n_pad) = (self.k_pad, self.n_pad);
         let m_pad = round_up(m, 32);
         SCRATCH.with_borrow_mut(|(a, c)| {
@@ -336,7 +356,8 @@ mod tests {
         }
         let seed = fresh_seed();
         let mut rng = SplitMix64::new(seed);
-        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (33, 64, 17), (40, 100, 70), (128, 384, 96)] {
+        // The last is large enough to split its rows over threads (when the pool has two).
+        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (33, 64, 17), (40, 100, 70), (128, 384, 96), (300, 128, 96)] {
             let a = rng.uniform_vec(m * k, 1.0);
             let b = rng.uniform_vec(k * n, 1.0);
             let round = |v: &[f32]| v.iter().map(|&x| round_bf16(x)).collect::<Vec<_>>();

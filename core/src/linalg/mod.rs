@@ -123,16 +123,34 @@ impl Matrix {
     }
 }
 
-/// `out = a b` for row-major `[m, k]` `a` and `[k, n]` `b`, by the `gemm` crate on this
-/// thread.
+/// Products of at least this many multiply-adds run on every thread of the pool.
+pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// The threads a product may use: rayon's pool natively (`RAYON_NUM_THREADS` caps it), one
+/// in wasm.
+pub fn threads() -> usize {
+    #[cfg(not(target_family = "wasm"))]
+    return rayon::current_num_threads();
+    #[cfg(target_family = "wasm")]
+    1
+}
+
+/// `out = a b` for row-major `[m, k]` `a` and `[k, n]` `b`, by the `gemm` crate (on every
+/// thread when the product is large).
 pub fn product_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
-    strided_product_f32(a, k, 1, b, n, 1, m, k, n, out, n);
+    assert_eq!(out.len(), m * n, "out must be [{m}, {n}]");
+    let parallelism = match threads() {
+        #[cfg(not(target_family = "wasm"))]
+        t if t > 1 && m * k * n >= PARALLEL_MIN_MACS => gemm::Parallelism::Rayon(t),
+        _ => gemm::Parallelism::None,
+    };
+    gemm_call(a, k, 1, b, n, 1, m, k, n, out, n, parallelism);
 }
 
 /// `out = a b` where element `(i, p)` of `a` is `a[i * a_row + p * a_col]` and `(p, j)` of
 /// `b` is `b[p * b_row + j * b_col]`: transposed or strided views with no copy (one head of
 /// the attention inside the fused q/k/v rows). Row `i` of the output is
-/// `out[i * out_row..][..n]`.
+/// `out[i * out_row..][..n]`. On this thread only (the attention runs one per thread).
 #[allow(clippy::too_many_arguments)]
 pub fn strided_product_f32(
     a: &[f32],
@@ -146,6 +164,24 @@ pub fn strided_product_f32(
     n: usize,
     out: &mut [f32],
     out_row: usize,
+) {
+    gemm_call(a, a_row, a_col, b, b_row, b_col, m, k, n, out, out_row, gemm::Parallelism::None);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_call(
+    a: &[f32],
+    a_row: usize,
+    a_col: usize,
+    b: &[f32],
+    b_row: usize,
+    b_col: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+    out_row: usize,
+    parallelism: gemm::Parallelism,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -175,7 +211,7 @@ pub fn strided_product_f32(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
@@ -189,7 +225,8 @@ mod tests {
     fn f32_products_match_the_reference_on_random_shapes() {
         let seed = fresh_seed();
         let mut rng = SplitMix64::new(seed);
-        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (17, 64, 33), (128, 384, 96), (5, 0, 4)] {
+        // The last is large enough to run on every thread (when the pool has two).
+        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (17, 64, 33), (5, 0, 4), (300, 128, 96)] {
             let a = rng.uniform_vec(m * k, 1.0);
             let b = rng.uniform_vec(k * n, 1.0);
             let mut want = vec![0.0; m * n];

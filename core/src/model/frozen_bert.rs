@@ -186,7 +186,7 @@ impl FrozenBert {
         let padded = input.attention_mask.contains(&0);
         SCRATCH.with_borrow_mut(|scratch| {
             let inner = self.layers.first().map_or(0, |l| l.intermediate.weight.n());
-            scratch.reserve(tokens, h, inner, seq);
+            scratch.reserve(tokens, h, inner);
             for layer in &self.layers {
                 let bias = padded.then_some(&key_bias[..]);
                 self.layer(layer, &mut x, batch, seq, bias, scratch);
@@ -226,46 +226,25 @@ impl FrozenBert {
         let (h, heads) = (self.hidden, self.heads);
         let (tokens, head) = (batch * seq, h / heads);
         let scale = 1.0 / (head as f32).sqrt();
-        s.prepare(self.precision);
         let qkv = &mut s.qkv[..tokens * 3 * h];
         layer.qkv.forward(x, tokens, qkv); // [tokens, 3 hidden]
         for v in qkv.chunks_exact_mut(3 * h) {
             v[..h].iter_mut().for_each(|q| *q *= scale);
         }
-        let Scratch {
-            qkv,
-            scores,
-            context,
-            keys,
-            values,
-            ..
-        } = s;
-        let (qkv, scores, context) = (&qkv[..tokens * 3 * h], &mut scores[..seq * seq], &mut context[..tokens * h]);
-        for b in 0..batch {
+        let (qkv, context) = (&s.qkv[..tokens * 3 * h], &mut s.context[..tokens * h]);
+        // One sequence's attention per task: its rows of q/k/v in, its rows of context out.
+        let attend = |(b, context): (usize, &mut [f32])| {
             let rows = &qkv[b * seq * 3 * h..(b + 1) * seq * 3 * h]; // [seq, 3 hidden]
             let bias = key_bias.map(|bias| &bias[b * seq..(b + 1) * seq]);
-            for hd in 0..heads {
-                let q = &rows[hd * head..]; // [seq, head] at row stride 3 hidden
-                let k = &rows[h + hd * head..];
-                let v = &rows[2 * h + hd * head..];
-                let out = &mut context[b * seq * h + hd * head..]; // [seq, head] at row stride hidden
-                // scores = (q / sqrt(head)) k^T, k read transposed; context = softmax(scores) v
-                match (self.precision, &mut *keys, &mut *values) {
-                    (Precision::Bf16, HeadOperand::Bf16(keys), HeadOperand::Bf16(values)) => {
-                        keys.repack(k, 1, 3 * h, head, seq);
-                        keys.product(q, 3 * h, seq, scores, seq);
-                        fast_math::softmax_biased_in_place(scores, seq, bias);
-                        values.repack(v, 3 * h, 1, seq, head);
-                        values.product(scores, seq, seq, out, h);
-                    }
-                    _ => {
-                        strided_product_f32(q, 3 * h, 1, k, 1, 3 * h, seq, head, seq, scores, seq);
-                        fast_math::softmax_biased_in_place(scores, seq, bias);
-                        strided_product_f32(scores, seq, 1, v, 3 * h, 1, seq, seq, head, out, h);
-                    }
-                }
-            }
+            self.attention(rows, bias, seq, context);
+        };
+        #[cfg(not(target_family = "wasm"))]
+        {
+            use rayon::prelude::*;
+            context.par_chunks_mut(seq * h).enumerate().for_each(attend);
         }
+        #[cfg(target_family = "wasm")]
+        context.chunks_mut(seq * h).enumerate().for_each(attend);
         // x = LayerNorm(context Wo + bo + x)
         let projected = &mut s.projected[..tokens * h];
         layer.attention_output.forward(&s.context[..tokens * h], tokens, projected);
@@ -277,6 +256,58 @@ impl FrozenBert {
         layer.output.forward(inner, tokens, projected);
         add_and_norm(x, projected, h, &layer.output_norm, self.eps);
     }
+}
+
+impl FrozenBert {
+    /// Every head's `softmax(q k^T + bias) v` for one sequence: `rows` `[seq, 3 hidden]`
+    /// (q already scaled by 1 / sqrt(head)), `context` `[seq, hidden]`.
+    fn attention(&self, rows: &[f32], bias: Option<&[f32]>, seq: usize, context: &mut [f32]) {
+        let (h, heads) = (self.hidden, self.heads);
+        let head = h / heads;
+        ATTENTION.with_borrow_mut(|a| {
+            if a.scores.len() < seq * seq {
+                a.scores.resize(seq * seq, 0.0);
+            }
+            let scores = &mut a.scores[..seq * seq];
+            for hd in 0..heads {
+                let q = &rows[hd * head..]; // [seq, head] at row stride 3 hidden
+                let k = &rows[h + hd * head..];
+                let v = &rows[2 * h + hd * head..];
+                let out = &mut context[hd * head..]; // [seq, head] at row stride hidden
+                // scores = q k^T (k read transposed); context = softmax(scores + bias) v
+                match self.precision {
+                    Precision::Bf16 => {
+                        a.keys.repack(k, 1, 3 * h, head, seq);
+                        a.keys.product(q, 3 * h, seq, scores, seq);
+                        fast_math::softmax_biased_in_place(scores, seq, bias);
+                        a.values.repack(v, 3 * h, 1, seq, head);
+                        a.values.product(scores, seq, seq, out, h);
+                    }
+                    Precision::F32 => {
+                        strided_product_f32(q, 3 * h, 1, k, 1, 3 * h, seq, head, seq, scores, seq);
+                        fast_math::softmax_biased_in_place(scores, seq, bias);
+                        strided_product_f32(scores, seq, 1, v, 3 * h, 1, seq, seq, head, out, h);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One thread's attention buffers: a head's scores, and (for bf16) its keys and values
+/// packed into AMX tiles.
+struct Attention {
+    scores: Vec<f32>,
+    keys: PackedB,
+    values: PackedB,
+}
+
+thread_local! {
+    static ATTENTION: std::cell::RefCell<Attention> = std::cell::RefCell::new(Attention {
+        scores: Vec::new(),
+        keys: PackedB::strided(&[], 0, 0, 0, 0),
+        values: PackedB::strided(&[], 0, 0, 0, 0),
+    });
 }
 
 thread_local! {
@@ -291,24 +322,12 @@ thread_local! {
 struct Scratch {
     qkv: Vec<f32>,
     context: Vec<f32>,
-    scores: Vec<f32>,
     projected: Vec<f32>,
     inner: Vec<f32>,
-    /// One head's keys (transposed) and values, packed for the kernel that multiplies them.
-    keys: HeadOperand,
-    values: HeadOperand,
-}
-
-#[derive(Default)]
-enum HeadOperand {
-    /// No packing: the `gemm` crate reads the strided views.
-    #[default]
-    Strided,
-    Bf16(PackedB),
 }
 
 impl Scratch {
-    fn reserve(&mut self, tokens: usize, h: usize, inner: usize, seq: usize) {
+    fn reserve(&mut self, tokens: usize, h: usize, inner: usize) {
         let grow = |v: &mut Vec<f32>, len: usize| {
             if v.len() < len {
                 v.resize(len, 0.0);
@@ -316,26 +335,8 @@ impl Scratch {
         };
         grow(&mut self.qkv, tokens * 3 * h);
         grow(&mut self.context, tokens * h);
-        grow(&mut self.scores, seq * seq);
         grow(&mut self.projected, tokens * h);
         grow(&mut self.inner, tokens * inner);
-    }
-
-    /// The attention operands for `precision`'s kernels.
-    fn prepare(&mut self, precision: Precision) {
-        let fits = matches!(
-            (&self.keys, precision),
-            (HeadOperand::Bf16(_), Precision::Bf16) | (HeadOperand::Strided, Precision::F32)
-        );
-        if fits {
-            return;
-        }
-        let operand = || match precision {
-            Precision::Bf16 => HeadOperand::Bf16(PackedB::strided(&[], 0, 0, 0, 0)),
-            Precision::F32 => HeadOperand::Strided,
-        };
-        self.keys = operand();
-        self.values = operand();
     }
 }
 

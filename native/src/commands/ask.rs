@@ -80,12 +80,16 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let t_load = Instant::now();
     let device = args.files.device.device();
     let base = read_base(&args.files.model)?;
-    let (reader, card) = load_reader(&args.files.reader, &base, &device)?;
-    let (retriever, _) = question_embedder(
+    let precision = args.files.precision.resolve()?;
+    let eps = base.config.layer_norm_eps;
+    let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
+    crate::precision::freeze(&mut reader.bert, eps, precision);
+    let (mut retriever, _) = question_embedder(
         &base,
         Some(&args.files.reader),
         &realm_core::device::cpu_device(),
     )?;
+    crate::precision::freeze(&mut retriever.embedder.bert, eps, precision);
     let IndexedCorpus {
         passages,
         index,

@@ -99,7 +99,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let device = args.files.device.device();
     let base = read_base(&args.files.model)?;
-    let (reader, card) = load_reader(&args.files.reader, &base, &device)?;
+    let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
+    let precision = args.files.precision.resolve()?;
+    crate::precision::freeze(&mut reader.bert, base.config.layer_norm_eps, precision);
     let tokenizer = base.tokenizer.clone();
 
     let started = Instant::now();

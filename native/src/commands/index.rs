@@ -10,7 +10,7 @@ use realm_core::index::int8::dequantize_row;
 use realm_core::index::shard::{ElementType, Shard, Vectors};
 
 use crate::embed::{check_embedding_flags, embed_passages, read_passages};
-use crate::files::model_dir::load_sentence_model;
+use crate::files::model_dir::{read_base, sentence_model};
 use crate::files::shard_file::{read_shard, write_shard};
 
 #[derive(Args, Clone)]
@@ -45,6 +45,10 @@ pub struct IndexArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Matrix products of the passage embedder: f32, bf16 (AMX), or auto (bf16 where the
+    /// CPU has AMX).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::precision::PrecisionArg,
 }
 
 pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
@@ -70,7 +74,10 @@ pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
 fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard> {
     check_embedding_flags(args.batch, args.max_length)?;
     let device = realm_core::device::cpu_device();
-    let model = load_sentence_model(&args.model, &device)?;
+    let precision = args.precision.resolve()?;
+    let base = read_base(&args.model)?;
+    let mut model = sentence_model(&base, &device)?;
+    crate::precision::freeze(&mut model.embedder.bert, base.config.layer_norm_eps, precision);
     let passages = read_passages(&args.corpus, args.limit)?;
     let vectors = embed_passages(&model, &passages, args.max_length, args.batch, true)?;
     let ids = (0..passages.len() as u32).collect();

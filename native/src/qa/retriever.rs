@@ -55,8 +55,10 @@ impl Retrieval {
                     ids,
                 } = files.open_corpus()?;
                 let beside = (kind == RetrieverKind::Dense).then_some(files.reader.as_path());
-                let (model, card) =
+                let (mut model, card) =
                     question_embedder(base, beside, &realm_core::device::cpu_device())?;
+                let precision = files.precision.resolve()?;
+                crate::precision::freeze(&mut model.embedder.bert, base.config.layer_norm_eps, precision);
                 let name = match card {
                     Some(_) => "dense (fine-tuned)",
                     None => "dense (zero-shot)",

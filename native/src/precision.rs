@@ -1,0 +1,36 @@
+//! `--precision`: which matrix products the frozen encoders (question and passage embedding,
+//! the reader in `ask` and `eval`) run with on the CPU; training never takes this path.
+
+use anyhow::bail;
+use realm_core::linalg::Precision;
+use realm_core::model::bert::Bert;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrecisionArg {
+    /// bf16 where the CPU has AMX (Intel Xeon 4th generation on), f32 elsewhere.
+    Auto,
+    /// f32 throughout: the reference results.
+    #[default]
+    F32,
+    /// bf16 operands with f32 sums on AMX tiles (an error where the CPU has none).
+    Bf16,
+}
+
+impl PrecisionArg {
+    pub fn resolve(self) -> anyhow::Result<Precision> {
+        Ok(match self {
+            Self::Auto => Precision::fastest(),
+            Self::F32 => Precision::F32,
+            Self::Bf16 if Precision::Bf16.available() => Precision::Bf16,
+            Self::Bf16 => bail!(
+                "--precision bf16 needs AMX bf16 (an Intel Xeon of the 4th generation or later, on Linux); this CPU has none: use --precision f32 or auto"
+            ),
+        })
+    }
+}
+
+/// Switches `bert` to the packed CPU inference path at `precision` (a no-op off the CPU
+/// backend, where burn's modules keep running).
+pub fn freeze(bert: &mut Bert, layer_norm_eps: f64, precision: Precision) {
+    bert.freeze(layer_norm_eps, precision);
+}
