@@ -33,7 +33,8 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let er = p * r * r + r + 1.0;
     let n_bits = (shifted.to_bits() as i32).wrapping_sub(ROUNDER.to_bits() as i32);
-    er * f32::from_bits(((n_bits + 127) << 23) as u32)
+    // Wrapping: a checked add (debug builds) would keep the loops around this scalar.
+    er * f32::from_bits((n_bits.wrapping_add(127) << 23) as u32)
 }
 
 /// erf(x) for f32 without branches (Abramowitz and Stegun 7.1.26: |error| < 1.5e-7 in the
