@@ -6,7 +6,8 @@
 #   2. `realm ask` (question to answer over the demo corpus's int8 index, top-5 passages)
 #      against transformers + faiss with the same reader weights, over QUESTIONS questions
 #      (default 30; the first 3 not timed);
-#   3. peak memory (max RSS) of both of ours.
+#   3. peak memory (max RSS) of both of ours;
+#   4. where the CPU has AMX, `realm ask --precision bf16` beside the f32 one (same questions).
 # Prints the CPU model and a Markdown table (target/bench-qa/table.md); copy it into
 # BENCHMARKS.md. Needs ../shared/data (or REALM_SHARED_DATA) and the demo corpus's index,
 # data/demo-corpus.int8.shard (`realm index --corpus $S/demo-corpus/passages.jsonl --out ...`).
@@ -57,6 +58,10 @@ ask_flags=(--model "$model" --corpus "$corpus" --index "$index" -k 5)
   "$realm" ask "${ask_flags[@]}" --json < "$out/questions.txt" > "$out/ours-ask.jsonl"
 "$py" scripts/peer_reader.py --threads 1 ask "${ask_flags[@]}" --reader native/models/demo-reader \
   --questions "$out/questions.txt" > "$out/peer-ask.jsonl"
+if grep -qw amx_bf16 /proc/cpuinfo; then
+  echo "bench-qa: 3. ask latency at --precision bf16 (AMX)"
+  "$realm" ask "${ask_flags[@]}" --precision bf16 --json < "$out/questions.txt" > "$out/ours-ask-bf16.jsonl"
+fi
 
 "$py" - "$out" "$cpu" "$commit" <<'EOF'
 import json, statistics, sys
@@ -78,6 +83,15 @@ rows = [
 table = [f"CPU: {cpu}; commit {commit}; one thread each; PyTorch peer: scripts/peer_reader.py", "",
          "| row | ours | PyTorch | ours / PyTorch |", "|---|---|---|---|"]
 table += [f"| {r} | {a:.3f} | {b:.3f} | **{a / b:.2f}** |" for r, a, b in rows]
+if (out / "ours-ask-bf16.jsonl").exists():
+    bf16 = lines("ours-ask-bf16.jsonl")
+    bf16_ask = [l["seconds"]["total"] for l in bf16][3:]
+    table.append(f"| `ask` at `--precision bf16` (AMX), against PyTorch f32 (ms, median) | "
+                 f"{1e3 * m(bf16_ask):.3f} | {1e3 * m(peer_ask):.3f} | **{m(bf16_ask) / m(peer_ask):.2f}** |")
+    agree = sum(a.get("answer") and b.get("answer") and a["answer"]["text"] == b["answer"]["text"]
+                and a["answer"]["passage_id"] == b["answer"]["passage_id"]
+                for a, b in zip(lines("ours-ask.jsonl"), bf16))
+    table += ["", f"bf16 gives the f32 answer and passage on {agree} of {len(bf16)} questions."]
 table += ["", f"Same answer as the peer on {same} of {len(lines('ours-ask.jsonl'))} questions.",
           f"Peak RSS: fine-tuning {mib('finetune.rss'):.0f} MiB, ask {mib('ask.rss'):.0f} MiB."]
 (out / "table.md").write_text("\n".join(table) + "\n")

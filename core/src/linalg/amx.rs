@@ -71,13 +71,33 @@ impl PackedB {
         let steps = k_pad / 32;
         self.tiles.clear();
         self.tiles.resize(n_pad / 16 * steps * TILE, 0);
-        for p in 0..k {
-            let (c, within) = (p / 32, p % 32);
-            let (r, e) = (within / 2, within % 2);
+        let at = |p: usize, j: usize| {
+            let (c, within, strip, q) = (p / 32, p % 32, j / 16, j % 16);
+            (strip * steps + c) * TILE + within / 2 * 32 + q * 2 + within % 2
+        };
+        // Rounded a row (or, for a transposed view, a column) at a time by the vector
+        // conversion where there is one, then put in place.
+        let mut rounded = vec![0u16; k.max(n)];
+        let mut gathered = vec![0f32; k.max(n)];
+        if col == 1 {
+            for p in 0..k {
+                round_row(&b[p * row..][..n], &mut rounded[..n]);
+                for (j, &v) in rounded[..n].iter().enumerate() {
+                    self.tiles[at(p, j)] = v;
+                }
+            }
+        } else {
             for j in 0..n {
-                let (strip, q) = (j / 16, j % 16);
-                let at = (strip * steps + c) * TILE + r * 32 + q * 2 + e;
-                self.tiles[at] = half::bf16::from_f32(b[p * row + j * col]).to_bits();
+                let column = &mut gathered[..k];
+                if row == 1 {
+                    column.copy_from_slice(&b[j * col..][..k]);
+                } else {
+                    column.iter_mut().enumerate().for_each(|(p, v)| *v = b[p * row + j * col]);
+                }
+                round_row(column, &mut rounded[..k]);
+                for (p, &v) in rounded[..k].iter().enumerate() {
+                    self.tiles[at(p, j)] = v;
+                }
             }
         }
         (self.k, self.n, self.k_pad, self.n_pad) = (k, n, k_pad, n_pad);
@@ -139,13 +159,36 @@ impl PackedB {
                     dst.fill(0);
                 }
             }
-            // SAFETY: `available()` holds; `a` is `[m_pad, k_pad]`, `c` is `[m_pad, n_pad]`,
-            // and the tiles cover `[k_pad, n_pad]`, so every tile load and store stays inside.
-            unsafe { imp::product(a, m_pad, k_pad, &self.tiles, n_pad, c) };
-            for (i, src) in c.chunks_exact(n_pad).take(m).enumerate() {
-                out[i * out_row..][..n].copy_from_slice(&src[..n]);
+            // Whole 32-row blocks straight into `out` when its rows hold whole tiles; the
+            // rest through `c`.
+            let direct = if n == n_pad { m / 32 * 32 } else { 0 };
+            if direct > 0 {
+                // SAFETY: `available()` holds; `a` holds `direct` rows of `k_pad`, `out` holds
+                // `direct` rows of `out_row >= n_pad` (asserted above), the tiles `[k_pad, n_pad]`.
+                unsafe { imp::product(a, direct, k_pad, &self.tiles, n_pad, out, out_row) };
+            }
+            let rest = m_pad - direct;
+            if rest > 0 {
+                let a = &a[direct * k_pad..];
+                // SAFETY: as above, with `c` `[rest, n_pad]`.
+                unsafe { imp::product(a, rest, k_pad, &self.tiles, n_pad, c, n_pad) };
+                for (i, src) in c.chunks_exact(n_pad).take(m - direct).enumerate() {
+                    out[(direct + i) * out_row..][..n].copy_from_slice(&src[..n]);
+                }
             }
         });
+    }
+}
+
+/// `dst[i] = bf16(src[i])` (round to nearest even): the AVX-512 conversion where AMX is
+/// there, `half`'s otherwise (packing needs no AMX; only products do).
+fn round_row(src: &[f32], dst: &mut [u16]) {
+    if available() {
+        imp::to_bf16(src, dst);
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = half::bf16::from_f32(s).to_bits();
+        }
     }
 }
 
@@ -239,9 +282,11 @@ mod imp {
         b: &[u16],
         n_pad: usize,
         c: &mut [f32],
+        ldc: usize,
     ) {
         debug_assert!(m_pad % 32 == 0 && k_pad % 32 == 0 && n_pad % 32 == 0);
-        debug_assert!(a.len() == m_pad * k_pad && c.len() == m_pad * n_pad);
+        debug_assert!(a.len() >= m_pad * k_pad && ldc >= n_pad);
+        debug_assert!(m_pad == 0 || c.len() >= (m_pad - 1) * ldc + n_pad);
         debug_assert!(b.len() == n_pad / 16 * (k_pad / 32) * super::TILE);
         let mut config = TileConfig {
             palette: 1,
@@ -263,8 +308,8 @@ mod imp {
                 let b1 = b0.add(strip);
                 for i in (0..m_pad).step_by(32) {
                     let a0 = a.as_ptr().add(i * k_pad);
-                    let c0 = c.as_mut_ptr().add(i * n_pad + j * 16);
-                    block(a0, k_pad * 2, b0, b1, steps, c0, n_pad * 4);
+                    let c0 = c.as_mut_ptr().add(i * ldc + j * 16);
+                    block(a0, k_pad * 2, b0, b1, steps, c0, ldc * 4);
                 }
             }
             asm!("tilerelease", options(nostack, nomem));
@@ -337,7 +382,7 @@ mod imp {
         unreachable!("no AMX here: available() is false")
     }
 
-    pub unsafe fn product(_: &[u16], _: usize, _: usize, _: &[u16], _: usize, _: &mut [f32]) {
+    pub unsafe fn product(_: &[u16], _: usize, _: usize, _: &[u16], _: usize, _: &mut [f32], _: usize) {
         unreachable!("no AMX here: available() is false")
     }
 }
@@ -363,11 +408,20 @@ mod tests {
             let round = |v: &[f32]| v.iter().map(|&x| round_bf16(x)).collect::<Vec<_>>();
             let mut want = vec![0.0; m * n];
             reference::product(&round(&a), &round(&b), m, k, n, &mut want);
-            let mut got = vec![f32::NAN; m * n];
-            PackedB::new(&b, k, n).product(&a, k, m, &mut got, n);
-            for (at, (g, w)) in got.iter().zip(&want).enumerate() {
+            // Output rows wider than n (a head's columns inside the context rows): the
+            // columns past n stay untouched.
+            let wide = n + 5;
+            let mut got = vec![f32::NAN; m * wide];
+            PackedB::new(&b, k, n).product(&a, k, m, &mut got, wide);
+            for (at, g) in got.iter().enumerate() {
+                let (i, j) = (at / wide, at % wide);
+                if j >= n {
+                    assert!(g.is_nan(), "seed {seed} [{m},{k},{n}]: wrote past n at ({i}, {j})");
+                    continue;
+                }
+                let w = want[i * n + j];
                 let tolerance = 1e-5 * (1.0 + k as f32);
-                assert!((g - w).abs() <= tolerance, "seed {seed} [{m},{k},{n}] at {at}: {g} vs {w}");
+                assert!((g - w).abs() <= tolerance, "seed {seed} [{m},{k},{n}] ({i},{j}): {g} vs {w}");
             }
         }
     }
