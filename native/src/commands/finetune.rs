@@ -303,7 +303,11 @@ fn retrieve_negatives(
     }
     // Held-out paragraphs can fill the top of the list: look deep enough past them.
     let depth = (negatives + 32).min(corpus.index.len());
-    let retriever = sentence_model(base, &realm_core::device::cpu_device())?;
+    let mut retriever = sentence_model(base, &realm_core::device::cpu_device())?;
+    // The retriever stays fixed while the reader trains: the frozen forward, at f32 (the
+    // negatives do not depend on the CPU's precision).
+    let eps = base.config.layer_norm_eps;
+    crate::precision::freeze(&mut retriever.embedder.bert, eps, realm_core::linalg::Precision::F32);
     let bar = ProgressBar::new(questions.len() as u64);
     bar.set_style(ProgressStyle::with_template(
         "finetune: retrieving negatives {bar:40} {pos}/{len} [{elapsed_precise}, {eta} left]",

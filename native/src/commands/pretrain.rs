@@ -302,9 +302,12 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
             ids.clone(),
             z.block_length,
         );
+        let eps = base.config.layer_norm_eps;
         move |_step: usize,
-              embedder: RealmEmbedder|
+              mut embedder: RealmEmbedder|
               -> anyhow::Result<Box<dyn MipsIndex + Send + Sync>> {
+            // The snapshot's weights no longer change: the frozen forward, at f32.
+            crate::precision::freeze(&mut embedder.bert, eps, realm_core::linalg::Precision::F32);
             let model = SentenceModel {
                 embedder,
                 tokenizer: tokenizer.clone(),
