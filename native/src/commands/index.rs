@@ -140,6 +140,7 @@ mod tests {
             max_length: 128,
             batch: 16,
             force: false,
+            precision: Default::default(),
         };
         run(&args).unwrap();
         let written = read_shard(&out).unwrap();
