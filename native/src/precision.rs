@@ -3,7 +3,6 @@
 
 use anyhow::bail;
 use realm_core::linalg::Precision;
-use realm_core::model::bert::Bert;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PrecisionArg {
@@ -27,10 +26,4 @@ impl PrecisionArg {
             ),
         })
     }
-}
-
-/// Switches `bert` to the packed CPU inference path at `precision` (a no-op off the CPU
-/// backend, where burn's modules keep running).
-pub fn freeze(bert: &mut Bert, layer_norm_eps: f64, precision: Precision) {
-    bert.freeze(layer_norm_eps, precision);
 }

@@ -96,14 +96,23 @@ fn frozen_minilm_matches_transformers() {
             RealmEmbedder::load_sentence_transformer(&config, &mut loader, &device).unwrap();
         assert!(embedder.bert.freeze(config.layer_norm_eps, precision));
         let out = embedder.bert.forward(&input, &device);
-        assert!(out.hidden_states.is_empty(), "the frozen path must have run");
+        assert!(
+            out.hidden_states.is_empty(),
+            "the frozen path must have run"
+        );
         let sentence = values(embedder.embed(&input, &device));
         let want = &reference["sentence_embedding"].data;
         match precision {
             Precision::F32 => {
                 let last = values(out.last_hidden_state);
                 let what = "frozen f32: last_hidden_state";
-                assert_close(what, &last, &reference["last_hidden_state"].data, 1e-4, 1e-4);
+                assert_close(
+                    what,
+                    &last,
+                    &reference["last_hidden_state"].data,
+                    1e-4,
+                    1e-4,
+                );
                 let pooler = values(out.pooler_output.unwrap());
                 let what = "frozen f32: pooler_output";
                 assert_close(what, &pooler, &reference["pooler_output"].data, 1e-5, 1e-4);

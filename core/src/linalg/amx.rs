@@ -65,7 +65,10 @@ impl PackedB {
     /// [`strided`](Self::strided) into this one's buffer.
     pub fn repack(&mut self, b: &[f32], row: usize, col: usize, k: usize, n: usize) {
         if k > 0 && n > 0 {
-            assert!(b.len() > (k - 1) * row + (n - 1) * col, "b too short for [{k}, {n}]");
+            assert!(
+                b.len() > (k - 1) * row + (n - 1) * col,
+                "b too short for [{k}, {n}]"
+            );
         }
         let (k_pad, n_pad) = (round_up(k, 32), round_up(n, 32));
         let steps = k_pad / 32;
@@ -92,7 +95,10 @@ impl PackedB {
                 if row == 1 {
                     column.copy_from_slice(&b[j * col..][..k]);
                 } else {
-                    column.iter_mut().enumerate().for_each(|(p, v)| *v = b[p * row + j * col]);
+                    column
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(p, v)| *v = b[p * row + j * col]);
                 }
                 round_row(column, &mut rounded[..k]);
                 for (p, &v) in rounded[..k].iter().enumerate() {
@@ -118,13 +124,24 @@ impl PackedB {
         if m == 0 || n == 0 {
             return;
         }
-        assert!(x_row >= k && x.len() >= (m - 1) * x_row + k, "x too short for [{m}, {k}]");
-        assert!(out_row >= n && out.len() >= (m - 1) * out_row + n, "out too short for [{m}, {n}]");
+        assert!(
+            x_row >= k && x.len() >= (m - 1) * x_row + k,
+            "x too short for [{m}, {k}]"
+        );
+        assert!(
+            out_row >= n && out.len() >= (m - 1) * out_row + n,
+            "out too short for [{m}, {n}]"
+        );
         if k == 0 {
-            out.chunks_mut(out_row).take(m).for_each(|r| r[..n].fill(0.0));
+            out.chunks_mut(out_row)
+                .take(m)
+                .for_each(|r| r[..n].fill(0.0));
             return;
         }
-        assert!(available(), "AMX bf16 products need linalg::amx::available()");
+        assert!(
+            available(),
+            "AMX bf16 products need linalg::amx::available()"
+        );
         // Large products: blocks of rows (multiples of 32) on every thread of the pool.
         #[cfg(not(target_family = "wasm"))]
         {
@@ -132,10 +149,12 @@ impl PackedB {
             if threads > 1 && m >= 64 && m * k * n >= super::PARALLEL_MIN_MACS {
                 use rayon::prelude::*;
                 let rows = round_up(m.div_ceil(threads), 32);
-                out.par_chunks_mut(rows * out_row).enumerate().for_each(|(i, out)| {
-                    let m_here = (m - i * rows).min(rows);
-                    self.product_here(&x[i * rows * x_row..], x_row, m_here, out, out_row);
-                });
+                out.par_chunks_mut(rows * out_row)
+                    .enumerate()
+                    .for_each(|(i, out)| {
+                        let m_here = (m - i * rows).min(rows);
+                        self.product_here(&x[i * rows * x_row..], x_row, m_here, out, out_row);
+                    });
                 return;
             }
         }
@@ -246,7 +265,10 @@ mod imp {
     #[target_feature(enable = "avx512f,avx512bf16,avx512vl")]
     fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
         let whole = src.len() / 16 * 16;
-        for (s, d) in src[..whole].chunks_exact(16).zip(dst[..whole].chunks_exact_mut(16)) {
+        for (s, d) in src[..whole]
+            .chunks_exact(16)
+            .zip(dst[..whole].chunks_exact_mut(16))
+        {
             // SAFETY: both chunks hold 16 elements; unaligned loads and stores.
             unsafe {
                 let v = _mm512_loadu_ps(s.as_ptr());
@@ -382,7 +404,15 @@ mod imp {
         unreachable!("no AMX here: available() is false")
     }
 
-    pub unsafe fn product(_: &[u16], _: usize, _: usize, _: &[u16], _: usize, _: &mut [f32], _: usize) {
+    pub unsafe fn product(
+        _: &[u16],
+        _: usize,
+        _: usize,
+        _: &[u16],
+        _: usize,
+        _: &mut [f32],
+        _: usize,
+    ) {
         unreachable!("no AMX here: available() is false")
     }
 }
@@ -402,7 +432,14 @@ mod tests {
         let seed = fresh_seed();
         let mut rng = SplitMix64::new(seed);
         // The last is large enough to split its rows over threads (when the pool has two).
-        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (33, 64, 17), (40, 100, 70), (128, 384, 96), (300, 128, 96)] {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 7, 5),
+            (33, 64, 17),
+            (40, 100, 70),
+            (128, 384, 96),
+            (300, 128, 96),
+        ] {
             let a = rng.uniform_vec(m * k, 1.0);
             let b = rng.uniform_vec(k * n, 1.0);
             let round = |v: &[f32]| v.iter().map(|&x| round_bf16(x)).collect::<Vec<_>>();
@@ -416,12 +453,18 @@ mod tests {
             for (at, g) in got.iter().enumerate() {
                 let (i, j) = (at / wide, at % wide);
                 if j >= n {
-                    assert!(g.is_nan(), "seed {seed} [{m},{k},{n}]: wrote past n at ({i}, {j})");
+                    assert!(
+                        g.is_nan(),
+                        "seed {seed} [{m},{k},{n}]: wrote past n at ({i}, {j})"
+                    );
                     continue;
                 }
                 let w = want[i * n + j];
                 let tolerance = 1e-5 * (1.0 + k as f32);
-                assert!((g - w).abs() <= tolerance, "seed {seed} [{m},{k},{n}] ({i},{j}): {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= tolerance,
+                    "seed {seed} [{m},{k},{n}] ({i},{j}): {g} vs {w}"
+                );
             }
         }
     }

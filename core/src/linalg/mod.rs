@@ -49,17 +49,6 @@ impl std::fmt::Display for Precision {
     }
 }
 
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            other => Err(format!("unknown precision {other:?}: expected f32 or bf16")),
-        }
-    }
-}
-
 /// A `[k, n]` right-hand operand packed for one kernel.
 #[derive(Clone, Debug)]
 pub struct Matrix {
@@ -82,11 +71,19 @@ impl Matrix {
     /// If `values` does not hold `k * n` numbers, or `precision` is not available here
     /// ([`Precision::available`]).
     pub fn new(values: Vec<f32>, k: usize, n: usize, precision: Precision) -> Self {
-        assert_eq!(values.len(), k * n, "a [{k}, {n}] matrix holds {} values", k * n);
+        assert_eq!(
+            values.len(),
+            k * n,
+            "a [{k}, {n}] matrix holds {} values",
+            k * n
+        );
         let packed = match precision {
             Precision::F32 => Packed::F32(values),
             Precision::Bf16 => {
-                assert!(amx::available(), "bf16 products need AMX (Precision::available)");
+                assert!(
+                    amx::available(),
+                    "bf16 products need AMX (Precision::available)"
+                );
                 Packed::Bf16(amx::PackedB::new(&values, k, n))
             }
         };
@@ -165,7 +162,20 @@ pub fn strided_product_f32(
     out: &mut [f32],
     out_row: usize,
 ) {
-    gemm_call(a, a_row, a_col, b, b_row, b_col, m, k, n, out, out_row, gemm::Parallelism::None);
+    gemm_call(
+        a,
+        a_row,
+        a_col,
+        b,
+        b_row,
+        b_col,
+        m,
+        k,
+        n,
+        out,
+        out_row,
+        gemm::Parallelism::None,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -187,9 +197,18 @@ fn gemm_call(
         return;
     }
     let last = |rows: usize, cols: usize, r: usize, c: usize| (rows - 1) * r + (cols - 1) * c;
-    assert!(n <= out_row && out.len() > last(m, n, out_row, 1), "out too short for [{m}, {n}]");
-    assert!(k == 0 || a.len() > last(m, k, a_row, a_col), "a too short for [{m}, {k}]");
-    assert!(k == 0 || b.len() > last(k, n, b_row, b_col), "b too short for [{k}, {n}]");
+    assert!(
+        n <= out_row && out.len() > last(m, n, out_row, 1),
+        "out too short for [{m}, {n}]"
+    );
+    assert!(
+        k == 0 || a.len() > last(m, k, a_row, a_col),
+        "a too short for [{m}, {k}]"
+    );
+    assert!(
+        k == 0 || b.len() > last(k, n, b_row, b_col),
+        "b too short for [{k}, {n}]"
+    );
     // SAFETY: the asserts above keep every index the strides reach inside the slices.
     unsafe {
         gemm::gemm(
@@ -226,7 +245,13 @@ mod tests {
         let seed = fresh_seed();
         let mut rng = SplitMix64::new(seed);
         // The last is large enough to run on every thread (when the pool has two).
-        for (m, k, n) in [(1, 1, 1), (3, 7, 5), (17, 64, 33), (5, 0, 4), (300, 128, 96)] {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 7, 5),
+            (17, 64, 33),
+            (5, 0, 4),
+            (300, 128, 96),
+        ] {
             let a = rng.uniform_vec(m * k, 1.0);
             let b = rng.uniform_vec(k * n, 1.0);
             let mut want = vec![0.0; m * n];
@@ -234,7 +259,10 @@ mod tests {
             let mut got = vec![f32::NAN; m * n];
             Matrix::new(b.clone(), k, n, Precision::F32).product(&a, m, &mut got);
             for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-5 * (1.0 + k as f32), "seed {seed}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + k as f32),
+                    "seed {seed}: {g} vs {w}"
+                );
             }
         }
     }

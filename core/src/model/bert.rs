@@ -10,12 +10,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::Error;
 use crate::checkpoint::weights::WeightLoader;
-use crate::model::config::{BertConfig, HiddenAct};
 use crate::linalg::Precision;
+use crate::model::config::{BertConfig, HiddenAct};
 use crate::model::fast_math::{self, softmax_last};
 use crate::model::frozen_bert::FrozenBert;
-use std::sync::Arc;
 use crate::text::BertInput;
+use std::sync::Arc;
 
 /// The encoder's outputs for one batch.
 pub struct BertOutput {
@@ -212,7 +212,10 @@ impl Bert {
                 .pool(&last, batch, seq)
                 .map(|p| Tensor::<2>::from_data(TensorData::new(p, [batch, h]), device));
             return BertOutput {
-                last_hidden_state: Tensor::from_data(TensorData::new(last, [batch, seq, h]), device),
+                last_hidden_state: Tensor::from_data(
+                    TensorData::new(last, [batch, seq, h]),
+                    device,
+                ),
                 hidden_states: Vec::new(),
                 pooler_output,
             };

@@ -129,10 +129,7 @@ impl FrozenBert {
             embedding_norm: norm(&e.layer_norm),
             layers,
             // The pooler is one small product per sequence: f32 always.
-            pooler: bert
-                .pooler
-                .as_ref()
-                .map(|p| dense(&[p], Precision::F32)),
+            pooler: bert.pooler.as_ref().map(|p| dense(&[p], Precision::F32)),
             precision,
         }
     }
@@ -153,9 +150,21 @@ impl FrozenBert {
     pub fn forward(&self, input: &BertInput) -> Vec<f32> {
         let (batch, seq, h) = (input.batch, input.seq, self.hidden);
         let tokens = batch * seq;
-        assert_eq!(input.input_ids.len(), tokens, "input_ids must hold batch * seq ids");
-        assert_eq!(input.attention_mask.len(), tokens, "attention_mask must be [batch, seq]");
-        assert_eq!(input.token_type_ids.len(), tokens, "token_type_ids must be [batch, seq]");
+        assert_eq!(
+            input.input_ids.len(),
+            tokens,
+            "input_ids must hold batch * seq ids"
+        );
+        assert_eq!(
+            input.attention_mask.len(),
+            tokens,
+            "attention_mask must be [batch, seq]"
+        );
+        assert_eq!(
+            input.token_type_ids.len(),
+            tokens,
+            "token_type_ids must be [batch, seq]"
+        );
         assert!(
             seq * h <= self.position.len(),
             "sequence {seq} is longer than the {} positions",
@@ -165,7 +174,10 @@ impl FrozenBert {
         for (t, row) in x.chunks_exact_mut(h).enumerate() {
             fn row_of<'a>(table: &'a [f32], id: u32, h: usize, what: &str) -> &'a [f32] {
                 let at = id as usize * h;
-                assert!(at < table.len(), "{what} {id} is outside its embedding table");
+                assert!(
+                    at < table.len(),
+                    "{what} {id} is outside its embedding table"
+                );
                 &table[at..at + h]
             }
             let word = row_of(&self.word, input.input_ids[t], h, "token id");
@@ -247,7 +259,9 @@ impl FrozenBert {
         context.chunks_mut(seq * h).enumerate().for_each(attend);
         // x = LayerNorm(context Wo + bo + x)
         let projected = &mut s.projected[..tokens * h];
-        layer.attention_output.forward(&s.context[..tokens * h], tokens, projected);
+        layer
+            .attention_output
+            .forward(&s.context[..tokens * h], tokens, projected);
         add_and_norm(x, projected, h, &layer.attention_norm, self.eps);
         // x = LayerNorm(act(x Wi + bi) Wo2 + bo2 + x)
         let inner = &mut s.inner[..tokens * layer.intermediate.weight.n()];
@@ -392,8 +406,12 @@ mod tests {
         // The last row is padded from the middle on.
         mask[(batch - 1) * seq + seq / 2..].fill(0);
         BertInput {
-            input_ids: (0..batch * seq).map(|_| (rng.next_u64() % vocab as u64) as u32).collect(),
-            token_type_ids: (0..batch * seq).map(|i| (i % seq >= seq / 3) as u32).collect(),
+            input_ids: (0..batch * seq)
+                .map(|_| (rng.next_u64() % vocab as u64) as u32)
+                .collect(),
+            token_type_ids: (0..batch * seq)
+                .map(|i| (i % seq >= seq / 3) as u32)
+                .collect(),
             attention_mask: mask,
             batch,
             seq,
@@ -439,7 +457,8 @@ mod tests {
         let config = BertConfig::new(97, 64, 2, 4, 128);
         let model = bert(&config, seed, false);
         let input = random_input(&mut rng, 2, 40, 97);
-        let f32_out = FrozenBert::new(&model, config.layer_norm_eps, Precision::F32).forward(&input);
+        let f32_out =
+            FrozenBert::new(&model, config.layer_norm_eps, Precision::F32).forward(&input);
         let bf16_out =
             FrozenBert::new(&model, config.layer_norm_eps, Precision::Bf16).forward(&input);
         // Each token's hidden vector keeps its direction (LayerNorm keeps the scale ~1). The

@@ -83,13 +83,13 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let precision = args.files.precision.resolve()?;
     let eps = base.config.layer_norm_eps;
     let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
-    crate::precision::freeze(&mut reader.bert, eps, precision);
+    reader.bert.freeze(eps, precision);
     let (mut retriever, _) = question_embedder(
         &base,
         Some(&args.files.reader),
         &realm_core::device::cpu_device(),
     )?;
-    crate::precision::freeze(&mut retriever.embedder.bert, eps, precision);
+    retriever.embedder.bert.freeze(eps, precision);
     let IndexedCorpus {
         passages,
         index,

@@ -307,7 +307,9 @@ fn retrieve_negatives(
     // The retriever stays fixed while the reader trains: the frozen forward, at f32 (the
     // negatives do not depend on the CPU's precision).
     let eps = base.config.layer_norm_eps;
-    crate::precision::freeze(&mut retriever.embedder.bert, eps, realm_core::linalg::Precision::F32);
+    // Bert's own freeze, not burn's `Module::freeze` (which only stops gradients).
+    let f32 = realm_core::linalg::Precision::F32;
+    realm_core::model::bert::Bert::freeze(&mut retriever.embedder.bert, eps, f32);
     let bar = ProgressBar::new(questions.len() as u64);
     bar.set_style(ProgressStyle::with_template(
         "finetune: retrieving negatives {bar:40} {pos}/{len} [{elapsed_precise}, {eta} left]",

@@ -77,7 +77,10 @@ fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard>
     let precision = args.precision.resolve()?;
     let base = read_base(&args.model)?;
     let mut model = sentence_model(&base, &device)?;
-    crate::precision::freeze(&mut model.embedder.bert, base.config.layer_norm_eps, precision);
+    model
+        .embedder
+        .bert
+        .freeze(base.config.layer_norm_eps, precision);
     let passages = read_passages(&args.corpus, args.limit)?;
     let vectors = embed_passages(&model, &passages, args.max_length, args.batch, true)?;
     let ids = (0..passages.len() as u32).collect();

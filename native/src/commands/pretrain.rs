@@ -307,7 +307,9 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
               mut embedder: RealmEmbedder|
               -> anyhow::Result<Box<dyn MipsIndex + Send + Sync>> {
             // The snapshot's weights no longer change: the frozen forward, at f32.
-            crate::precision::freeze(&mut embedder.bert, eps, realm_core::linalg::Precision::F32);
+            // Bert's own freeze, not burn's `Module::freeze` (which only stops gradients).
+            let f32 = realm_core::linalg::Precision::F32;
+            realm_core::model::bert::Bert::freeze(&mut embedder.bert, eps, f32);
             let model = SentenceModel {
                 embedder,
                 tokenizer: tokenizer.clone(),

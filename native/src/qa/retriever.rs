@@ -58,7 +58,10 @@ impl Retrieval {
                 let (mut model, card) =
                     question_embedder(base, beside, &realm_core::device::cpu_device())?;
                 let precision = files.precision.resolve()?;
-                crate::precision::freeze(&mut model.embedder.bert, base.config.layer_norm_eps, precision);
+                model
+                    .embedder
+                    .bert
+                    .freeze(base.config.layer_norm_eps, precision);
                 let name = match card {
                     Some(_) => "dense (fine-tuned)",
                     None => "dense (zero-shot)",
