@@ -48,6 +48,8 @@ pub enum Error {
     DimensionMismatch { query: usize, index: usize },
     #[error("the search backend failed: {0}")]
     Backend(String),
+    #[error("the question is empty")]
+    EmptyQuestion,
     #[error("k must be at least 1")]
     ZeroK,
     #[error("{what} hold {found} vectors but the index holds {expected}")]
@@ -72,6 +74,9 @@ pub enum Error {
     UnknownDocument { id: u32 },
     #[error("text of {tokens} tokens is longer than the model's {max} positions")]
     TooLong { tokens: usize, max: usize },
+    /// A model file that does not fit what it claims to be (checksums, cards, dimensions).
+    #[error("{0}")]
+    Model(String),
     /// A question file that does not parse: the file's name and the 1-based line.
     #[error("{file}:{line}: {message}")]
     Data {

@@ -1,10 +1,13 @@
 //! Open-domain question answering data and scoring: the question sets' formats (`datasets`),
 //! the held-out splits written down (`splits`), and answer matching as the paper's evaluation
 //! computes it (`answer`: SQuAD normalisation, exact match, CuratedTrec's regexes, retrieval
-//! recall), and reading retrieved passages for the best span (`read`). Uses `text`, `model` and
+//! recall), reading retrieved passages for the best span (`read`), the models from bytes
+//! (`models`) and the engine that answers a question end to end (`engine`). Uses `text`, `model` and
 //! `train`'s reader features; bytes in, no file system.
 
 pub mod answer;
 pub mod datasets;
+pub mod engine;
+pub mod models;
 pub mod read;
 pub mod splits;

@@ -7,18 +7,14 @@
 use std::io::BufRead;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use realm_core::index::MipsIndex;
-use realm_core::qa::read::read_passages;
-use realm_core::text::corpus::Passage;
-use serde::Serialize;
+use realm_core::qa::engine::{AskReport, QaEngine};
 
-use crate::embed::embed;
-use crate::files::model_dir::{SentenceModel, read_base};
+use crate::files::model_dir::read_base;
+use crate::qa::QaFiles;
 use crate::qa::query_model::question_embedder;
 use crate::qa::reader_model::load_reader;
-use crate::qa::{IndexedCorpus, QaFiles};
 
 #[derive(Args, Clone)]
 pub struct AskArgs {
@@ -29,48 +25,6 @@ pub struct AskArgs {
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Serialize)]
-pub struct AskReport {
-    pub question: String,
-    /// Whether the question was cut to the model's length.
-    pub truncated: bool,
-    pub answer: Option<Found>,
-    pub passages: Vec<Retrieved>,
-    pub seconds: Timings,
-}
-
-#[derive(Serialize)]
-pub struct Found {
-    pub text: String,
-    pub passage_id: u32,
-    pub title: String,
-    /// Byte offsets of the answer in the passage's text.
-    pub start: usize,
-    pub end: usize,
-    /// The sentence holding the answer, the answer between [[ and ]].
-    pub evidence: String,
-    pub reader_score: f32,
-    pub retriever_score: f32,
-}
-
-#[derive(Serialize)]
-pub struct Retrieved {
-    pub id: u32,
-    pub title: String,
-    pub retriever_score: f32,
-    /// The reader's best span in this passage and its score.
-    pub best_span: Option<String>,
-    pub reader_score: Option<f32>,
-}
-
-#[derive(Serialize, Default)]
-pub struct Timings {
-    pub embed: f64,
-    pub search: f64,
-    pub read: f64,
-    pub total: f64,
 }
 
 pub fn run(args: &AskArgs) -> anyhow::Result<()> {
@@ -84,32 +38,30 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let eps = base.config.layer_norm_eps;
     let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
     reader.bert.freeze(eps, precision);
-    let (mut retriever, _) = question_embedder(
-        &base,
-        Some(&args.files.reader),
-        &realm_core::device::cpu_device(),
-    )?;
+    let embed_device = realm_core::device::cpu_device();
+    let (mut retriever, _) = question_embedder(&base, Some(&args.files.reader), &embed_device)?;
     retriever.embedder.bert.freeze(eps, precision);
-    let IndexedCorpus {
-        passages,
-        index,
-        ids,
-    } = args.files.open_corpus()?;
+    let corpus = args.files.open_corpus()?;
     if !args.json {
         eprintln!("(loaded in {:.1} s)", t_load.elapsed().as_secs_f64());
     }
-    let engine = Engine {
-        retriever,
+    let engine = QaEngine {
+        embedder: retriever.embedder,
+        embed_device,
         reader,
+        reader_device: device,
         tokenizer: base.tokenizer,
-        index,
-        ids,
-        passages,
+        corpus,
         max_length: card.max_length,
-        device,
     };
     let answer_one = |question: &str| -> anyhow::Result<()> {
         let report = engine.ask(question, args.files.top_k)?;
+        if report.truncated {
+            eprintln!(
+                "warning: the question has more wordpieces than the reader reads ({}); only its start is used",
+                engine.max_length / 2
+            );
+        }
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -133,111 +85,6 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Everything `ask` needs in memory.
-pub struct Engine {
-    pub retriever: SentenceModel,
-    pub reader: realm_core::model::reader::SpanReader,
-    pub tokenizer: realm_core::text::wordpiece::WordPieceTokenizer,
-    pub index: Box<dyn MipsIndex + Send + Sync>,
-    pub ids: Vec<u32>,
-    pub passages: Vec<Passage>,
-    pub max_length: usize,
-    pub device: burn::tensor::Device,
-}
-
-impl Engine {
-    pub fn ask(&self, question: &str, k: usize) -> anyhow::Result<AskReport> {
-        if question.trim().is_empty() {
-            bail!("the question is empty");
-        }
-        let t0 = Instant::now();
-        let cut = realm_core::train::reader::truncate_question(
-            &self.tokenizer,
-            question,
-            self.max_length / 2,
-        )?;
-        let truncated = cut.len() < question.len();
-        if truncated {
-            eprintln!(
-                "warning: the question has more wordpieces than the reader reads ({}); only its first {} bytes are used",
-                self.max_length / 2,
-                cut.len()
-            );
-        }
-        let query = embed(&self.retriever, &[&cut], 128)?;
-        let t1 = Instant::now();
-        let hits = self.index.search(&query, k)?.remove(0);
-        let t2 = Instant::now();
-        let docs: Vec<&Passage> = hits
-            .iter()
-            .map(|h| &self.passages[self.ids[h.id as usize] as usize])
-            .collect();
-        let texts: Vec<&str> = docs.iter().map(|p| p.text.as_str()).collect();
-        let spans = read_passages(
-            &self.reader,
-            &self.tokenizer,
-            &cut,
-            &texts,
-            self.max_length,
-            &self.device,
-        )
-        .context("reading the retrieved passages")?;
-        let t3 = Instant::now();
-        let answer = spans.first().map(|s| {
-            let p = docs[s.passage];
-            Found {
-                text: s.text.clone(),
-                passage_id: self.ids[hits[s.passage].id as usize],
-                title: p.title.clone(),
-                start: s.start,
-                end: s.end,
-                evidence: evidence(&p.text, s.start, s.end),
-                reader_score: s.reader_score,
-                retriever_score: hits[s.passage].score,
-            }
-        });
-        let passages = hits
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let best = spans.iter().find(|s| s.passage == i);
-                Retrieved {
-                    id: self.ids[h.id as usize],
-                    title: docs[i].title.clone(),
-                    retriever_score: h.score,
-                    best_span: best.map(|s| s.text.clone()),
-                    reader_score: best.map(|s| s.reader_score),
-                }
-            })
-            .collect();
-        Ok(AskReport {
-            question: question.to_string(),
-            truncated,
-            answer,
-            passages,
-            seconds: Timings {
-                embed: (t1 - t0).as_secs_f64(),
-                search: (t2 - t1).as_secs_f64(),
-                read: (t3 - t2).as_secs_f64(),
-                total: (t3 - t0).as_secs_f64(),
-            },
-        })
-    }
-}
-
-/// The sentence of `text` around `start..end`, the span between `[[` and `]]`.
-pub fn evidence(text: &str, start: usize, end: usize) -> String {
-    let is_end = |c: char| matches!(c, '.' | '!' | '?' | '\n');
-    let from = text[..start].rfind(is_end).map_or(0, |i| i + 1);
-    let to = text[end..].find(is_end).map_or(text.len(), |i| end + i + 1);
-    format!(
-        "{}[[{}]]{}",
-        text[from..start].trim_start(),
-        &text[start..end],
-        text[end..to].trim_end()
-    )
 }
 
 fn print_report(r: &AskReport) {

@@ -6,13 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use burn::tensor::Device;
-use realm_core::checkpoint::safetensors_file::read_safetensors;
-use realm_core::checkpoint::weights::{WeightLoader, WeightMap};
-use realm_core::model::config::BertConfig;
-use realm_core::model::config::read_config;
-use realm_core::model::embedder::{BERT_BUFFERS, RealmEmbedder};
+use realm_core::model::embedder::RealmEmbedder;
 use realm_core::text::wordpiece::WordPieceTokenizer;
-use sha2::{Digest, Sha256};
 
 /// A sentence-transformers BERT (e.g. all-MiniLM-L6-v2) and its tokenizer.
 pub struct SentenceModel {
@@ -20,20 +15,7 @@ pub struct SentenceModel {
     pub tokenizer: WordPieceTokenizer,
 }
 
-/// A base BERT directory read into memory.
-pub struct BaseModel {
-    pub config: BertConfig,
-    pub weights: WeightMap,
-    pub tokenizer: WordPieceTokenizer,
-    pub sha256: String,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use realm_core::qa::models::{BaseModel, sha256_hex};
 
 pub fn read_base(dir: &Path) -> anyhow::Result<BaseModel> {
     if !dir.is_dir() {
@@ -46,10 +28,6 @@ pub fn read_base(dir: &Path) -> anyhow::Result<BaseModel> {
         std::fs::read(dir.join(name))
             .with_context(|| format!("reading {}", dir.join(name).display()))
     };
-    let config = read_config(&read("config.json")?).context("config.json")?;
-    let bytes = read("model.safetensors")?;
-    let sha256 = sha256_hex(&bytes);
-    let weights = read_safetensors(&bytes).context("model.safetensors")?;
     let tokenizer = if dir.join("tokenizer.json").is_file() {
         WordPieceTokenizer::from_tokenizer_json(&read("tokenizer.json")?)?
     } else {
@@ -57,12 +35,12 @@ pub fn read_base(dir: &Path) -> anyhow::Result<BaseModel> {
             &String::from_utf8(read("vocab.txt")?).context("vocab.txt is not UTF-8")?,
         )?
     };
-    Ok(BaseModel {
-        config,
-        weights,
+    BaseModel::from_bytes(
+        &read("config.json")?,
+        &read("model.safetensors")?,
         tokenizer,
-        sha256,
-    })
+    )
+    .with_context(|| format!("reading the base model in {}", dir.display()))
 }
 
 /// A sentence-transformers BERT directory as an embedder and its tokenizer.
@@ -72,10 +50,9 @@ pub fn load_sentence_model(dir: &Path, device: &Device) -> anyhow::Result<Senten
 
 /// The embedder (mean pooling over the last layer) of a base model already read.
 pub fn sentence_model(base: &BaseModel, device: &Device) -> anyhow::Result<SentenceModel> {
-    let mut loader = WeightLoader::new(base.weights.clone(), device);
-    let embedder = RealmEmbedder::load_sentence_transformer(&base.config, &mut loader, device)
+    let embedder = base
+        .sentence_embedder(device)
         .context("model.safetensors does not hold a BERT model for this config.json")?;
-    loader.finish(BERT_BUFFERS)?;
     Ok(SentenceModel {
         embedder,
         tokenizer: base.tokenizer.clone(),
@@ -99,11 +76,6 @@ pub fn read_verified(path: &Path, card: &Path, sha256: &str) -> anyhow::Result<V
 
 /// Refuses a base model other than the one `what` was trained on.
 pub fn check_base(base: &BaseModel, trained_on: &str, what: &str) -> anyhow::Result<()> {
-    if base.sha256 != trained_on {
-        bail!(
-            "the base model's model.safetensors has sha256 {}, but {what} was trained on {trained_on}: pass the base it was trained on with --model",
-            base.sha256
-        );
-    }
-    Ok(())
+    base.check_is(trained_on, what)
+        .context("pass the base it was trained on with --model")
 }

@@ -9,6 +9,8 @@ pub mod retriever;
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use crate::commands::finetune::DeviceKind;
 
 /// The files `ask` and `eval` answer from: the base model, the trained reader, the corpus
@@ -38,13 +40,7 @@ pub struct QaFiles {
     pub precision: crate::precision::PrecisionArg,
 }
 
-/// A corpus with its index: the passages, the index, and each row's document id (checked to
-/// name a passage).
-pub struct IndexedCorpus {
-    pub passages: Vec<realm_core::text::corpus::Passage>,
-    pub index: Box<dyn realm_core::index::MipsIndex + Send + Sync>,
-    pub ids: Vec<u32>,
-}
+pub use realm_core::qa::engine::IndexedCorpus;
 
 impl QaFiles {
     /// Reads `--corpus` and `--index` ([`open_corpus`]).
@@ -66,20 +62,13 @@ pub fn open_corpus(corpus: &Path, index: &Path) -> anyhow::Result<IndexedCorpus>
         );
     }
     let (loaded, ids) = crate::files::shard_file::read_shard(index)?.into_index()?;
-    if ids.iter().any(|&id| id as usize >= passages.len()) {
-        anyhow::bail!(
-            "{} names document ids past the {} passages of {}: it was built from another corpus; \
-             rebuild it with `realm index --corpus {} --out {} --force`",
+    IndexedCorpus::new(passages, loaded, ids).with_context(|| {
+        format!(
+            "{} does not index {}: rebuild it with `realm index --corpus {} --out {} --force`",
             index.display(),
-            passages.len(),
             corpus.display(),
             corpus.display(),
             index.display()
-        );
-    }
-    Ok(IndexedCorpus {
-        passages,
-        index: loaded,
-        ids,
+        )
     })
 }

@@ -1,0 +1,225 @@
+//! Open-domain question answering end to end, the engine every front end runs (`realm ask`,
+//! `realm serve`, the browser): the question embedded by `Embed_input`, the top-k passages by
+//! inner product from the index, each read by the span reader (long ones in windows), and the
+//! best span of all of them the answer, with its passage, byte offsets, evidence sentence,
+//! both models' scores and the time each part took.
+
+use burn::tensor::Device;
+use serde::Serialize;
+use web_time::Instant;
+
+use crate::Error;
+use crate::index::MipsIndex;
+use crate::model::embedder::RealmEmbedder;
+use crate::model::reader::SpanReader;
+use crate::qa::read::read_passages;
+use crate::text::corpus::Passage;
+use crate::text::wordpiece::WordPieceTokenizer;
+use crate::train::reader::truncate_question;
+
+/// Wordpieces of a question the embedder reads (as the index's passages were embedded).
+pub const QUESTION_MAX_LENGTH: usize = 128;
+
+/// A retrieved corpus: the passages, their index, and each index row's passage.
+pub struct IndexedCorpus {
+    pub passages: Vec<Passage>,
+    pub index: Box<dyn MipsIndex + Send + Sync>,
+    pub ids: Vec<u32>,
+}
+
+impl IndexedCorpus {
+    /// Checks that every row names a passage: an index built from another corpus is an error.
+    pub fn new(
+        passages: Vec<Passage>,
+        index: Box<dyn MipsIndex + Send + Sync>,
+        ids: Vec<u32>,
+    ) -> Result<Self, Error> {
+        if passages.is_empty() {
+            return Err(Error::EmptyCorpus);
+        }
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= passages.len()) {
+            return Err(Error::Model(format!(
+                "the index names passage {id}, past the corpus's {} passages: it was built from \
+                 another corpus",
+                passages.len()
+            )));
+        }
+        Ok(Self {
+            passages,
+            index,
+            ids,
+        })
+    }
+}
+
+/// Everything answering needs in memory.
+pub struct QaEngine {
+    /// `Embed_input`, and the device it runs on.
+    pub embedder: RealmEmbedder,
+    pub embed_device: Device,
+    pub reader: SpanReader,
+    pub reader_device: Device,
+    pub tokenizer: WordPieceTokenizer,
+    pub corpus: IndexedCorpus,
+    /// Wordpieces of `[CLS] question [SEP] passage [SEP]` the reader reads.
+    pub max_length: usize,
+}
+
+/// One question's answer and how it was found.
+#[derive(Debug, Clone, Serialize)]
+pub struct AskReport {
+    pub question: String,
+    /// Whether the question was cut to the reader's length (half of `max_length`).
+    pub truncated: bool,
+    /// The best span over all retrieved passages; none if no passage holds a readable span.
+    pub answer: Option<Found>,
+    /// The retrieved passages, best retriever score first.
+    pub passages: Vec<Retrieved>,
+    pub seconds: Timings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub text: String,
+    pub passage_id: u32,
+    pub title: String,
+    /// Byte offsets of the answer in the passage's text.
+    pub start: usize,
+    pub end: usize,
+    /// The sentence holding the answer, the answer between [[ and ]].
+    pub evidence: String,
+    pub reader_score: f32,
+    pub retriever_score: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Retrieved {
+    pub id: u32,
+    pub title: String,
+    pub retriever_score: f32,
+    /// The reader's best span in this passage and its score.
+    pub best_span: Option<String>,
+    pub reader_score: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub embed: f64,
+    pub search: f64,
+    pub read: f64,
+    pub total: f64,
+}
+
+impl QaEngine {
+    /// The question's embedding `Embed_input(x)`, `[dim]`.
+    pub fn embed_question(&self, question: &str) -> Result<Vec<f32>, Error> {
+        let input = self
+            .tokenizer
+            .encode_batch(&[question], QUESTION_MAX_LENGTH)?;
+        Ok(self
+            .embedder
+            .embed(&input, &self.embed_device)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 embeddings"))
+    }
+
+    /// Answers `question` from the top `k` passages.
+    pub fn ask(&self, question: &str, k: usize) -> Result<AskReport, Error> {
+        if question.trim().is_empty() {
+            return Err(Error::EmptyQuestion);
+        }
+        if k == 0 {
+            return Err(Error::ZeroK);
+        }
+        let t0 = Instant::now();
+        let cut = truncate_question(&self.tokenizer, question, self.max_length / 2)?;
+        let truncated = cut.len() < question.len();
+        let query = self.embed_question(&cut)?;
+        let t1 = Instant::now();
+        let hits = self.corpus.index.search(&query, k)?.remove(0);
+        let t2 = Instant::now();
+        let docs: Vec<&Passage> = hits
+            .iter()
+            .map(|h| &self.corpus.passages[self.corpus.ids[h.id as usize] as usize])
+            .collect();
+        let texts: Vec<&str> = docs.iter().map(|p| p.text.as_str()).collect();
+        let spans = read_passages(
+            &self.reader,
+            &self.tokenizer,
+            &cut,
+            &texts,
+            self.max_length,
+            &self.reader_device,
+        )?;
+        let t3 = Instant::now();
+        let answer = spans.first().map(|s| {
+            let p = docs[s.passage];
+            Found {
+                text: s.text.clone(),
+                passage_id: self.corpus.ids[hits[s.passage].id as usize],
+                title: p.title.clone(),
+                start: s.start,
+                end: s.end,
+                evidence: evidence(&p.text, s.start, s.end),
+                reader_score: s.reader_score,
+                retriever_score: hits[s.passage].score,
+            }
+        });
+        let passages = hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let best = spans.iter().find(|s| s.passage == i);
+                Retrieved {
+                    id: self.corpus.ids[h.id as usize],
+                    title: docs[i].title.clone(),
+                    retriever_score: h.score,
+                    best_span: best.map(|s| s.text.clone()),
+                    reader_score: best.map(|s| s.reader_score),
+                }
+            })
+            .collect();
+        Ok(AskReport {
+            question: question.to_string(),
+            truncated,
+            answer,
+            passages,
+            seconds: Timings {
+                embed: (t1 - t0).as_secs_f64(),
+                search: (t2 - t1).as_secs_f64(),
+                read: (t3 - t2).as_secs_f64(),
+                total: (t3 - t0).as_secs_f64(),
+            },
+        })
+    }
+}
+
+/// The sentence of `text` around `start..end`, the span between `[[` and `]]`.
+pub fn evidence(text: &str, start: usize, end: usize) -> String {
+    let is_end = |c: char| matches!(c, '.' | '!' | '?' | '\n');
+    let from = text[..start].rfind(is_end).map_or(0, |i| i + 1);
+    let to = text[end..].find(is_end).map_or(text.len(), |i| end + i + 1);
+    format!(
+        "{}[[{}]]{}",
+        text[from..start].trim_start(),
+        &text[start..end],
+        text[end..to].trim_end()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_marks_the_span_in_its_sentence() {
+        let text = "Paris is big. The Mona Lisa is in the Louvre! It is old.";
+        let start = text.find("Louvre").unwrap();
+        assert_eq!(
+            evidence(text, start, start + 6),
+            "The Mona Lisa is in the [[Louvre]]!"
+        );
+        assert_eq!(evidence("Only one", 0, 4), "[[Only]] one");
+    }
+}

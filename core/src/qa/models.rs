@@ -1,0 +1,135 @@
+//! The models question answering runs, from bytes: a base BERT (config, weights, tokenizer),
+//! the sentence embedder that is `Embed_input` (mean pooling over the last layer), and a
+//! trained span reader shipped as the tensors that differ from its base (`reader.safetensors`,
+//! F16) with its card (`reader.json`). Both sha256 sums are checked: the reader is rebuilt from
+//! the base BERT with the card's seed for its fresh span head, then its own tensors go over it.
+//! The native CLI reads these bytes from files, the browser from URLs.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::checkpoint::module_io::import_params;
+use crate::checkpoint::safetensors_file::read_safetensors;
+use crate::checkpoint::weights::{WeightLoader, WeightMap};
+use crate::model::config::{BertConfig, ReaderConfig, read_config};
+use crate::model::embedder::{BERT_BUFFERS, RealmEmbedder};
+use crate::model::reader::SpanReader;
+use crate::text::wordpiece::WordPieceTokenizer;
+use crate::train::init::reader_from_bert;
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A base BERT read into memory, with the sha256 of its weights file.
+pub struct BaseModel {
+    pub config: BertConfig,
+    pub weights: WeightMap,
+    pub tokenizer: WordPieceTokenizer,
+    pub sha256: String,
+}
+
+impl BaseModel {
+    /// `config.json`'s and `model.safetensors`' bytes with a tokenizer already read.
+    pub fn from_bytes(
+        config_json: &[u8],
+        safetensors: &[u8],
+        tokenizer: WordPieceTokenizer,
+    ) -> Result<Self, Error> {
+        let config = read_config(config_json)?;
+        Ok(Self {
+            config,
+            weights: read_safetensors(safetensors)?,
+            tokenizer,
+            sha256: sha256_hex(safetensors),
+        })
+    }
+
+    /// The sentence embedder (mean pooling over the last layer, L2-normalised) on `device`.
+    pub fn sentence_embedder(&self, device: &Device) -> Result<RealmEmbedder, Error> {
+        let mut loader = WeightLoader::new(self.weights.clone(), device);
+        let embedder = RealmEmbedder::load_sentence_transformer(&self.config, &mut loader, device)?;
+        loader.finish(BERT_BUFFERS)?;
+        Ok(embedder)
+    }
+
+    /// Refuses a base other than the one `what` was trained on.
+    pub fn check_is(&self, trained_on: &str, what: &str) -> Result<(), Error> {
+        if self.sha256 != trained_on {
+            return Err(Error::Model(format!(
+                "the base model's weights have sha256 {}, but {what} was trained on {trained_on}: \
+                 give the base it was trained on",
+                self.sha256
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `reader.json`: what a shipped reader is and how to rebuild it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReaderCard {
+    /// sha256 of the base model's `model.safetensors`.
+    pub base_sha256: String,
+    /// sha256 of `reader.safetensors`.
+    pub sha256: String,
+    /// Seed of the span head's initialisation (the tensors not shipped are rebuilt from it).
+    pub head_seed: u64,
+    pub reader: ReaderConfig,
+    /// Wordpieces of `[CLS] question [SEP] passage [SEP]` the reader was trained on.
+    pub max_length: usize,
+    /// Free text: data, steps, time, the command that trained it.
+    #[serde(default)]
+    pub trained: serde_json::Value,
+}
+
+impl ReaderCard {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::Model(format!("reader.json is not a reader card: {e}")))
+    }
+}
+
+/// A reader on `base` with a fresh span head drawn from `seed`, loaded strictly.
+pub fn fresh_reader(
+    base: &BaseModel,
+    reader: &ReaderConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<SpanReader, Error> {
+    let weights = reader_from_bert(&base.config, reader, &base.weights, seed);
+    let mut loader = WeightLoader::new(weights, device);
+    let model = SpanReader::load(&base.config, reader, &mut loader, device)?;
+    loader.finish(&[])?;
+    Ok(model)
+}
+
+/// The shipped reader `card` describes: `safetensors` (checked against the card's sha256)
+/// over `base` (checked against the card's base sha256).
+pub fn load_reader(
+    base: &BaseModel,
+    card: &ReaderCard,
+    safetensors: &[u8],
+    device: &Device,
+) -> Result<SpanReader, Error> {
+    let found = sha256_hex(safetensors);
+    if found != card.sha256 {
+        return Err(Error::Model(format!(
+            "reader.safetensors has sha256 {found}, but reader.json says {}: the file is damaged \
+             or not the one the card describes",
+            card.sha256
+        )));
+    }
+    base.check_is(&card.base_sha256, "this reader")?;
+    let trained = read_safetensors(safetensors)?;
+    import_params(
+        fresh_reader(base, &card.reader, card.head_seed, device)?,
+        &trained,
+    )
+}
