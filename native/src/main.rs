@@ -3,7 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use realm_native::commands::{
-    ask, convert, demo, eval, finetune, finetune_retriever, ict, index, pretrain, skeleton, tag,
+    ask, convert, demo, eval, finetune, finetune_retriever, ict, index, pretrain, serve, skeleton,
+    tag,
 };
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
@@ -60,6 +61,9 @@ enum Command {
         /// The run directory.
         dir: std::path::PathBuf,
     },
+    /// Answer questions over HTTP on this machine: GET / is a page with the <realm-qa>
+    /// widget, POST /ask takes {"question": "...", "top_k": 5} and returns the answer as JSON.
+    Serve(serve::ServeArgs),
     /// Walking skeleton: a tiny seeded REALM embedder over ten built-in passages, searched on
     /// the CPU reference and the WGSL kernel (the browser tests compare against its --json).
     Skeleton(skeleton::SkeletonArgs),
@@ -91,6 +95,7 @@ fn main() {
                 });
             plot.map(|files| files.iter().for_each(|f| println!("{}", f.display())))
         }
+        Command::Serve(args) => serve::run(&args),
         Command::Skeleton(args) => skeleton::run(&args),
         Command::Tag(args) => tag::run(&args),
     };

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -196,4 +196,139 @@ fn the_shipped_reader_answers_and_a_damaged_copy_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// One HTTP/1.1 request to `addr`; (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+#[test]
+fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
+    let Some(s) = setup() else { return };
+    let question = "Who painted the Mona Lisa?";
+    let mut one = s.args.clone();
+    one.extend(["--json".into(), question.into()]);
+    let out = realm(&one);
+    assert_ok(&out);
+    let asked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let mut args = s.args[1..].to_vec();
+    args.splice(
+        0..0,
+        ["serve".to_string(), "--listen".into(), "127.0.0.1:0".into()],
+    );
+    args.extend(["--max-body".into(), "2000".into()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("serving http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+
+    // The page and the widget's modules.
+    let (status, page) = http(&addr, "GET", "/", b"");
+    assert_eq!(status, 200);
+    assert!(page.contains("<realm-qa endpoint=\"/\">"));
+    assert_eq!(http(&addr, "GET", "/js/element.js", b"").0, 200);
+    assert_eq!(http(&addr, "GET", "/nothing", b"").0, 404);
+    assert_eq!(http(&addr, "GET", "/ask", b"").0, 405);
+
+    // The same answer as `realm ask`, in the page's JSON.
+    let body = serde_json::json!({ "question": question, "top_k": 2 }).to_string();
+    let (status, text) = http(&addr, "POST", "/ask", body.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let served: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(served["answer"]["text"], asked["answer"]["text"]);
+    assert_eq!(served["answer"]["passageId"], asked["answer"]["passage_id"]);
+    assert_eq!(served["device"], "cpu");
+
+    // Bad requests are 4xx with a JSON error; the server keeps answering.
+    for (body, status, message) in [
+        (&b"{not json"[..], 400, "not {"),
+        (&br#"{"question": "   "}"#[..], 400, "the question is empty"),
+        (
+            &br#"{"question": "x", "top_k": 0}"#[..],
+            400,
+            "top_k must be 1 to",
+        ),
+        (
+            &br#"{"question": "x", "extra": 1}"#[..],
+            400,
+            "unknown field",
+        ),
+        (&[b' '; 5000][..], 413, "over 2000 bytes"),
+    ] {
+        let (got, text) = http(&addr, "POST", "/ask", body);
+        assert_eq!(got, status, "{text}");
+        let error: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(error["error"].as_str().unwrap().contains(message), "{text}");
+    }
+
+    // Concurrent requests each get their own question's answer.
+    let questions = [
+        "Who wrote Hamlet?",
+        question,
+        "What is the capital of Australia?",
+    ];
+    let alone: Vec<serde_json::Value> = questions
+        .iter()
+        .map(|q| {
+            let body = serde_json::json!({ "question": q, "top_k": 2 }).to_string();
+            serde_json::from_str(&http(&addr, "POST", "/ask", body.as_bytes()).1).unwrap()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for t in 0..6 {
+            let (addr, alone) = (&addr, &alone);
+            scope.spawn(move || {
+                let i = t % questions.len();
+                let body = serde_json::json!({ "question": questions[i], "top_k": 2 }).to_string();
+                let (status, text) = http(addr, "POST", "/ask", body.as_bytes());
+                assert_eq!(status, 200);
+                let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(got["answer"], alone[i]["answer"]);
+                assert_eq!(got["passages"], alone[i]["passages"]);
+            });
+        }
+    });
+
+    // Ctrl-C: a clean exit.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
 }

@@ -3,9 +3,13 @@
 //!
 //! The walking skeleton's exports embed the built-in passages with the seeded embedder on
 //! burn's CPU backend, then search them with the CPU reference or the WGSL kernel on WebGPU.
-//! `ShardIndex` reads and searches index shard files (`shard.rs`).
+//! `ShardIndex` reads and searches index shard files (`shard.rs`); `Engine` answers
+//! questions with the trained reader over an index and its passages (`engine.rs`).
 
+mod engine;
 mod shard;
+
+pub use engine::Engine;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -121,6 +121,7 @@ impl Matrix {
 }
 
 /// Products of at least this many multiply-adds run on every thread of the pool.
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
 pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// The threads a product may use: rayon's pool natively (`RAYON_NUM_THREADS` caps it), one

@@ -9,12 +9,9 @@ use std::time::Instant;
 
 use anyhow::bail;
 use clap::Args;
-use realm_core::qa::engine::{AskReport, QaEngine};
+use realm_core::qa::engine::AskReport;
 
-use crate::files::model_dir::read_base;
 use crate::qa::QaFiles;
-use crate::qa::query_model::question_embedder;
-use crate::qa::reader_model::load_reader;
 
 #[derive(Args, Clone)]
 pub struct AskArgs {
@@ -32,28 +29,10 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         bail!("-k must be at least 1");
     }
     let t_load = Instant::now();
-    let device = args.files.device.device();
-    let base = read_base(&args.files.model)?;
-    let precision = args.files.precision.resolve()?;
-    let eps = base.config.layer_norm_eps;
-    let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
-    reader.bert.freeze(eps, precision);
-    let embed_device = realm_core::device::cpu_device();
-    let (mut retriever, _) = question_embedder(&base, Some(&args.files.reader), &embed_device)?;
-    retriever.embedder.bert.freeze(eps, precision);
-    let corpus = args.files.open_corpus()?;
+    let engine = args.files.open_engine()?;
     if !args.json {
         eprintln!("(loaded in {:.1} s)", t_load.elapsed().as_secs_f64());
     }
-    let engine = QaEngine {
-        embedder: retriever.embedder,
-        embed_device,
-        reader,
-        reader_device: device,
-        tokenizer: base.tokenizer,
-        corpus,
-        max_length: card.max_length,
-    };
     let answer_one = |question: &str| -> anyhow::Result<()> {
         let report = engine.ask(question, args.files.top_k)?;
         if report.truncated {

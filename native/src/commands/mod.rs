@@ -9,5 +9,6 @@ pub mod finetune_retriever;
 pub mod ict;
 pub mod index;
 pub mod pretrain;
+pub mod serve;
 pub mod skeleton;
 pub mod tag;

@@ -10,6 +10,11 @@ pub mod retriever;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use realm_core::qa::engine::QaEngine;
+
+use crate::files::model_dir::read_base;
+use crate::qa::query_model::question_embedder;
+use crate::qa::reader_model::load_reader;
 
 use crate::commands::finetune::DeviceKind;
 
@@ -43,6 +48,30 @@ pub struct QaFiles {
 pub use realm_core::qa::engine::IndexedCorpus;
 
 impl QaFiles {
+    /// Everything `ask` and `serve` answer with: the reader, the question embedder (the
+    /// fine-tuned one where `--reader` holds a `query.json`), both frozen at `--precision`,
+    /// and the indexed corpus.
+    pub fn open_engine(&self) -> anyhow::Result<QaEngine> {
+        let reader_device = self.device.device();
+        let base = read_base(&self.model)?;
+        let precision = self.precision.resolve()?;
+        let eps = base.config.layer_norm_eps;
+        let (mut reader, card) = load_reader(&self.reader, &base, &reader_device)?;
+        reader.bert.freeze(eps, precision);
+        let embed_device = realm_core::device::cpu_device();
+        let (mut retriever, _) = question_embedder(&base, Some(&self.reader), &embed_device)?;
+        retriever.embedder.bert.freeze(eps, precision);
+        Ok(QaEngine {
+            embedder: retriever.embedder,
+            embed_device,
+            reader,
+            reader_device,
+            tokenizer: base.tokenizer,
+            corpus: self.open_corpus()?,
+            max_length: card.max_length,
+        })
+    }
+
     /// Reads `--corpus` and `--index` ([`open_corpus`]).
     pub fn open_corpus(&self) -> anyhow::Result<IndexedCorpus> {
         open_corpus(&self.corpus, &self.index)

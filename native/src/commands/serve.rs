@@ -1,0 +1,213 @@
+//! `realm serve`: the native engine behind a local HTTP server. `GET /` is a page holding the
+//! `<realm-qa>` widget pointed at this server; `POST /ask` takes `{"question": "...",
+//! "top_k": 5}` and answers with the JSON the browser's engine returns (`PageReport`). Bodies
+//! are bounded, bad requests get a 4xx with `{"error": "..."}`, requests are served on several
+//! threads over one engine, and Ctrl-C lets the requests in flight finish before it exits.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use realm_core::qa::engine::QaEngine;
+use realm_core::qa::report::PageReport;
+use serde::Deserialize;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::qa::QaFiles;
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub files: QaFiles,
+    /// Address to listen on. The default answers this machine only; 0.0.0.0:PORT serves the
+    /// network. Port 0 picks a free one (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Requests answered at once (each on its own thread, over the one engine).
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_body: usize,
+    /// Most passages a request may ask the reader to read (its top_k).
+    #[arg(long, default_value_t = 20)]
+    pub max_top_k: usize,
+}
+
+/// The widget's modules, compiled in so the server needs no checkout beside it.
+const ASSETS: &[(&str, &str)] = &[
+    ("/js/element.js", include_str!("../../../web/js/element.js")),
+    ("/js/index.js", include_str!("../../../web/js/index.js")),
+    ("/js/loader.js", include_str!("../../../web/js/loader.js")),
+];
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>realm serve</title>
+<link rel="icon" href="data:,">
+<style>body { font: 15px/1.4 system-ui, sans-serif; max-width: 50rem; margin: 2rem auto; padding: 0 1rem; }</style>
+<script type="module" src="/js/element.js"></script>
+</head>
+<body>
+<h1>Ask the corpus</h1>
+<realm-qa endpoint="/">
+  <span slot="label">Ask a question about the corpus</span>
+  <p slot="empty">Answers come from this computer: the question, the search and the reading never leave it.</p>
+</realm-qa>
+</body>
+</html>
+"#;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AskBody {
+    question: String,
+    top_k: Option<usize>,
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.threads == 0 || args.max_top_k == 0 {
+        bail!("--threads and --max-top-k must be at least 1");
+    }
+    let t_load = Instant::now();
+    let engine = Arc::new(args.files.open_engine()?);
+    let server = Arc::new(
+        Server::http(args.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?,
+    );
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .context("the server has no IP address")?;
+    eprintln!(
+        "(loaded in {:.1} s; Ctrl-C stops)",
+        t_load.elapsed().as_secs_f64()
+    );
+    println!("serving http://{addr}/");
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let device = match args.files.device {
+        crate::commands::finetune::DeviceKind::Cpu => "cpu",
+        _ => "gpu",
+    };
+    let workers: Vec<_> = (0..args.threads)
+        .map(|_| {
+            let (server, engine, stop, args) =
+                (server.clone(), engine.clone(), stop.clone(), args.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match server.recv_timeout(Duration::from_millis(200)) {
+                        Ok(Some(request)) => {
+                            let _ = serve_one(request, &engine, &args, device);
+                        }
+                        Ok(None) => {}
+                        Err(e) => eprintln!("warning: accepting a connection: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    eprintln!("stopped");
+    Ok(())
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+}
+
+fn json(status: u16, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
+    Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Cache-Control", "no-store"))
+}
+
+fn error(status: u16, message: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    json(status, serde_json::json!({ "error": message }).to_string())
+}
+
+fn serve_one(
+    mut request: Request,
+    engine: &QaEngine,
+    args: &ServeArgs,
+    device: &'static str,
+) -> std::io::Result<()> {
+    let path = request.url().split('?').next().unwrap_or("/").to_string();
+    let response = match (request.method(), path.as_str()) {
+        (Method::Post, "/ask") => ask(&mut request, engine, args, device),
+        (_, "/ask") => {
+            error(405, "use POST /ask with a JSON body").with_header(header("Allow", "POST"))
+        }
+        (Method::Get, "/") => Response::from_string(PAGE)
+            .with_header(header("Content-Type", "text/html; charset=utf-8")),
+        (Method::Get, p) => match ASSETS.iter().find(|(name, _)| *name == p) {
+            Some((_, body)) => Response::from_string(*body)
+                .with_header(header("Content-Type", "text/javascript; charset=utf-8")),
+            None => error(404, &format!("no {p} here: GET / or POST /ask")),
+        },
+        (m, p) => error(405, &format!("{m} {p}: GET / or POST /ask")),
+    };
+    request.respond(response)
+}
+
+fn ask(
+    request: &mut Request,
+    engine: &QaEngine,
+    args: &ServeArgs,
+    device: &'static str,
+) -> Response<std::io::Cursor<Vec<u8>>> {
+    if request.body_length().is_some_and(|n| n > args.max_body) {
+        return error(413, &format!("the body is over {} bytes", args.max_body));
+    }
+    let mut body = Vec::new();
+    if let Err(e) = request
+        .as_reader()
+        .take(args.max_body as u64 + 1)
+        .read_to_end(&mut body)
+    {
+        return error(400, &format!("reading the body: {e}"));
+    }
+    if body.len() > args.max_body {
+        return error(413, &format!("the body is over {} bytes", args.max_body));
+    }
+    let parsed: AskBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                400,
+                &format!("the body is not {{\"question\": string, \"top_k\": number}}: {e}"),
+            );
+        }
+    };
+    let k = parsed.top_k.unwrap_or(args.files.top_k);
+    if k == 0 || k > args.max_top_k {
+        return error(400, &format!("top_k must be 1 to {}", args.max_top_k));
+    }
+    if parsed.question.trim().is_empty() {
+        return error(400, "the question is empty");
+    }
+    match engine.ask(&parsed.question, k) {
+        Ok(report) => {
+            let page = PageReport::new(&report, &engine.corpus.passages, device);
+            json(
+                200,
+                serde_json::to_string(&page).expect("a serialisable report"),
+            )
+        }
+        Err(e) => error(500, &format!("answering failed: {e}")),
+    }
+}

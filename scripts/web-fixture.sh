@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the files the JavaScript tests answer from, and the native answers they must match,
+# in target/web-demo/ (what a page would host):
+#   model/    config.json, tokenizer.json, model.safetensors (all-MiniLM-L6-v2), reader.json,
+#             reader.safetensors (the shipped demo reader, native/models/demo-reader)
+#   passages.jsonl   1,004 passages of the demo corpus (its first 1,000 and four the demo
+#                    questions need), index.shard (`realm index`, int8)
+#   native-answers.jsonl   `realm ask --json -k 5` on the five demo questions
+# Needs target/debug/realm (cargo build -p realm-native) and all-MiniLM-L6-v2 in data/ or
+# ../shared/data, and the demo corpus in ../shared/data/demo-corpus.
+# Usage: scripts/web-fixture.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+realm=target/debug/realm
+out=target/web-demo
+[ -x "$realm" ] || { echo "web-fixture: build realm first: cargo build -p realm-native" >&2; exit 1; }
+base=data/all-minilm-l6-v2
+[ -f "$base/model.safetensors" ] || base=../shared/data/all-minilm-l6-v2
+[ -f "$base/model.safetensors" ] || { echo "web-fixture: no all-MiniLM-L6-v2: run scripts/setup.sh --demo-data" >&2; exit 1; }
+corpus=../shared/data/demo-corpus/passages.jsonl
+[ -f "$corpus" ] || { echo "web-fixture: no demo corpus at $corpus" >&2; exit 1; }
+
+mkdir -p "$out/model"
+for f in config.json tokenizer.json model.safetensors; do
+  ln -sf "$(realpath "$base/$f")" "$out/model/$f"
+done
+for f in reader.json reader.safetensors; do
+  ln -sf "$(realpath "native/models/demo-reader/$f")" "$out/model/$f"
+done
+
+passages=$out/passages.jsonl
+{ head -n 1000 "$corpus"
+  grep -E '"title": "(Canberra|Jupiter|World War II|Australia)"' "$corpus"; } > "$passages.partial"
+mv "$passages.partial" "$passages"
+if [ ! -f "$out/index.shard" ] || [ "$passages" -nt "$out/index.shard" ]; then
+  "$realm" index --model "$base" --corpus "$passages" --out "$out/index.shard" --force
+fi
+printf '%s\n' "Who painted the Mona Lisa?" "What is the capital of Australia?" "Who wrote Hamlet?" \
+  "What is the largest planet in the solar system?" "When did the Second World War end?" \
+  | "$realm" ask --json -k 5 --model "$base" --reader native/models/demo-reader \
+      --corpus "$passages" --index "$out/index.shard" > "$out/native-answers.jsonl.partial"
+mv "$out/native-answers.jsonl.partial" "$out/native-answers.jsonl"
+echo "web-fixture: $(wc -l < "$passages") passages, answers in $out/native-answers.jsonl"

@@ -1,0 +1,252 @@
+// <realm-qa>: a question-answering widget. It loads the engine (in a Web Worker) from its
+// `model`, `index` and `passages` attributes, or asks a `realm serve` at `endpoint`, and shows
+// the answer marked in its passage. Styled through ::part() and CSS custom properties.
+import { load, RealmError } from "./index.js";
+
+const template = document.createElement("template");
+template.innerHTML = `
+<style>
+  :host { display: block; font: var(--realm-qa-font, 15px/1.45 system-ui, sans-serif); color: var(--realm-qa-color, inherit);
+          border: var(--realm-qa-border, 1px solid #ccd); border-radius: var(--realm-qa-radius, 8px); padding: var(--realm-qa-padding, 1rem); }
+  :host([hidden]) { display: none; }
+  form { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
+  label { flex-basis: 100%; font-weight: 600; }
+  input { flex: 1; min-width: 10rem; font: inherit; padding: .4rem .6rem; }
+  button { font: inherit; padding: .4rem .9rem; background: var(--realm-qa-accent, #2456c8); color: #fff; border: 0; border-radius: 4px; cursor: pointer; }
+  button:disabled { opacity: .6; cursor: default; }
+  [part~="progress"] { height: .4rem; background: #e6e8ef; border-radius: 2px; margin-top: .6rem; overflow: hidden; }
+  [part~="progress-bar"] { height: 100%; width: 0; background: var(--realm-qa-accent, #2456c8); transition: width .2s; }
+  [part~="error"]:empty, [part~="progress"][hidden] { display: none; }
+  [part~="error"] { color: var(--realm-qa-error-color, #a40000); margin-top: .6rem; }
+  [part~="answer-text"] { font-size: 1.25em; font-weight: 700; margin: .6rem 0 .2rem; }
+  [part~="source"] { color: #555; font-size: .9em; }
+  [part~="passage"] { margin: .5rem 0 0; padding-left: .8rem; border-left: 3px solid #ccd; }
+  mark { background: var(--realm-qa-mark, #ffe58a); color: inherit; }
+</style>
+<form part="form" role="search">
+  <label part="label" for="question"><slot name="label">Ask a question</slot></label>
+  <input part="input" id="question" name="question" type="search" autocomplete="off" enterkeyhint="search">
+  <button part="button" type="submit">Ask</button>
+</form>
+<div part="progress" role="progressbar" aria-label="Loading the model" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0" hidden><div part="progress-bar"></div></div>
+<div part="error" role="alert"></div>
+<div part="answer" role="status" aria-live="polite" aria-atomic="true"><slot name="empty"></slot></div>
+`;
+
+export class RealmQaElement extends HTMLElement {
+  static observedAttributes = ["model", "index", "passages", "endpoint", "device", "top-k", "loading"];
+
+  #realm = null;
+  #loading = null;
+  #state = "idle";
+  #result = null;
+  #asking = null;
+  #loadController = null;
+  #readyResolve;
+  #ready = new Promise((r) => (this.#readyResolve = r));
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: "open" });
+    root.append(template.content.cloneNode(true));
+    this.$ = (part) => root.querySelector(`[part~="${part}"]`);
+    this.$("form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.ask().catch(() => {});
+    });
+    this.$("input").addEventListener("keydown", (e) => {
+      if (e.key === "Escape") this.abort();
+    });
+    this.$("input").addEventListener("focus", () => {
+      if (this.getAttribute("loading") === "lazy") this.load().catch(() => {});
+    }, { once: false });
+  }
+
+  connectedCallback() {
+    if (this.getAttribute("loading") !== "lazy" && !this.endpoint) queueMicrotask(() => this.isConnected && this.load().catch(() => {}));
+  }
+
+  disconnectedCallback() {
+    this.abort();
+  }
+
+  attributeChangedCallback(name, old, value) {
+    if (old !== value && ["model", "index", "passages"].includes(name) && this.#realm) {
+      this.dispose();
+      if (this.getAttribute("loading") !== "lazy") this.load().catch(() => {});
+    }
+  }
+
+  /** "idle", "loading", "ready", "asking" or "error". */
+  get state() { return this.#state; }
+  /** Resolves once the engine is loaded (or the endpoint set). */
+  get ready() { return this.#ready; }
+  /** Where the encoders run: "cpu", "webgpu", "server", or null before loading. */
+  get device() { return this.endpoint ? "server" : this.#realm?.device ?? null; }
+  /** The last answer (the AskResult), or null. */
+  get result() { return this.#result; }
+  get endpoint() { return this.getAttribute("endpoint"); }
+  get topK() {
+    const k = Number(this.getAttribute("top-k") ?? 5);
+    return Number.isInteger(k) && k > 0 ? k : 5;
+  }
+
+  #setState(state) {
+    this.#state = state;
+    this.setAttribute("state", state);
+    this.$("button").disabled = state === "loading" || state === "asking";
+  }
+
+  #showError(error) {
+    this.$("error").textContent = error.message;
+    this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
+  }
+
+  #progress(fraction) {
+    const bar = this.$("progress");
+    const value = Math.round(fraction * 100);
+    bar.hidden = fraction >= 1;
+    bar.setAttribute("aria-valuenow", String(value));
+    this.$("progress-bar").style.width = `${value}%`;
+  }
+
+  /** Loads the engine; resolves when it can answer. Rejects (and shows the error) on failure. */
+  load() {
+    if (this.endpoint) {
+      this.#setState("ready");
+      this.#readyResolve();
+      return Promise.resolve();
+    }
+    if (this.#realm) return Promise.resolve();
+    if (this.#loading) return this.#loading;
+    const device = this.getAttribute("device") ?? "auto";
+    this.$("error").textContent = "";
+    this.#setState("loading");
+    this.dispatchEvent(new Event("loadstart"));
+    const totals = new Map();
+    const loaded = new Map();
+    this.#progress(0);
+    this.#loadController = new AbortController();
+    const signal = this.#loadController.signal;
+    this.#loading = (async () => {
+      if (!["auto", "cpu", "webgpu"].includes(device)) throw new RealmError("options", `device="${device}": use auto, webgpu or cpu`);
+      if (device === "webgpu") throw new RealmError("options", 'device="webgpu": this version runs the encoders on the CPU only; use device="auto" or "cpu"');
+      const realm = await load({
+        model: this.getAttribute("model"),
+        index: this.getAttribute("index"),
+        passages: this.getAttribute("passages"),
+        base: this.ownerDocument.baseURI,
+        signal,
+        onProgress: (p) => {
+          if (p.file) {
+            loaded.set(p.file, p.loaded);
+            if (p.total) totals.set(p.file, p.total);
+            const total = [...totals.values()].reduce((a, b) => a + b, 0);
+            const done = [...loaded.values()].reduce((a, b) => a + b, 0);
+            if (total) this.#progress(Math.min(0.99, done / total));
+          }
+          this.dispatchEvent(new CustomEvent("progress", { detail: p }));
+        },
+      });
+      return realm;
+    })().then((realm) => {
+      this.#realm = realm;
+      this.#progress(1);
+      this.#setState("ready");
+      this.#readyResolve();
+      this.dispatchEvent(new CustomEvent("load", { detail: { device: realm.device, fromCache: realm.fromCache, downloaded: realm.downloaded } }));
+    }, (error) => {
+      this.#progress(1);
+      this.#setState("error");
+      if (error.code !== "aborted") this.#showError(error);
+      throw error;
+    }).finally(() => {
+      this.#loading = null;
+      this.dispatchEvent(new Event("loadend"));
+    });
+    return this.#loading;
+  }
+
+  /** Answers `question` (default: the input's text) and shows it; resolves to the AskResult. */
+  async ask(question) {
+    const q = question ?? this.$("input").value;
+    if (question !== undefined) this.$("input").value = question;
+    this.$("error").textContent = "";
+    try {
+      if (typeof q !== "string" || q.trim() === "") throw new RealmError("question", "Type a question first.");
+      await this.load();
+      this.#setState("asking");
+      const controller = new AbortController();
+      this.#asking = controller;
+      const result = this.endpoint ? await this.#askServer(q, controller.signal) : await this.#realm.ask(q, { topK: this.topK, signal: controller.signal });
+      this.#result = result;
+      this.#render(result);
+      this.#setState("ready");
+      this.dispatchEvent(new CustomEvent("realm-qa-answer", { detail: result, bubbles: true, composed: true }));
+      return result;
+    } catch (error) {
+      this.#setState(this.#realm || this.endpoint ? "ready" : "error");
+      if (error.code !== "aborted") this.#showError(error);
+      throw error;
+    } finally {
+      this.#asking = null;
+    }
+  }
+
+  async #askServer(question, signal) {
+    let response;
+    try {
+      response = await fetch(new URL("ask", this.endpoint.endsWith("/") ? this.endpoint : this.endpoint + "/").href, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ question, top_k: this.topK }), signal,
+      });
+    } catch (e) {
+      if (signal.aborted) throw new RealmError("aborted", "aborted");
+      throw new RealmError("fetch", `cannot reach ${this.endpoint}: ${e.message}`);
+    }
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new RealmError(response.status < 500 ? "question" : "engine", body?.error ?? `the server answered HTTP ${response.status}`);
+    return body;
+  }
+
+  #render(result) {
+    const box = this.$("answer");
+    box.replaceChildren();
+    const a = result.answer;
+    if (!a) {
+      const p = document.createElement("p");
+      p.textContent = "No answer: the retrieved passages hold no readable span.";
+      box.append(p);
+      return;
+    }
+    const text = document.createElement("p");
+    text.setAttribute("part", "answer-text");
+    text.textContent = a.text;
+    const source = document.createElement("p");
+    source.setAttribute("part", "source");
+    source.textContent = `from “${a.title}” (passage ${a.passageId}), reader score ${a.readerScore.toFixed(2)}`;
+    const passage = document.createElement("blockquote");
+    passage.setAttribute("part", "passage");
+    const mark = document.createElement("mark");
+    mark.setAttribute("part", "mark");
+    mark.textContent = a.context.slice(a.start, a.end);
+    passage.append(a.context.slice(0, a.start), mark, a.context.slice(a.end));
+    box.append(text, source, passage);
+  }
+
+  /** Rejects the pending load or question with an AbortError; the widget stays usable. */
+  abort() {
+    this.#asking?.abort();
+    this.#loadController?.abort();
+    this.#realm?.abort();
+  }
+
+  /** Ends the engine's worker and frees its memory; the next ask() loads again. */
+  dispose() {
+    this.#realm?.dispose();
+    this.#realm = null;
+    this.#setState("idle");
+    this.#ready = new Promise((r) => (this.#readyResolve = r));
+  }
+}
+
+if (!customElements.get("realm-qa")) customElements.define("realm-qa", RealmQaElement);

@@ -1,0 +1,149 @@
+// realm-qa: REALM question answering in the page. `load()` fetches the model, the index and
+// the passages (progress per file, Cache API), builds the engine in a Web Worker by default,
+// and resolves to a `Realm` whose `ask()` answers with the span, its passage and offsets.
+import { RealmError, fileList, fromPlain, askEngine } from "./loader.js";
+
+export { RealmError, MODEL_FILES, CACHE_NAME } from "./loader.js";
+
+function pageBase() {
+  return globalThis.document?.baseURI ?? globalThis.location?.href ?? undefined;
+}
+
+/** The worker transport: one request at a time per id; abort() rejects what is pending. */
+class WorkerTransport {
+  constructor(worker) {
+    this.worker = worker;
+    this.pending = new Map();
+    this.next = 1;
+    worker.onmessage = ({ data }) => {
+      const p = this.pending.get(data.id);
+      if (!p) return;
+      if (data.type === "progress") return p.onProgress?.(data.progress);
+      this.pending.delete(data.id);
+      data.ok ? p.resolve(data.value) : p.reject(fromPlain(data.error));
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      this.failAll(new RealmError("engine", `the worker failed: ${e.message ?? "unknown error"}`));
+    };
+  }
+  call(message, onProgress, transfer = []) {
+    if (!this.worker) return Promise.reject(new RealmError("disposed", "this engine was disposed"));
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+  abort() {
+    this.worker?.postMessage({ type: "abort" });
+    this.failAll(new RealmError("aborted", "aborted"));
+  }
+  failAll(error) {
+    for (const p of this.pending.values()) p.reject(error);
+    this.pending.clear();
+  }
+  close() {
+    this.failAll(new RealmError("disposed", "this engine was disposed"));
+    this.worker?.terminate();
+    this.worker = null;
+  }
+}
+
+/** The same calls in this thread (Node, or `worker: false`). */
+class LocalTransport {
+  constructor() {
+    this.engine = null;
+    this.controller = null;
+    this.closed = false;
+  }
+  async call(message, onProgress) {
+    if (this.closed) throw new RealmError("disposed", "this engine was disposed");
+    if (message.type === "load") {
+      const { openLocal } = await import("./local.js");
+      this.controller = new AbortController();
+      const opened = await openLocal(message.options, onProgress, this.controller.signal);
+      this.engine?.free();
+      this.engine = opened.engine;
+      return { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: this.engine.passageCount };
+    }
+    if (!this.engine) throw new RealmError("state", "ask() before load() finished");
+    return askEngine(this.engine, message.question, message.topK);
+  }
+  abort() {
+    this.controller?.abort();
+  }
+  close() {
+    this.closed = true;
+    this.engine?.free();
+    this.engine = null;
+  }
+}
+
+/** A loaded engine. */
+export class Realm {
+  constructor(transport, info) {
+    this.transport = transport;
+    /** "cpu" or "webgpu": where the encoders run. */
+    this.device = info.device;
+    /** Whether every file came from the Cache API. */
+    this.fromCache = info.fromCache;
+    /** Bytes fetched from the network (0 when all came from the cache). */
+    this.downloaded = info.downloaded;
+    this.passageCount = info.passageCount;
+  }
+
+  /** Answers `question` from the top `topK` passages (default 5). */
+  async ask(question, { topK = 5, signal } = {}) {
+    if (typeof question !== "string" || question.trim() === "") throw new RealmError("question", "the question is empty");
+    if (signal?.aborted) throw new RealmError("aborted", "aborted");
+    const onAbort = () => this.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await this.transport.call({ type: "ask", question, topK });
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Rejects the pending load or ask with an AbortError (code "aborted"); the engine stays usable. */
+  abort() {
+    this.transport.abort();
+  }
+
+  /** Ends the worker and frees the engine's memory; later calls reject with code "disposed". */
+  dispose() {
+    this.transport.close();
+  }
+}
+
+/**
+ * Loads the engine. Options: `model` (URL of a directory holding config.json, tokenizer.json,
+ * model.safetensors, reader.json, reader.safetensors), `index` (an index shard's URL),
+ * `passages` (the passages' URL), or their bytes in `files`; `worker` (default: where Workers
+ * exist), `cache` (true, false or a cache name), `wasm` (the .wasm's URL or bytes),
+ * `onProgress`, `signal`.
+ */
+export async function load(options = {}) {
+  const { onProgress, signal, worker, ...rest } = options;
+  const urls = fileList(rest, options.base ?? pageBase());
+  const useWorker = worker ?? typeof Worker !== "undefined";
+  const transport = useWorker
+    ? new WorkerTransport(new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "realm-qa" }))
+    : new LocalTransport();
+  const files = rest.files ?? {};
+  const wasm = rest.wasm instanceof URL ? rest.wasm.href : rest.wasm;
+  const message = { type: "load", options: { urls, files, cache: rest.cache ?? true, wasm } };
+  if (signal?.aborted) throw new RealmError("aborted", "aborted");
+  const onAbort = () => transport.abort();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const info = await transport.call(message, onProgress);
+    return new Realm(transport, info);
+  } catch (e) {
+    transport.close();
+    throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}

@@ -1,0 +1,56 @@
+// The real engine in Node (the package's Node entry, in this thread): MiniLM embeds the
+// question, the int8 shard is searched, the shipped reader reads; every demo question gets
+// native `realm ask`'s answer, passage and offsets. Bad input is a typed error naming the file,
+// and the engine answers again afterwards.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { load, RealmError } from "../js/node.js";
+import { fixturePaths, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
+
+let realm;
+const paths = fixturePaths();
+
+before(async () => {
+  const phases = new Set();
+  realm = await load({ ...paths, onProgress: (p) => phases.add(p.phase) });
+  assert.ok(phases.has("build"));
+});
+after(() => realm?.dispose());
+
+test("the demo questions get native realm ask's answers", async () => {
+  assert.equal(realm.device, "cpu");
+  assert.equal(realm.passageCount, 1003);
+  for (const native of nativeAnswers()) {
+    const result = await realm.ask(native.question, { topK: 5 });
+    assertSameAnswer(result, native);
+    assert.equal(result.device, "cpu");
+    assert.ok(result.seconds.total > 0);
+  }
+});
+
+test("an empty question and a bad topK are typed errors, and the engine still answers", async () => {
+  await assert.rejects(realm.ask("   "), (e) => e instanceof RealmError && e.code === "question");
+  await assert.rejects(realm.ask("Who wrote Hamlet?", { topK: 0 }), (e) => e.code === "options" && /topK/.test(e.message));
+  const native = nativeAnswers()[0];
+  assertSameAnswer(await realm.ask(native.question), native);
+});
+
+test("a missing file, a truncated shard and an index of the wrong dimension each name the file", async () => {
+  await assert.rejects(load({ ...paths, index: paths.index + ".missing" }), (e) => e.code === "fetch" && e.file === "index");
+  const shard = readFileSync(paths.index);
+  await assert.rejects(load({ ...paths, index: undefined, files: { index: shard.subarray(0, shard.length - 100) } }),
+    (e) => e.code === "file" && e.file === "index" && /damaged|shard|truncat|length/i.test(e.message));
+  // A shard of 8-dimensional vectors: MiniLM embeds in 384.
+  const { buildShard } = await import("../pkg/realm.js");
+  const small = buildShard(new Float32Array(8 * 3).fill(0.5), 8, Uint32Array.from([0, 1, 2]), "int8");
+  await assert.rejects(load({ ...paths, index: undefined, files: { index: small } }),
+    (e) => e.code === "file" && e.file === "index" && /8 dimensions.*384/.test(e.message));
+  await assert.rejects(load({ ...paths, model: undefined }), (e) => e.code === "options" && /model/.test(e.message));
+});
+
+test("a disposed engine rejects with code disposed", async () => {
+  const other = await load(paths);
+  other.dispose();
+  await assert.rejects(other.ask("Who wrote Hamlet?"), (e) => e.code === "disposed");
+});
