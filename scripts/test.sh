@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of realm-rs: the Rust workspace (CPU backend, WGSL kernels on the software
 # Vulkan adapter, naga validation of every shader, burn's wgpu backend against its CPU one),
-# the wasm build, and the wasm package in Node and in headless Chromium (CPU and WebGPU).
+# the wasm build, the npm package's checks, and the package in Node and in headless Chromium
+# (the skeleton on CPU and WebGPU; the real engine, <realm-qa>, realm serve, the packed
+# package in a plain page and a Vite app).
 # Installs what it needs first (scripts/setup.sh). This is README's test command; .ci/run
 # calls it.
 set -euo pipefail
@@ -30,7 +32,9 @@ mkdir -p target
 # again with another feature set.
 run "native reference answers for the JavaScript tests" \
   sh -c 'target/debug/realm skeleton --json --search cpu > target/demo-native.json'
+run "the engine's files and native answers for the JavaScript tests" scripts/web-fixture.sh
 run "wasm build" scripts/build-wasm.sh
+run "npm package checks (element docs, tsc, publint, attw)" sh -c 'cd web && npm run --silent check'
 run "Node and Chromium tests" sh -c 'cd web && node --test tests/'
 
 printf '\n==> test: timings\n'

@@ -33,6 +33,54 @@ template.innerHTML = `
 <div part="answer" role="status" aria-live="polite" aria-atomic="true"><slot name="empty"></slot></div>
 `;
 
+/**
+ * A question-answering widget over REALM's engine: a search form, a progress bar while the
+ * files load, the answer marked in its passage, errors as alerts.
+ *
+ * @summary Ask a question; the answer is read from the passages in the page.
+ * @tag realm-qa
+ *
+ * @attr {string} model - URL of the model directory (config.json, tokenizer.json, model.safetensors, reader.json, reader.safetensors).
+ * @attr {string} index - URL of the index shard (`realm index`).
+ * @attr {string} passages - URL of the passages (JSON lines), in the index's order.
+ * @attr {string} endpoint - URL of a `realm serve`: ask it instead of loading the engine in the page.
+ * @attr {"auto"|"webgpu"|"cpu"} device - Where the encoders run (default auto; this version runs them on the CPU).
+ * @attr {number} top-k - Passages the reader reads (default 5).
+ * @attr {"eager"|"lazy"} loading - eager (default) loads on connection; lazy on the input's first focus or the first question.
+ * @attr {string} state - Reflects the `state` property (read only).
+ *
+ * @fires loadstart - The files start loading.
+ * @fires progress - A file's progress: detail { file, phase, loaded, total }.
+ * @fires load - The engine is ready: detail { device, fromCache, downloaded }.
+ * @fires error - Loading or answering failed: detail { error } (a RealmError with code and file).
+ * @fires loadend - Loading ended, in success or failure.
+ * @fires realm-qa-answer - A question was answered: detail is the AskResult (bubbles, composed).
+ *
+ * @slot label - The search field's label (default "Ask a question").
+ * @slot empty - Shown in the answer area before the first answer.
+ *
+ * @csspart form - The search form.
+ * @csspart label - The field's label.
+ * @csspart input - The question field.
+ * @csspart button - The Ask button.
+ * @csspart progress - The loading progress bar (role=progressbar, aria-valuenow).
+ * @csspart progress-bar - The bar's filled part.
+ * @csspart error - The alert area (role=alert).
+ * @csspart answer - The answer's live region (role=status).
+ * @csspart answer-text - The answer span.
+ * @csspart source - The passage's title and id.
+ * @csspart passage - The passage, the answer marked.
+ * @csspart mark - The answer inside its passage.
+ *
+ * @cssprop --realm-qa-font - The widget's font.
+ * @cssprop --realm-qa-color - Text colour.
+ * @cssprop --realm-qa-accent - Button and progress colour.
+ * @cssprop --realm-qa-border - The host's border.
+ * @cssprop --realm-qa-radius - The host's corner radius.
+ * @cssprop --realm-qa-padding - The host's padding.
+ * @cssprop --realm-qa-mark - The answer's highlight.
+ * @cssprop --realm-qa-error-color - The alert's text colour.
+ */
 export class RealmQaElement extends HTMLElement {
   static observedAttributes = ["model", "index", "passages", "endpoint", "device", "top-k", "loading"];
 
@@ -42,6 +90,7 @@ export class RealmQaElement extends HTMLElement {
   #result = null;
   #asking = null;
   #loadController = null;
+  #loadInfo = null;
   #readyResolve;
   #ready = new Promise((r) => (this.#readyResolve = r));
 
@@ -63,7 +112,7 @@ export class RealmQaElement extends HTMLElement {
   }
 
   connectedCallback() {
-    if (this.getAttribute("loading") !== "lazy" && !this.endpoint) queueMicrotask(() => this.isConnected && this.load().catch(() => {}));
+    if (this.getAttribute("loading") !== "lazy" || this.endpoint) queueMicrotask(() => this.isConnected && this.load().catch(() => {}));
   }
 
   disconnectedCallback() {
@@ -83,9 +132,13 @@ export class RealmQaElement extends HTMLElement {
   get ready() { return this.#ready; }
   /** Where the encoders run: "cpu", "webgpu", "server", or null before loading. */
   get device() { return this.endpoint ? "server" : this.#realm?.device ?? null; }
+  /** How the engine loaded: { device, fromCache, downloaded } (bytes), or null. */
+  get loadInfo() { return this.#loadInfo; }
   /** The last answer (the AskResult), or null. */
   get result() { return this.#result; }
+  /** The `endpoint` attribute: a `realm serve` URL the widget asks instead of loading the engine. */
   get endpoint() { return this.getAttribute("endpoint"); }
+  /** The `top-k` attribute as a number (default 5). */
   get topK() {
     const k = Number(this.getAttribute("top-k") ?? 5);
     return Number.isInteger(k) && k > 0 ? k : 5;
@@ -154,7 +207,8 @@ export class RealmQaElement extends HTMLElement {
       this.#progress(1);
       this.#setState("ready");
       this.#readyResolve();
-      this.dispatchEvent(new CustomEvent("load", { detail: { device: realm.device, fromCache: realm.fromCache, downloaded: realm.downloaded } }));
+      this.#loadInfo = { device: realm.device, fromCache: realm.fromCache, downloaded: realm.downloaded };
+      this.dispatchEvent(new CustomEvent("load", { detail: this.#loadInfo }));
     }, (error) => {
       this.#progress(1);
       this.#setState("error");
@@ -196,7 +250,8 @@ export class RealmQaElement extends HTMLElement {
   async #askServer(question, signal) {
     let response;
     try {
-      response = await fetch(new URL("ask", this.endpoint.endsWith("/") ? this.endpoint : this.endpoint + "/").href, {
+      const base = new URL(this.endpoint.endsWith("/") ? this.endpoint : this.endpoint + "/", this.ownerDocument.baseURI);
+      response = await fetch(new URL("ask", base).href, {
         method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ question, top_k: this.topK }), signal,
       });
     } catch (e) {

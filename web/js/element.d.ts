@@ -1,0 +1,52 @@
+// Types of realm-qa/element: the <realm-qa> custom element (js/element.js).
+import type { AskResult } from "../pkg/realm.js";
+import type { LoadProgress, RealmError } from "./index.js";
+
+export interface RealmQaLoadInfo {
+  device: "cpu" | "webgpu";
+  fromCache: boolean;
+  downloaded: number;
+}
+
+export declare class RealmQaElement extends HTMLElement {
+  /** "idle" | "loading" | "ready" | "asking" | "error" (also reflected as the `state` attribute). */
+  readonly state: "idle" | "loading" | "ready" | "asking" | "error";
+  /** Resolves once the engine is loaded (or the endpoint set). */
+  readonly ready: Promise<void>;
+  /** Where the encoders run: "cpu", "webgpu", "server" (with `endpoint`), or null before loading. */
+  readonly device: "cpu" | "webgpu" | "server" | null;
+  /** The last answer, or null. */
+  readonly result: AskResult | null;
+  /** How the engine loaded, or null. */
+  readonly loadInfo: RealmQaLoadInfo | null;
+  /** The `endpoint` attribute: a `realm serve` URL to ask instead of loading the engine. */
+  readonly endpoint: string | null;
+  /** The `top-k` attribute (default 5). */
+  readonly topK: number;
+  /** Loads the engine; rejects (and shows the error) on failure. */
+  load(): Promise<void>;
+  /** Answers `question` (default: the input's text) and shows the answer. */
+  ask(question?: string): Promise<AskResult>;
+  /** Rejects the pending load or question with an AbortError; the widget stays usable. */
+  abort(): void;
+  /** Ends the engine's worker and frees its memory; the next ask() loads again. */
+  dispose(): void;
+}
+
+export interface RealmQaEventMap {
+  loadstart: Event;
+  progress: CustomEvent<LoadProgress>;
+  load: CustomEvent<RealmQaLoadInfo>;
+  error: CustomEvent<{ error: RealmError }>;
+  loadend: Event;
+  "realm-qa-answer": CustomEvent<AskResult>;
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    "realm-qa": RealmQaElement;
+  }
+  interface HTMLElementEventMap {
+    "realm-qa-answer": CustomEvent<AskResult>;
+  }
+}

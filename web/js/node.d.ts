@@ -1,0 +1,75 @@
+// Types of realm-qa in Node (js/node.js): the same API; model, index and passages may also be paths.
+import type { AskResult } from "../pkg/realm.js";
+export type { AskResult, Answer, RetrievedPassage, Timings } from "../pkg/realm.js";
+
+/** What went wrong: branch on `code`; `file` names the file where one is at fault. */
+export type RealmErrorCode = "options" | "fetch" | "file" | "question" | "engine" | "aborted" | "disposed" | "state";
+
+export declare class RealmError extends Error {
+  readonly code: RealmErrorCode;
+  /** "config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors", "index", "passages", "realm.wasm", or null. */
+  readonly file: string | null;
+}
+
+/** The five files a model directory holds. */
+export declare const MODEL_FILES: readonly ["config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors"];
+/** The Cache API cache the files are kept in (versioned). */
+export declare const CACHE_NAME: string;
+
+/** Progress of one file: "download" from the network, "cache" from the Cache API; "build" once all are in (file null). */
+export interface LoadProgress {
+  file: string | null;
+  phase: "download" | "cache" | "build";
+  loaded: number;
+  /** Null when the server sent no Content-Length. */
+  total: number | null;
+}
+
+export type FileName = "config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index" | "passages";
+
+export interface LoadOptions {
+  /** URL of a directory holding config.json, tokenizer.json, model.safetensors, reader.json and reader.safetensors. */
+  model?: string | URL;
+  /** URL of an index shard (`realm index`) of the passages, embedded with the model. */
+  index?: string | URL;
+  /** URL of the passages: JSON lines {"title", "text"}, in the index's order. */
+  passages?: string | URL;
+  /** Files as bytes instead of URLs. */
+  files?: Partial<Record<FileName, Uint8Array>>;
+  /** Relative URLs resolve against this (default: the page's base URL). */
+  base?: string;
+  /** Run the engine in a Web Worker (default: wherever Workers exist). */
+  worker?: boolean;
+  /** Keep fetched files in the Cache API (true: the versioned CACHE_NAME; a string: that cache). Default true. */
+  cache?: boolean | string;
+  /** The .wasm module: its URL or bytes (default: the package's own). */
+  wasm?: string | URL | Uint8Array | ArrayBuffer;
+  onProgress?: (progress: LoadProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface AskOptions {
+  /** Passages the reader reads (default 5). */
+  topK?: number;
+  signal?: AbortSignal;
+}
+
+/** A loaded engine. */
+export declare class Realm {
+  /** Where the encoders run. */
+  readonly device: "cpu" | "webgpu";
+  /** Whether every file came from the Cache API. */
+  readonly fromCache: boolean;
+  /** Bytes fetched from the network. */
+  readonly downloaded: number;
+  readonly passageCount: number;
+  /** Answers a question; rejects with a RealmError (code "question" for an empty one). */
+  ask(question: string, options?: AskOptions): Promise<AskResult>;
+  /** Rejects the pending call with an AbortError (code "aborted"); the engine stays usable. */
+  abort(): void;
+  /** Ends the worker and frees the engine; later calls reject with code "disposed". */
+  dispose(): void;
+}
+
+/** Fetches the files (progress per file, cached), builds the engine, resolves when it can answer. */
+export declare function load(options: LoadOptions): Promise<Realm>;

@@ -1,0 +1,167 @@
+// <realm-qa> in headless Chromium: the widget loads the real engine in a worker, answers the
+// demo questions with native `realm ask`'s answers, shows bad files and empty questions as
+// alerts and stays usable, reads its files from the Cache API the second time, passes axe-core,
+// and answers through `realm serve` when given an endpoint. A screenshot of the answered
+// widget goes to target/web-demo/widget-answered.png.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { readFile, mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { tmpdir } from "node:os";
+import { join, extname, normalize } from "node:path";
+import { chromium } from "playwright-core";
+import { FIXTURE, fixturePaths, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
+import { initSync, buildShard } from "../pkg/realm.js";
+
+const WEB = new URL("..", import.meta.url).pathname;
+const REPO = new URL("../..", import.meta.url).pathname;
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const paths = fixturePaths();
+
+let server, origin, profile, context;
+const shard = readFileSync(paths.index);
+initSync({ module: readFileSync(new URL("../pkg/realm_bg.wasm", import.meta.url)) });
+const EXTRA = {
+  "/fixture/truncated.shard": shard.subarray(0, shard.length - 100),
+  "/fixture/small.shard": buildShard(new Float32Array(8 * 3).fill(0.5), 8, Uint32Array.from([0, 1, 2]), "int8"),
+};
+
+before(async () => {
+  server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
+    if (path.includes("..")) return res.writeHead(400).end();
+    if (EXTRA[path]) return res.writeHead(200, { "content-length": EXTRA[path].length }).end(EXTRA[path]);
+    const file = path.startsWith("/fixture/") ? join(FIXTURE.pathname, path.slice(9)) : join(WEB, path);
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", "content-length": body.length }).end(body);
+    } catch {
+      res.writeHead(404).end("not found");
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  origin = `http://127.0.0.1:${server.address().port}`;
+  profile = await mkdtemp(join(tmpdir(), "realm-widget-"));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    ignoreDefaultArgs: ["--headless"],
+    args: ["--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await rm(profile, { recursive: true, force: true });
+  server?.close();
+});
+
+async function openWidget(url = `${origin}/www/widget.html`, timeout = 180_000) {
+  const page = await context.newPage();
+  const logs = [];
+  page.on("console", (m) => logs.push(m.text()));
+  page.on("pageerror", (e) => logs.push(String(e)));
+  await page.goto(url);
+  await page.waitForFunction(() => ["ready", "error"].includes(document.querySelector("realm-qa")?.state), null, { timeout })
+    .catch((e) => { throw new Error(`${e.message}\n${logs.join("\n")}`); });
+  return { page, logs };
+}
+
+/** Types `question`, presses Enter, and waits for the realm-qa-answer event's result. */
+async function askByKeyboard(page, question) {
+  return page.evaluate(async (q) => {
+    const el = document.querySelector("realm-qa");
+    const input = el.shadowRoot.querySelector("input");
+    const answered = new Promise((resolve, reject) => {
+      document.addEventListener("realm-qa-answer", (e) => resolve(e.detail), { once: true });
+      el.addEventListener("error", (e) => reject(new Error(`the widget showed: ${e.detail.error.message}`)), { once: true });
+    });
+    input.value = q;
+    input.form.requestSubmit();
+    return answered;
+  }, question);
+}
+
+test("the widget answers the demo questions as native realm ask does, marked in the passage", async () => {
+  const { page, logs } = await openWidget();
+  const loaded = await page.evaluate(() => ({ state: document.querySelector("realm-qa").state, device: document.querySelector("realm-qa").device }));
+  assert.deepEqual(loaded, { state: "ready", device: "cpu" }, logs.join("\n"));
+  for (const native of nativeAnswers()) {
+    const result = await askByKeyboard(page, native.question);
+    assertSameAnswer(result, native);
+    const shown = await page.evaluate(() => {
+      const root = document.querySelector("realm-qa").shadowRoot;
+      return { mark: root.querySelector("mark")?.textContent, live: root.querySelector('[role="status"]').getAttribute("aria-live"), alert: root.querySelector('[role="alert"]').textContent };
+    });
+    assert.deepEqual(shown, { mark: native.answer.text, live: "polite", alert: "" });
+    if (native === nativeAnswers()[0] || native.question === nativeAnswers()[0].question) {
+      await page.screenshot({ path: new URL("widget-answered.png", FIXTURE).pathname, fullPage: true });
+    }
+  }
+
+  // axe-core over the answered widget: no serious or critical violations.
+  await page.addScriptTag({ path: join(WEB, "node_modules/axe-core/axe.min.js") });
+  const violations = await page.evaluate(async () => (await axe.run(document)).violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help })));
+  assert.deepEqual(violations.filter((v) => ["serious", "critical"].includes(v.impact)), [], JSON.stringify(violations));
+
+  // The second load reads every file from the Cache API.
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector("realm-qa").state === "ready", null, { timeout: 180_000 });
+  const cached = await page.evaluate(() => document.querySelector("realm-qa").loadInfo);
+  assert.deepEqual(cached, { device: "cpu", fromCache: true, downloaded: 0 });
+  assertSameAnswer(await askByKeyboard(page, nativeAnswers()[0].question), nativeAnswers()[0]);
+  await page.close();
+});
+
+test("a bad URL, a truncated shard, a wrong-dimension index and an empty question are alerts; the widget recovers", async () => {
+  const { page } = await openWidget();
+  const alertAfter = (attrs) => page.evaluate(async (attrs) => {
+    const el = document.querySelector("realm-qa");
+    el.dispose();
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    await el.load().catch(() => {});
+    return { state: el.state, alert: el.shadowRoot.querySelector('[role="alert"]').textContent };
+  }, attrs);
+  const missing = await alertAfter({ index: "/fixture/missing.shard" });
+  assert.equal(missing.state, "error");
+  assert.match(missing.alert, /index: .*HTTP 404/);
+  const truncated = await alertAfter({ index: "/fixture/truncated.shard" });
+  assert.match(truncated.alert, /^index: .*(damaged|shard)/);
+  const small = await alertAfter({ index: "/fixture/small.shard" });
+  assert.match(small.alert, /^index: its vectors have 8 dimensions, the model embeds in 384/);
+  const fixed = await alertAfter({ index: "/fixture/index.shard" });
+  assert.deepEqual(fixed, { state: "ready", alert: "" });
+  const empty = await page.evaluate(async () => {
+    const el = document.querySelector("realm-qa");
+    await el.ask("   ").catch(() => {});
+    return { state: el.state, alert: el.shadowRoot.querySelector('[role="alert"]').textContent };
+  });
+  assert.deepEqual(empty, { state: "ready", alert: "Type a question first." });
+  assertSameAnswer(await askByKeyboard(page, nativeAnswers()[2].question), nativeAnswers()[2]);
+  await page.close();
+});
+
+test("realm serve answers through the widget", async () => {
+  const realm = join(REPO, "target/debug/realm");
+  const child = spawn(realm, ["serve", "--listen", "127.0.0.1:0", "--model", join(FIXTURE.pathname, "model"), "--reader", join(REPO, "native/models/demo-reader"),
+    "--corpus", paths.passages, "--index", paths.index], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const line = await new Promise((resolve, reject) => {
+      createInterface({ input: child.stdout }).once("line", resolve);
+      child.once("exit", (code) => reject(new Error(`realm serve exited with ${code}`)));
+    });
+    const url = line.replace(/^serving /, "");
+    const { page } = await openWidget(url, 30_000);
+    for (const native of nativeAnswers().slice(0, 2)) {
+      const result = await askByKeyboard(page, native.question);
+      assertSameAnswer(result, native);
+    }
+    assert.equal(await page.evaluate(() => document.querySelector("realm-qa").device), "server");
+    await page.close();
+  } finally {
+    child.kill("SIGINT");
+  }
+});
