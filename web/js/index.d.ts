@@ -65,6 +65,8 @@ export declare class Realm {
   readonly passageCount: number;
   /** Answers a question; rejects with a RealmError (code "question" for an empty one). */
   ask(question: string, options?: AskOptions): Promise<AskResult>;
+  /** The engine's memory: bytes of wasm linear memory (it only grows: its peak so far). */
+  stats(): Promise<{ wasmMemory: number }>;
   /** Rejects the pending call with an AbortError (code "aborted"); the engine stays usable. */
   abort(): void;
   /** Ends the worker and frees the engine; later calls reject with code "disposed". */

@@ -67,6 +67,10 @@ class LocalTransport {
       this.engine = opened.engine;
       return { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: this.engine.passageCount };
     }
+    if (message.type === "stats") {
+      const { wasmMemoryBytes } = await import("./local.js");
+      return { wasmMemory: wasmMemoryBytes() };
+    }
     if (!this.engine) throw new RealmError("state", "ask() before load() finished");
     return askEngine(this.engine, message.question, message.topK);
   }
@@ -104,6 +108,11 @@ export class Realm {
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** The engine's memory: { wasmMemory } (bytes of wasm linear memory, its peak so far). */
+  stats() {
+    return this.transport.call({ type: "stats" });
   }
 
   /** Rejects the pending load or ask with an AbortError (code "aborted"); the engine stays usable. */

@@ -4,6 +4,12 @@ import init, { initSync, Engine } from "../pkg/realm.js";
 import { RealmError, fetchFile, buildEngine } from "./loader.js";
 
 let ready = null;
+let exports = null;
+
+/** Bytes of the wasm module's linear memory: it only grows, so this is its peak so far. */
+export function wasmMemoryBytes() {
+  return exports?.memory?.buffer.byteLength ?? 0;
+}
 
 /** Initialises the wasm module once: from `wasm` (a URL, a Response, bytes or a Module). */
 export function initWasm(wasm) {
@@ -11,9 +17,9 @@ export function initWasm(wasm) {
     ready = (async () => {
       const source = wasm ?? new URL("../pkg/realm_bg.wasm", import.meta.url);
       if (source instanceof Uint8Array || source instanceof ArrayBuffer || source instanceof WebAssembly.Module) {
-        initSync({ module: source });
+        exports = initSync({ module: source });
       } else {
-        await init({ module_or_path: source });
+        exports = await init({ module_or_path: source });
       }
     })().catch((e) => {
       ready = null;

@@ -1,7 +1,8 @@
 // The engine's Web Worker: loads and answers off the page's thread. Messages in:
-// { id, type: "load", options } | { id, type: "ask", question, topK } | { type: "abort" };
+// { id, type: "load", options } | { id, type: "ask", question, topK } | { id, type: "stats" }
+// | { type: "abort" };
 // out: { id, type: "progress", progress } | { id, ok: true, value } | { id, ok: false, error }.
-import { openLocal } from "./local.js";
+import { openLocal, wasmMemoryBytes } from "./local.js";
 import { askEngine, toPlain, RealmError } from "./loader.js";
 
 let engine = null;
@@ -21,6 +22,8 @@ self.onmessage = async ({ data }) => {
       engine?.free();
       engine = opened.engine;
       self.postMessage({ id, ok: true, value: { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: engine.passageCount } });
+    } else if (type === "stats") {
+      self.postMessage({ id, ok: true, value: { wasmMemory: wasmMemoryBytes() } });
     } else if (type === "ask") {
       if (!engine) throw new RealmError("state", "ask() before load() finished");
       self.postMessage({ id, ok: true, value: askEngine(engine, data.question, data.topK) });

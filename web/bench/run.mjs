@@ -1,0 +1,88 @@
+// The browser benchmarks, one run, printed as BENCHMARKS.md rows: search over N x 128 vectors
+// in Chromium (our int8 ShardIndex, a plain JS int8 loop, voy), and question answering with the
+// engine in its worker (time to first answer cold and cached, per question, bytes, memory)
+// beside native `realm ask` on the same files. Needs scripts/build-wasm.sh and
+// scripts/web-fixture.sh first. Usage: node bench/run.mjs   (scripts/bench-web.sh)
+import { createServer } from "node:http";
+import { readFile, mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { gzipSync } from "node:zlib";
+import { tmpdir } from "node:os";
+import { join, extname, normalize } from "node:path";
+import { chromium } from "playwright-core";
+
+const WEB = new URL("..", import.meta.url).pathname;
+const REPO = new URL("../..", import.meta.url).pathname;
+const FIXTURE = join(REPO, "target/web-demo");
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+
+const server = createServer(async (req, res) => {
+  const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
+  if (path.includes("..")) return res.writeHead(400).end();
+  const file = path.startsWith("/fixture/") ? join(FIXTURE, path.slice(9)) : join(WEB, path);
+  try {
+    const body = await readFile(file);
+    res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", "content-length": body.length }).end(body);
+  } catch {
+    res.writeHead(404).end();
+  }
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+const profile = await mkdtemp(join(tmpdir(), "realm-bench-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  ignoreDefaultArgs: ["--headless"],
+  args: ["--headless=new", "--no-sandbox", "--disable-background-networking", "--no-first-run"],
+});
+
+async function page(url) {
+  const p = await context.newPage();
+  await p.goto(url);
+  await p.waitForFunction(() => window.bench, null, { timeout: 1_800_000 });
+  const bench = await p.evaluate(() => window.bench);
+  await p.close();
+  if (bench.error) throw new Error(bench.error);
+  return bench;
+}
+
+const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: REPO, encoding: "utf8" }).trim();
+try {
+  const search = await page(`${origin}/bench/search.html?n=${process.env.N ?? 100000}&queries=20`);
+  const qa = await page(`${origin}/bench/qa.html`);
+  // Native realm ask on the same files, same questions (the debug build the tests use).
+  const questions = ["Who painted the Mona Lisa?", "What is the capital of Australia?", "Who wrote Hamlet?",
+    "What is the largest planet in the solar system?", "When did the Second World War end?"];
+  const out = execFileSync(join(REPO, process.env.REALM ?? "target/debug/realm"), ["ask", "--json", "-k", "5", "--model", join(FIXTURE, "model"),
+    "--reader", join(REPO, "native/models/demo-reader"), "--corpus", join(FIXTURE, "passages.jsonl"), "--index", join(FIXTURE, "index.shard")],
+  { input: questions.join("\n") + "\n", encoding: "utf8", env: { ...process.env, RAYON_NUM_THREADS: "1" } });
+  const native = out.trim().split("\n").map((l) => JSON.parse(l).seconds);
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const nativeAsk = med(native.map((s) => s.total * 1e3));
+  const nativeRead = med(native.map((s) => s.read * 1e3));
+  const nativeEmbed = med(native.map((s) => s.embed * 1e3));
+  const wasmGz = gzipSync(readFileSync(join(WEB, "pkg/realm_bg.wasm")), { level: 9 }).length;
+  const f = (x, d = 1) => x.toFixed(d);
+  console.log(`${cpu}; ${search.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? search.userAgent}; commit ${commit}; one thread each (wasm has one; native RAYON_NUM_THREADS=1)\n`);
+  console.log(`| search, ${search.n.toLocaleString("en")} x ${search.dim}, top-${search.k}, median of ${search.queries} queries | ms/query | ours is |`);
+  console.log(`|---|---|---|`);
+  console.log(`| ours: int8 ShardIndex (wasm) | ${f(search.oursMs, 2)} | |`);
+  console.log(`| plain JS int8 loop | ${f(search.jsMs, 2)} | ${f(search.jsMs / search.oursMs)}x faster |`);
+  console.log(`| voy 0.6.3 (k-d tree; index built in ${f(search.voyBuildMs / 1e3)} s) | ${f(search.voyMs, 2)} | ${f(search.voyMs / search.oursMs)}x faster |`);
+  console.log(`\n(top-1 agreement ours vs JS loop: ${search.agree}/${search.queries})\n`);
+  console.log(`| question answering (1,003 passages, top-5, demo reader) | wasm in Chromium's worker | native realm ask | wasm / native |`);
+  console.log(`|---|---|---|---|`);
+  console.log(`| per question (median of 5): total | ${f(qa.askMs, 0)} ms | ${f(nativeAsk, 0)} ms | ${f(qa.askMs / nativeAsk)} |`);
+  console.log(`| - question embedding | ${f(qa.embedMs, 0)} ms | ${f(nativeEmbed, 0)} ms | ${f(qa.embedMs / nativeEmbed)} |`);
+  console.log(`| - reader over 5 passages | ${f(qa.readMs, 0)} ms | ${f(nativeRead, 0)} ms | ${f(qa.readMs / nativeRead)} |`);
+  console.log(`| time to first answer, cold (files over loopback HTTP) | ${f(qa.coldFirstAnswerMs / 1e3)} s (load ${f(qa.coldLoadMs / 1e3)} s) | | |`);
+  console.log(`| time to first answer, cached (Cache API: ${qa.fromCache}) | ${f(qa.cachedFirstAnswerMs / 1e3)} s (load ${f(qa.cachedLoadMs / 1e3)} s) | | |`);
+  console.log(`| bytes downloaded (cold): model, reader, index, passages + wasm gzipped | ${(qa.downloaded / 1e6).toFixed(1)} MB + ${(wasmGz / 1e6).toFixed(2)} MB | | |`);
+  console.log(`| wasm memory, peak | ${(qa.wasmMemory / 2 ** 20).toFixed(0)} MiB | | |`);
+} finally {
+  await context.close();
+  await rm(profile, { recursive: true, force: true });
+  server.close();
+}
