@@ -53,6 +53,28 @@ test("a shard built from bytes searches like brute force, and damaged bytes thro
   const overlap = best.filter(([, r]) => int8Ids.includes(1000 + r)).length;
   assert.ok(overlap >= 4, `int8 top-5 shares ${overlap} of the f32 top-5`);
 
+  // The wasm int8 scan (simd128) against the same arithmetic in plain JavaScript: rows and
+  // query quantised to int8 (scale max|x| / 127), integer dots, score = dot * scale * scale.
+  const quantise = (row) => {
+    const scale = row.reduce((m, v) => Math.max(m, Math.abs(v)), 0) / 127;
+    return { scale, codes: Array.from(row, (v) => Math.max(-127, Math.min(127, Math.round(v / scale)))) };
+  };
+  for (const dim2 of [16, 37, 384]) {
+    const n2 = 500;
+    const v2 = new Float32Array(n2 * dim2).map((_, i) => Math.sin(i * 0.7 + dim2) * Math.cos(i * 1.3));
+    const shard2 = ShardIndex.fromBytes(buildShard(v2, dim2, Uint32Array.from({ length: n2 }, (_, i) => i), "int8"));
+    const q2 = new Float32Array(dim2).map((_, j) => Math.cos(j * 2.1));
+    const q = quantise(q2);
+    const expected = Array.from({ length: n2 }, (_, r) => {
+      const row = quantise(v2.subarray(r * dim2, (r + 1) * dim2));
+      const dot = row.codes.reduce((s, c, j) => s + c * q.codes[j], 0);
+      return [Math.fround(dot * Math.fround(q.scale * row.scale)), r];
+    }).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, 10);
+    const got = shard2.search(q2, 10);
+    assert.deepEqual(got.map((h) => h.id), expected.map(([, r]) => r), `dim ${dim2}`);
+    got.forEach((h, i) => assert.ok(Math.abs(h.score - expected[i][0]) <= 1e-6 * Math.abs(expected[i][0]), `dim ${dim2}: ${h.score} vs ${expected[i][0]}`));
+  }
+
   const damaged = bytes.slice();
   damaged[200] ^= 1;
   assert.throws(() => ShardIndex.fromBytes(damaged), /checksum/);
