@@ -44,7 +44,7 @@ template.innerHTML = `
  * @attr {string} index - URL of the index shard (`realm index`).
  * @attr {string} passages - URL of the passages (JSON lines), in the index's order.
  * @attr {string} endpoint - URL of a `realm serve`: ask it instead of loading the engine in the page.
- * @attr {"auto"|"webgpu"|"cpu"} device - Where the encoders run (default auto; this version runs them on the CPU).
+ * @attr {"auto"|"webgpu"|"cpu"} device - Where the encoders run: auto (default) is WebGPU on a hardware adapter, else the CPU; webgpu without an adapter is an error.
  * @attr {number} top-k - Passages the reader reads (default 5).
  * @attr {"eager"|"lazy"} loading - eager (default) loads on connection; lazy on the input's first focus or the first question.
  * @attr {string} state - Reflects the `state` property (read only).
@@ -175,6 +175,7 @@ export class RealmQaElement extends HTMLElement {
     const device = this.getAttribute("device") ?? "auto";
     this.$("error").textContent = "";
     this.#setState("loading");
+    this.$("progress").setAttribute("aria-label", "Loading the model");
     this.dispatchEvent(new Event("loadstart"));
     const totals = new Map();
     const loaded = new Map();
@@ -183,12 +184,12 @@ export class RealmQaElement extends HTMLElement {
     const signal = this.#loadController.signal;
     this.#loading = (async () => {
       if (!["auto", "cpu", "webgpu"].includes(device)) throw new RealmError("options", `device="${device}": use auto, webgpu or cpu`);
-      if (device === "webgpu") throw new RealmError("options", 'device="webgpu": this version runs the encoders on the CPU only; use device="auto" or "cpu"');
       const realm = await load({
         model: this.getAttribute("model"),
         index: this.getAttribute("index"),
         passages: this.getAttribute("passages"),
         base: this.ownerDocument.baseURI,
+        device,
         signal,
         onProgress: (p) => {
           if (p.file) {

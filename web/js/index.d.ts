@@ -3,11 +3,11 @@ import type { AskResult } from "../pkg/realm.js";
 export type { AskResult, Answer, RetrievedPassage, Timings } from "../pkg/realm.js";
 
 /** What went wrong: branch on `code`; `file` names the file where one is at fault. */
-export type RealmErrorCode = "options" | "fetch" | "file" | "question" | "engine" | "aborted" | "disposed" | "state";
+export type RealmErrorCode = "options" | "fetch" | "file" | "device" | "question" | "engine" | "aborted" | "disposed" | "state";
 
 export declare class RealmError extends Error {
   readonly code: RealmErrorCode;
-  /** "config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors", "index", "passages", "realm.wasm", or null. */
+  /** "config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors", "index", "passages", "realm.wasm", "realm-webgpu.wasm", or null. */
   readonly file: string | null;
 }
 
@@ -38,6 +38,8 @@ export interface LoadOptions {
   files?: Partial<Record<FileName, Uint8Array>>;
   /** Relative URLs resolve against this (default: the page's base URL). */
   base?: string;
+  /** Where the encoders run: "auto" (default: WebGPU on a hardware adapter, else the CPU), "webgpu" (an error without an adapter) or "cpu". WebGPU loads the package's second wasm build. */
+  device?: "auto" | "webgpu" | "cpu";
   /** Run the engine in a Web Worker (default: wherever Workers exist). */
   worker?: boolean;
   /** Keep fetched files in the Cache API (true: the versioned CACHE_NAME; a string: that cache). Default true. */

@@ -130,7 +130,8 @@ export class Realm {
  * Loads the engine. Options: `model` (URL of a directory holding config.json, tokenizer.json,
  * model.safetensors, reader.json, reader.safetensors), `index` (an index shard's URL),
  * `passages` (the passages' URL), or their bytes in `files`; `worker` (default: where Workers
- * exist), `cache` (true, false or a cache name), `wasm` (the .wasm's URL or bytes),
+ * exist), `device` ("auto": WebGPU on a hardware adapter, else the CPU; "webgpu"; "cpu"),
+ * `cache` (true, false or a cache name), `wasm` (the CPU .wasm's URL or bytes),
  * `onProgress`, `signal`.
  */
 export async function load(options = {}) {
@@ -142,7 +143,7 @@ export async function load(options = {}) {
     : new LocalTransport();
   const files = rest.files ?? {};
   const wasm = rest.wasm instanceof URL ? rest.wasm.href : rest.wasm;
-  const message = { type: "load", options: { urls, files, cache: rest.cache ?? true, wasm } };
+  const message = { type: "load", options: { urls, files, cache: rest.cache ?? true, wasm, device: rest.device ?? "auto" } };
   if (signal?.aborted) throw new RealmError("aborted", "aborted");
   const onAbort = () => transport.abort();
   signal?.addEventListener("abort", onAbort, { once: true });

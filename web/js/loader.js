@@ -101,13 +101,14 @@ export async function fetchFile({ name, url }, { signal, cache = true, onProgres
   return { bytes, fromCache: false };
 }
 
-/** Builds the wasm Engine from { name: bytes }; a file the engine refuses is a RealmError naming it. */
-export function buildEngine(Engine, bytes) {
+/** Builds the wasm Engine on `device` from { name: bytes }; a file the engine refuses is a RealmError naming it. */
+export async function buildEngine(Engine, bytes, device = "cpu") {
   const order = [...MODEL_FILES, "index", "passages"];
   const missing = order.filter((n) => !(bytes[n] instanceof Uint8Array));
   if (missing.length) throw new RealmError("options", `not bytes (a Uint8Array): ${missing.join(", ")}`, missing[0]);
   try {
-    return new Engine(...order.map((n) => bytes[n]));
+    const args = order.map((n) => bytes[n]);
+    return device === "webgpu" ? await Engine.newWebGpu(...args) : new Engine(...args);
   } catch (e) {
     const message = String(e?.message ?? e);
     const file = order.find((n) => message.startsWith(n)) ?? null;
@@ -116,11 +117,11 @@ export function buildEngine(Engine, bytes) {
 }
 
 /** Asks the built engine; an empty question is refused before it reaches the model. */
-export function askEngine(engine, question, topK) {
+export async function askEngine(engine, question, topK) {
   if (typeof question !== "string" || question.trim() === "") throw new RealmError("question", "the question is empty");
   if (!Number.isInteger(topK) || topK < 1) throw new RealmError("options", `topK must be a whole number of at least 1, not ${topK}`);
   try {
-    return engine.ask(question, topK);
+    return engine.device === "webgpu" ? await engine.askAsync(question, topK) : engine.ask(question, topK);
   } catch (e) {
     throw new RealmError("engine", String(e?.message ?? e));
   }

@@ -1,9 +1,14 @@
 // The engine in the current thread (inside the worker, in Node, or in a page that asks for
-// no worker): the wasm module initialised once, the files fetched, the Engine built.
-import init, { initSync, Engine } from "../pkg/realm.js";
+// no worker): the wasm module initialised once per kind (the CPU build, or the WebGPU build,
+// a separate file fetched only when WebGPU is used), the files fetched, the Engine built.
+// Both glue modules are imported statically (12 KB gzipped for the WebGPU one): a dynamic
+// import inside the worker would make bundlers split the worker's code, which Vite's default
+// worker format cannot. Each .wasm is fetched only when its kind is initialised.
+import * as cpuGlue from "../pkg/realm.js";
+import * as webgpuGlue from "../pkg/webgpu/realm.js";
 import { RealmError, fetchFile, buildEngine } from "./loader.js";
 
-let ready = null;
+const modules = { cpu: null, webgpu: null };
 let exports = null;
 
 /** Bytes of the wasm module's linear memory: it only grows, so this is its peak so far. */
@@ -11,31 +16,55 @@ export function wasmMemoryBytes() {
   return exports?.memory?.buffer.byteLength ?? 0;
 }
 
-/** Initialises the wasm module once: from `wasm` (a URL, a Response, bytes or a Module). */
+/** The wasm-bindgen module of `kind` ("cpu" or "webgpu"), initialised from `wasm` (a URL, a Response, bytes or a Module) or the package's own file. */
+export function wasmModule(kind = "cpu", wasm) {
+  modules[kind] ??= (async () => {
+    const m = kind === "webgpu" ? webgpuGlue : cpuGlue;
+    const own = kind === "webgpu" ? new URL("../pkg/webgpu/realm_bg.wasm", import.meta.url) : new URL("../pkg/realm_bg.wasm", import.meta.url);
+    const source = (kind === "cpu" ? wasm : undefined) ?? own;
+    if (source instanceof Uint8Array || source instanceof ArrayBuffer || source instanceof WebAssembly.Module) {
+      exports = m.initSync({ module: source });
+    } else {
+      exports = await m.default({ module_or_path: source });
+    }
+    return m;
+  })().catch((e) => {
+    modules[kind] = null;
+    const file = kind === "webgpu" ? "realm-webgpu.wasm" : "realm.wasm";
+    throw new RealmError("fetch", `${file}: cannot load the WebAssembly module: ${e.message}`, file);
+  });
+  return modules[kind];
+}
+
+/** Kept for callers of the first version: initialises the CPU module. */
 export function initWasm(wasm) {
-  if (!ready) {
-    ready = (async () => {
-      const source = wasm ?? new URL("../pkg/realm_bg.wasm", import.meta.url);
-      if (source instanceof Uint8Array || source instanceof ArrayBuffer || source instanceof WebAssembly.Module) {
-        exports = initSync({ module: source });
-      } else {
-        exports = await init({ module_or_path: source });
-      }
-    })().catch((e) => {
-      ready = null;
-      throw new RealmError("fetch", `realm.wasm: cannot load the WebAssembly module: ${e.message}`, "realm.wasm");
-    });
+  return wasmModule("cpu", wasm);
+}
+
+/**
+ * Where the encoders run: "cpu" when asked; "webgpu" when asked and the browser has an
+ * adapter (else an error saying so); "auto": WebGPU on a hardware adapter, else the CPU.
+ */
+export async function pickDevice(device = "auto") {
+  if (!["auto", "cpu", "webgpu"].includes(device)) throw new RealmError("options", `device "${device}": use auto, webgpu or cpu`);
+  if (device === "cpu") return "cpu";
+  const gpu = globalThis.navigator?.gpu;
+  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
+  if (device === "webgpu") {
+    if (!adapter) throw new RealmError("device", `device "webgpu": ${gpu ? "navigator.gpu.requestAdapter() found no adapter" : "this browser has no navigator.gpu"}; use device "auto" or "cpu"`);
+    return "webgpu";
   }
-  return ready;
+  return adapter && !adapter.info?.isFallbackAdapter ? "webgpu" : "cpu";
 }
 
 /**
  * Fetches `urls` ([{ name, url }]) beside the bytes already in `files`, and builds the
- * Engine. `onProgress({ file, phase, loaded, total })`: phase "download", "cache" or "build".
- * Resolves to { engine, fromCache, device, bytes } (bytes downloaded, cached ones excluded).
+ * Engine on `device`. `onProgress({ file, phase, loaded, total })`: phase "download", "cache"
+ * or "build". Resolves to { engine, fromCache, device, downloaded } (bytes from the network).
  */
-export async function openLocal({ urls = [], files = {}, cache = true, wasm } = {}, onProgress, signal) {
-  await initWasm(wasm);
+export async function openLocal({ urls = [], files = {}, cache = true, wasm, device = "auto" } = {}, onProgress, signal) {
+  const kind = await pickDevice(device);
+  const m = await wasmModule(kind, wasm);
   const bytes = { ...files };
   let downloaded = 0;
   const got = await Promise.all(urls.map((f) => fetchFile(f, { signal, cache, onProgress })));
@@ -45,6 +74,6 @@ export async function openLocal({ urls = [], files = {}, cache = true, wasm } = 
   });
   if (signal?.aborted) throw new RealmError("aborted", "aborted");
   onProgress?.({ file: null, phase: "build", loaded: 0, total: null });
-  const engine = buildEngine(Engine, bytes);
-  return { engine, fromCache: urls.length > 0 && got.every((g) => g.fromCache), device: "cpu", downloaded };
+  const engine = await buildEngine(m.Engine, bytes, kind);
+  return { engine, fromCache: urls.length > 0 && got.every((g) => g.fromCache), device: kind, downloaded };
 }

@@ -26,7 +26,7 @@ self.onmessage = async ({ data }) => {
       self.postMessage({ id, ok: true, value: { wasmMemory: wasmMemoryBytes() } });
     } else if (type === "ask") {
       if (!engine) throw new RealmError("state", "ask() before load() finished");
-      self.postMessage({ id, ok: true, value: askEngine(engine, data.question, data.topK) });
+      self.postMessage({ id, ok: true, value: await askEngine(engine, data.question, data.topK) });
     } else {
       throw new RealmError("state", `unknown message ${type}`);
     }

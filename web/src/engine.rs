@@ -4,6 +4,9 @@
 //! code `realm ask` runs. Offsets are translated from UTF-8 bytes to JavaScript string indices
 //! (UTF-16 code units); every error names the file it came from.
 
+use std::rc::Rc;
+
+use burn::tensor::Device;
 use realm_core::index::shard::Shard;
 use realm_core::linalg::Precision;
 use realm_core::qa::engine::{IndexedCorpus, QaEngine};
@@ -57,16 +60,75 @@ export interface AskResult {
 /// The engine, in wasm memory until `free()`.
 #[wasm_bindgen]
 pub struct Engine {
-    inner: QaEngine,
+    inner: Rc<QaEngine>,
+    device: &'static str,
 }
 
 fn named<E: std::fmt::Display>(file: &str) -> impl Fn(E) -> JsError {
     move |e| JsError::new(&format!("{file}: {e}"))
 }
 
+/// The seven files' bytes, in the order the constructors take them.
+struct Files<'a> {
+    config: &'a [u8],
+    tokenizer: &'a [u8],
+    model: &'a [u8],
+    reader_card: &'a [u8],
+    reader: &'a [u8],
+    index: &'a [u8],
+    passages: &'a [u8],
+}
+
+impl Files<'_> {
+    /// The engine on `device` (frozen f32 encoders on the CPU; burn's module path elsewhere).
+    fn build(&self, device: Device, name: &'static str) -> Result<Engine, JsError> {
+        let tokenizer = WordPieceTokenizer::from_tokenizer_json(self.tokenizer)
+            .map_err(named("tokenizer.json"))?;
+        let base = BaseModel::from_bytes(self.config, self.model, tokenizer)
+            .map_err(named("config.json and model.safetensors"))?;
+        let card = ReaderCard::from_json(self.reader_card).map_err(named("reader.json"))?;
+        let mut reader =
+            load_reader(&base, &card, self.reader, &device).map_err(named("reader.safetensors"))?;
+        let mut embedder = base
+            .sentence_embedder(&device)
+            .map_err(named("model.safetensors"))?;
+        let eps = base.config.layer_norm_eps;
+        reader.bert.freeze(eps, Precision::F32);
+        embedder.bert.freeze(eps, Precision::F32);
+        let (search, ids) = Shard::from_bytes(self.index)
+            .and_then(Shard::into_index)
+            .map_err(named("index"))?;
+        if search.dim() != embedder.dim() {
+            return Err(JsError::new(&format!(
+                "index: its vectors have {} dimensions, the model embeds in {}: build the index with this model (`realm index --model ...`)",
+                search.dim(),
+                embedder.dim()
+            )));
+        }
+        let corpus = IndexedCorpus::new(
+            parse_corpus(self.passages).map_err(named("passages"))?,
+            search,
+            ids,
+        )
+        .map_err(named("index and passages"))?;
+        Ok(Engine {
+            inner: Rc::new(QaEngine {
+                embedder,
+                embed_device: device.clone(),
+                reader,
+                reader_device: device,
+                tokenizer: base.tokenizer,
+                corpus,
+                max_length: card.max_length,
+            }),
+            device: name,
+        })
+    }
+}
+
 #[wasm_bindgen]
 impl Engine {
-    /// Builds the engine from the files' bytes. Each argument is named as in a model
+    /// Builds the engine on the CPU from the files' bytes. Each argument is named as in a model
     /// directory: `config.json`, `tokenizer.json`, `model.safetensors` (the base BERT),
     /// `reader.json`, `reader.safetensors` (the trained span reader), the index shard
     /// (`realm index`) and the passages (JSON lines, or the Wikipedia summaries object).
@@ -81,47 +143,46 @@ impl Engine {
         index: &[u8],
         passages: &[u8],
     ) -> Result<Engine, JsError> {
-        let device = realm_core::device::cpu_device();
-        let tokenizer =
-            WordPieceTokenizer::from_tokenizer_json(tokenizer).map_err(named("tokenizer.json"))?;
-        let base = BaseModel::from_bytes(config, model, tokenizer)
-            .map_err(named("config.json and model.safetensors"))?;
-        let card = ReaderCard::from_json(reader_card).map_err(named("reader.json"))?;
-        let mut reader =
-            load_reader(&base, &card, reader, &device).map_err(named("reader.safetensors"))?;
-        let mut embedder = base
-            .sentence_embedder(&device)
-            .map_err(named("model.safetensors"))?;
-        let eps = base.config.layer_norm_eps;
-        reader.bert.freeze(eps, Precision::F32);
-        embedder.bert.freeze(eps, Precision::F32);
-        let (search, ids) = Shard::from_bytes(index)
-            .and_then(Shard::into_index)
-            .map_err(named("index"))?;
-        if search.dim() != embedder.dim() {
-            return Err(JsError::new(&format!(
-                "index: its vectors have {} dimensions, the model embeds in {}: build the index with this model (`realm index --model ...`)",
-                search.dim(),
-                embedder.dim()
-            )));
+        Files {
+            config,
+            tokenizer,
+            model,
+            reader_card,
+            reader,
+            index,
+            passages,
         }
-        let corpus = IndexedCorpus::new(
-            parse_corpus(passages).map_err(named("passages"))?,
-            search,
-            ids,
-        )
-        .map_err(named("index and passages"))?;
-        Ok(Engine {
-            inner: QaEngine {
-                embedder,
-                embed_device: device.clone(),
-                reader,
-                reader_device: device,
-                tokenizer: base.tokenizer,
-                corpus,
-                max_length: card.max_length,
-            },
-        })
+        .build(realm_core::device::cpu_device(), "cpu")
+    }
+
+    /// The same engine with its encoders on WebGPU (burn's wgpu backend), in the package's
+    /// WebGPU build only. Rejects where the browser offers no adapter.
+    #[cfg(feature = "webgpu")]
+    #[wasm_bindgen(js_name = newWebGpu)]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn new_webgpu(
+        config: Vec<u8>,
+        tokenizer: Vec<u8>,
+        model: Vec<u8>,
+        reader_card: Vec<u8>,
+        reader: Vec<u8>,
+        index: Vec<u8>,
+        passages: Vec<u8>,
+    ) -> Result<Engine, JsError> {
+        let device = Device::wgpu_options()
+            .init_async()
+            .await
+            .map_err(|e| JsError::new(&format!("webgpu: no WebGPU device: {e}")))?;
+        Files {
+            config: &config,
+            tokenizer: &tokenizer,
+            model: &model,
+            reader_card: &reader_card,
+            reader: &reader,
+            index: &index,
+            passages: &passages,
+        }
+        .build(device, "webgpu")
     }
 
     /// Passages in the corpus.
@@ -130,11 +191,37 @@ impl Engine {
         self.inner.corpus.passages.len()
     }
 
-    /// Answers `question` from the top `top_k` passages.
+    /// Where the encoders run: "cpu" or "webgpu".
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        self.device.to_string()
+    }
+
+    /// Answers `question` from the top `top_k` passages (CPU engines only: synchronous).
     #[wasm_bindgen(unchecked_return_type = "AskResult")]
     pub fn ask(&self, question: &str, top_k: usize) -> Result<JsValue, JsError> {
         let report = self.inner.ask(question, top_k)?;
-        let result = PageReport::new(&report, &self.inner.corpus.passages, "cpu");
-        Ok(result.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?)
+        to_js(&PageReport::new(
+            &report,
+            &self.inner.corpus.passages,
+            self.device,
+        ))
     }
+
+    /// Answers `question` with every read-back awaited: on any engine, WebGPU's included.
+    #[wasm_bindgen(js_name = askAsync, unchecked_return_type = "Promise<AskResult>")]
+    pub fn ask_async(&self, question: String, top_k: usize) -> js_sys::Promise {
+        let (inner, device) = (self.inner.clone(), self.device);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let report = inner
+                .ask_async(&question, top_k)
+                .await
+                .map_err(|e| JsValue::from(JsError::new(&e.to_string())))?;
+            to_js(&PageReport::new(&report, &inner.corpus.passages, device)).map_err(JsValue::from)
+        })
+    }
+}
+
+fn to_js(report: &PageReport) -> Result<JsValue, JsError> {
+    Ok(report.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?)
 }

@@ -3,33 +3,21 @@
 // browser offers an adapter (SwiftShader with --enable-unsafe-webgpu).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, extname, normalize } from "node:path";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { nativeReport, assertSameAnswers } from "./expected.mjs";
+import { serveFiles } from "./serve.mjs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".css": "text/css" };
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 let server;
 let origin;
 
 before(async () => {
-  server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
-    if (path.includes("..")) return res.writeHead(400).end();
-    try {
-      const body = await readFile(join(ROOT, path));
-      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${server.address().port}`;
+  ({ server, origin } = await serveFiles((path) => join(ROOT, path)));
 });
 
 after(() => server?.close());

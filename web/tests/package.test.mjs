@@ -3,16 +3,15 @@
 // each answer a demo question in headless Chromium with native realm ask's answer.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
 import { readFile, writeFile, mkdtemp, rm } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join, extname, normalize } from "node:path";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { FIXTURE, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
+import { serveFiles } from "./serve.mjs";
 
 const WEB = new URL("..", import.meta.url).pathname;
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const WIDGET = `<realm-qa model="/fixture/model/" index="/fixture/index.shard" passages="/fixture/passages.jsonl"></realm-qa>`;
 
@@ -32,20 +31,8 @@ before(async () => {
   await writeFile(join(app, "main.js"), `import "realm-qa/element";\n`);
   execFileSync(join(WEB, "node_modules/.bin/vite"), ["build", "--base", "/vite/", "--logLevel", "error"], { cwd: app });
 
-  server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
-    if (path.includes("..")) return res.writeHead(400).end();
-    const file = path.startsWith("/fixture/") ? join(FIXTURE.pathname, path.slice(9))
-      : path.startsWith("/vite/") ? join(app, "dist", path.slice(6)) : join(app, path);
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${server.address().port}`;
+  ({ server, origin } = await serveFiles((path) => (path.startsWith("/fixture/") ? join(FIXTURE.pathname, path.slice(9))
+    : path.startsWith("/vite/") ? join(app, "dist", path.slice(6)) : join(app, path))));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless=new", "--no-sandbox", "--disable-background-networking"] });
 });
 

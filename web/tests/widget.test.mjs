@@ -5,20 +5,19 @@
 // widget goes to target/web-demo/widget-answered.png.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
-import { join, extname, normalize } from "node:path";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { FIXTURE, fixturePaths, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
 import { initSync, buildShard } from "../pkg/realm.js";
+import { serveFiles } from "./serve.mjs";
 
 const WEB = new URL("..", import.meta.url).pathname;
 const REPO = new URL("../..", import.meta.url).pathname;
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const paths = fixturePaths();
 
@@ -31,20 +30,7 @@ const EXTRA = {
 };
 
 before(async () => {
-  server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
-    if (path.includes("..")) return res.writeHead(400).end();
-    if (EXTRA[path]) return res.writeHead(200, { "content-length": EXTRA[path].length }).end(EXTRA[path]);
-    const file = path.startsWith("/fixture/") ? join(FIXTURE.pathname, path.slice(9)) : join(WEB, path);
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", "content-length": body.length }).end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${server.address().port}`;
+  ({ server, origin } = await serveFiles((path) => (path.startsWith("/fixture/") ? join(FIXTURE.pathname, path.slice(9)) : join(WEB, path)), EXTRA));
   profile = await mkdtemp(join(tmpdir(), "realm-widget-"));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,

@@ -10,9 +10,10 @@ use web_time::Instant;
 
 use crate::Error;
 use crate::index::MipsIndex;
+use crate::index::reference::Hit;
 use crate::model::embedder::RealmEmbedder;
 use crate::model::reader::SpanReader;
-use crate::qa::read::read_passages;
+use crate::qa::read::{SpanAnswer, read_passages, read_passages_async};
 use crate::text::corpus::Passage;
 use crate::text::wordpiece::WordPieceTokenizer;
 use crate::train::reader::truncate_question;
@@ -113,57 +114,110 @@ pub struct Timings {
 impl QaEngine {
     /// The question's embedding `Embed_input(x)`, `[dim]`.
     pub fn embed_question(&self, question: &str) -> Result<Vec<f32>, Error> {
-        let input = self
-            .tokenizer
-            .encode_batch(&[question], QUESTION_MAX_LENGTH)?;
         Ok(self
-            .embedder
-            .embed(&input, &self.embed_device)
+            .question_tensor(question)?
             .into_data()
             .try_into_vec::<f32>()
             .expect("f32 embeddings"))
     }
 
-    /// Answers `question` from the top `k` passages.
-    pub fn ask(&self, question: &str, k: usize) -> Result<AskReport, Error> {
+    /// [`QaEngine::embed_question`] with the embedding awaited (WebGPU in a browser).
+    pub async fn embed_question_async(&self, question: &str) -> Result<Vec<f32>, Error> {
+        Ok(self
+            .question_tensor(question)?
+            .into_data_async()
+            .await
+            .map_err(|e| Error::Backend(format!("reading the question's embedding back: {e:?}")))?
+            .try_into_vec::<f32>()
+            .expect("f32 embeddings"))
+    }
+
+    fn question_tensor(&self, question: &str) -> Result<burn::tensor::Tensor<2>, Error> {
+        let input = self
+            .tokenizer
+            .encode_batch(&[question], QUESTION_MAX_LENGTH)?;
+        Ok(self.embedder.embed(&input, &self.embed_device))
+    }
+
+    /// The question cut to the reader's half of `max_length`, after checking the arguments.
+    fn cut(&self, question: &str, k: usize) -> Result<String, Error> {
         if question.trim().is_empty() {
             return Err(Error::EmptyQuestion);
         }
         if k == 0 {
             return Err(Error::ZeroK);
         }
+        truncate_question(&self.tokenizer, question, self.max_length / 2)
+    }
+
+    fn texts<'a>(&'a self, hits: &[Hit]) -> Vec<&'a str> {
+        hits.iter().map(|h| self.passage(h).text.as_str()).collect()
+    }
+
+    fn passage(&self, hit: &Hit) -> &Passage {
+        &self.corpus.passages[self.corpus.ids[hit.id as usize] as usize]
+    }
+
+    /// Answers `question` from the top `k` passages.
+    pub fn ask(&self, question: &str, k: usize) -> Result<AskReport, Error> {
         let t0 = Instant::now();
-        let cut = truncate_question(&self.tokenizer, question, self.max_length / 2)?;
-        let truncated = cut.len() < question.len();
+        let cut = self.cut(question, k)?;
         let query = self.embed_question(&cut)?;
         let t1 = Instant::now();
         let hits = self.corpus.index.search(&query, k)?.remove(0);
         let t2 = Instant::now();
-        let docs: Vec<&Passage> = hits
-            .iter()
-            .map(|h| &self.corpus.passages[self.corpus.ids[h.id as usize] as usize])
-            .collect();
-        let texts: Vec<&str> = docs.iter().map(|p| p.text.as_str()).collect();
         let spans = read_passages(
             &self.reader,
             &self.tokenizer,
             &cut,
-            &texts,
+            &self.texts(&hits),
             self.max_length,
             &self.reader_device,
         )?;
-        let t3 = Instant::now();
+        Ok(self.report(question, &cut, &hits, &spans, [t0, t1, t2, Instant::now()]))
+    }
+
+    /// [`QaEngine::ask`] with every read-back awaited: the same steps and the same answer, for
+    /// devices that cannot read back synchronously (WebGPU in a browser).
+    pub async fn ask_async(&self, question: &str, k: usize) -> Result<AskReport, Error> {
+        let t0 = Instant::now();
+        let cut = self.cut(question, k)?;
+        let query = self.embed_question_async(&cut).await?;
+        let t1 = Instant::now();
+        let hits = self.corpus.index.search(&query, k)?.remove(0);
+        let t2 = Instant::now();
+        let spans = read_passages_async(
+            &self.reader,
+            &self.tokenizer,
+            &cut,
+            &self.texts(&hits),
+            self.max_length,
+            &self.reader_device,
+        )
+        .await?;
+        Ok(self.report(question, &cut, &hits, &spans, [t0, t1, t2, Instant::now()]))
+    }
+
+    fn report(
+        &self,
+        question: &str,
+        cut: &str,
+        hits: &[Hit],
+        spans: &[SpanAnswer],
+        [t0, t1, t2, t3]: [Instant; 4],
+    ) -> AskReport {
         let answer = spans.first().map(|s| {
-            let p = docs[s.passage];
+            let hit = &hits[s.passage];
+            let p = self.passage(hit);
             Found {
                 text: s.text.clone(),
-                passage_id: self.corpus.ids[hits[s.passage].id as usize],
+                passage_id: self.corpus.ids[hit.id as usize],
                 title: p.title.clone(),
                 start: s.start,
                 end: s.end,
                 evidence: evidence(&p.text, s.start, s.end),
                 reader_score: s.reader_score,
-                retriever_score: hits[s.passage].score,
+                retriever_score: hit.score,
             }
         });
         let passages = hits
@@ -173,16 +227,16 @@ impl QaEngine {
                 let best = spans.iter().find(|s| s.passage == i);
                 Retrieved {
                     id: self.corpus.ids[h.id as usize],
-                    title: docs[i].title.clone(),
+                    title: self.passage(h).title.clone(),
                     retriever_score: h.score,
                     best_span: best.map(|s| s.text.clone()),
                     reader_score: best.map(|s| s.reader_score),
                 }
             })
             .collect();
-        Ok(AskReport {
+        AskReport {
             question: question.to_string(),
-            truncated,
+            truncated: cut.len() < question.len(),
             answer,
             passages,
             seconds: Timings {
@@ -191,7 +245,7 @@ impl QaEngine {
                 read: (t3 - t2).as_secs_f64(),
                 total: (t3 - t0).as_secs_f64(),
             },
-        })
+        }
     }
 }
 
