@@ -3,7 +3,7 @@
 //! 288 (REALM's block length) and batch 1 and 8. Seeded random weights. Three of ours: the
 //! module on burn's CPU backend (Flex, `encoder-flex-*`, what training runs), and the frozen
 //! forward (`model::frozen_bert`) at f32 (`encoder-frozen-f32-*`) and, where the CPU has
-//! AMX, bf16 (`encoder-frozen-bf16-*`).
+//! AMX or AVX-512 BF16, bf16 (`encoder-frozen-bf16-*`).
 //!
 //! With PyTorch in the same run and the ratio table (one thread each):
 //!     scripts/bench-encoder.sh

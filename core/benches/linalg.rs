@@ -1,5 +1,5 @@
 //! The matrix products behind the frozen encoder (`linalg`), alone: the `gemm` crate's f32
-//! kernel and AMX bf16, on BERT's linear-layer shapes. Reports
+//! kernel and the bf16 ones (AMX, AVX-512 BF16) where the CPU has them, on BERT's linear-layer shapes. Reports
 //! GFLOP/s through criterion's throughput (elements = multiply-adds).
 //!
 //!     RAYON_NUM_THREADS=1 cargo bench -p realm-core --bench linalg
@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use realm_core::linalg::amx::{self, PackedB};
+use realm_core::linalg::bf16::{Kernel, PackedB};
 use realm_core::linalg::product_f32;
 use realm_core::rng::SplitMix64;
 
@@ -37,11 +37,13 @@ fn main() {
         group.bench_function("gemm-crate-f32", |bench| {
             bench.iter(|| product_f32(&a, &b, m, k, n, &mut out))
         });
-        if amx::available() {
-            let packed = PackedB::new(&b, k, n);
-            group.bench_function("amx-bf16", |bench| {
-                bench.iter(|| packed.product(&a, k, m, &mut out, n))
-            });
+        let packed = PackedB::new(&b, k, n);
+        for (kernel, name) in [(Kernel::Amx, "amx-bf16"), (Kernel::Avx512, "avx512-bf16")] {
+            if kernel.available() {
+                group.bench_function(name, |bench| {
+                    bench.iter(|| packed.product_on(kernel, &a, k, m, &mut out, n))
+                });
+            }
         }
         group.finish();
     }

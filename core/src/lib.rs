@@ -2,7 +2,7 @@
 //! way, each folder using only those listed before it:
 //!
 //! 1. `error`, `rng`, `device`: the crate's error type, seeded randomness, the test device.
-//! 2. [`linalg`]: matrix products packed per kernel (f32, AMX bf16) beside a plain reference.
+//! 2. [`linalg`]: matrix products packed per kernel (f32; bf16 on AMX or AVX-512 BF16) beside a plain reference.
 //! 3. [`text`]: WordPiece, the corpus formats, the padded batch every encoder takes.
 //! 4. [`checkpoint`]: safetensors and `block_records.npy` reading, family detection, the
 //!    weight map and the strict loader that hands tensors to modules.

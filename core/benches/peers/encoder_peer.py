@@ -1,6 +1,6 @@
 """PyTorch's BERT forward (transformers BertModel, random weights, f32, eval, no grad) on one
 thread, for the shapes of core/benches/encoder.rs; then joins our criterion timings (the
-module on Flex, the frozen forward at f32 and, where the CPU has AMX, bf16) into the ratio
+module on Flex, the frozen forward at f32 and, where the CPU has AMX or AVX-512 BF16, bf16) into the ratio
 table target/bench-encoder/table.md.
 
 Usage: python encoder_peer.py TARGET_DIR COMMIT   (scripts/bench-encoder.sh runs it)
@@ -41,7 +41,7 @@ def cpu_model():
 
 
 def ours_seconds(target, group, seq, batch):
-    """Our criterion median for one shape, or None where the group did not run (no AMX)."""
+    """Our criterion median for one shape, or None where the group did not run (no bf16 kernel)."""
     est = os.path.join(target, "criterion", group, f"s{seq}-b{batch}", "new", "estimates.json")
     if not os.path.exists(est):
         return None
@@ -62,7 +62,7 @@ def main():
         f"load average {open('/proc/loadavg').read().split()[0]}.",
         "",
         "| shape | seq | batch | PyTorch f32 | module (Flex) / PyTorch | frozen f32 / PyTorch "
-        "(goal <= 1.0) | frozen bf16 AMX / PyTorch | PyTorch GFLOP/s | PyTorch / sgemm floor |",
+        "(goal <= 1.0) | frozen bf16 / PyTorch | PyTorch GFLOP/s | PyTorch / sgemm floor |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, layers, hidden, heads, inter in SHAPES:

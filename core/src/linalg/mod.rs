@@ -5,10 +5,11 @@
 //! - [`reference`]: the plain triple loop every fast kernel is tested against;
 //! - `F32`: the `gemm` crate's kernels (the ones burn's CPU backend calls; AVX-512 where the
 //!   CPU has it, at 0.85-0.95 of PyTorch's sgemm on an Intel Xeon: `benches/linalg.rs`);
-//! - `Bf16` ([`amx`]): Intel AMX tiles, operands rounded to bf16, sums kept in f32; only
-//!   where the CPU has AMX-BF16 and the OS grants the tile state (Linux on x86-64).
+//! - `Bf16` ([`bf16`]): operands rounded to bf16, sums kept in f32, on Intel AMX tiles where
+//!   the CPU has AMX-BF16 and the OS grants the tile state (Linux on x86-64), else on AVX-512
+//!   BF16 (AMD Zen 4 and later).
 
-pub mod amx;
+pub mod bf16;
 pub mod reference;
 
 /// How a [`Matrix`] multiplies.
@@ -17,7 +18,7 @@ pub mod reference;
 pub enum Precision {
     /// f32 operands and sums.
     F32,
-    /// bf16 operands (8-bit mantissa), f32 sums: AMX tiles.
+    /// bf16 operands (8-bit mantissa), f32 sums: AMX tiles or AVX-512 BF16.
     Bf16,
 }
 
@@ -26,13 +27,13 @@ impl Precision {
     pub fn available(self) -> bool {
         match self {
             Self::F32 => true,
-            Self::Bf16 => amx::available(),
+            Self::Bf16 => bf16::available(),
         }
     }
 
     /// The fastest precision this machine has: bf16 on AMX, f32 elsewhere.
     pub fn fastest() -> Self {
-        if amx::available() {
+        if bf16::Kernel::best() == Some(bf16::Kernel::Amx) {
             Self::Bf16
         } else {
             Self::F32
@@ -61,7 +62,7 @@ pub struct Matrix {
 enum Packed {
     /// Row-major `[k, n]`, for the `gemm` crate.
     F32(Vec<f32>),
-    Bf16(amx::PackedB),
+    Bf16(bf16::PackedB),
 }
 
 impl Matrix {
@@ -81,10 +82,10 @@ impl Matrix {
             Precision::F32 => Packed::F32(values),
             Precision::Bf16 => {
                 assert!(
-                    amx::available(),
-                    "bf16 products need AMX (Precision::available)"
+                    bf16::available(),
+                    "bf16 products need AMX or AVX-512 BF16 (Precision::available)"
                 );
-                Packed::Bf16(amx::PackedB::new(&values, k, n))
+                Packed::Bf16(bf16::PackedB::new(&values, k, n))
             }
         };
         Self { k, n, packed }

@@ -1,6 +1,6 @@
 //! BERT's forward for the frozen encoders on the CPU (indexing the corpus, embedding a
 //! question, reading passages in `ask`): the same maths as [`Bert::forward`], on plain f32
-//! buffers, with weights packed once for [`crate::linalg`]'s kernels (f32, or bf16 on AMX).
+//! buffers, with weights packed once for [`crate::linalg`]'s kernels (f32, or bf16 on AMX or AVX-512 BF16).
 //!
 //! What it saves over the module path: the query, key and value projections are one product
 //! (`[hidden, 3 hidden]`); each head's attention reads its q/k/v columns in place (no
@@ -8,7 +8,7 @@
 //! output; nothing is allocated per operation but the outputs. No autodiff: training keeps
 //! [`Bert`], which stays the reference this is tested against.
 
-use crate::linalg::amx::PackedB;
+use crate::linalg::bf16::PackedB;
 use crate::linalg::{Matrix, Precision, strided_product_f32};
 use crate::model::bert::Bert;
 use crate::model::config::HiddenAct;
@@ -309,7 +309,7 @@ impl FrozenBert {
 }
 
 /// One thread's attention buffers: a head's scores, and (for bf16) its keys and values
-/// packed into AMX tiles.
+/// packed into bf16 tiles.
 struct Attention {
     scores: Vec<f32>,
     keys: PackedB,
@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn bf16_forward_stays_close_to_f32() {
         if !Precision::Bf16.available() {
-            eprintln!("skipped: no AMX bf16 on this machine");
+            eprintln!("skipped: no bf16 kernel (AMX, AVX-512 BF16) on this machine");
             return;
         }
         let seed = fresh_seed();

@@ -45,8 +45,8 @@ pub struct IndexArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Matrix products of the passage embedder: f32, bf16 (AMX), or auto (bf16 where the
-    /// CPU has AMX).
+    /// Matrix products of the passage embedder: f32, bf16 (AMX or AVX-512 BF16), or auto
+    /// (bf16 where the CPU has AMX).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: crate::precision::PrecisionArg,
 }

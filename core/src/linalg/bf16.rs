@@ -1,24 +1,57 @@
-//! bf16 matrix products on Intel AMX tiles (Sapphire Rapids and later Xeons): eight 1 KiB
-//! tile registers and one instruction, `tdpbf16ps`, that adds a `[16, 32] x [32, 16]` bf16
-//! product into a `[16, 16]` f32 tile.
+//! bf16 matrix products for the frozen encoders: operands rounded to bf16 (8-bit mantissa),
+//! sums kept in f32, on one of two kernels over one packed weight ([`Kernel`]):
+//! - AMX tiles (Intel Sapphire Rapids and later Xeons): eight 1 KiB tile registers and one
+//!   instruction, `tdpbf16ps`, that adds a `[16, 32] x [32, 16]` bf16 product into a `[16, 16]`
+//!   f32 tile; `[32, 32]` blocks of the output in four accumulator tiles;
+//! - AVX-512 BF16 where there is no AMX (AMD Zen 4 and later, Intel Cooper Lake): `vdpbf16ps`,
+//!   sixteen f32 lanes each adding the product of a bf16 pair; `[8, 32]` blocks of the output
+//!   in sixteen registers.
 //!
 //! The weight (`b`, `[k, n]`) is packed once ([`PackedB`]): zero-padded to multiples of 32,
 //! cut into `[32, 16]` tiles stored in AMX's pair-interleaved ("VNNI") order, each column
-//! strip's tiles one after another along `k`. Each product rounds `x` to bf16 (AVX-512
-//! BF16's `vcvtneps2bf16`, round to nearest even), then computes `[32, 32]` blocks of the
-//! output in four accumulator tiles from two `x` tiles and two weight tiles per step of 32
-//! along `k`. Sums stay in f32; only the operands lose precision (8-bit mantissa).
+//! strip's tiles one after another along `k`. A tile's row is then one pair of `k` for 16
+//! columns: the AMX tile row, and exactly one `vdpbf16ps` operand, so along `k` a strip is one
+//! run of 64-byte rows. Each product rounds `x` to bf16 (AVX-512 BF16's `vcvtneps2bf16`,
+//! round to nearest even).
 //!
-//! The tile state is off by default on Linux: [`available`] asks the kernel for it once
-//! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) after checking CPUID. Rust has no
-//! stable AMX intrinsics, so the tile instructions are inline assembly; the compiler never
-//! uses tile registers itself.
+//! The tile state is off by default on Linux: AMX is used only once the kernel granted it
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, asked once after checking CPUID).
+//! Rust has no stable AMX intrinsics, so the tile instructions are inline assembly; the
+//! compiler never uses tile registers itself. The AVX-512 kernel is intrinsics.
 
-/// Whether this CPU has AMX-BF16 and AVX-512 BF16 and the OS granted this process the tile
-/// state. Checked once.
+/// The kernels a bf16 product can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Intel AMX tiles.
+    Amx,
+    /// AVX-512 BF16 vector registers.
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest kernel this machine has, if any. Checked once.
+    pub fn best() -> Option<Self> {
+        static BEST: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            [Self::Amx, Self::Avx512]
+                .into_iter()
+                .find(|k| k.available())
+        })
+    }
+
+    /// Whether this CPU (and, for AMX, the OS) lets this process run the kernel.
+    pub fn available(self) -> bool {
+        static AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        match self {
+            Self::Amx => *AMX.get_or_init(amx::detect),
+            Self::Avx512 => avx512::detect(),
+        }
+    }
+}
+
+/// Whether this machine multiplies at bf16 at all (on either kernel).
 pub fn available() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(imp::detect)
+    Kernel::best().is_some()
 }
 
 /// A `[k, n]` right-hand operand in AMX tiles, bf16.
@@ -118,8 +151,26 @@ impl PackedB {
     }
 
     /// `out = x b` where row `i` of `x` is `x[i * x_row..][..k]` and row `i` of the output
-    /// is `out[i * out_row..][..n]`.
+    /// is `out[i * out_row..][..n]`, on the fastest kernel here.
+    ///
+    /// # Panics
+    /// Where no kernel is available ([`available`]), or a slice is too short.
     pub fn product(&self, x: &[f32], x_row: usize, m: usize, out: &mut [f32], out_row: usize) {
+        let kernel = Kernel::best()
+            .expect("bf16 products need AMX or AVX-512 BF16 (linalg::bf16::available)");
+        self.product_on(kernel, x, x_row, m, out, out_row);
+    }
+
+    /// [`product`](Self::product) on `kernel` (the tests and the bench compare the two).
+    pub fn product_on(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        x_row: usize,
+        m: usize,
+        out: &mut [f32],
+        out_row: usize,
+    ) {
         let (k, n) = (self.k, self.n);
         if m == 0 || n == 0 {
             return;
@@ -139,8 +190,8 @@ impl PackedB {
             return;
         }
         assert!(
-            available(),
-            "AMX bf16 products need linalg::amx::available()"
+            kernel.available(),
+            "the {kernel:?} kernel is not available here"
         );
         // Large products: blocks of rows (multiples of 32) on every thread of the pool.
         #[cfg(not(target_family = "wasm"))]
@@ -153,16 +204,31 @@ impl PackedB {
                     .enumerate()
                     .for_each(|(i, out)| {
                         let m_here = (m - i * rows).min(rows);
-                        self.product_here(&x[i * rows * x_row..], x_row, m_here, out, out_row);
+                        self.product_here(
+                            kernel,
+                            &x[i * rows * x_row..],
+                            x_row,
+                            m_here,
+                            out,
+                            out_row,
+                        );
                     });
                 return;
             }
         }
-        self.product_here(x, x_row, m, out, out_row);
+        self.product_here(kernel, x, x_row, m, out, out_row);
     }
 
     /// [`product`](Self::product) on this thread.
-    fn product_here(&self, x: &[f32], x_row: usize, m: usize, out: &mut [f32], out_row: usize) {
+    fn product_here(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        x_row: usize,
+        m: usize,
+        out: &mut [f32],
+        out_row: usize,
+    ) {
         let (k, n) = (self.k, self.n);
         let (k_pad, n_pad) = (self.k_pad, self.n_pad);
         let m_pad = round_up(m, 32);
@@ -172,7 +238,7 @@ impl PackedB {
             let (a, c) = (&mut a[..m_pad * k_pad], &mut c[..m_pad * n_pad]);
             for (i, dst) in a.chunks_exact_mut(k_pad).enumerate() {
                 if i < m {
-                    imp::to_bf16(&x[i * x_row..][..k], &mut dst[..k]);
+                    round_row(&x[i * x_row..][..k], &mut dst[..k]);
                     dst[k..].fill(0);
                 } else {
                     dst.fill(0);
@@ -182,15 +248,15 @@ impl PackedB {
             // rest through `c`.
             let direct = if n == n_pad { m / 32 * 32 } else { 0 };
             if direct > 0 {
-                // SAFETY: `available()` holds; `a` holds `direct` rows of `k_pad`, `out` holds
+                // SAFETY: `kernel` is available; `a` holds `direct` rows of `k_pad`, `out` holds
                 // `direct` rows of `out_row >= n_pad` (asserted above), the tiles `[k_pad, n_pad]`.
-                unsafe { imp::product(a, direct, k_pad, &self.tiles, n_pad, out, out_row) };
+                unsafe { multiply(kernel, a, direct, k_pad, &self.tiles, n_pad, out, out_row) };
             }
             let rest = m_pad - direct;
             if rest > 0 {
                 let a = &a[direct * k_pad..];
                 // SAFETY: as above, with `c` `[rest, n_pad]`.
-                unsafe { imp::product(a, rest, k_pad, &self.tiles, n_pad, c, n_pad) };
+                unsafe { multiply(kernel, a, rest, k_pad, &self.tiles, n_pad, c, n_pad) };
                 for (i, src) in c.chunks_exact(n_pad).take(m - direct).enumerate() {
                     out[(direct + i) * out_row..][..n].copy_from_slice(&src[..n]);
                 }
@@ -199,11 +265,41 @@ impl PackedB {
     }
 }
 
-/// `dst[i] = bf16(src[i])` (round to nearest even): the AVX-512 conversion where AMX is
-/// there, `half`'s otherwise (packing needs no AMX; only products do).
+/// `c = a b` on `kernel`: `a` row-major `[m_pad, k_pad]` bf16, `b` the packed tiles of
+/// `[k_pad, n_pad]`, `c` `[m_pad, n_pad]` f32 in rows `ldc` apart; all three sizes multiples
+/// of 32.
+///
+/// # Safety
+/// `kernel` must be available and the slices as long as the shapes say.
+#[allow(clippy::too_many_arguments)]
+unsafe fn multiply(
+    kernel: Kernel,
+    a: &[u16],
+    m_pad: usize,
+    k_pad: usize,
+    b: &[u16],
+    n_pad: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    debug_assert!(m_pad % 32 == 0 && k_pad % 32 == 0 && n_pad % 32 == 0);
+    debug_assert!(a.len() >= m_pad * k_pad && ldc >= n_pad);
+    debug_assert!(m_pad == 0 || c.len() >= (m_pad - 1) * ldc + n_pad);
+    debug_assert!(b.len() == n_pad / 16 * (k_pad / 32) * TILE);
+    // SAFETY: the caller's.
+    unsafe {
+        match kernel {
+            Kernel::Amx => amx::product(a, m_pad, k_pad, b, n_pad, c, ldc),
+            Kernel::Avx512 => avx512::product(a, m_pad, k_pad, b, n_pad, c, ldc),
+        }
+    }
+}
+
+/// `dst[i] = bf16(src[i])` (round to nearest even): AVX-512 BF16's conversion where the CPU
+/// has it, `half`'s otherwise (packing needs no bf16 instructions; only products do).
 fn round_row(src: &[f32], dst: &mut [u16]) {
-    if available() {
-        imp::to_bf16(src, dst);
+    if avx512::detect() {
+        avx512::to_bf16(src, dst);
     } else {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = half::bf16::from_f32(s).to_bits();
@@ -226,9 +322,9 @@ fn grow<T: Default + Clone>(v: &mut Vec<T>, len: usize) {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod imp {
+mod amx {
     use std::arch::asm;
-    use std::arch::x86_64::*;
+    use std::arch::x86_64::__cpuid_count;
 
     pub fn detect() -> bool {
         let leaf7 = __cpuid_count(7, 0);
@@ -253,32 +349,6 @@ mod imp {
             );
         }
         status == 0
-    }
-
-    /// `dst[i] = bf16(src[i])`, round to nearest even.
-    pub fn to_bf16(src: &[f32], dst: &mut [u16]) {
-        assert_eq!(src.len(), dst.len());
-        // SAFETY: `detect()` checked AVX-512 BF16 before any packed product exists.
-        unsafe { to_bf16_avx512(src, dst) }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bf16,avx512vl")]
-    fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
-        let whole = src.len() / 16 * 16;
-        for (s, d) in src[..whole]
-            .chunks_exact(16)
-            .zip(dst[..whole].chunks_exact_mut(16))
-        {
-            // SAFETY: both chunks hold 16 elements; unaligned loads and stores.
-            unsafe {
-                let v = _mm512_loadu_ps(s.as_ptr());
-                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
-                _mm256_storeu_si256(d.as_mut_ptr().cast(), h);
-            }
-        }
-        for (s, d) in src[whole..].iter().zip(&mut dst[whole..]) {
-            *d = half::bf16::from_f32(*s).to_bits();
-        }
     }
 
     /// The tile palette: all eight tiles 16 rows of 64 bytes.
@@ -306,10 +376,6 @@ mod imp {
         c: &mut [f32],
         ldc: usize,
     ) {
-        debug_assert!(m_pad % 32 == 0 && k_pad % 32 == 0 && n_pad % 32 == 0);
-        debug_assert!(a.len() >= m_pad * k_pad && ldc >= n_pad);
-        debug_assert!(m_pad == 0 || c.len() >= (m_pad - 1) * ldc + n_pad);
-        debug_assert!(b.len() == n_pad / 16 * (k_pad / 32) * super::TILE);
         let mut config = TileConfig {
             palette: 1,
             start_row: 0,
@@ -395,13 +461,9 @@ mod imp {
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-mod imp {
+mod amx {
     pub fn detect() -> bool {
         false
-    }
-
-    pub fn to_bf16(_src: &[f32], _dst: &mut [u16]) {
-        unreachable!("no AMX here: available() is false")
     }
 
     pub unsafe fn product(
@@ -413,7 +475,139 @@ mod imp {
         _: &mut [f32],
         _: usize,
     ) {
-        unreachable!("no AMX here: available() is false")
+        unreachable!("no AMX here: Kernel::Amx is never available")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Rows of one register block: 8 rows x 2 column strips of 16 = 16 accumulators.
+    const ROWS: usize = 8;
+
+    pub fn detect() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+
+    /// `dst[i] = bf16(src[i])`, round to nearest even.
+    pub fn to_bf16(src: &[f32], dst: &mut [u16]) {
+        assert_eq!(src.len(), dst.len());
+        assert!(detect(), "the bf16 conversion needs AVX-512 BF16");
+        // SAFETY: AVX-512 BF16 checked above.
+        unsafe { to_bf16_avx512(src, dst) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16,avx512vl")]
+    fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
+        let whole = src.len() / 16 * 16;
+        for (s, d) in src[..whole]
+            .chunks_exact(16)
+            .zip(dst[..whole].chunks_exact_mut(16))
+        {
+            // SAFETY: both chunks hold 16 elements; unaligned loads and stores.
+            unsafe {
+                let v = _mm512_loadu_ps(s.as_ptr());
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_storeu_si256(d.as_mut_ptr().cast(), h);
+            }
+        }
+        for (s, d) in src[whole..].iter().zip(&mut dst[whole..]) {
+            *d = half::bf16::from_f32(*s).to_bits();
+        }
+    }
+
+    /// `c = a b`, the contract of the AMX kernel: `a` row-major `[m_pad, k_pad]` bf16, `b`
+    /// the packed tiles of `[k_pad, n_pad]`, `c` `[m_pad, n_pad]` f32 in rows `ldc` apart.
+    ///
+    /// # Safety
+    /// AVX-512 BF16 must be there ([`detect`]) and the slices as long as the shapes say.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn product(
+        a: &[u16],
+        m_pad: usize,
+        k_pad: usize,
+        b: &[u16],
+        n_pad: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        // Along k a strip is one run of rows of 32 bf16 (one pair of k for 16 columns).
+        let strip = k_pad / 32 * super::TILE;
+        for j in (0..n_pad / 16).step_by(2) {
+            for i in (0..m_pad).step_by(ROWS) {
+                // SAFETY: rows i..i + ROWS of a and c, strips j and j + 1 of b: inside the
+                // slices by the shapes above.
+                unsafe {
+                    block(
+                        a.as_ptr().add(i * k_pad),
+                        k_pad,
+                        b.as_ptr().add(j * strip),
+                        b.as_ptr().add((j + 1) * strip),
+                        c.as_mut_ptr().add(i * ldc + j * 16),
+                        ldc,
+                    )
+                }
+            }
+        }
+    }
+
+    /// One `[ROWS, 32]` block of `c`: row `r` of `a` (`lda` values apart) times the two
+    /// strips at `b0` and `b1`, `lda / 2` pairs of k each.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    unsafe fn block(
+        a: *const u16,
+        lda: usize,
+        b0: *const u16,
+        b1: *const u16,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+        let pairs = lda / 2;
+        // SAFETY: the caller keeps every address inside its buffers; all loads unaligned.
+        unsafe {
+            let a = a.cast::<u32>();
+            for p in 0..pairs {
+                let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(32 * p).cast()));
+                let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(32 * p).cast()));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let pair = a.add(r * pairs + p).read_unaligned();
+                    let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], x, w0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], x, w1);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(c.add(r * ldc), acc[0]);
+                _mm512_storeu_ps(c.add(r * ldc + 16), acc[1]);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    pub fn detect() -> bool {
+        false
+    }
+
+    pub fn to_bf16(_: &[f32], _: &mut [u16]) {
+        unreachable!("no AVX-512 here: detect() is false")
+    }
+
+    pub unsafe fn product(
+        _: &[u16],
+        _: usize,
+        _: usize,
+        _: &[u16],
+        _: usize,
+        _: &mut [f32],
+        _: usize,
+    ) {
+        unreachable!("no AVX-512 here: Kernel::Avx512 is never available")
     }
 }
 
@@ -424,11 +618,21 @@ mod tests {
     use crate::rng::{SplitMix64, fresh_seed};
 
     #[test]
-    fn amx_products_match_the_reference_on_bf16_rounded_operands() {
-        if !available() {
-            eprintln!("skipped: no AMX bf16 on this machine");
+    fn every_kernel_matches_the_reference_on_bf16_rounded_operands() {
+        let kernels: Vec<Kernel> = [Kernel::Amx, Kernel::Avx512]
+            .into_iter()
+            .filter(|k| k.available())
+            .collect();
+        if kernels.is_empty() {
+            eprintln!("skipped: neither AMX nor AVX-512 BF16 on this machine");
             return;
         }
+        for kernel in kernels {
+            products_match_the_reference(kernel);
+        }
+    }
+
+    fn products_match_the_reference(kernel: Kernel) {
         let seed = fresh_seed();
         let mut rng = SplitMix64::new(seed);
         // The last is large enough to split its rows over threads (when the pool has two).
@@ -449,13 +653,13 @@ mod tests {
             // columns past n stay untouched.
             let wide = n + 5;
             let mut got = vec![f32::NAN; m * wide];
-            PackedB::new(&b, k, n).product(&a, k, m, &mut got, wide);
+            PackedB::new(&b, k, n).product_on(kernel, &a, k, m, &mut got, wide);
             for (at, g) in got.iter().enumerate() {
                 let (i, j) = (at / wide, at % wide);
                 if j >= n {
                     assert!(
                         g.is_nan(),
-                        "seed {seed} [{m},{k},{n}]: wrote past n at ({i}, {j})"
+                        "{kernel:?} seed {seed} [{m},{k},{n}]: wrote past n at ({i}, {j})"
                     );
                     continue;
                 }
@@ -463,7 +667,7 @@ mod tests {
                 let tolerance = 1e-5 * (1.0 + k as f32);
                 assert!(
                     (g - w).abs() <= tolerance,
-                    "seed {seed} [{m},{k},{n}] ({i},{j}): {g} vs {w}"
+                    "{kernel:?} seed {seed} [{m},{k},{n}] ({i},{j}): {g} vs {w}"
                 );
             }
         }
