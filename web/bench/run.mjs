@@ -15,12 +15,15 @@ import { chromium } from "playwright-core";
 const WEB = new URL("..", import.meta.url).pathname;
 const REPO = new URL("../..", import.meta.url).pathname;
 const FIXTURE = join(REPO, "target/web-demo");
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+// onnxruntime-web, installed by scripts/bench-web.sh outside the package's dependencies.
+const ORT = join(REPO, "target/bench-peers/node_modules/onnxruntime-web/dist");
+const TYPES = { ".mjs": "text/javascript", ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
 
 const server = createServer(async (req, res) => {
   const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
   if (path.includes("..")) return res.writeHead(400).end();
-  const file = path.startsWith("/fixture/") ? join(FIXTURE, path.slice(9)) : join(WEB, path);
+  const file = path.startsWith("/fixture/") ? join(FIXTURE, path.slice(9))
+    : path.startsWith("/ort/") ? join(ORT, path.slice(5)) : join(WEB, path);
   try {
     const body = await readFile(file);
     res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", "content-length": body.length }).end(body);
@@ -52,6 +55,7 @@ const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: REPO
 try {
   const search = await page(`${origin}/bench/search.html?n=${process.env.N ?? 100000}&queries=20`);
   const qa = await page(`${origin}/bench/qa.html`);
+  const ort = await page(`${origin}/bench/ort.html`);
   // Native realm ask on the same files, same questions (the debug build the tests use).
   const questions = ["Who painted the Mona Lisa?", "What is the capital of Australia?", "Who wrote Hamlet?",
     "What is the largest planet in the solar system?", "When did the Second World War end?"];
@@ -81,6 +85,21 @@ try {
   console.log(`| time to first answer, cached (Cache API: ${qa.fromCache}) | ${f(qa.cachedFirstAnswerMs / 1e3)} s (load ${f(qa.cachedLoadMs / 1e3)} s) | | |`);
   console.log(`| bytes downloaded (cold): model, reader, index, passages + wasm gzipped | ${(qa.downloaded / 1e6).toFixed(1)} MB + ${(wasmGz / 1e6).toFixed(2)} MB | | |`);
   console.log(`| wasm memory, peak | ${(qa.wasmMemory / 2 ** 20).toFixed(0)} MiB | | |`);
+  // The engine's forwards against onnxruntime-web's on the same inputs. The reader row counts
+  // only the questions whose 5 passages each fit one 256-wordpiece window (else realm reads
+  // more windows than ORT's 5 rows).
+  const whole = ort.perQuestion.map((q, i) => (q.whole ? i : -1)).filter((i) => i >= 0);
+  const oursEmbed = med(qa.perQuestion.map((s) => s.embed * 1e3));
+  const ortEmbed = med(ort.perQuestion.map((q) => q.embedMs));
+  const oursRead = med(whole.map((i) => qa.perQuestion[i].read * 1e3));
+  const ortRead = med(whole.map((i) => ort.perQuestion[i].readMs));
+  const nativeScores = out.trim().split("\n").map((l) => JSON.parse(l).answer?.reader_score);
+  const gap = Math.max(...whole.map((i) => Math.abs(ort.perQuestion[i].bestLogit - nativeScores[i])));
+  console.log(`\n| one thread, wasm, same weights and inputs | ours (worker) | onnxruntime-web ${ort.version} (page) | ours / ORT (goal <= 1.5) |`);
+  console.log(`|---|---|---|---|`);
+  console.log(`| question embedding, median of 5 questions (${Math.min(...ort.perQuestion.map((q) => q.embedSeq))}-${Math.max(...ort.perQuestion.map((q) => q.embedSeq))} wordpieces) | ${f(oursEmbed)} ms | ${f(ortEmbed)} ms | ${f(oursEmbed / ortEmbed, 2)} |`);
+  console.log(`| reader, 5 passages in one batch, median of the ${whole.length} questions whose passages fit 256 wordpieces (sequence ${whole.map((i) => ort.perQuestion[i].seq).join(", ")}) | ${f(oursRead, 0)} ms | ${f(ortRead, 0)} ms | ${f(oursRead / ortRead, 2)} |`);
+  console.log(`\n(ORT's best span logit against native realm ask's reader score, same questions: largest gap ${gap.toExponential(2)})`);
 } finally {
   await context.close();
   await rm(profile, { recursive: true, force: true });
