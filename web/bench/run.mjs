@@ -1,38 +1,26 @@
 // The browser benchmarks, one run, printed as BENCHMARKS.md rows: search over N x 128 vectors
 // in Chromium (our int8 ShardIndex, a plain JS int8 loop, voy), and question answering with the
 // engine in its worker (time to first answer cold and cached, per question, bytes, memory)
-// beside native `realm ask` on the same files. Needs scripts/build-wasm.sh and
+// beside native `realm ask` on the same files, and its two forwards against onnxruntime-web
+// (web/bench/ort.html). Needs scripts/build-wasm.sh and
 // scripts/web-fixture.sh first. Usage: node bench/run.mjs   (scripts/bench-web.sh)
-import { createServer } from "node:http";
-import { readFile, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { gzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
-import { join, extname, normalize } from "node:path";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { serveFiles } from "../tests/serve.mjs";
 
 const WEB = new URL("..", import.meta.url).pathname;
 const REPO = new URL("../..", import.meta.url).pathname;
 const FIXTURE = join(REPO, "target/web-demo");
 // onnxruntime-web, installed by scripts/bench-web.sh outside the package's dependencies.
 const ORT = join(REPO, "target/bench-peers/node_modules/onnxruntime-web/dist");
-const TYPES = { ".mjs": "text/javascript", ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
 
-const server = createServer(async (req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
-  if (path.includes("..")) return res.writeHead(400).end();
-  const file = path.startsWith("/fixture/") ? join(FIXTURE, path.slice(9))
-    : path.startsWith("/ort/") ? join(ORT, path.slice(5)) : join(WEB, path);
-  try {
-    const body = await readFile(file);
-    res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", "content-length": body.length }).end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const { server, origin } = await serveFiles((path) => (path.startsWith("/fixture/") ? join(FIXTURE, path.slice(9))
+  : path.startsWith("/ort/") ? join(ORT, path.slice(5)) : join(WEB, path)));
 const profile = await mkdtemp(join(tmpdir(), "realm-bench-"));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",

@@ -36,11 +36,6 @@ export function wasmModule(kind = "cpu", wasm) {
   return modules[kind];
 }
 
-/** Kept for callers of the first version: initialises the CPU module. */
-export function initWasm(wasm) {
-  return wasmModule("cpu", wasm);
-}
-
 /**
  * Where the encoders run: "cpu" when asked; "webgpu" when asked and the browser has an
  * adapter (else an error saying so); "auto": WebGPU on a hardware adapter, else the CPU.

@@ -1,4 +1,5 @@
-// The static file server the browser tests load their pages from: on 127.0.0.1, a free port.
+// The static file server the browser tests and benchmarks load their pages from: on
+// 127.0.0.1, a free port.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, normalize } from "node:path";
