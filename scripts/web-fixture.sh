@@ -5,7 +5,8 @@
 #             reader.safetensors (the shipped demo reader, native/models/demo-reader)
 #   passages.jsonl   1,004 passages of the demo corpus (its first 1,000 and four the demo
 #                    questions need), index.shard (`realm index`, int8)
-#   native-answers.jsonl   `realm ask --json -k 5` on the five demo questions
+#   native-answers.jsonl   `realm ask --json -k 5 --precision f32` on the five demo questions
+#                    (f32, as the wasm engine computes; index.shard too)
 # Needs target/debug/realm (cargo build -p realm-native) and all-MiniLM-L6-v2 in data/ or
 # ../shared/data, and the demo corpus in ../shared/data/demo-corpus.
 # Usage: scripts/web-fixture.sh
@@ -34,11 +35,11 @@ passages=$out/passages.jsonl
   grep -E '"title": "(Canberra|Jupiter|World War II|Australia)"' "$corpus"; } > "$passages.partial"
 mv "$passages.partial" "$passages"
 if [ ! -f "$out/index.shard" ] || [ "$passages" -nt "$out/index.shard" ]; then
-  "$realm" index --model "$base" --corpus "$passages" --out "$out/index.shard" --force
+  "$realm" index --model "$base" --corpus "$passages" --out "$out/index.shard" --force --precision f32
 fi
 printf '%s\n' "Who painted the Mona Lisa?" "What is the capital of Australia?" "Who wrote Hamlet?" \
   "What is the largest planet in the solar system?" "When did the Second World War end?" \
-  | "$realm" ask --json -k 5 --model "$base" --reader native/models/demo-reader \
+  | "$realm" ask --json -k 5 --precision f32 --model "$base" --reader native/models/demo-reader \
       --corpus "$passages" --index "$out/index.shard" > "$out/native-answers.jsonl.partial"
 mv "$out/native-answers.jsonl.partial" "$out/native-answers.jsonl"
 echo "web-fixture: $(wc -l < "$passages") passages, answers in $out/native-answers.jsonl"

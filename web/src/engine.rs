@@ -11,6 +11,7 @@ use realm_core::index::shard::Shard;
 use realm_core::linalg::Precision;
 use realm_core::qa::engine::{IndexedCorpus, QaEngine};
 use realm_core::qa::models::{BaseModel, ReaderCard, load_reader};
+use realm_core::qa::read::AnswerRule;
 use realm_core::qa::report::PageReport;
 use realm_core::text::corpus::parse_corpus;
 use realm_core::text::wordpiece::WordPieceTokenizer;
@@ -30,8 +31,11 @@ export interface Answer {
   end: number;
   /** The sentence holding the answer, the answer between [[ and ]]. */
   evidence: string;
+  /** The reader's logit of this span, and its passage's retriever score. */
   readerScore: number;
   retrieverScore: number;
+  /** The answer's log-score: REALM's marginal over every passage's spans with the same text. */
+  score: number;
 }
 /** One retrieved passage, best retriever score first. */
 export interface RetrievedPassage {
@@ -120,6 +124,9 @@ impl Files<'_> {
                 tokenizer: base.tokenizer,
                 corpus,
                 max_length: card.max_length,
+                answer_rule: AnswerRule {
+                    retriever_weight: card.retriever_weight,
+                },
             }),
             device: name,
         })

@@ -13,7 +13,7 @@ use crate::index::MipsIndex;
 use crate::index::reference::Hit;
 use crate::model::embedder::RealmEmbedder;
 use crate::model::reader::SpanReader;
-use crate::qa::read::{SpanAnswer, read_passages, read_passages_async};
+use crate::qa::read::{AnswerRule, SpanAnswer, read_passages, read_passages_async};
 use crate::text::corpus::Passage;
 use crate::text::wordpiece::WordPieceTokenizer;
 use crate::train::reader::truncate_question;
@@ -64,6 +64,8 @@ pub struct QaEngine {
     pub corpus: IndexedCorpus,
     /// Wordpieces of `[CLS] question [SEP] passage [SEP]` the reader reads.
     pub max_length: usize,
+    /// How the answer is picked from the spans of all the passages read (the reader card's).
+    pub answer_rule: AnswerRule,
 }
 
 /// One question's answer and how it was found.
@@ -72,7 +74,8 @@ pub struct AskReport {
     pub question: String,
     /// Whether the question was cut to the reader's length (half of `max_length`).
     pub truncated: bool,
-    /// The best span over all retrieved passages; none if no passage holds a readable span.
+    /// The answer over all retrieved passages (REALM's marginal, [`AnswerRule`]); none if no
+    /// passage holds a readable span.
     pub answer: Option<Found>,
     /// The retrieved passages, best retriever score first.
     pub passages: Vec<Retrieved>,
@@ -89,8 +92,12 @@ pub struct Found {
     pub end: usize,
     /// The sentence holding the answer, the answer between [[ and ]].
     pub evidence: String,
+    /// The reader's logit of this span, and its passage's retriever score.
     pub reader_score: f32,
     pub retriever_score: f32,
+    /// The answer's log-score: over every span read with the same normalised text, log sum
+    /// exp(reader + weight * retriever).
+    pub score: f32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,7 +213,9 @@ impl QaEngine {
         spans: &[SpanAnswer],
         [t0, t1, t2, t3]: [Instant; 4],
     ) -> AskReport {
-        let answer = spans.first().map(|s| {
+        let retriever: Vec<f32> = hits.iter().map(|h| h.score).collect();
+        let answer = self.answer_rule.choose(spans, &retriever).map(|choice| {
+            let s = &spans[choice.span];
             let hit = &hits[s.passage];
             let p = self.passage(hit);
             Found {
@@ -218,6 +227,7 @@ impl QaEngine {
                 evidence: evidence(&p.text, s.start, s.end),
                 reader_score: s.reader_score,
                 retriever_score: hit.score,
+                score: choice.score,
             }
         });
         let passages = hits

@@ -84,6 +84,10 @@ pub struct ReaderCard {
     pub reader: ReaderConfig,
     /// Wordpieces of `[CLS] question [SEP] passage [SEP]` the reader was trained on.
     pub max_length: usize,
+    /// How open QA weighs the retriever's score against this reader's logits when it picks
+    /// the answer ([`crate::qa::read::AnswerRule`]); chosen on training questions.
+    #[serde(default)]
+    pub retriever_weight: f32,
     /// Free text: data, steps, time, the command that trained it.
     #[serde(default)]
     pub trained: serde_json::Value,

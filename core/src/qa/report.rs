@@ -24,6 +24,7 @@ pub struct PageAnswer {
     pub evidence: String,
     pub reader_score: f32,
     pub retriever_score: f32,
+    pub score: f32,
 }
 
 #[derive(Serialize)]
@@ -62,6 +63,7 @@ impl PageReport {
                 evidence: a.evidence.clone(),
                 reader_score: a.reader_score,
                 retriever_score: a.retriever_score,
+                score: a.score,
             }
         });
         PageReport {

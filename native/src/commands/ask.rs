@@ -73,8 +73,8 @@ fn print_report(r: &AskReport) {
             println!("  from: {} (passage {})", a.title, a.passage_id);
             println!("  \"{}\"", a.evidence);
             println!(
-                "  reader {:.2}, retriever {:.3}",
-                a.reader_score, a.retriever_score
+                "  score {:.2} (reader {:.2}, retriever {:.3})",
+                a.score, a.reader_score, a.retriever_score
             );
         }
         None => println!("(no answer: the retrieved passages hold no readable span)"),

@@ -14,7 +14,7 @@ use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use realm_core::qa::datasets::Question;
-use realm_core::qa::read::read_passages;
+use realm_core::qa::read::{AnswerRule, read_passages};
 use serde::Serialize;
 
 use crate::files::model_dir::read_base;
@@ -46,6 +46,15 @@ pub struct EvalArgs {
     /// directory holds query.json), the base model's zero-shot one, or the BM25 baseline.
     #[arg(long, value_enum, default_value = "dense")]
     pub retriever: RetrieverKind,
+    /// Weight of the retriever's score in picking the answer (REALM's marginal; see `realm
+    /// ask`). Default: the reader card's for the dense retrievers, 0 for BM25 (another scale)
+    /// and for --gold-passages.
+    #[arg(long)]
+    pub retriever_weight: Option<f32>,
+    /// Only every Nth question, from the first (a sample spread over the whole file; before
+    /// --limit).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
     /// Only the first N questions (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
@@ -62,6 +71,16 @@ struct Prediction<'a> {
     correct: bool,
     /// Rank of the first retrieved passage holding an answer (open retrieval only).
     answer_rank: Option<usize>,
+    /// What the reader found in each passage read, in retrieval order.
+    read: Vec<PassageRead>,
+}
+
+/// One passage the reader read: its retriever score and its best spans.
+#[derive(Serialize)]
+struct PassageRead {
+    retriever_score: f32,
+    /// (text, reader logit), best first.
+    spans: Vec<(String, f32)>,
 }
 
 #[derive(Serialize)]
@@ -69,6 +88,8 @@ pub struct Table {
     pub questions_file: String,
     pub questions: usize,
     pub mode: String,
+    /// Weight of the retriever's score in picking the answer (`--retriever-weight`).
+    pub retriever_weight: f32,
     /// None with `--recall-only`.
     pub exact_match: Option<f64>,
     /// recall@1/5/20/100 (open retrieval only): share with an answer in the top k.
@@ -87,6 +108,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             args.questions.display(),
             args.split
         );
+    }
+    if args.every > 1 {
+        let every = args.every as usize;
+        questions = questions.into_iter().step_by(every).collect();
     }
     if args.limit > 0 {
         questions.truncate(args.limit);
@@ -118,28 +143,44 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         true => None,
         false => Some(Retrieval::open(args.retriever, &base, &args.files)?),
     };
+    let dense = !args.gold_passages && args.retriever != RetrieverKind::Bm25;
+    let rule = AnswerRule {
+        retriever_weight: args.retriever_weight.unwrap_or(if dense {
+            card.retriever_weight
+        } else {
+            0.0
+        }),
+    };
+    if !args.recall_only {
+        eprintln!(
+            "eval: answers by REALM's marginal over the passages read, retriever weight {}",
+            rule.retriever_weight
+        );
+    }
     for q in &questions {
-        let (read, rank): (Vec<&str>, Option<usize>) = match &open {
+        let (read, retriever_scores, rank): (Vec<&str>, Vec<f32>, Option<usize>) = match &open {
             None => (
                 vec![q.context.as_ref().expect("checked above").text.as_str()],
+                vec![0.0],
                 None,
             ),
             Some(retrieval) => {
-                let docs: Vec<&str> = retrieval
-                    .top(&q.question, 100.max(args.files.top_k))?
-                    .into_iter()
-                    .map(|i| retrieval.passages[i].text.as_str())
+                let hits = retrieval.scored(&q.question, 100.max(args.files.top_k))?;
+                let docs: Vec<&str> = hits
+                    .iter()
+                    .map(|&(i, _)| retrieval.passages[i].text.as_str())
                     .collect();
                 let rank = docs.iter().position(|d| q.gold.occurs_in(d));
                 for (slot, &d) in found_at.iter_mut().zip(&depths) {
                     *slot += usize::from(rank.is_some_and(|r| r < d));
                 }
                 let top = args.files.top_k.min(docs.len());
-                (docs[..top].to_vec(), rank.map(|r| r + 1))
+                let scores = hits[..top].iter().map(|&(_, s)| s).collect();
+                (docs[..top].to_vec(), scores, rank.map(|r| r + 1))
             }
         };
-        let text = match args.recall_only {
-            true => String::new(),
+        let spans = match args.recall_only {
+            true => Vec::new(),
             false => read_passages(
                 &reader,
                 &tokenizer,
@@ -147,12 +188,28 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 &read,
                 card.max_length,
                 &device,
-            )?
-            .first()
-            .map(|s| s.text.clone())
-            .unwrap_or_default(),
+            )?,
         };
-        predictions.push(score(q, text, rank));
+        let text = rule
+            .choose(&spans, &retriever_scores)
+            .map(|c| spans[c.span].text.clone())
+            .unwrap_or_default();
+        let mut prediction = score(q, text, rank);
+        if !args.recall_only {
+            prediction.read = retriever_scores
+                .iter()
+                .enumerate()
+                .map(|(p, &retriever_score)| PassageRead {
+                    retriever_score,
+                    spans: spans
+                        .iter()
+                        .filter(|s| s.passage == p)
+                        .map(|s| (s.text.clone(), s.reader_score))
+                        .collect(),
+                })
+                .collect();
+        }
+        predictions.push(prediction);
         correct += usize::from(predictions.last().is_some_and(|p| p.correct));
         let em = 100.0 * correct as f64 / predictions.len() as f64;
         bar.set_message(format!("{em:.1}"));
@@ -178,6 +235,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             let by = open.as_ref().map_or("", |r| r.name.as_str());
             format!("open, {by}, top-{}", args.files.top_k)
         },
+        retriever_weight: rule.retriever_weight,
         exact_match: (!args.recall_only).then_some(100.0 * correct as f64 / n),
         recall: if args.gold_passages {
             Vec::new()
@@ -212,6 +270,7 @@ fn score(q: &Question, prediction: String, answer_rank: Option<usize>) -> Predic
         prediction,
         correct,
         answer_rank,
+        read: Vec::new(),
     }
 }
 

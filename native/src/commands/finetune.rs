@@ -264,6 +264,9 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         head_seed: args.seed,
         reader: reader_config,
         max_length: args.max_length,
+        // The reader alone until the weight is chosen on training questions
+        // (scripts/answer_weight.py over `realm eval --out`'s predictions).
+        retriever_weight: 0.0,
         trained: serde_json::json!({
             "data": format!("{} ({:?} split), {} questions with a gold span", squad.display(), args.split, examples.len()),
             "passages_per_question": group,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use realm_core::qa::engine::QaEngine;
+use realm_core::qa::read::AnswerRule;
 
 use crate::files::model_dir::read_base;
 use crate::qa::query_model::question_embedder;
@@ -69,6 +70,9 @@ impl QaFiles {
             tokenizer: base.tokenizer,
             corpus: self.open_corpus()?,
             max_length: card.max_length,
+            answer_rule: AnswerRule {
+                retriever_weight: card.retriever_weight,
+            },
         })
     }
 

@@ -100,6 +100,15 @@ impl Retrieval {
     /// Positions in `passages` of the best `depth` passages for `question`, best first (BM25
     /// returns fewer when fewer passages share a word with the question).
     pub fn top(&self, question: &str, depth: usize) -> anyhow::Result<Vec<usize>> {
+        Ok(self
+            .scored(question, depth)?
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect())
+    }
+
+    /// [`Retrieval::top`] with each passage's retriever score (inner product, or BM25's score).
+    pub fn scored(&self, question: &str, depth: usize) -> anyhow::Result<Vec<(usize, f32)>> {
         if depth == 0 {
             bail!("a retrieval depth of 0 returns nothing");
         }
@@ -108,13 +117,13 @@ impl Retrieval {
                 let query = embed(model, &[question], 128)?;
                 index.search(&query, depth.min(index.len()))?[0]
                     .iter()
-                    .map(|h| ids[h.id as usize] as usize)
+                    .map(|h| (ids[h.id as usize] as usize, h.score))
                     .collect()
             }
             How::Bm25(engine) => engine
                 .search(question, depth)
                 .into_iter()
-                .map(|r| r.document.id as usize)
+                .map(|r| (r.document.id as usize, r.score))
                 .collect(),
         })
     }
