@@ -11,7 +11,6 @@ use realm_core::index::shard::Shard;
 use realm_core::linalg::Precision;
 use realm_core::qa::engine::{IndexedCorpus, QaEngine};
 use realm_core::qa::models::{BaseModel, ReaderCard, load_reader};
-use realm_core::qa::read::AnswerRule;
 use realm_core::qa::report::PageReport;
 use realm_core::text::corpus::parse_corpus;
 use realm_core::text::wordpiece::WordPieceTokenizer;
@@ -124,9 +123,7 @@ impl Files<'_> {
                 tokenizer: base.tokenizer,
                 corpus,
                 max_length: card.max_length,
-                answer_rule: AnswerRule {
-                    retriever_weight: card.retriever_weight,
-                },
+                answer_rule: card.answer_rule(),
             }),
             device: name,
         })

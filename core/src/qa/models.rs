@@ -16,6 +16,7 @@ use crate::checkpoint::weights::{WeightLoader, WeightMap};
 use crate::model::config::{BertConfig, ReaderConfig, read_config};
 use crate::model::embedder::{BERT_BUFFERS, RealmEmbedder};
 use crate::model::reader::SpanReader;
+use crate::qa::read::AnswerRule;
 use crate::text::wordpiece::WordPieceTokenizer;
 use crate::train::init::reader_from_bert;
 
@@ -94,6 +95,13 @@ pub struct ReaderCard {
 }
 
 impl ReaderCard {
+    /// How answers are picked with this reader.
+    pub fn answer_rule(&self) -> AnswerRule {
+        AnswerRule {
+            retriever_weight: self.retriever_weight,
+        }
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         serde_json::from_slice(bytes)
             .map_err(|e| Error::Model(format!("reader.json is not a reader card: {e}")))

@@ -12,7 +12,7 @@ use crate::qa::answer::normalize_answer;
 use crate::text::wordpiece::Encoded;
 use crate::text::wordpiece::WordPieceTokenizer;
 use crate::train::reader::{
-    ReaderBatch, featurize, read_rows, reader_batch, span_text, truncate_question,
+    ReaderBatch, best_spans, featurize, read_rows, reader_batch, span_text, truncate_question,
 };
 
 /// A span found in one passage.
@@ -70,7 +70,7 @@ const READ_BATCH: usize = 8;
 pub const SPANS_PER_PASSAGE: usize = 4;
 
 /// One question's reading: every window of every passage featurised as `[CLS] question [SEP]
-/// window [SEP]`, read in batches, and the best span of each passage kept. The forward passes
+/// window [SEP]`, read in batches, and the best spans of each passage kept. The forward passes
 /// are the caller's ([`read_passages`] reads their logits synchronously, `read_passages_async`
 /// awaits them, as WebGPU needs), so both read the same rows and keep the same spans.
 pub struct Reading<'a> {
@@ -173,26 +173,8 @@ impl<'a> Reading<'a> {
     }
 }
 
-/// The `n` best (start, end, logit) of row `row`, best first.
-fn best_spans(output: &ReaderOutput, logits: &[f32], row: usize, n: usize) -> Vec<(u32, u32, f32)> {
-    let spans = output.starts.len();
-    let row_logits = &logits[row * spans..(row + 1) * spans];
-    let mut order: Vec<usize> = (0..spans).collect();
-    let n = n.min(spans);
-    if n == 0 {
-        return Vec::new();
-    }
-    order.select_nth_unstable_by(n - 1, |&a, &b| row_logits[b].total_cmp(&row_logits[a]));
-    order.truncate(n);
-    order.sort_by(|&a, &b| row_logits[b].total_cmp(&row_logits[a]));
-    order
-        .into_iter()
-        .map(|i| (output.starts[i], output.ends[i], row_logits[i]))
-        .collect()
-}
-
-/// The best spans of each passage, best first (see [`Reading::answers`]). `max_length` counts the whole pair; passages
-/// longer than the room the question leaves are read in windows.
+/// The best spans of each passage, best first (see [`Reading::answers`]). `max_length` counts
+/// the whole pair; passages longer than the room the question leaves are read in windows.
 pub fn read_passages(
     reader: &SpanReader,
     tokenizer: &WordPieceTokenizer,
@@ -238,6 +220,7 @@ pub async fn read_passages_async(
     }
     Ok(reading.answers())
 }
+
 /// How open QA weighs what it read: REALM's marginal p(y|x) = sum over passages z of
 /// p(y|z,x) p(z|x), taken over the spans kept. Every span s of passage z scores
 /// `reader(z, s) + retriever_weight * retriever(z)` (the reader's logits are comparable across

@@ -163,20 +163,28 @@ pub fn logsumexp_rows(x: Tensor<2>) -> Tensor<1> {
     ((x - max.clone()).exp().sum_dim(1).log() + max).reshape([rows])
 }
 
-/// The best span of one row: `(start, end, logit)` by the row's highest logit.
-pub fn best_span(output: &ReaderOutput, logits: &[f32], row: usize) -> (u32, u32, f32) {
+/// The `n` best spans of one row: `(start, end, logit)`, highest logit first.
+pub fn best_spans(
+    output: &ReaderOutput,
+    logits: &[f32],
+    row: usize,
+    n: usize,
+) -> Vec<(u32, u32, f32)> {
     let spans = output.starts.len();
     let row_logits = &logits[row * spans..(row + 1) * spans];
-    let (best, score) =
-        row_logits
-            .iter()
-            .copied()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |b, (i, v)| if v > b.1 { (i, v) } else { b },
-            );
-    (output.starts[best], output.ends[best], score)
+    let n = n.min(spans);
+    if n == 0 {
+        return Vec::new();
+    }
+    let higher = |a: &usize, b: &usize| row_logits[*b].total_cmp(&row_logits[*a]);
+    let mut order: Vec<usize> = (0..spans).collect();
+    order.select_nth_unstable_by(n - 1, higher);
+    order.truncate(n);
+    order.sort_by(higher);
+    order
+        .into_iter()
+        .map(|i| (output.starts[i], output.ends[i], row_logits[i]))
+        .collect()
 }
 
 /// The passage text a wordpiece span covers (byte offsets of its first and last pieces).

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use realm_core::qa::engine::QaEngine;
-use realm_core::qa::read::AnswerRule;
 
 use crate::files::model_dir::read_base;
 use crate::qa::query_model::question_embedder;
@@ -70,9 +69,7 @@ impl QaFiles {
             tokenizer: base.tokenizer,
             corpus: self.open_corpus()?,
             max_length: card.max_length,
-            answer_rule: AnswerRule {
-                retriever_weight: card.retriever_weight,
-            },
+            answer_rule: card.answer_rule(),
         })
     }
 
