@@ -6,8 +6,8 @@ use realm_core::linalg::Precision;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PrecisionArg {
-    /// bf16 where the CPU has AMX (Intel Xeon 4th generation on), f32 elsewhere (AVX-512 BF16
-    /// alone is not chosen: ask for it with `bf16`).
+    /// bf16 where the CPU has AMX (Intel Xeon 4th generation on) or AVX-512 BF16 (AMD Zen 4 on),
+    /// f32 elsewhere.
     Auto,
     /// f32 throughout: the reference results.
     #[default]

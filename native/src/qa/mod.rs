@@ -40,7 +40,7 @@ pub struct QaFiles {
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
     /// Matrix products of the question embedder and the reader on the CPU: f32, bf16 (AMX or
-    /// AVX-512 BF16), or auto (bf16 where the CPU has AMX).
+    /// AVX-512 BF16), or auto (bf16 where the CPU has either).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: crate::precision::PrecisionArg,
 }
