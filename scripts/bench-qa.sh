@@ -7,7 +7,8 @@
 #      against transformers + faiss with the same reader weights, over QUESTIONS questions
 #      (default 30; the first 3 not timed);
 #   3. peak memory (max RSS) of both of ours;
-#   4. where the CPU has AMX, `realm ask --precision bf16` beside the f32 one (same questions).
+#   4. where the CPU has AMX or AVX-512 BF16, `realm ask --precision bf16` beside the f32 one
+#      (same questions).
 # Prints the CPU model and a Markdown table (target/bench-qa/table.md); copy it into
 # BENCHMARKS.md. Needs ../shared/data (or REALM_SHARED_DATA) and the demo corpus's index,
 # data/demo-corpus.int8.shard (`realm index --corpus $S/demo-corpus/passages.jsonl --out ...`).
@@ -58,8 +59,8 @@ ask_flags=(--model "$model" --corpus "$corpus" --index "$index" -k 5)
   "$realm" ask "${ask_flags[@]}" --json < "$out/questions.txt" > "$out/ours-ask.jsonl"
 "$py" scripts/peer_reader.py --threads 1 ask "${ask_flags[@]}" --reader native/models/demo-reader \
   --questions "$out/questions.txt" > "$out/peer-ask.jsonl"
-if grep -qw amx_bf16 /proc/cpuinfo; then
-  echo "bench-qa: 3. ask latency at --precision bf16 (AMX)"
+if grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo; then
+  echo "bench-qa: 3. ask latency at --precision bf16"
   "$realm" ask "${ask_flags[@]}" --precision bf16 --json < "$out/questions.txt" > "$out/ours-ask-bf16.jsonl"
 fi
 
@@ -86,7 +87,7 @@ table += [f"| {r} | {a:.3f} | {b:.3f} | **{a / b:.2f}** |" for r, a, b in rows]
 if (out / "ours-ask-bf16.jsonl").exists():
     bf16 = lines("ours-ask-bf16.jsonl")
     bf16_ask = [l["seconds"]["total"] for l in bf16][3:]
-    table.append(f"| `ask` at `--precision bf16` (AMX), against PyTorch f32 (ms, median) | "
+    table.append(f"| `ask` at `--precision bf16`, against PyTorch f32 (ms, median) | "
                  f"{1e3 * m(bf16_ask):.3f} | {1e3 * m(peer_ask):.3f} | **{m(bf16_ask) / m(peer_ask):.2f}** |")
     agree = sum(a.get("answer") and b.get("answer") and a["answer"]["text"] == b["answer"]["text"]
                 and a["answer"]["passage_id"] == b["answer"]["passage_id"]

@@ -120,7 +120,7 @@ pub struct FinetuneArgs {
     pub quiet: bool,
     /// Write the run's micro-batches (ids, type ids, passage mask, gold spans) to FILE as JSON
     /// lines, in the order the run reads them, and exit without training: the PyTorch peer
-    /// benchmark (scripts/bench-finetune.sh) trains on exactly these.
+    /// benchmark (scripts/bench-qa.sh) trains on exactly these.
     #[arg(long, value_name = "FILE", hide = true, conflicts_with = "resume")]
     #[serde(skip)]
     pub dump_batches: Option<PathBuf>,
