@@ -215,9 +215,7 @@ fn gemm_rows(queries: &[f32], block: &[f32], first: usize, dim: usize, k: usize)
             );
         }
         for (q, top) in tops.iter_mut().enumerate() {
-            for (r, &score) in scores[q * rows..(q + 1) * rows].iter().enumerate() {
-                top.offer((first + t * TILE + r) as u32, score);
-            }
+            top.offer_run((first + t * TILE) as u32, &scores[q * rows..(q + 1) * rows]);
         }
     }
     tops.into_iter().map(TopK::into_sorted).collect()
@@ -253,6 +251,13 @@ pub fn exact_search_f32(
     search_threaded(vectors.len() / dim, threads, n_queries, k, |first, last| {
         let block = &vectors[first * dim..last * dim];
         if n_queries >= GEMM_MIN_QUERIES && !cached_scan {
+            #[cfg(target_arch = "x86_64")]
+            if crate::index::scan_avx512::supports_batch() {
+                // SAFETY: the CPU has AVX-512F.
+                return unsafe {
+                    crate::index::scan_avx512::scan_batch(queries, block, first, dim, k)
+                };
+            }
             gemm_rows(queries, block, first, dim, k)
         } else {
             scan_rows(queries, block, first, dim, k)
@@ -374,6 +379,11 @@ mod tests {
             (3001, 128, 3, 8, 2),
             (777, 64, 2, 20, 1),
             (500, 256, 1, 8, 3),
+            // Batches on AVX-512: query vectors of 16 with padding, rows past a pass of 1,024
+            // and not a multiple of the six-row block, an odd width.
+            (2053, 128, 70, 8, 1),
+            (1100, 100, 33, 5, 2),
+            (40, 17, 16, 40, 1),
         ] {
             let docs = rng.uniform_vec(n * dim, 1.0);
             let qs = rng.uniform_vec(queries * dim, 1.0);

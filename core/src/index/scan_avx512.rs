@@ -69,3 +69,146 @@ unsafe fn scan_chunks<const C: usize>(
     }
     out
 }
+
+/// Rows scored together by [`scan_batch`]: six rows by four 16-query vectors are 24 of the
+/// 32 registers' accumulators.
+const ROWS: usize = 6;
+/// Rows per pass over every query group: 1,024 rows of 128 f32 (512 KiB) stay in the
+/// second-level cache while each group of 64 queries goes over them.
+const PASS_ROWS: usize = 1024;
+
+/// Whether [`scan_batch`] runs on this CPU (any width).
+pub fn supports_batch() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// The best `k` of rows `first..first + block.len() / dim` for each of several queries: the
+/// queries packed once, transposed into 16-query vectors; each row element broadcast from
+/// the index's own row-major rows (nothing of the index is copied); each row's 16 scores per
+/// vector compared with the 16 queries' heap floors at once, so the heaps hear only of the
+/// scores that can enter. This replaced the `gemm` crate's product, which packs every tile
+/// of the index again for each call (as much time as its kernel at 64 queries).
+///
+/// # Safety
+/// [`supports_batch`] must have returned true.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn scan_batch(
+    queries: &[f32],
+    block: &[f32],
+    first: usize,
+    dim: usize,
+    k: usize,
+) -> Vec<Vec<Hit>> {
+    let n_queries = queries.len() / dim;
+    let width = n_queries.div_ceil(16) * 16;
+    // packed[d * width + q] = query q's element d; the padding queries are zero.
+    let mut packed = vec![0f32; dim * width];
+    for (q, query) in queries.chunks_exact(dim).enumerate() {
+        for (d, &v) in query.iter().enumerate() {
+            packed[d * width + q] = v;
+        }
+    }
+    let mut tops: Vec<TopK> = (0..n_queries).map(|_| TopK::new(k)).collect();
+    // The padding queries' floors are +inf: nothing is ever offered to them.
+    let mut floors = vec![f32::INFINITY; width];
+    floors[..n_queries].fill(f32::NEG_INFINITY);
+    let rows = block.len() / dim;
+    let mut state = Batch {
+        packed: &packed,
+        width,
+        dim,
+        tops: &mut tops,
+        floors: &mut floors,
+    };
+    for pass in (0..rows).step_by(PASS_ROWS) {
+        let pass_end = (pass + PASS_ROWS).min(rows);
+        for group in (0..width).step_by(64) {
+            let vectors = ((width - group) / 16).min(4);
+            let mut r = pass;
+            while r < pass_end {
+                let take = (pass_end - r).min(ROWS);
+                // SAFETY (every arm): AVX-512F per the caller; rows r..r + take and query
+                // vectors group / 16..group / 16 + vectors are inside block and packed.
+                unsafe {
+                    match (take, vectors) {
+                        (ROWS, 4) => state.score::<ROWS, 4>(block, first, r, group),
+                        (ROWS, 3) => state.score::<ROWS, 3>(block, first, r, group),
+                        (ROWS, 2) => state.score::<ROWS, 2>(block, first, r, group),
+                        (ROWS, _) => state.score::<ROWS, 1>(block, first, r, group),
+                        (_, 4) => state.score::<1, 4>(block, first, r, group),
+                        (_, 3) => state.score::<1, 3>(block, first, r, group),
+                        (_, 2) => state.score::<1, 2>(block, first, r, group),
+                        (_, _) => state.score::<1, 1>(block, first, r, group),
+                    }
+                }
+                r += if take == ROWS { ROWS } else { 1 };
+            }
+        }
+    }
+    tops.into_iter().map(TopK::into_sorted).collect()
+}
+
+/// What [`scan_batch`]'s register blocks read and fill.
+struct Batch<'a> {
+    packed: &'a [f32],
+    width: usize,
+    dim: usize,
+    tops: &'a mut [TopK],
+    floors: &'a mut [f32],
+}
+
+impl Batch<'_> {
+    /// Scores rows `r..r + R` against the `V` query vectors from query `group` on, and offers
+    /// the scores that reach their query's floor.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn score<const R: usize, const V: usize>(
+        &mut self,
+        block: &[f32],
+        first: usize,
+        r: usize,
+        group: usize,
+    ) {
+        let dim = self.dim;
+        assert!((r + R) * dim <= block.len() && group + 16 * V <= self.width);
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        let rows = block.as_ptr().wrapping_add(r * dim);
+        let packed = self.packed.as_ptr().wrapping_add(group);
+        for d in 0..dim {
+            let mut q = [_mm512_setzero_ps(); V];
+            for (j, q) in q.iter_mut().enumerate() {
+                // SAFETY: d * width + group + 16 j + 16 <= dim * width (the assert).
+                *q = unsafe { _mm512_loadu_ps(packed.add(d * self.width + 16 * j)) };
+            }
+            for (i, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: (r + i) * dim + d < block.len() (the assert).
+                let x = _mm512_set1_ps(unsafe { *rows.add(i * dim + d) });
+                for (a, q) in acc.iter_mut().zip(&q) {
+                    *a = _mm512_fmadd_ps(x, *q, *a);
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (j, a) in acc.iter().enumerate() {
+                let at = group + 16 * j;
+                // SAFETY: at + 16 <= width = floors.len() (the assert).
+                let floor = unsafe { _mm512_loadu_ps(self.floors.as_ptr().add(at)) };
+                // Not below the floor (a tie may still enter on its id).
+                let mut mask = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(*a, floor);
+                if mask == 0 {
+                    continue;
+                }
+                let mut scores = [0f32; 16];
+                // SAFETY: 16 f32 into a 16-f32 array.
+                unsafe { _mm512_storeu_ps(scores.as_mut_ptr(), *a) };
+                while mask != 0 {
+                    let lane = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let top = &mut self.tops[at + lane];
+                    top.offer((first + r + i) as u32, scores[lane]);
+                    self.floors[at + lane] = top.floor();
+                }
+            }
+        }
+    }
+}
