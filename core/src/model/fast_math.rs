@@ -42,7 +42,7 @@ pub fn exp_f32(x: f32) -> f32 {
 ///
 /// |x| is capped at 4, where erf already rounds to 1 in f32: beyond it `exp(-x^2)` would
 /// fall below 2^-126, and every product with a subnormal costs an Intel core a microcode
-/// assist (GELU took a sixth of a MiniLM forward on a Xeon, a few percent on AMD).
+/// assist (GELU took a sixth of a MiniLM forward on an Intel Xeon: BENCHMARKS.md).
 #[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
     let a = x.abs().min(4.0);
