@@ -204,7 +204,10 @@ impl Batch<'_> {
                 while mask != 0 {
                     let lane = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
-                    let top = &mut self.tops[at + lane];
+                    // A padding query scores 0 (NaN only from an infinite row): never offered.
+                    let Some(top) = self.tops.get_mut(at + lane) else {
+                        continue;
+                    };
                     top.offer((first + r + i) as u32, scores[lane]);
                     self.floors[at + lane] = top.floor();
                 }
