@@ -67,6 +67,7 @@ impl TopK {
     /// all of them) costs one vector comparison instead of 16 scalar ones. NaN scores are
     /// offered as `offer` would take them.
     #[inline]
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must count as not below the floor
     pub fn offer_run(&mut self, first: u32, scores: &[f32]) {
         let mut chunks = scores.chunks_exact(16);
         let mut id = first;
