@@ -372,14 +372,15 @@ fn add_and_norm(x: &mut [f32], residual: &[f32], h: usize, norm: &Norm, eps: f32
 
 /// LayerNorm over each `h`-wide row, in place: biased variance, as burn's and PyTorch's.
 fn layer_norm_rows(x: &mut [f32], h: usize, norm: &Norm, eps: f32) {
-    let mut centred = vec![0f32; h];
+    // Each row's squared deviations, summed in lanes like the mean.
+    let mut squares = vec![0f32; h];
     for row in x.chunks_exact_mut(h) {
         let mean = fast_math::sum_lanes(row) / h as f32;
-        centred
+        squares
             .iter_mut()
             .zip(&*row)
-            .for_each(|(c, v)| *c = (v - mean) * (v - mean));
-        let var = fast_math::sum_lanes(&centred) / h as f32;
+            .for_each(|(s, v)| *s = (v - mean) * (v - mean));
+        let var = fast_math::sum_lanes(&squares) / h as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
             *v = (*v - mean) * inv * g + b;
