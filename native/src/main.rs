@@ -12,6 +12,21 @@ use realm_native::commands::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc v3's `mi_option_purge_delay` (its `mimalloc.h`; the Rust bindings do not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory is never purged (handed back to the kernel) unless `MIMALLOC_PURGE_DELAY` says
+/// otherwise. Purged pages come back zeroed by the kernel on their next touch: in a training
+/// step, whose tensors are freed and allocated again each step, that zeroing was a fifth of the
+/// time, and a step with purging off took 26% less (Intel Xeon, `realm finetune`, one thread).
+/// The cost: the process keeps its peak memory until it exits.
+fn keep_freed_pages() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option; mimalloc allows it at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "realm",
@@ -73,6 +88,7 @@ enum Command {
 }
 
 fn main() {
+    keep_freed_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ask(args) => ask::run(&args),
@@ -102,5 +118,24 @@ fn main() {
     if let Err(error) = result {
         eprintln!("error: {error:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The option number is purge_delay's: it holds v3's default of 1,000 ms (no other option
+    /// defaults to that), and keep_freed_pages sets it to -1.
+    #[test]
+    fn purge_delay_is_the_option_set() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reads one integer option.
+        let read = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(read(), 1000);
+        keep_freed_pages();
+        assert_eq!(read(), -1);
     }
 }

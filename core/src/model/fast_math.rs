@@ -3,8 +3,10 @@
 //! those two calls took a quarter of the forward (BENCHMARKS.md); here they are branch-free
 //! polynomials the compiler turns into SIMD, applied in place to Flex's own buffers.
 //!
-//! Every other backend, and any tensor that autodiff tracks, takes burn's own operation, so
-//! training and the wgpu path are unchanged; the parity tests run both. Accuracy: `exp_f32`
+//! Tensors that autodiff tracks on Flex take the same kernels as autodiff operations with
+//! their own backward (`fast_autodiff`: GELU's derivative, softmax's y (g - sum g y)), where
+//! burn evaluated libm per element and softmax as five tracked operations. Every other
+//! backend takes burn's own operation; the parity tests run both. Accuracy: `exp_f32`
 //! is within 2 ulp of `f32::exp` on the range softmax uses, `erf_f32` within 1e-6 absolute
 //! (Abramowitz and Stegun 7.1.26, the formula PyTorch's vectorised `erf` evaluates, plus f32
 //! rounding), far inside the 1e-5 parity tolerance; the tests below measure both on grids.
@@ -115,6 +117,52 @@ fn gelu_slice(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = gelu_f32(*v));
 }
 
+/// GELU's derivative, Phi(x) + x phi(x). phi is taken as 0 beyond |x| = 9 (it is below 1e-17
+/// there), so that no product falls to a subnormal.
+#[inline(always)]
+pub fn gelu_derivative_f32(x: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+    let a = x.abs().min(9.0);
+    let pdf = if x.abs() > 9.0 {
+        0.0
+    } else {
+        INV_SQRT_2PI * exp_f32(-0.5 * a * a)
+    };
+    cdf + x * pdf
+}
+
+/// `grad *= gelu'(x)`, element by element: GELU's backward.
+#[inline(always)]
+fn gelu_backward_slice(x: &[f32], grad: &mut [f32]) {
+    grad.iter_mut()
+        .zip(x)
+        .for_each(|(g, &x)| *g *= gelu_derivative_f32(x));
+}
+
+/// Softmax's backward over `width`-wide rows, in place: with y the softmax's output and g the
+/// gradient of its output, g becomes y (g - sum(g y)).
+#[inline(always)]
+fn softmax_backward_rows(y: &[f32], grad: &mut [f32], width: usize) {
+    for (y, g) in y.chunks_exact(width).zip(grad.chunks_exact_mut(width)) {
+        let mut lanes = [0.0f32; 16];
+        let (mut ys, mut gs) = (y.chunks_exact(16), g.chunks_exact(16));
+        for (yc, gc) in (&mut ys).zip(&mut gs) {
+            for ((lane, &y), &g) in lanes.iter_mut().zip(yc).zip(gc) {
+                *lane += y * g;
+            }
+        }
+        let tail: f32 = ys
+            .remainder()
+            .iter()
+            .zip(gs.remainder())
+            .map(|(y, g)| y * g)
+            .sum();
+        let dot = lanes.iter().fold(tail, |acc, &v| acc + v);
+        g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - dot));
+    }
+}
+
 /// The slice kernels compiled for AVX2 + FMA, chosen at run time (the baseline x86-64
 /// build has SSE2 only).
 #[cfg(target_arch = "x86_64")]
@@ -127,6 +175,16 @@ mod wide {
     #[target_feature(enable = "avx2,fma")]
     pub fn softmax_rows(values: &mut [f32], width: usize, bias: Option<&[f32]>) {
         super::softmax_rows(values, width, bias)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn gelu_backward_slice(x: &[f32], grad: &mut [f32]) {
+        super::gelu_backward_slice(x, grad)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn softmax_backward_rows(y: &[f32], grad: &mut [f32], width: usize) {
+        super::softmax_backward_rows(y, grad, width)
     }
 
     pub fn available() -> bool {
@@ -145,6 +203,16 @@ mod widest {
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub fn softmax_rows(values: &mut [f32], width: usize, bias: Option<&[f32]>) {
         super::softmax_rows(values, width, bias)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub fn gelu_backward_slice(x: &[f32], grad: &mut [f32]) {
+        super::gelu_backward_slice(x, grad)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub fn softmax_backward_rows(y: &[f32], grad: &mut [f32], width: usize) {
+        super::softmax_backward_rows(y, grad, width)
     }
 
     pub fn available() -> bool {
@@ -168,6 +236,39 @@ pub fn gelu_in_place(values: &mut [f32]) {
         return unsafe { wide::gelu_slice(values) };
     }
     gelu_slice(values)
+}
+
+/// `grad *= gelu'(x)` with the widest SIMD the CPU has (GELU's backward).
+pub fn gelu_backward_in_place(x: &[f32], grad: &mut [f32]) {
+    assert_eq!(x.len(), grad.len(), "one gradient per input");
+    #[cfg(target_arch = "x86_64")]
+    if widest::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { widest::gelu_backward_slice(x, grad) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if wide::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { wide::gelu_backward_slice(x, grad) };
+    }
+    gelu_backward_slice(x, grad)
+}
+
+/// Softmax's backward over `width`-wide rows with the widest SIMD the CPU has: `grad`, the
+/// gradient of the output `y`, becomes the gradient of the input.
+pub fn softmax_backward_in_place(y: &[f32], grad: &mut [f32], width: usize) {
+    assert_eq!(y.len(), grad.len(), "one gradient per output");
+    #[cfg(target_arch = "x86_64")]
+    if widest::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { widest::softmax_backward_rows(y, grad, width) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if wide::available() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { wide::softmax_backward_rows(y, grad, width) };
+    }
+    softmax_backward_rows(y, grad, width)
 }
 
 /// Softmax of every `width`-wide row, in place, with the widest SIMD the CPU has.
@@ -219,6 +320,19 @@ fn on_flex<const D: usize>(
     Ok(Tensor::from_primitive::<Flex>(primitive))
 }
 
+#[cfg(feature = "flex")]
+use super::fast_autodiff::{tracked_gelu, tracked_softmax_last};
+
+#[cfg(not(feature = "flex"))]
+fn tracked_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+    Err(x)
+}
+
+#[cfg(not(feature = "flex"))]
+fn tracked_softmax_last<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+    Err(x)
+}
+
 #[cfg(not(feature = "flex"))]
 fn on_flex<const D: usize>(
     x: Tensor<D>,
@@ -238,16 +352,20 @@ pub fn is_flex(device: &burn::tensor::Device) -> bool {
     }
 }
 
-/// Exact GELU: the vectorised kernel on plain Flex tensors, burn's `gelu` everywhere else.
+/// Exact GELU: the vectorised kernel on Flex tensors (with its own backward where autodiff
+/// tracks them), burn's `gelu` everywhere else.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    on_flex(x, gelu_in_place).unwrap_or_else(burn::tensor::activation::gelu)
+    on_flex(x, gelu_in_place)
+        .or_else(tracked_gelu)
+        .unwrap_or_else(burn::tensor::activation::gelu)
 }
 
-/// Softmax over the last dimension: the vectorised kernel on plain Flex tensors, burn's
-/// `softmax` everywhere else.
+/// Softmax over the last dimension: the vectorised kernel on Flex tensors (with its own
+/// backward where autodiff tracks them), burn's `softmax` everywhere else.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let width = x.dims()[D - 1];
     on_flex(x, |values| softmax_in_place(values, width))
+        .or_else(tracked_softmax_last)
         .unwrap_or_else(|x| burn::tensor::activation::softmax(x, D - 1))
 }
 

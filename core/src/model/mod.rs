@@ -11,6 +11,8 @@ pub mod bert;
 pub mod config;
 pub mod embedder;
 pub mod encoder;
+#[cfg(feature = "flex")]
+mod fast_autodiff;
 pub mod fast_math;
 pub mod frozen_bert;
 pub mod openqa;

@@ -10,6 +10,8 @@ use tokenizers::{
     AddedToken, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
+use std::sync::{Arc, RwLock};
+
 use crate::Error;
 use crate::text::BertInput;
 
@@ -24,6 +26,9 @@ pub enum Truncation {
     /// Remove tokens from the passage only; the question is kept whole (REALM's encoder).
     OnlySecond,
 }
+
+type TruncationKey = (usize, Truncation);
+type Truncating = Vec<(TruncationKey, Arc<Tokenizer>)>;
 
 /// One tokenized text or pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +47,10 @@ pub struct Encoded {
 #[derive(Clone)]
 pub struct WordPieceTokenizer {
     inner: Tokenizer,
+    /// Copies of `inner` set to truncate, one per (max_length, truncation) asked for, made on
+    /// first use: `tokenizers` keeps truncation in the tokenizer, and copying it (its 30,000-entry
+    /// vocabulary) for every text cost more than encoding the text did.
+    truncating: Arc<RwLock<Truncating>>,
     pub pad_id: u32,
     pub cls_id: u32,
     pub sep_id: u32,
@@ -110,6 +119,7 @@ impl WordPieceTokenizer {
             sep_id: id("[SEP]")?,
             mask_id: id("[MASK]")?,
             inner,
+            truncating: Arc::default(),
         })
     }
 
@@ -158,25 +168,13 @@ impl WordPieceTokenizer {
         max_length: Option<usize>,
         truncation: Truncation,
     ) -> Result<Encoded, Error> {
-        let mut tokenizer = self.inner.clone();
-        if let Some(max_length) = max_length {
-            let strategy = match truncation {
-                Truncation::LongestFirst => TruncationStrategy::LongestFirst,
-                Truncation::OnlySecond => TruncationStrategy::OnlySecond,
-            };
-            let params = TruncationParams {
-                max_length,
-                strategy,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            };
-            tokenizer
-                .with_truncation(Some(params))
-                .map_err(|e| error(&e.to_string()))?;
+        let encoding = match max_length {
+            None => self.inner.encode(input, true),
+            Some(max_length) => self
+                .truncating_to(max_length, truncation)?
+                .encode(input, true),
         }
-        let encoding = tokenizer
-            .encode(input, true)
-            .map_err(|e| error(&e.to_string()))?;
+        .map_err(|e| error(&e.to_string()))?;
         Ok(Encoded {
             ids: encoding.get_ids().to_vec(),
             type_ids: encoding.get_type_ids().to_vec(),
@@ -184,6 +182,44 @@ impl WordPieceTokenizer {
             offsets: encoding.get_offsets().to_vec(),
             sequence_ids: encoding.get_sequence_ids(),
         })
+    }
+
+    /// The copy of the tokenizer that truncates to `max_length` by `truncation`.
+    fn truncating_to(
+        &self,
+        max_length: usize,
+        truncation: Truncation,
+    ) -> Result<Arc<Tokenizer>, Error> {
+        let key = (max_length, truncation);
+        let find = |made: &Truncating| {
+            made.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, t)| Arc::clone(t))
+        };
+        // A panic elsewhere while holding the lock leaves the list whole: use it anyway.
+        if let Some(found) = find(&self.truncating.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(found);
+        }
+        let mut made = self.truncating.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = find(&made) {
+            return Ok(found);
+        }
+        let strategy = match truncation {
+            Truncation::LongestFirst => TruncationStrategy::LongestFirst,
+            Truncation::OnlySecond => TruncationStrategy::OnlySecond,
+        };
+        let mut tokenizer = self.inner.clone();
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                strategy,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| error(&e.to_string()))?;
+        let tokenizer = Arc::new(tokenizer);
+        made.push((key, Arc::clone(&tokenizer)));
+        Ok(tokenizer)
     }
 
     /// Encodes texts and right-pads them with `[PAD]` into one batch. Texts longer than
