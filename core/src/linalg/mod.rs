@@ -140,12 +140,16 @@ pub fn threads() -> usize {
 /// thread when the product is large).
 pub fn product_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
     assert_eq!(out.len(), m * n, "out must be [{m}, {n}]");
-    let parallelism = match threads() {
+    gemm_call(a, k, 1, b, n, 1, m, k, n, out, n, parallelism(m, k, n));
+}
+
+/// Every thread for a large product, this one for a small one.
+fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    match threads() {
         #[cfg(not(target_family = "wasm"))]
         t if t > 1 && m * k * n >= PARALLEL_MIN_MACS => gemm::Parallelism::Rayon(t),
         _ => gemm::Parallelism::None,
-    };
-    gemm_call(a, k, 1, b, n, 1, m, k, n, out, n, parallelism);
+    }
 }
 
 /// `out = a b` where element `(i, p)` of `a` is `a[i * a_row + p * a_col]` and `(p, j)` of
@@ -179,6 +183,27 @@ pub fn strided_product_f32(
         out,
         out_row,
         gemm::Parallelism::None,
+    );
+}
+
+/// `strided_product_f32` on every thread when the product is large (as `product_f32`).
+#[allow(clippy::too_many_arguments)]
+pub fn strided_product_f32_threaded(
+    a: &[f32],
+    a_row: usize,
+    a_col: usize,
+    b: &[f32],
+    b_row: usize,
+    b_col: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+    out_row: usize,
+) {
+    let parallelism = parallelism(m, k, n);
+    gemm_call(
+        a, a_row, a_col, b, b_row, b_col, m, k, n, out, out_row, parallelism,
     );
 }
 

@@ -284,20 +284,20 @@ impl BertLayer {
         let [batch, seq, width] = hidden.dims();
         let head = width / heads;
         let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head]).swap_dims(1, 2); // [batch, heads, seq, head]
-        let q = split(self.query.forward(hidden.clone()));
-        let k = split(self.key.forward(hidden.clone()));
-        let v = split(self.value.forward(hidden.clone()));
+        let q = split(fast_math::linear(&self.query, hidden.clone()));
+        let k = split(fast_math::linear(&self.key, hidden.clone()));
+        let v = split(fast_math::linear(&self.value, hidden.clone()));
         // softmax(q k^T / sqrt(head) + mask) v, fused by the backend where it can.
         let context = if fast_math::is_flex(&q.device()) {
             // On the CPU: two batched products around the vectorised softmax (Flex's fused
             // kernel calls libm's exp per score).
             let scale = 1.0 / (head as f64).sqrt();
-            let scores = q.matmul(k.swap_dims(2, 3)) * scale; // [batch, heads, seq, seq]
+            let scores = fast_math::matmul(q, k.swap_dims(2, 3)) * scale; // [batch, heads, seq, seq]
             let scores = match mask {
                 Some(mask) => scores + mask,
                 None => scores,
             };
-            softmax_last(scores).matmul(v)
+            fast_math::matmul(softmax_last(scores), v)
         } else {
             let options = AttentionModuleOptions {
                 scale: None, // 1 / sqrt(head)
@@ -309,11 +309,11 @@ impl BertLayer {
         let context = context.swap_dims(1, 2).reshape([batch, seq, width]); // [batch, seq, hidden]
         let attended = self
             .attention_layer_norm
-            .forward(self.attention_output.forward(context) + hidden);
-        let inner = self.intermediate.forward(attended.clone());
+            .forward(fast_math::linear(&self.attention_output, context) + hidden);
+        let inner = fast_math::linear(&self.intermediate, attended.clone());
         let inner = activation(inner, act);
         self.output_layer_norm
-            .forward(self.output.forward(inner) + attended)
+            .forward(fast_math::linear(&self.output, inner) + attended)
     }
 }
 

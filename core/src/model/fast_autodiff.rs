@@ -13,7 +13,7 @@ use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn_autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
 use burn_flex::{Flex, FlexTensor};
 
 use super::fast_math::{
@@ -139,6 +139,224 @@ fn with_contiguous(x: FlexTensor, op: impl FnOnce(&mut [f32])) -> FlexTensor {
     x
 }
 
+/// `a b` with its own backward when both are f32 tensors that autodiff tracks on Flex, `a` is
+/// `[.., m, k]` and `b` either `[.., k, n]` with the same leading dimensions or `[k, n]` (a
+/// weight, shared by every row); otherwise both come back untouched.
+pub(super) fn tracked_matmul<const D: usize, const E: usize>(
+    a: Tensor<D>,
+    b: Tensor<E>,
+) -> Result<Tensor<D>, (Tensor<D>, Tensor<E>)> {
+    let (sa, sb) = (a.dims(), b.dims());
+    let batched = E == D && sa[..D - 2] == sb[..D - 2];
+    let shapes_fit = D >= 2 && E >= 2 && sa[D - 1] == sb[E - 2] && (batched || E == 2);
+    if !shapes_fit || a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        return Err((a, b));
+    }
+    let (Ok(pa), Ok(pb)) = (
+        a.clone().try_into_primitive::<Tracked>(),
+        b.clone().try_into_primitive::<Tracked>(),
+    ) else {
+        return Err((a, b));
+    };
+    Ok(Tensor::from_primitive::<Tracked>(matmul(pa, pb)))
+}
+
+/// One operand of a product as gemm reads it: the buffer, where each batch's matrix starts,
+/// and the strides between its rows and its columns. A transpose swaps the two strides.
+struct Operand<'a> {
+    data: &'a [f32],
+    starts: Vec<usize>,
+    row: usize,
+    col: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// The matrices of `x` (its last two dimensions), read in place when its strides are
+    /// non-negative, or `None`.
+    fn of(x: &'a FlexTensor) -> Option<Self> {
+        let layout = x.layout();
+        let (dims, strides) = (layout.shape().to_vec(), layout.strides());
+        if !layout.has_positive_strides() || strides.iter().any(|&s| s < 0) || dims.len() < 2 {
+            return None;
+        }
+        let d = dims.len();
+        let mut starts = vec![layout.start_offset()];
+        for axis in 0..d - 2 {
+            let step = strides[axis] as usize;
+            starts = starts
+                .iter()
+                .flat_map(|&s| (0..dims[axis]).map(move |i| s + i * step))
+                .collect();
+        }
+        Some(Self {
+            data: x.storage::<f32>(),
+            starts,
+            row: strides[d - 2] as usize,
+            col: strides[d - 1] as usize,
+        })
+    }
+
+    /// The same matrices, read transposed.
+    fn transposed(self) -> Self {
+        Self {
+            row: self.col,
+            col: self.row,
+            ..self
+        }
+    }
+
+    /// A contiguous `[rows, cols]` matrix.
+    fn dense(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            starts: vec![0],
+            row: cols,
+            col: 1,
+        }
+    }
+}
+
+/// `a_i b_i` for each batch i (`b`'s one matrix for every i when it has one), each `[m, k]`
+/// by `[k, n]`, into one contiguous buffer.
+fn products(a: &Operand, b: &Operand, m: usize, k: usize, n: usize) -> Vec<f32> {
+    let batches = a.starts.len();
+    let mut out = vec![0.0f32; batches * m * n];
+    let one = |i: usize, out: &mut [f32]| {
+        let b_start = b.starts[if b.starts.len() == 1 { 0 } else { i }];
+        let product = if batches == 1 {
+            crate::linalg::strided_product_f32_threaded
+        } else {
+            crate::linalg::strided_product_f32
+        };
+        product(
+            &a.data[a.starts[i]..],
+            a.row,
+            a.col,
+            &b.data[b_start..],
+            b.row,
+            b.col,
+            m,
+            k,
+            n,
+            out,
+            n,
+        );
+    };
+    if m * n == 0 {
+        return out;
+    }
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, out)| one(i, out));
+    }
+    #[cfg(target_family = "wasm")]
+    out.chunks_mut(m * n)
+        .enumerate()
+        .for_each(|(i, out)| one(i, out));
+    out
+}
+
+fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(values, dims))
+}
+
+#[derive(Debug)]
+struct Matmul;
+
+impl Backward<Flex, 2> for Matmul {
+    /// Both operands (`a` contiguous when `b` is a shared weight).
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<(FlexTensor, FlexTensor), 2>,
+        grads: &mut Gradients,
+        _: &mut Checkpointer,
+    ) {
+        let (a, b) = ops.state;
+        let (a_dims, b_dims) = (a.layout().shape().to_vec(), b.layout().shape().to_vec());
+        let (k, n) = (b_dims[b_dims.len() - 2], b_dims[b_dims.len() - 1]);
+        let rows = a.layout().num_elements() / k.max(1);
+        let shared = b_dims.len() == 2 && a_dims.len() > 2;
+        binary::<Flex, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            // d a = g b^T: [.., m, n] by [n, k].
+            |grad| {
+                let grad = contiguous(&grad);
+                let g = grad.storage::<f32>();
+                let b = Operand::of(&b).expect("checked in forward").transposed();
+                let values = if shared {
+                    products(&Operand::dense(g, n), &b, rows, n, k)
+                } else {
+                    let m = a_dims[a_dims.len() - 2];
+                    let mut g = Operand::dense(g, n);
+                    g.starts = (0..rows / m.max(1)).map(|i| i * m * n).collect();
+                    products(&g, &b, m, n, k)
+                };
+                tensor(values, a_dims.clone())
+            },
+            // d b = a^T g: [k, m] by [m, n], summed over the rows when b is shared.
+            |grad| {
+                let grad = contiguous(&grad);
+                let g = grad.storage::<f32>();
+                let values = if shared {
+                    // a was made contiguous in forward: one [rows, k] matrix.
+                    let a = Operand::dense(a.storage::<f32>(), k).transposed();
+                    products(&a, &Operand::dense(g, n), k, rows, n)
+                } else {
+                    let a = Operand::of(&a).expect("checked in forward").transposed();
+                    let m = a_dims[a_dims.len() - 2];
+                    let mut g = Operand::dense(g, n);
+                    g.starts = (0..rows / m.max(1)).map(|i| i * m * n).collect();
+                    products(&a, &g, k, m, n)
+                };
+                tensor(values, b_dims.clone())
+            },
+        );
+    }
+}
+
+fn matmul(a: TrackedTensor, b: TrackedTensor) -> TrackedTensor {
+    let (a, guard_a) = a.into_parts();
+    let (b, guard_b) = b.into_parts();
+    let (a_dims, b_dims) = (a.layout().shape().to_vec(), b.layout().shape().to_vec());
+    let d = a_dims.len();
+    let (m, k, n) = (a_dims[d - 2], a_dims[d - 1], b_dims[b_dims.len() - 1]);
+    // A shared weight multiplies all of a's rows at once: a is read as one [rows, k] matrix.
+    let shared = b_dims.len() == 2 && d > 2;
+    let readable = |x: FlexTensor| match Operand::of(&x) {
+        Some(_) => x,
+        None => FlexTensor::from_data(x.into_data()),
+    };
+    let a = if shared { contiguous(&a) } else { readable(a) };
+    let b = readable(b);
+    let values = {
+        let ob = Operand::of(&b).expect("made readable");
+        if shared {
+            let rows = a.layout().num_elements() / k.max(1);
+            products(&Operand::dense(a.storage::<f32>(), k), &ob, rows, k, n)
+        } else {
+            products(&Operand::of(&a).expect("made readable"), &ob, m, k, n)
+        }
+    };
+    let mut out_dims = a_dims;
+    out_dims[d - 1] = n;
+    let output = tensor(values, out_dims);
+    match Matmul
+        .prepare::<NoCheckpointing>([guard_a, guard_b])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((a, b), output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fast_math::{gelu, softmax_last};
@@ -250,5 +468,86 @@ mod tests {
         let before = x.clone().into_data();
         let _ = softmax_last(x.clone());
         assert_eq!(x.into_data(), before, "the input is untouched");
+    }
+
+    /// `fast` (our product) and `plain` (burn's) on the same random `[a]` and `[b]`, through
+    /// the same views and a random weighting of the output: outputs and both gradients agree.
+    fn compare_matmul<const D: usize, const E: usize>(
+        a_dims: [usize; D],
+        b_dims: [usize; E],
+        fast: impl Fn(Tensor<D>, Tensor<E>) -> Tensor<D>,
+        plain: impl Fn(Tensor<D>, Tensor<E>) -> Tensor<D>,
+        what: &str,
+    ) {
+        let device = crate::device::cpu_device().autodiff();
+        let mut rng = SplitMix64::new(fresh_seed());
+        let mut data = |dims: &[usize]| {
+            TensorData::new(rng.uniform_vec(dims.iter().product(), 2.0), dims.to_vec())
+        };
+        let (a, b) = (data(&a_dims), data(&b_dims));
+        let w = data(&[1 << 14]).try_to_vec::<f32>().unwrap();
+        let run = |op: &dyn Fn(Tensor<D>, Tensor<E>) -> Tensor<D>| {
+            let ta = Tensor::<D>::from_data(a.clone(), &device).require_grad();
+            let tb = Tensor::<E>::from_data(b.clone(), &device).require_grad();
+            let y = op(ta.clone(), tb.clone());
+            let n = y.dims().iter().product::<usize>();
+            let weights = Tensor::<1>::from_data(TensorData::new(w[..n].to_vec(), [n]), &device)
+                .reshape(y.dims());
+            let grads = (y.clone() * weights).sum().backward();
+            let vec = |t: burn::tensor::TensorData| t.try_to_vec::<f32>().unwrap();
+            (
+                vec(y.into_data()),
+                vec(ta.grad(&grads).expect("a's gradient").into_data()),
+                vec(tb.grad(&grads).expect("b's gradient").into_data()),
+            )
+        };
+        let (fast, plain) = (run(&fast), run(&plain));
+        assert_close(&fast.0, &plain.0, 1e-5, &format!("{what} output"));
+        assert_close(&fast.1, &plain.1, 1e-5, &format!("{what} gradient of a"));
+        assert_close(&fast.2, &plain.2, 1e-5, &format!("{what} gradient of b"));
+    }
+
+    #[test]
+    fn tracked_matmul_matches_burns_forward_and_backward() {
+        let ours = |a: Tensor<4>, b: Tensor<4>| {
+            super::tracked_matmul(a, b).unwrap_or_else(|_| panic!("the tracked path is taken"))
+        };
+        // The attention's q k^T: both operands strided views (heads split, k transposed).
+        let heads = |t: Tensor<4>| t.swap_dims(1, 2);
+        compare_matmul(
+            [2, 7, 3, 5],
+            [2, 7, 3, 5],
+            |a, b| ours(heads(a), heads(b).swap_dims(2, 3)),
+            |a, b| heads(a).matmul(heads(b).swap_dims(2, 3)),
+            "q k^T",
+        );
+        // probabilities v: a contiguous a, a strided b.
+        compare_matmul(
+            [2, 3, 7, 7],
+            [2, 7, 3, 5],
+            |a, b| ours(a, heads(b)),
+            |a, b| a.matmul(heads(b)),
+            "p v",
+        );
+    }
+
+    #[test]
+    fn tracked_linear_products_match_burns() {
+        let ours = |a: Tensor<3>, w: Tensor<2>| {
+            super::tracked_matmul(a, w).unwrap_or_else(|_| panic!("the tracked path is taken"))
+        };
+        let burns = |a: Tensor<3>, w: Tensor<2>| a.matmul(w.unsqueeze::<3>());
+        // A weight shared by every row of a batch, on contiguous and transposed inputs.
+        compare_matmul([3, 9, 17], [17, 33], ours, burns, "x w");
+        compare_matmul(
+            [3, 17, 9],
+            [17, 33],
+            |a, w| ours(a.swap_dims(1, 2), w),
+            |a, w| burns(a.swap_dims(1, 2), w),
+            "x^T w",
+        );
+        // Plain matrices.
+        let ours2 = |a: Tensor<2>, w: Tensor<2>| super::tracked_matmul(a, w).ok().unwrap();
+        compare_matmul([5, 8], [8, 4], ours2, |a, w| a.matmul(w), "a b");
     }
 }

@@ -321,7 +321,16 @@ fn on_flex<const D: usize>(
 }
 
 #[cfg(feature = "flex")]
-use super::fast_autodiff::{tracked_gelu, tracked_softmax_last};
+use super::fast_autodiff::{tracked_gelu, tracked_matmul, tracked_softmax_last};
+
+#[cfg(not(feature = "flex"))]
+#[allow(clippy::type_complexity)]
+fn tracked_matmul<const D: usize, const E: usize>(
+    a: Tensor<D>,
+    b: Tensor<E>,
+) -> Result<Tensor<D>, (Tensor<D>, Tensor<E>)> {
+    Err((a, b))
+}
 
 #[cfg(not(feature = "flex"))]
 fn tracked_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
@@ -349,6 +358,26 @@ pub fn is_flex(device: &burn::tensor::Device) -> bool {
     {
         let _ = device;
         false
+    }
+}
+
+/// `a b` (batched over the leading dimensions): on Flex tensors that autodiff tracks, gemm
+/// reads strided views in place and writes its own buffer, with the backward's two products
+/// done the same way (burn's Flex product zeroes its output and then copies it whole into an
+/// aligned buffer: both passes were a tenth of a training step); burn's `matmul` elsewhere.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    tracked_matmul(a, b).unwrap_or_else(|(a, b)| a.matmul(b))
+}
+
+/// A linear layer, `x w + bias`: its product by `matmul`'s kernels where autodiff tracks `x`
+/// on Flex (the weight shared by every row), burn's `Linear::forward` elsewhere.
+pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+    match tracked_matmul(x, layer.weight.val()) {
+        Ok(product) => match &layer.bias {
+            Some(bias) => product + bias.val().unsqueeze::<D>(),
+            None => product,
+        },
+        Err((x, _)) => layer.forward(x),
     }
 }
 
