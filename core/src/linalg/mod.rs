@@ -203,7 +203,18 @@ pub fn strided_product_f32_threaded(
 ) {
     let parallelism = parallelism(m, k, n);
     gemm_call(
-        a, a_row, a_col, b, b_row, b_col, m, k, n, out, out_row, parallelism,
+        a,
+        a_row,
+        a_col,
+        b,
+        b_row,
+        b_col,
+        m,
+        k,
+        n,
+        out,
+        out_row,
+        parallelism,
     );
 }
 

@@ -61,7 +61,7 @@ impl Backward<Flex, 1> for Gelu {
         let x = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             with_contiguous(grad, |grad| {
-                gelu_backward_in_place(contiguous(&x).as_slice().unwrap_or(&[]), grad)
+                gelu_backward_in_place(as_f32(&contiguous(&x)), grad)
             })
         });
     }
@@ -94,7 +94,7 @@ impl Backward<Flex, 1> for Softmax {
         let width = row_width(&y);
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             with_contiguous(grad, |grad| {
-                softmax_backward_in_place(contiguous(&y).as_slice().unwrap_or(&[]), grad, width)
+                softmax_backward_in_place(as_f32(&contiguous(&y)), grad, width)
             })
         });
     }
@@ -119,6 +119,11 @@ fn softmax_last(x: TrackedTensor) -> TrackedTensor {
 
 fn row_width(x: &FlexTensor) -> usize {
     x.layout().shape().last().copied().unwrap_or(1)
+}
+
+/// The elements of a contiguous f32 tensor (the operations take f32 tensors only).
+fn as_f32(x: &FlexTensor) -> &[f32] {
+    x.as_slice().expect("a contiguous f32 tensor")
 }
 
 /// `x` itself when it is contiguous from its buffer's start, else a contiguous copy.
@@ -147,8 +152,11 @@ pub(super) fn tracked_matmul<const D: usize, const E: usize>(
     b: Tensor<E>,
 ) -> Result<Tensor<D>, (Tensor<D>, Tensor<E>)> {
     let (sa, sb) = (a.dims(), b.dims());
-    let batched = E == D && sa[..D - 2] == sb[..D - 2];
-    let shapes_fit = D >= 2 && E >= 2 && sa[D - 1] == sb[E - 2] && (batched || E == 2);
+    if D < 2 || E < 2 {
+        return Err((a, b));
+    }
+    let batched = E == D && sa[..D - 2] == sb[..E - 2];
+    let shapes_fit = sa[D - 1] == sb[E - 2] && (batched || E == 2);
     if !shapes_fit || a.dtype() != DType::F32 || b.dtype() != DType::F32 {
         return Err((a, b));
     }
@@ -549,5 +557,45 @@ mod tests {
         // Plain matrices.
         let ours2 = |a: Tensor<2>, w: Tensor<2>| super::tracked_matmul(a, w).ok().unwrap();
         compare_matmul([5, 8], [8, 4], ours2, |a, w| a.matmul(w), "a b");
+    }
+
+    #[test]
+    fn linear_layers_match_burns_forward_and_backward() {
+        use burn::nn::LinearConfig;
+        let device = crate::device::cpu_device().autodiff();
+        let mut rng = SplitMix64::new(fresh_seed());
+        let layer = LinearConfig::new(17, 9).init(&device);
+        let x = TensorData::new(rng.uniform_vec(3 * 5 * 17, 2.0), [3, 5, 17]);
+        let w = Tensor::<3>::from_data(
+            TensorData::new(rng.uniform_vec(3 * 5 * 9, 1.0), [3, 5, 9]),
+            &device,
+        );
+        let run = |fast: bool| {
+            let x = Tensor::<3>::from_data(x.clone(), &device).require_grad();
+            let y = if fast {
+                super::super::fast_math::linear(&layer, x.clone())
+            } else {
+                layer.forward(x.clone())
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let vec = |t: TensorData| t.try_to_vec::<f32>().unwrap();
+            let bias = layer
+                .bias
+                .as_ref()
+                .expect("a bias")
+                .grad(&grads)
+                .expect("bias grad");
+            (
+                vec(y.into_data()),
+                vec(x.grad(&grads).expect("x grad").into_data()),
+                vec(layer.weight.grad(&grads).expect("weight grad").into_data()),
+                vec(bias.into_data()),
+            )
+        };
+        let (fast, plain) = (run(true), run(false));
+        assert_close(&fast.0, &plain.0, 1e-5, "linear output");
+        assert_close(&fast.1, &plain.1, 1e-5, "linear gradient of x");
+        assert_close(&fast.2, &plain.2, 1e-5, "linear gradient of the weight");
+        assert_close(&fast.3, &plain.3, 1e-5, "linear gradient of the bias");
     }
 }
