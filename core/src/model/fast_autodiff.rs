@@ -184,7 +184,7 @@ impl<'a> Operand<'a> {
     fn of(x: &'a FlexTensor) -> Option<Self> {
         let layout = x.layout();
         let (dims, strides) = (layout.shape().to_vec(), layout.strides());
-        if !layout.has_positive_strides() || strides.iter().any(|&s| s < 0) || dims.len() < 2 {
+        if !layout.has_positive_strides() || dims.len() < 2 {
             return None;
         }
         let d = dims.len();
@@ -210,6 +210,16 @@ impl<'a> Operand<'a> {
             row: self.col,
             col: self.row,
             ..self
+        }
+    }
+
+    /// `count` contiguous `[rows, cols]` matrices, one after another.
+    fn batches(data: &'a [f32], count: usize, rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            starts: (0..count).map(|i| i * rows * cols).collect(),
+            row: cols,
+            col: 1,
         }
     }
 
@@ -302,8 +312,7 @@ impl Backward<Flex, 2> for Matmul {
                     products(&Operand::dense(g, n), &b, rows, n, k)
                 } else {
                     let m = a_dims[a_dims.len() - 2];
-                    let mut g = Operand::dense(g, n);
-                    g.starts = (0..rows / m.max(1)).map(|i| i * m * n).collect();
+                    let g = Operand::batches(g, rows / m.max(1), m, n);
                     products(&g, &b, m, n, k)
                 };
                 tensor(values, a_dims.clone())
@@ -319,8 +328,7 @@ impl Backward<Flex, 2> for Matmul {
                 } else {
                     let a = Operand::of(&a).expect("checked in forward").transposed();
                     let m = a_dims[a_dims.len() - 2];
-                    let mut g = Operand::dense(g, n);
-                    g.starts = (0..rows / m.max(1)).map(|i| i * m * n).collect();
+                    let g = Operand::batches(g, rows / m.max(1), m, n);
                     products(&a, &g, k, m, n)
                 };
                 tensor(values, b_dims.clone())
