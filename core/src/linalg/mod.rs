@@ -5,11 +5,13 @@
 //! - [`reference`]: the plain triple loop every fast kernel is tested against;
 //! - `F32`: the `gemm` crate's kernels (the ones burn's CPU backend calls; AVX-512 where the
 //!   CPU has it, at 0.85-0.95 of PyTorch's sgemm on an Intel Xeon: `benches/linalg.rs`);
+//!   in wasm [`panel`]'s simd128 kernel on weights packed into column panels instead;
 //! - `Bf16` ([`bf16`]): operands rounded to bf16, sums kept in f32, on Intel AMX tiles where
 //!   the CPU has AMX-BF16 and the OS grants the tile state (Linux on x86-64), else on AVX-512
 //!   BF16 (AMD Zen 4 and later).
 
 pub mod bf16;
+pub mod panel;
 pub mod reference;
 
 /// How a [`Matrix`] multiplies.
@@ -63,7 +65,11 @@ pub struct Matrix {
 #[derive(Clone, Debug)]
 enum Packed {
     /// Row-major `[k, n]`, for the `gemm` crate.
+    #[cfg_attr(target_family = "wasm", allow(dead_code))]
     F32(Vec<f32>),
+    /// Column panels, for wasm's kernel.
+    #[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+    Panels(panel::Panels),
     Bf16(bf16::PackedB),
 }
 
@@ -81,7 +87,10 @@ impl Matrix {
             k * n
         );
         let packed = match precision {
+            #[cfg(not(target_family = "wasm"))]
             Precision::F32 => Packed::F32(values),
+            #[cfg(target_family = "wasm")]
+            Precision::F32 => Packed::Panels(panel::Panels::new(&values, k, n)),
             Precision::Bf16 => {
                 assert!(
                     bf16::available(),
@@ -103,7 +112,7 @@ impl Matrix {
 
     pub fn precision(&self) -> Precision {
         match self.packed {
-            Packed::F32(_) => Precision::F32,
+            Packed::F32(_) | Packed::Panels(_) => Precision::F32,
             Packed::Bf16(_) => Precision::Bf16,
         }
     }
@@ -118,6 +127,7 @@ impl Matrix {
         assert_eq!(out.len(), m * n, "out must be [{m}, {n}]");
         match &self.packed {
             Packed::F32(w) => product_f32(x, w, m, k, n, out),
+            Packed::Panels(w) => w.product(x, m, out),
             Packed::Bf16(w) => w.product(x, k, m, out, n),
         }
     }
@@ -145,6 +155,8 @@ pub fn product_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut
 
 /// Every thread for a large product, this one for a small one.
 fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    #[cfg(target_family = "wasm")]
+    let _ = (m, k, n);
     match threads() {
         #[cfg(not(target_family = "wasm"))]
         t if t > 1 && m * k * n >= PARALLEL_MIN_MACS => gemm::Parallelism::Rayon(t),
@@ -155,7 +167,8 @@ fn parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
 /// `out = a b` where element `(i, p)` of `a` is `a[i * a_row + p * a_col]` and `(p, j)` of
 /// `b` is `b[p * b_row + j * b_col]`: transposed or strided views with no copy (one head of
 /// the attention inside the fused q/k/v rows). Row `i` of the output is
-/// `out[i * out_row..][..n]`. On this thread only (the attention runs one per thread).
+/// `out[i * out_row..][..n]`. On this thread only (the attention runs one per thread). In
+/// wasm `b`'s view is packed into [`panel`]'s panels first.
 #[allow(clippy::too_many_arguments)]
 pub fn strided_product_f32(
     a: &[f32],
@@ -170,6 +183,21 @@ pub fn strided_product_f32(
     out: &mut [f32],
     out_row: usize,
 ) {
+    #[cfg(target_family = "wasm")]
+    if m > 0 && n > 0 {
+        // The view packed into panels for wasm's kernel: a copy of `k n` numbers for a
+        // product of `m k n` multiply-adds.
+        let packed = panel::Panels::strided(b, b_row, b_col, k, n);
+        if a_col == 1 {
+            packed.product_rows(a, a_row, m, out, out_row);
+        } else {
+            let dense: Vec<f32> = (0..m * k)
+                .map(|i| a[(i / k) * a_row + (i % k) * a_col])
+                .collect();
+            packed.product_rows(&dense, k, m, out, out_row);
+        }
+        return;
+    }
     gemm_call(
         a,
         a_row,
