@@ -1,11 +1,12 @@
 //! Salient spans for REALM's salient-span masking (section 3.4): named entities and dates.
 //! The paper's BERT tagger was never released, so this is a tagger of our own: dates by
 //! pattern (a day, a month and a year in the usual English orders, a month with a day or a
-//! year, a year or a decade alone), entities from a gazetteer of the corpus's own titles, and
-//! runs of capitalised words (joined by "of", "da", "von", ...). Numbers that are not years are
-//! left out, as the CoNLL types the paper tagged have none.
+//! year, a year or a decade alone, a century, "AD 609"), entities from a gazetteer of the
+//! corpus's own titles, and runs of capitalised words (joined by "of", "da", "von", ...; a
+//! comma, bracket or quote ends one). Numbers that are not years are left out, as the CoNLL
+//! types the paper tagged have none. `scripts/tagger_vs_spacy.py` measures it against spaCy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -30,8 +31,12 @@ const MONTHS: &str = "January|February|March|April|May|June|July|August|Septembe
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
     let day = r"(?:[12][0-9]|3[01]|0?[1-9])(?:st|nd|rd|th)?";
     let year = r"(?:[1-9][0-9]{2,3})(?:\s?(?:BC|BCE|AD|CE))?";
+    let era = r"(?:\s?(?:BC|BCE|AD|CE)\b)?";
+    let century = format!(
+        r"(?:(?:early|mid|late)[\s-])?(?:[1-9]|1[0-9]|2[01])(?:st|nd|rd|th)[\s-]century{era}"
+    );
     let pattern = format!(
-        r"\b(?:{day}\s(?:{MONTHS})(?:,?\s{year})?|(?:{MONTHS})\s{day}(?:,?\s{year})?\b|(?:{MONTHS})\s{year}\b|(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b(?:\s?(?:BC|BCE|AD|CE)\b)?)"
+        r"\b(?:{day}\s(?:{MONTHS})(?:,?\s{year})?|(?:{MONTHS})\s{day}(?:,?\s{year})?\b|(?:{MONTHS})\s{year}\b|{century}|(?:AD|CE)\s[1-9][0-9]{{0,3}}\b|(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b{era})"
     );
     Regex::new(&pattern).expect("a valid date pattern")
 });
@@ -150,6 +155,9 @@ const NOT_NAMES: &[&str] = &[
 pub struct Gazetteer {
     /// First word -> the titles (as word lists) starting with it, longest first.
     by_first: HashMap<String, Vec<Vec<String>>>,
+    /// One-word titles (lower-cased) that the corpus's text also writes in lower case: common
+    /// words, not names, when they open a sentence.
+    common: HashSet<String>,
 }
 
 impl Gazetteer {
@@ -179,7 +187,31 @@ impl Gazetteer {
             titles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
             titles.dedup();
         }
-        Self { by_first }
+        Self {
+            by_first,
+            common: HashSet::new(),
+        }
+    }
+
+    /// Notes which one-word titles `texts` also write in lower case ("water" for "Water"):
+    /// those are common words and are not tagged when they open a sentence.
+    pub fn with_common_words<'a>(mut self, texts: impl IntoIterator<Item = &'a str>) -> Self {
+        let single: HashSet<String> = self
+            .by_first
+            .values()
+            .flatten()
+            .filter(|t| t.len() == 1)
+            .map(|t| t[0].to_lowercase())
+            .collect();
+        for text in texts {
+            for (s, e) in words(text) {
+                let word = &text[s..e];
+                if !starts_upper(word) && single.contains(word) {
+                    self.common.insert(word.to_string());
+                }
+            }
+        }
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -228,6 +260,10 @@ pub fn salient_spans(sentence: &str, gazetteer: &Gazetteer) -> Vec<SalientSpan> 
             .then(|| {
                 let mut last = i;
                 for j in i + 1..words.len() {
+                    // A comma, bracket or quote ends a name ("Athens, Greece" is two).
+                    if !sentence[words[j - 1].1..words[j].0].trim().is_empty() {
+                        break;
+                    }
                     let joins =
                         CONNECTORS.contains(&text(j)) || (text(j) == "the" && text(j - 1) == "of");
                     if starts_upper(text(j)) && !is_number(text(j)) {
@@ -250,8 +286,12 @@ pub fn salient_spans(sentence: &str, gazetteer: &Gazetteer) -> Vec<SalientSpan> 
                 .iter()
                 .find(|p| end_word.len() > p.len() && end_word.ends_with(*p))
                 .map_or(0, |p| p.len());
-        // A lone capital at the start of a sentence is usually just the first word.
-        if !(i == 0 && last == 0) && !taken(&spans, s, e) {
+        // A lone capital at the start of a sentence is usually just the first word, unless
+        // it is a title of the corpus that its text never writes in lower case ("Beowulf",
+        // not "Water").
+        let first_word_only = i == 0 && last == 0;
+        let named = title == Some(0) && !gazetteer.common.contains(&text(0).to_lowercase());
+        if (!first_word_only || named) && !taken(&spans, s, e) {
             spans.push(SalientSpan {
                 start: s,
                 end: e,
@@ -425,6 +465,65 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn centuries_and_eras_before_the_year_are_dates() {
+        let g = Gazetteer::default();
+        assert_eq!(
+            tagged(
+                "Built in the 20th century and rebuilt in the mid-16th century, it fell in AD 609.",
+                &g
+            ),
+            pairs(&[
+                ("date", "20th century"),
+                ("date", "mid-16th century"),
+                ("date", "AD 609")
+            ])
+        );
+        assert_eq!(
+            tagged("It dates from the 5th century BC.", &g),
+            pairs(&[("date", "5th century BC")])
+        );
+    }
+
+    #[test]
+    fn punctuation_ends_a_run_of_capitals() {
+        let g = Gazetteer::default();
+        assert_eq!(
+            tagged(
+                "It starred Claude Rains, Conrad Veidt and Peter Lorre in Athens, Greece.",
+                &g
+            ),
+            pairs(&[
+                ("entity", "Claude Rains"),
+                ("entity", "Conrad Veidt"),
+                ("entity", "Peter Lorre"),
+                ("entity", "Athens"),
+                ("entity", "Greece")
+            ])
+        );
+        assert_eq!(
+            tagged("the International System of Units (SI) is used", &g),
+            pairs(&[("entity", "International System of Units"), ("entity", "SI")])
+        );
+    }
+
+    #[test]
+    fn a_title_opening_a_sentence_is_a_name_unless_the_corpus_writes_it_in_lower_case() {
+        let texts = ["Beowulf is an Old English poem.", "Clean water is scarce."];
+        let g = Gazetteer::from_titles(["Beowulf", "Water"]).with_common_words(texts);
+        assert_eq!(
+            tagged("Beowulf is an Old English poem.", &g),
+            pairs(&[("entity", "Beowulf"), ("entity", "Old English")])
+        );
+        assert!(tagged("Water covers most of the planet.", &g).is_empty());
+        // Without the corpus's text every one-word title is taken for a name.
+        let bare = Gazetteer::from_titles(["Water"]);
+        assert_eq!(
+            tagged("Water covers most of the planet.", &bare),
+            pairs(&[("entity", "Water")])
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub struct TagArgs {
 
 pub fn run(args: &TagArgs) -> anyhow::Result<()> {
     let all = read_passages(&args.corpus, 0)?;
-    let gazetteer = Gazetteer::from_titles(all.iter().map(|p| p.title.as_str()));
+    let gazetteer = Gazetteer::from_titles(all.iter().map(|p| p.title.as_str()))
+        .with_common_words(all.iter().map(|p| p.text.as_str()));
     let passages = if args.limit > 0 {
         &all[..args.limit.min(all.len())]
     } else {
