@@ -150,3 +150,103 @@ fn the_marginal_loss_falls_resumes_exactly_and_the_index_refreshes_while_trainin
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `args` with the value of `flag` replaced.
+fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.to_string(),
+        None => args.extend([flag.to_string(), value.to_string()]),
+    }
+    args
+}
+
+#[test]
+fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let paragraphs = squad_paragraphs(&squad, 40);
+    let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
+
+    let run = tmp.path().join("run");
+    let dump = tmp.path().join("batches.jsonl");
+    let mut args = with(pretrain_args(&base, &corpus, &shard, &run, "never"), "--steps", "4");
+    args.extend(["--dump-batches".into(), dump.to_str().unwrap().into()]);
+    assert_ok(&realm(&args));
+    // One dumped micro-batch per step, shaped as the step read it: 4 candidates a query.
+    let batches: Vec<serde_json::Value> = std::fs::read_to_string(&dump)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(batches.len(), 4);
+    for b in &batches {
+        let queries = b["queries"]["input_ids"].as_array().unwrap().len();
+        let rows = b["rows"]["input_ids"].as_array().unwrap().len();
+        assert_eq!(b["candidates_per_query"], 4);
+        assert_eq!(rows, 4 * queries, "{b}");
+        assert_eq!(b["candidates"]["input_ids"].as_array().unwrap().len(), 3 * queries);
+        let targets = b["targets"].as_u64().unwrap() as usize;
+        assert_eq!(b["positions"].as_array().unwrap().len(), rows * targets);
+        assert_eq!(b["labels"].as_array().unwrap().len(), queries * targets);
+    }
+    // Every step's forward is split into its three parts.
+    for line in lines(&run).iter().filter(|l| l.get("loss").is_some()) {
+        let parts = &line["extra"]["seconds"];
+        let sum: f64 = ["retrieval", "embed_candidates", "encoder"]
+            .iter()
+            .map(|p| parts[*p].as_f64().unwrap())
+            .sum();
+        assert!(sum > 0.0 && sum <= line["seconds"]["forward"].as_f64().unwrap() + 1e-9, "{line}");
+    }
+    // The retriever and the encoder's BERT load strictly wherever a --model goes.
+    for part in ["embedder", "encoder"] {
+        let out = tmp.path().join(format!("{part}.shard"));
+        assert_ok(&realm(&[
+            "index".into(),
+            "--model".into(),
+            run.join(part).to_str().unwrap().into(),
+            "--corpus".into(),
+            corpus.to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]));
+        assert!(out.is_file());
+    }
+
+    // Retrieval off (the ablation's baseline): the null document alone, no refresh, and the
+    // embedder never changes.
+    let off = tmp.path().join("off");
+    let args = with(
+        with(pretrain_args(&base, &corpus, &shard, &off, "every:2"), "--steps", "4"),
+        "--candidates",
+        "1",
+    );
+    assert_ok(&realm(&args));
+    let steps: Vec<serde_json::Value> = lines(&off)
+        .into_iter()
+        .filter(|l| l.get("loss").is_some())
+        .collect();
+    assert_eq!(steps.len(), 4);
+    assert!(steps.iter().all(|l| l["extra"]["index_step"] == 0), "no refresh without retrieval");
+    // The same corpus indexed by the base, the retrieval-off run's and REALM's embedders
+    // (`index` as `write_indexed_corpus` ran it): only REALM's embedding differs.
+    let off_shard = tmp.path().join("off.shard");
+    assert_ok(&realm(&[
+        "index".into(),
+        "--model".into(),
+        off.join("embedder").to_str().unwrap().into(),
+        "--corpus".into(),
+        corpus.to_str().unwrap().into(),
+        "--out".into(),
+        off_shard.to_str().unwrap().into(),
+    ]));
+    let bytes = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(bytes(&off_shard), bytes(&shard), "retrieval off, the embedder never trains");
+    assert_ne!(
+        bytes(&tmp.path().join("embedder.shard")),
+        bytes(&shard),
+        "with retrieval, it does"
+    );
+}

@@ -9,7 +9,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::Error;
-use crate::checkpoint::weights::WeightLoader;
+use crate::checkpoint::weights::{HostTensor, WeightLoader, WeightMap};
 use crate::linalg::Precision;
 use crate::model::config::{BertConfig, HiddenAct};
 use crate::model::fast_math::{self, softmax_last};
@@ -180,6 +180,53 @@ impl Bert {
         })
     }
 
+    /// The weights under Hugging Face's `BertModel` names below `prefix`, as [`Bert::load`]
+    /// reads them (linear weights back to `[out, in]`): how a trained encoder leaves as a
+    /// model directory any `--model` flag takes.
+    pub fn hf_weights(&self, prefix: &str) -> WeightMap {
+        let mut out = WeightMap::new();
+        let mut put = |name: String, shape: Vec<usize>, data: Vec<f32>| {
+            out.insert(format!("{prefix}{name}"), HostTensor { shape, data });
+        };
+        let e = &self.embeddings;
+        for (name, table) in [
+            ("word_embeddings", &e.word_embeddings),
+            ("position_embeddings", &e.position_embeddings),
+            ("token_type_embeddings", &e.token_type_embeddings),
+        ] {
+            let value = table.weight.val();
+            put(format!("embeddings.{name}.weight"), value.dims().to_vec(), host_f32(value));
+        }
+        let mut norms = vec![("embeddings.LayerNorm".to_string(), &e.layer_norm)];
+        let mut linears = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let l = |name: &str| format!("encoder.layer.{i}.{name}");
+            linears.push((l("attention.self.query"), &layer.query));
+            linears.push((l("attention.self.key"), &layer.key));
+            linears.push((l("attention.self.value"), &layer.value));
+            linears.push((l("attention.output.dense"), &layer.attention_output));
+            norms.push((l("attention.output.LayerNorm"), &layer.attention_layer_norm));
+            linears.push((l("intermediate.dense"), &layer.intermediate));
+            linears.push((l("output.dense"), &layer.output));
+            norms.push((l("output.LayerNorm"), &layer.output_layer_norm));
+        }
+        if let Some(pooler) = &self.pooler {
+            linears.push(("pooler.dense".to_string(), pooler));
+        }
+        for (name, norm) in norms {
+            let beta = norm.beta.as_ref().expect("BERT's LayerNorms have a bias");
+            put(format!("{name}.weight"), norm.gamma.dims().to_vec(), host_f32(norm.gamma.val()));
+            put(format!("{name}.bias"), beta.dims().to_vec(), host_f32(beta.val()));
+        }
+        for (name, linear) in linears {
+            let weight = linear.weight.val().transpose(); // [out, in], as Hugging Face stores it
+            let bias = linear.bias.as_ref().expect("BERT's linear layers have a bias");
+            put(format!("{name}.weight"), weight.dims().to_vec(), host_f32(weight));
+            put(format!("{name}.bias"), bias.dims().to_vec(), host_f32(bias.val()));
+        }
+        out
+    }
+
     /// From now on `forward` runs [`FrozenBert`] at `precision` (inference only: no
     /// gradients, and later changes to the weights are not seen). Only on burn's CPU backend
     /// (Flex); elsewhere the module path stays and this returns `false`.
@@ -319,6 +366,14 @@ impl BertLayer {
 
 /// A `[batch, seq]` int tensor built from host data (i32 on every backend, never i64:
 /// WebGPU has no 64-bit integers).
+fn host_f32<const D: usize>(value: Tensor<D>) -> Vec<f32> {
+    value
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 data")
+}
+
 fn int_tensor(values: &[u32], batch: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
     let values: Vec<i32> = values.iter().map(|&v| v as i32).collect();
     Tensor::from_data(TensorData::new(values, [batch, seq]), device)
@@ -330,5 +385,38 @@ pub(crate) fn activation<const D: usize>(x: Tensor<D>, act: HiddenAct) -> Tensor
         HiddenAct::Gelu => fast_math::gelu(x),
         HiddenAct::GeluNew => gelu_approximate(x),
         HiddenAct::Relu => relu(x),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::safetensors_file::strip_prefix;
+
+    /// `hf_weights` is `load` read backwards: every tensor the loader took comes back under
+    /// its name, shape and values, and nothing else.
+    #[test]
+    fn hf_weights_give_back_what_load_took() {
+        let device = crate::device::cpu_device();
+        let config = crate::skeleton::config();
+        let all = strip_prefix(&crate::skeleton::seeded_weights(&config, 21), "realm.");
+        let bert_only: WeightMap = all
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("embeddings.") || name.starts_with("encoder.") || name.starts_with("pooler."))
+            .collect();
+        let mut loader = WeightLoader::new(bert_only.clone(), &device);
+        let bert = Bert::load(&config, &mut loader, "", true, &device).unwrap();
+        loader.finish(&[]).unwrap();
+
+        let back = bert.hf_weights("");
+        assert_eq!(back.keys().collect::<Vec<_>>(), bert_only.keys().collect::<Vec<_>>());
+        for (name, want) in &bert_only {
+            let got = &back[name];
+            assert_eq!(got.shape, want.shape, "{name}");
+            assert_eq!(got.data, want.data, "{name}");
+        }
+        let prefixed = bert.hf_weights("realm.");
+        assert!(prefixed.keys().all(|k| k.starts_with("realm.")));
+        assert_eq!(prefixed.len(), back.len());
     }
 }

@@ -84,6 +84,37 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
     norm
 }
 
+/// Moves the gradients of the parameters `ids` out of `grads` into a set of their own, so
+/// that they can take a step of their own learning rate (fresh heads learn faster than the
+/// pre-trained body they sit on).
+pub fn split_grads<M: Module>(
+    module: &M,
+    grads: &mut GradientsParams,
+    ids: &[ParamId],
+) -> GradientsParams {
+    struct Split<'a> {
+        grads: &'a mut GradientsParams,
+        ids: &'a [ParamId],
+        out: GradientsParams,
+    }
+    impl ModuleVisitor for Split<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.ids.contains(&param.id)
+                && let Some(g) = self.grads.remove::<D>(param.id)
+            {
+                self.out.register(param.id, g);
+            }
+        }
+    }
+    let mut split = Split {
+        grads,
+        ids,
+        out: GradientsParams::new(),
+    };
+    module.visit(&mut split);
+    split.out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +132,42 @@ mod tests {
             dense: LinearConfig::new(3, 2).init(device),
             layer_norm: LayerNormConfig::new(2).init(device),
         }
+    }
+
+    /// Two AdamW steps, one for a group at its own rate and one for the rest, move each
+    /// parameter as one step at that parameter's rate would.
+    #[test]
+    fn a_split_group_steps_at_its_own_rate() {
+        let device = crate::device::cpu_device().autodiff();
+        let m = tiny(&device);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 3.0], [1, 3]), &device);
+        let loss = |m: &Tiny| m.layer_norm.forward(m.dense.forward(x.clone())).mul_scalar(3.0).sum()
+            + m.dense.weight.val().sum();
+        let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let fast = vec![m.dense.weight.id];
+
+        let mut grads = GradientsParams::from_grads(loss(&m).backward(), &m);
+        let head = split_grads(&m, &mut grads, &fast);
+        assert!(grads.get::<2>(m.dense.weight.id).is_none(), "moved out");
+        assert!(head.get::<2>(m.dense.weight.id).is_some());
+        let mut optim = bert_adamw(&m);
+        let split = optim.step(1e-3, m.clone(), grads);
+        let split = optim.step(1e-2, split, head);
+
+        // The same step taken twice whole, at each rate: the weight follows the fast one,
+        // the bias the slow one.
+        let whole = |lr: f64| {
+            let grads = GradientsParams::from_grads(loss(&m).backward(), &m);
+            bert_adamw(&m).step(lr, m.clone(), grads)
+        };
+        let (slow, quick) = (whole(1e-3), whole(1e-2));
+        let close = |a: Vec<f32>, b: Vec<f32>| {
+            a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6)
+        };
+        assert!(close(host(split.dense.weight.val()), host(quick.dense.weight.val())));
+        let bias = |t: &Tiny| t.dense.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap();
+        assert!(close(bias(&split), bias(&slow)));
+        assert!(!close(host(split.dense.weight.val()), host(slow.dense.weight.val())));
     }
 
     #[test]

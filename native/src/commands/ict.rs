@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commands::finetune::DeviceKind;
 use crate::embed::read_passages;
-use crate::files::model_dir::{read_base, sentence_model};
+use crate::files::model_dir::{read_base, sentence_model, write_model_dir};
 use crate::files::shard_file::write_atomic;
 use crate::train::order::Order;
 use crate::train::run_dir::{Run, open_run, resume_or_start};
@@ -196,6 +196,7 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
         plot_title: "realm ict: inverse cloze loss",
         quiet: args.quiet,
         eval_every: args.eval_every,
+        fast: (Vec::new(), 1.0),
     };
     let micro = |model: &RealmEmbedder, position: usize| {
         let t = Instant::now();
@@ -238,8 +239,9 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
         &dir.join("embedder.safetensors"),
         &realm_core::checkpoint::safetensors_file::write_safetensors(&weights)?,
     )?;
+    write_model_dir(&dir.join("embedder"), &args.model, &embedder.valid().bert.hf_weights(""))?;
     eprintln!(
-        "ict: done; the embedder is in {} (embedder.safetensors, by module path)",
+        "ict: done; the embedder is in {} (embedder.safetensors, by module path; embedder/, a model directory for --model)",
         dir.display()
     );
     Ok(())

@@ -8,6 +8,7 @@
 //! `[CLS] x [SEP] z_body [SEP]` (title dropped) and its masked-LM head scores the masked
 //! positions only; the loss is -log sum_z p(y_j|z,x) p(z|x) per masked token.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::finetune::DeviceKind;
 use crate::commands::index::widened;
 use crate::embed::{embed_passages, read_passages};
-use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
+use crate::files::model_dir::{SentenceModel, read_base, sentence_model, write_model_dir};
 use crate::files::shard_file::{read_shard, write_atomic};
 use crate::train::order::Order;
 use crate::train::refresh::{Built, RefreshSchedule, Refresher};
@@ -76,7 +77,8 @@ pub struct PretrainArgs {
     /// Use only the first N passages (0: all); the index must hold them all (default: the `--config` preset's).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Candidates per query, the null document included (default: the `--config` preset's).
+    /// Candidates per query, the null document included; 1 turns retrieval off (the null
+    /// document only: the ablation's baseline) (default: the `--config` preset's).
     #[arg(long)]
     pub candidates: Option<usize>,
     /// Wordpieces of a query (`[CLS] sentence [SEP]`) (default: the `--config` preset's).
@@ -110,6 +112,17 @@ pub struct PretrainArgs {
     /// Steps between evaluations of the held-out sentences.
     #[arg(long)]
     pub eval_every: Option<usize>,
+    /// f(x, z) is this times the inner product of the unit-length embeddings (which lies in
+    /// [-1, 1]), so that p(z|x) can tell candidates apart; f(x, null) = 0.
+    #[arg(long, default_value_t = 20.0)]
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// The fresh masked-LM head (transform, its LayerNorm, the output bias; the decoder is the
+    /// word embeddings) learns at this times the learning rate: it starts from nothing while
+    /// the BERT under it is pre-trained.
+    #[arg(long, default_value_t = 10.0)]
+    #[serde(default = "one")]
+    pub head_lr_factor: f64,
     #[arg(long, value_enum, default_value = "salient")]
     pub masking: MaskingArg,
     /// The ablation: refresh 30 times less often.
@@ -128,6 +141,22 @@ pub struct PretrainArgs {
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
+    /// Also write every micro-batch's inputs (queries, candidates, encoder rows, masked
+    /// positions, labels) to FILE as JSON lines, in training order: the PyTorch peer
+    /// (scripts/bench-pretrain.sh) trains on exactly these.
+    #[arg(long, value_name = "FILE", hide = true)]
+    #[serde(skip)]
+    pub dump_batches: Option<PathBuf>,
+}
+
+/// The `--scale` of runs started before it existed (their args.json has none): 1.
+fn default_scale() -> f32 {
+    1.0
+}
+
+/// The `--head-lr-factor` of runs started before it existed: 1.
+fn one() -> f64 {
+    1.0
 }
 
 /// Size presets of `--config`.
@@ -231,13 +260,23 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     if z.steps == 0 || z.batch == 0 || z.accumulate == 0 || args.checkpoint_every == 0 {
         bail!("--steps, --batch, --accumulate and --checkpoint-every must be at least 1");
     }
-    if z.candidates < 2 {
-        bail!("--candidates counts the null document: it must be at least 2");
+    if !(args.scale > 0.0 && args.scale.is_finite()) {
+        bail!("--scale must be a positive number");
+    }
+    if !(args.head_lr_factor > 0.0 && args.head_lr_factor.is_finite()) {
+        bail!("--head-lr-factor must be a positive number");
+    }
+    if z.candidates == 0 {
+        bail!("--candidates counts the null document: it must be at least 1 (1: retrieval off)");
     }
     if z.query_length + 2 > z.max_length || z.max_length > 512 {
         bail!("--max-length must leave room for a body after --query-length, and be at most 512");
     }
-    let schedule_kind = RefreshSchedule::parse(&z.refresh, args.stale_30x)?;
+    let mut schedule_kind = RefreshSchedule::parse(&z.refresh, args.stale_30x)?;
+    if z.candidates == 1 {
+        // Retrieval off: the starting index only serves the held-out evaluation.
+        schedule_kind = RefreshSchedule::Never;
+    }
     let given = |p: &Option<PathBuf>| p.clone().expect("clap requires it without --resume");
     let (corpus_path, index_path) = (given(&args.corpus), given(&args.index));
     let device = args.device.device();
@@ -262,7 +301,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| document_uid(&p.title, &p.text))
         .collect();
-    let gazetteer = Gazetteer::from_titles(passages.iter().map(|p| p.title.as_str()));
+    let gazetteer = Gazetteer::from_titles(passages.iter().map(|p| p.title.as_str()))
+        .with_common_words(passages.iter().map(|p| p.text.as_str()));
     // Every sentence that can become a query: (passage, byte range).
     let queries: Vec<(usize, (usize, usize))> = passages
         .iter()
@@ -400,6 +440,9 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let lengths: Vec<usize> = queries.iter().map(|&(_, (s, e))| e - s).collect();
     let mut order = Order::new(&lengths, z.batch, args.seed);
     let masking = masking_of(args.masking);
+    let head =
+        realm_core::checkpoint::module_io::param_ids(&model, |path| path.starts_with("encoder.mlm."));
+    assert_eq!(head.len(), 5, "the masked-LM head's transform, LayerNorm and bias");
     let schedule = Schedule {
         name: "pretrain",
         dir: &dir,
@@ -414,9 +457,16 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         plot_title: "realm pretrain: masked-LM marginal loss",
         quiet: args.quiet,
         eval_every: if held_out.is_empty() { 0 } else { z.eval_every },
+        fast: (head, args.head_lr_factor),
     };
     let cpu = realm_core::device::cpu_device();
     let eval_refresher = refresher.current.clone();
+    let mut dump = match &args.dump_batches {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     let micro = |model: &RealmModel, position: usize| {
         if position % z.accumulate == 0 {
             let step = position / z.accumulate;
@@ -449,7 +499,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         }
         let built = refresher.current();
         let data_seconds = t.elapsed().as_secs_f64();
-        let loss = realm_loss(
+        let mut record = serde_json::json!({});
+        let (loss, phases) = realm_loss(
             model,
             &masked,
             &passages,
@@ -457,8 +508,16 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
             &built,
             &tokenizer,
             &z,
+            args.scale,
             &train_device,
+            dump.as_ref().map(|_| &mut record),
         )?;
+        if let Some(file) = dump.as_mut() {
+            record["position"] = serde_json::json!(position);
+            serde_json::to_writer(&mut *file, &record)?;
+            file.write_all(b"\n")?;
+            file.flush()?;
+        }
         Ok(MicroLoss {
             loss: loss.div_scalar(z.accumulate as f64),
             data_seconds,
@@ -467,6 +526,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
                 "staleness": (position / z.accumulate).saturating_sub(built.step),
                 "index_step": built.step,
                 "queries": masked.len(),
+                "seconds": phases,
             }),
         })
     };
@@ -493,8 +553,22 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         &dir.join("realm.safetensors"),
         &realm_core::checkpoint::safetensors_file::write_safetensors(&weights)?,
     )?;
+    // The retriever and the encoder's BERT as model directories, for `realm index --model`,
+    // `realm eval --model` and `realm finetune --model`. The encoder has no pooler (it reads
+    // token states): the base model's goes with it, unchanged, so the directory is a whole
+    // BertModel.
+    let trained = model.valid();
+    write_model_dir(&dir.join("embedder"), &args.model, &trained.embedder.bert.hf_weights(""))?;
+    let mut encoder = trained.encoder.bert.hf_weights("");
+    for (name, tensor) in &base.weights {
+        if name.starts_with("pooler.") {
+            encoder.entry(name.clone()).or_insert_with(|| tensor.clone());
+        }
+    }
+    write_model_dir(&dir.join("encoder"), &args.model, &encoder)?;
     eprintln!(
-        "pretrain: done; the embedder and encoder are in {} (realm.safetensors)",
+        "pretrain: done; in {}: realm.safetensors (embedder and encoder with its masked-LM head, by module path), \
+         embedder/ (the retriever) and encoder/ (the encoder's BERT) as model directories for --model",
         dir.display()
     );
     Ok(())
@@ -636,16 +710,38 @@ fn realm_loss(
     built: &Built,
     tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
     z: &Sizes,
+    scale: f32,
     device: &Device,
-) -> anyhow::Result<Tensor<1>> {
+    mut record: Option<&mut serde_json::Value>,
+) -> anyhow::Result<(Tensor<1>, Phases)> {
     let (b, k) = (masked.len(), z.candidates);
+    let mut phases = Phases::default();
+    if k == 1 {
+        // Retrieval off: the null document alone, p(null|x) = 1.
+        let t = Instant::now();
+        let ids = masked
+            .iter()
+            .map(|(_, m)| encoder_row(m, None, passages, tokenizer, z.max_length))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let loss = encoder_loss(
+            model,
+            masked,
+            &ids,
+            Tensor::zeros([b, 1], device),
+            tokenizer,
+            device,
+            record,
+        )?;
+        phases.encoder = t.elapsed().as_secs_f64();
+        return Ok((loss, phases));
+    }
+    let t = Instant::now();
     let rows: Vec<(&[u32], &[u32])> = masked
         .iter()
         .map(|(_, m)| (&m.ids[..], &m.type_ids[..]))
         .collect();
-    let query = model
-        .embedder
-        .embed(&BertInput::padded(&rows, tokenizer.pad_id), device); // [b, dim]
+    let query_input = BertInput::padded(&rows, tokenizer.pad_id);
+    let query = model.embedder.embed(&query_input, device); // [b, dim]
     let dim = query.dims()[1];
     let host: Vec<f32> = query
         .clone()
@@ -673,6 +769,8 @@ fn realm_loss(
         }
         chosen.push(picked);
     }
+    phases.retrieval = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     // Re-embedded with the current weights: the gradient reaches Embed_doc.
     let texts: Vec<String> = chosen
         .iter()
@@ -680,14 +778,23 @@ fn realm_loss(
         .map(|&z| passages[z].embedding_text())
         .collect();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let docs = model
-        .embedder
-        .embed(&tokenizer.encode_batch(&texts, z.block_length)?, device); // [b * (k - 1), dim]
+    let docs_input = tokenizer.encode_batch(&texts, z.block_length)?;
+    let docs = model.embedder.embed(&docs_input, device); // [b * (k - 1), dim]
+    if let Some(record) = record.as_deref_mut() {
+        record["queries"] = input_json(&query_input);
+        record["candidates"] = input_json(&docs_input);
+        record["scale"] = serde_json::json!(scale);
+        record["index_rows"] = serde_json::json!(built.index.len());
+        record["search_depth"] = serde_json::json!(depth);
+    }
     let retrieved = (query.reshape([b, 1, dim]) * docs.reshape([b, k - 1, dim]))
         .sum_dim(2)
-        .reshape([b, k - 1]);
+        .reshape([b, k - 1])
+        .mul_scalar(scale);
     let null = Tensor::<2>::zeros([b, 1], device);
     let relevance_score = Tensor::cat(vec![null, retrieved], 1); // [b, k]: f(x, null) = 0 first
+    phases.embed_candidates = t.elapsed().as_secs_f64();
+    let t = Instant::now();
 
     // [CLS] x [SEP] z_body [SEP] for every candidate (the null document has no body).
     let mut ids = Vec::with_capacity(b * k);
@@ -696,6 +803,34 @@ fn realm_loss(
             ids.push(encoder_row(m, doc, passages, tokenizer, z.max_length)?);
         }
     }
+    let loss = encoder_loss(model, masked, &ids, relevance_score, tokenizer, device, record)?;
+    phases.encoder = t.elapsed().as_secs_f64();
+    Ok((loss, phases))
+}
+
+/// Seconds of a micro-batch's forward, by part (logged in `extra.seconds`).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+struct Phases {
+    /// Embedding the queries and searching the index.
+    retrieval: f64,
+    /// Re-embedding the candidates with the current weights.
+    embed_candidates: f64,
+    /// The knowledge-augmented encoder over every (query, candidate) pair and the loss.
+    encoder: f64,
+}
+
+/// The per-token marginal loss of `masked` queries, each read with its candidates' encoder
+/// rows `ids` (query-major, `k` rows a query) weighted by `relevance_score` [b, k].
+fn encoder_loss(
+    model: &RealmModel,
+    masked: &[(usize, MaskedQuery)],
+    ids: &[(Vec<u32>, Vec<u32>)],
+    relevance_score: Tensor<2>,
+    tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
+    device: &Device,
+    record: Option<&mut serde_json::Value>,
+) -> anyhow::Result<Tensor<1>> {
+    let (b, k) = (masked.len(), relevance_score.dims()[1]);
     let pairs: Vec<(&[u32], &[u32])> = ids.iter().map(|(i, t)| (&i[..], &t[..])).collect();
     let input = BertInput::padded(&pairs, tokenizer.pad_id);
     // The masked positions of each query, the same in each of its candidates' rows.
@@ -716,8 +851,25 @@ fn realm_loss(
         );
         mask.extend((0..targets).map(|j| if j < m.targets.len() { 1.0f32 } else { 0.0 }));
     }
+    if let Some(record) = record {
+        record["rows"] = input_json(&input);
+        record["candidates_per_query"] = serde_json::json!(k);
+        record["targets"] = serde_json::json!(targets);
+        record["positions"] = serde_json::json!(positions);
+        record["labels"] = serde_json::json!(labels);
+    }
     let logits = model
         .encoder
         .forward_at(&input, &positions, targets, device); // [b * k, targets, vocab]
     Ok(marginal_log_likelihood(logits, relevance_score, &labels, &mask).loss)
+}
+
+/// A padded batch as JSON (`[batch, seq]` rows of ids, type ids and attention mask).
+fn input_json(input: &BertInput) -> serde_json::Value {
+    let rows = |v: &[u32]| -> Vec<Vec<u32>> { v.chunks(input.seq.max(1)).map(<[u32]>::to_vec).collect() };
+    serde_json::json!({
+        "input_ids": rows(&input.input_ids),
+        "token_type_ids": rows(&input.token_type_ids),
+        "attention_mask": rows(&input.attention_mask),
+    })
 }

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::bail;
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use realm_core::train::optim::clip_global_norm;
+use realm_core::train::optim::{clip_global_norm, split_grads};
 use realm_core::train::schedule::lr_at;
 
 use crate::train::metrics::{MetricsLog, Phases, StepLine};
@@ -40,6 +40,9 @@ pub struct Schedule<'a> {
     /// Steps between evaluations (0: none); with evaluations there is one before the first
     /// step and one after the last.
     pub eval_every: usize,
+    /// Parameters that step at `lr` times a factor of their own (a freshly drawn head on a
+    /// pre-trained body); empty: none.
+    pub fast: (Vec<ParamId>, f64),
 }
 
 /// An evaluation of the model between steps: one metrics line `{"step", "after_steps",
@@ -152,7 +155,13 @@ pub fn run_steps<M: Module>(
                 s.dir.display()
             );
         }
-        model = optim.step(lr, model, grads);
+        if s.fast.0.is_empty() {
+            model = optim.step(lr, model, grads);
+        } else {
+            let fast = split_grads(&model, &mut grads, &s.fast.0);
+            model = optim.step(lr, model, grads);
+            model = optim.step(lr * s.fast.1, model, fast);
+        }
         phases.optimizer = t.elapsed().as_secs_f64();
         step += 1;
 
