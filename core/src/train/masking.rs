@@ -37,8 +37,8 @@ pub struct MaskedQuery {
 }
 
 /// The query of `sentence` under `masking`, or `None` when it has nothing to mask within
-/// `max_length` wordpieces (no salient span, a span wider than [`MAX_TARGETS`] wordpieces, or one
-/// cut off by the length).
+/// `max_length` wordpieces (no salient span that is at most [`MAX_TARGETS`] wordpieces wide and
+/// not cut off by the length; a salient span is drawn among those that fit).
 pub fn mask_sentence(
     tokenizer: &WordPieceTokenizer,
     sentence: &str,
@@ -56,15 +56,15 @@ pub fn mask_sentence(
     }
     let positions: Vec<usize> = match masking {
         Masking::SalientSpan => {
-            let spans = salient_spans(sentence, gazetteer);
-            if spans.is_empty() {
+            // One of the spans that fit: within the length, at most MAX_TARGETS wordpieces.
+            let fitting: Vec<Vec<usize>> = salient_spans(sentence, gazetteer)
+                .iter()
+                .filter_map(|span| covering(&encoded, &pieces, span.start, span.end))
+                .collect();
+            if fitting.is_empty() {
                 return Ok(None);
             }
-            let span = spans[(rng.next_u64() % spans.len() as u64) as usize];
-            match covering(&encoded, &pieces, span.start, span.end) {
-                Some(p) => p,
-                None => return Ok(None),
-            }
+            fitting[(rng.next_u64() % fitting.len() as u64) as usize].clone()
         }
         Masking::RandomToken => {
             let mut picked: Vec<usize> = pieces
@@ -79,17 +79,20 @@ pub fn mask_sentence(
             picked
         }
         Masking::RandomSpan => {
+            // A few draws before giving up on a sentence of very long words.
             let words = word_starts(&encoded, &pieces, sentence);
-            let width = 1 + (rng.next_u64() % 4) as usize;
-            let first = (rng.next_u64() % words.len() as u64) as usize;
-            let last = (first + width).min(words.len());
-            let start = words[first];
-            let end = words.get(last).copied().unwrap_or(pieces.len());
-            let picked: Vec<usize> = pieces[start..end].to_vec();
-            if picked.len() > MAX_TARGETS {
-                return Ok(None);
+            let draw = |rng: &mut SplitMix64| {
+                let width = 1 + (rng.next_u64() % 4) as usize;
+                let first = (rng.next_u64() % words.len() as u64) as usize;
+                let last = (first + width).min(words.len());
+                let start = words[first];
+                let end = words.get(last).copied().unwrap_or(pieces.len());
+                pieces[start..end].to_vec()
+            };
+            match (0..8).map(|_| draw(rng)).find(|p| p.len() <= MAX_TARGETS) {
+                Some(picked) => picked,
+                None => return Ok(None),
             }
-            picked
         }
     };
     let mut ids = encoded.ids.clone();
@@ -235,6 +238,15 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+        // With one span cut off and one that fits, every draw masks the one that fits.
+        let both = "It was Florence, long ago in 1503.";
+        for _ in 0..20 {
+            let q = mask_sentence(&t, both, Masking::SalientSpan, &g, 8, &mut rng)
+                .unwrap()
+                .expect("Florence fits");
+            assert_eq!(q.targets.len(), 1);
+            assert_eq!(q.targets[0].0, 3, "[CLS] it was florence");
+        }
     }
 
     #[test]
