@@ -171,7 +171,11 @@ fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model
 
     let run = tmp.path().join("run");
     let dump = tmp.path().join("batches.jsonl");
-    let mut args = with(pretrain_args(&base, &corpus, &shard, &run, "never"), "--steps", "4");
+    let mut args = with(
+        pretrain_args(&base, &corpus, &shard, &run, "never"),
+        "--steps",
+        "4",
+    );
     args.extend(["--dump-batches".into(), dump.to_str().unwrap().into()]);
     assert_ok(&realm(&args));
     // One dumped micro-batch per step, shaped as the step read it: 4 candidates a query.
@@ -186,7 +190,10 @@ fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model
         let rows = b["rows"]["input_ids"].as_array().unwrap().len();
         assert_eq!(b["candidates_per_query"], 4);
         assert_eq!(rows, 4 * queries, "{b}");
-        assert_eq!(b["candidates"]["input_ids"].as_array().unwrap().len(), 3 * queries);
+        assert_eq!(
+            b["candidates"]["input_ids"].as_array().unwrap().len(),
+            3 * queries
+        );
         let targets = b["targets"].as_u64().unwrap() as usize;
         assert_eq!(b["positions"].as_array().unwrap().len(), rows * targets);
         assert_eq!(b["labels"].as_array().unwrap().len(), queries * targets);
@@ -198,7 +205,10 @@ fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model
             .iter()
             .map(|p| parts[*p].as_f64().unwrap())
             .sum();
-        assert!(sum > 0.0 && sum <= line["seconds"]["forward"].as_f64().unwrap() + 1e-9, "{line}");
+        assert!(
+            sum > 0.0 && sum <= line["seconds"]["forward"].as_f64().unwrap() + 1e-9,
+            "{line}"
+        );
     }
     // The retriever and the encoder's BERT load strictly wherever a --model goes.
     for part in ["embedder", "encoder"] {
@@ -219,7 +229,11 @@ fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model
     // embedder never changes.
     let off = tmp.path().join("off");
     let args = with(
-        with(pretrain_args(&base, &corpus, &shard, &off, "every:2"), "--steps", "4"),
+        with(
+            pretrain_args(&base, &corpus, &shard, &off, "every:2"),
+            "--steps",
+            "4",
+        ),
         "--candidates",
         "1",
     );
@@ -229,7 +243,10 @@ fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model
         .filter(|l| l.get("loss").is_some())
         .collect();
     assert_eq!(steps.len(), 4);
-    assert!(steps.iter().all(|l| l["extra"]["index_step"] == 0), "no refresh without retrieval");
+    assert!(
+        steps.iter().all(|l| l["extra"]["index_step"] == 0),
+        "no refresh without retrieval"
+    );
     // The same corpus indexed by the base, the retrieval-off run's and REALM's embedders
     // (`index` as `write_indexed_corpus` ran it): only REALM's embedding differs.
     let off_shard = tmp.path().join("off.shard");
@@ -243,7 +260,11 @@ fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model
         off_shard.to_str().unwrap().into(),
     ]));
     let bytes = |p: &Path| std::fs::read(p).unwrap();
-    assert_eq!(bytes(&off_shard), bytes(&shard), "retrieval off, the embedder never trains");
+    assert_eq!(
+        bytes(&off_shard),
+        bytes(&shard),
+        "retrieval off, the embedder never trains"
+    );
     assert_ne!(
         bytes(&tmp.path().join("embedder.shard")),
         bytes(&shard),

@@ -195,7 +195,11 @@ impl Bert {
             ("token_type_embeddings", &e.token_type_embeddings),
         ] {
             let value = table.weight.val();
-            put(format!("embeddings.{name}.weight"), value.dims().to_vec(), host_f32(value));
+            put(
+                format!("embeddings.{name}.weight"),
+                value.dims().to_vec(),
+                host_f32(value),
+            );
         }
         let mut norms = vec![("embeddings.LayerNorm".to_string(), &e.layer_norm)];
         let mut linears = Vec::new();
@@ -215,14 +219,33 @@ impl Bert {
         }
         for (name, norm) in norms {
             let beta = norm.beta.as_ref().expect("BERT's LayerNorms have a bias");
-            put(format!("{name}.weight"), norm.gamma.dims().to_vec(), host_f32(norm.gamma.val()));
-            put(format!("{name}.bias"), beta.dims().to_vec(), host_f32(beta.val()));
+            put(
+                format!("{name}.weight"),
+                norm.gamma.dims().to_vec(),
+                host_f32(norm.gamma.val()),
+            );
+            put(
+                format!("{name}.bias"),
+                beta.dims().to_vec(),
+                host_f32(beta.val()),
+            );
         }
         for (name, linear) in linears {
             let weight = linear.weight.val().transpose(); // [out, in], as Hugging Face stores it
-            let bias = linear.bias.as_ref().expect("BERT's linear layers have a bias");
-            put(format!("{name}.weight"), weight.dims().to_vec(), host_f32(weight));
-            put(format!("{name}.bias"), bias.dims().to_vec(), host_f32(bias.val()));
+            let bias = linear
+                .bias
+                .as_ref()
+                .expect("BERT's linear layers have a bias");
+            put(
+                format!("{name}.weight"),
+                weight.dims().to_vec(),
+                host_f32(weight),
+            );
+            put(
+                format!("{name}.bias"),
+                bias.dims().to_vec(),
+                host_f32(bias.val()),
+            );
         }
         out
     }
@@ -402,14 +425,21 @@ mod tests {
         let all = strip_prefix(&crate::skeleton::seeded_weights(&config, 21), "realm.");
         let bert_only: WeightMap = all
             .into_iter()
-            .filter(|(name, _)| name.starts_with("embeddings.") || name.starts_with("encoder.") || name.starts_with("pooler."))
+            .filter(|(name, _)| {
+                name.starts_with("embeddings.")
+                    || name.starts_with("encoder.")
+                    || name.starts_with("pooler.")
+            })
             .collect();
         let mut loader = WeightLoader::new(bert_only.clone(), &device);
         let bert = Bert::load(&config, &mut loader, "", true, &device).unwrap();
         loader.finish(&[]).unwrap();
 
         let back = bert.hf_weights("");
-        assert_eq!(back.keys().collect::<Vec<_>>(), bert_only.keys().collect::<Vec<_>>());
+        assert_eq!(
+            back.keys().collect::<Vec<_>>(),
+            bert_only.keys().collect::<Vec<_>>()
+        );
         for (name, want) in &bert_only {
             let got = &back[name];
             assert_eq!(got.shape, want.shape, "{name}");

@@ -505,7 +505,10 @@ mod tests {
         );
         assert_eq!(
             tagged("the International System of Units (SI) is used", &g),
-            pairs(&[("entity", "International System of Units"), ("entity", "SI")])
+            pairs(&[
+                ("entity", "International System of Units"),
+                ("entity", "SI")
+            ])
         );
     }
 

@@ -141,8 +141,13 @@ mod tests {
         let device = crate::device::cpu_device().autodiff();
         let m = tiny(&device);
         let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 3.0], [1, 3]), &device);
-        let loss = |m: &Tiny| m.layer_norm.forward(m.dense.forward(x.clone())).mul_scalar(3.0).sum()
-            + m.dense.weight.val().sum();
+        let loss = |m: &Tiny| {
+            m.layer_norm
+                .forward(m.dense.forward(x.clone()))
+                .mul_scalar(3.0)
+                .sum()
+                + m.dense.weight.val().sum()
+        };
         let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
         let fast = vec![m.dense.weight.id];
 
@@ -161,13 +166,26 @@ mod tests {
             bert_adamw(&m).step(lr, m.clone(), grads)
         };
         let (slow, quick) = (whole(1e-3), whole(1e-2));
-        let close = |a: Vec<f32>, b: Vec<f32>| {
-            a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6)
+        let close = |a: Vec<f32>, b: Vec<f32>| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(
+            host(split.dense.weight.val()),
+            host(quick.dense.weight.val())
+        ));
+        let bias = |t: &Tiny| {
+            t.dense
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
         };
-        assert!(close(host(split.dense.weight.val()), host(quick.dense.weight.val())));
-        let bias = |t: &Tiny| t.dense.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap();
         assert!(close(bias(&split), bias(&slow)));
-        assert!(!close(host(split.dense.weight.val()), host(slow.dense.weight.val())));
+        assert!(!close(
+            host(split.dense.weight.val()),
+            host(slow.dense.weight.val())
+        ));
     }
 
     #[test]

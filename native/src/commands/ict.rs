@@ -239,7 +239,11 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
         &dir.join("embedder.safetensors"),
         &realm_core::checkpoint::safetensors_file::write_safetensors(&weights)?,
     )?;
-    write_model_dir(&dir.join("embedder"), &args.model, &embedder.valid().bert.hf_weights(""))?;
+    write_model_dir(
+        &dir.join("embedder"),
+        &args.model,
+        &embedder.valid().bert.hf_weights(""),
+    )?;
     eprintln!(
         "ict: done; the embedder is in {} (embedder.safetensors, by module path; embedder/, a model directory for --model)",
         dir.display()

@@ -441,9 +441,14 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let lengths: Vec<usize> = queries.iter().map(|&(_, (s, e))| e - s).collect();
     let mut order = Order::new(&lengths, z.batch, args.seed);
     let masking = masking_of(args.masking);
-    let head =
-        realm_core::checkpoint::module_io::param_ids(&model, |path| path.starts_with("encoder.mlm."));
-    assert_eq!(head.len(), 5, "the masked-LM head's transform, LayerNorm and bias");
+    let head = realm_core::checkpoint::module_io::param_ids(&model, |path| {
+        path.starts_with("encoder.mlm.")
+    });
+    assert_eq!(
+        head.len(),
+        5,
+        "the masked-LM head's transform, LayerNorm and bias"
+    );
     let schedule = Schedule {
         name: "pretrain",
         dir: &dir,
@@ -568,11 +573,17 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     // token states): the base model's goes with it, unchanged, so the directory is a whole
     // BertModel.
     let trained = model.valid();
-    write_model_dir(&dir.join("embedder"), &args.model, &trained.embedder.bert.hf_weights(""))?;
+    write_model_dir(
+        &dir.join("embedder"),
+        &args.model,
+        &trained.embedder.bert.hf_weights(""),
+    )?;
     let mut encoder = trained.encoder.bert.hf_weights("");
     for (name, tensor) in &base.weights {
         if name.starts_with("pooler.") {
-            encoder.entry(name.clone()).or_insert_with(|| tensor.clone());
+            encoder
+                .entry(name.clone())
+                .or_insert_with(|| tensor.clone());
         }
     }
     write_model_dir(&dir.join("encoder"), &args.model, &encoder)?;
@@ -813,7 +824,15 @@ fn realm_loss(
             ids.push(encoder_row(m, doc, passages, tokenizer, z.max_length)?);
         }
     }
-    let loss = encoder_loss(model, masked, &ids, relevance_score, tokenizer, device, record)?;
+    let loss = encoder_loss(
+        model,
+        masked,
+        &ids,
+        relevance_score,
+        tokenizer,
+        device,
+        record,
+    )?;
     phases.encoder = t.elapsed().as_secs_f64();
     Ok((loss, phases))
 }
@@ -876,7 +895,8 @@ fn encoder_loss(
 
 /// A padded batch as JSON (`[batch, seq]` rows of ids, type ids and attention mask).
 fn input_json(input: &BertInput) -> serde_json::Value {
-    let rows = |v: &[u32]| -> Vec<Vec<u32>> { v.chunks(input.seq.max(1)).map(<[u32]>::to_vec).collect() };
+    let rows =
+        |v: &[u32]| -> Vec<Vec<u32>> { v.chunks(input.seq.max(1)).map(<[u32]>::to_vec).collect() };
     serde_json::json!({
         "input_ids": rows(&input.input_ids),
         "token_type_ids": rows(&input.token_type_ids),

@@ -100,7 +100,13 @@ pub fn write_model_dir(
     let bytes = realm_core::checkpoint::safetensors_file::write_safetensors(weights)?;
     std::fs::write(tmp.path().join("model.safetensors"), bytes)
         .with_context(|| format!("writing model.safetensors in {}", tmp.path().display()))?;
-    for name in ["config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+    for name in [
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
         let from = base_dir.join(name);
         if from.is_file() {
             std::fs::copy(&from, tmp.path().join(name))
