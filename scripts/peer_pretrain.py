@@ -56,6 +56,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from peer_reader import lr_at  # core/src/train/schedule.rs `lr_at`, shared with the reader's peer
+
 
 def realm_classes():
     try:
@@ -118,15 +120,6 @@ def build_models(model_dir, candidates, seed):
     with torch.no_grad():
         encoder.cls.predictions.bias.zero_()  # as ours (and BERT) start it
     return embedder.train(), encoder.train()
-
-
-def lr_at(step, peak, warmup, total):
-    """core/src/train/schedule.rs `lr_at`."""
-    if step >= total:
-        return 0.0
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * (total - step) / max(total - warmup, 1)
 
 
 def tensors(part):
