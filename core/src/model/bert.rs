@@ -387,8 +387,7 @@ impl BertLayer {
     }
 }
 
-/// A `[batch, seq]` int tensor built from host data (i32 on every backend, never i64:
-/// WebGPU has no 64-bit integers).
+/// A tensor's values on the host, as f32.
 fn host_f32<const D: usize>(value: Tensor<D>) -> Vec<f32> {
     value
         .into_data()
@@ -397,6 +396,8 @@ fn host_f32<const D: usize>(value: Tensor<D>) -> Vec<f32> {
         .expect("f32 data")
 }
 
+/// A `[batch, seq]` int tensor built from host data (i32 on every backend, never i64:
+/// WebGPU has no 64-bit integers).
 fn int_tensor(values: &[u32], batch: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
     let values: Vec<i32> = values.iter().map(|&v| v as i32).collect();
     Tensor::from_data(TensorData::new(values, [batch, seq]), device)

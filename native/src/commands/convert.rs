@@ -20,13 +20,9 @@ use realm_core::model::config::read_config;
 use realm_core::model::strict::{LoadReport, check_strict_load};
 use serde::Serialize;
 
+use crate::files::model_dir::TOKENIZER_FILES;
+
 /// Tokenizer and config files copied as they are.
-const COPIED: &[&str] = &[
-    "vocab.txt",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-];
 
 #[derive(Args)]
 pub struct ConvertArgs {
@@ -131,82 +127,67 @@ pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow:
     let load = check_strict_load(family, &config, &reader_config, &weights, &device)
         .with_context(|| format!("{weights_from} does not load strictly as {family:?}"))?;
 
-    let tmp = tempfile::Builder::new()
-        .prefix(".realm-convert-")
-        .tempdir_in(
-            out.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
-        )
-        .context("creating a temporary output folder")?;
-    let mut passages = None;
-    let mut element_written = None;
-    if family == Family::OpenQa {
-        let emb = weights
-            .remove("block_emb")
-            .expect("an open-QA checkpoint has block_emb");
-        let (rows, dim) = (emb.shape[0], emb.shape[1]);
-        let element: ElementType = element.parse().map_err(anyhow::Error::msg)?;
-        // By value: an f32 shard keeps block_emb's buffer rather than copying gigabytes.
-        let shard = Shard::from_f32_vec(emb.data, dim, (0..rows as u32).collect(), element)?;
-        crate::files::shard_file::write_shard(&tmp.path().join("index.shard"), &shard)?;
-        element_written = Some(format!("{element:?}").to_lowercase());
-        if source.join("block_records.npy").is_file() {
-            let records = read_block_records(&read("block_records.npy")?)?;
-            if records.len() != rows {
-                bail!(
-                    "block_records.npy holds {} blocks but block_emb has {rows} rows",
-                    records.len()
-                );
+    let mut manifest = None;
+    crate::files::shard_file::write_dir_atomic(out, |tmp| {
+        let mut passages = None;
+        let mut element_written = None;
+        if family == Family::OpenQa {
+            let emb = weights
+                .remove("block_emb")
+                .expect("an open-QA checkpoint has block_emb");
+            let (rows, dim) = (emb.shape[0], emb.shape[1]);
+            let element: ElementType = element.parse().map_err(anyhow::Error::msg)?;
+            // By value: an f32 shard keeps block_emb's buffer rather than copying gigabytes.
+            let shard = Shard::from_f32_vec(emb.data, dim, (0..rows as u32).collect(), element)?;
+            crate::files::shard_file::write_shard(&tmp.join("index.shard"), &shard)?;
+            element_written = Some(format!("{element:?}").to_lowercase());
+            if source.join("block_records.npy").is_file() {
+                let records = read_block_records(&read("block_records.npy")?)?;
+                if records.len() != rows {
+                    bail!(
+                        "block_records.npy holds {} blocks but block_emb has {rows} rows",
+                        records.len()
+                    );
+                }
+                let mut lines = String::new();
+                for (id, text) in records.iter().enumerate() {
+                    lines.push_str(&serde_json::to_string(
+                        &serde_json::json!({"id": id, "text": text}),
+                    )?);
+                    lines.push('\n');
+                }
+                crate::files::shard_file::write_atomic(
+                    &tmp.join("passages.jsonl"),
+                    lines.as_bytes(),
+                )?;
+                passages = Some(records.len());
+            } else {
+                eprintln!("note: no block_records.npy: index.shard has no passage texts beside it");
             }
-            let mut lines = String::new();
-            for (id, text) in records.iter().enumerate() {
-                lines.push_str(&serde_json::to_string(
-                    &serde_json::json!({"id": id, "text": text}),
-                )?);
-                lines.push('\n');
+        }
+        let bytes = realm_core::checkpoint::safetensors_file::write_safetensors(&weights)?;
+        crate::files::shard_file::write_atomic(&tmp.join("model.safetensors"), &bytes)?;
+        crate::files::shard_file::write_atomic(&tmp.join("config.json"), &config_json)?;
+        for name in TOKENIZER_FILES {
+            if source.join(name).is_file() {
+                crate::files::shard_file::write_atomic(&tmp.join(name), &read(name)?)?;
             }
-            crate::files::shard_file::write_atomic(
-                &tmp.path().join("passages.jsonl"),
-                lines.as_bytes(),
-            )?;
-            passages = Some(records.len());
-        } else {
-            eprintln!("note: no block_records.npy: index.shard has no passage texts beside it");
         }
-    }
-    let bytes = realm_core::checkpoint::safetensors_file::write_safetensors(&weights)?;
-    crate::files::shard_file::write_atomic(&tmp.path().join("model.safetensors"), &bytes)?;
-    crate::files::shard_file::write_atomic(&tmp.path().join("config.json"), &config_json)?;
-    for name in COPIED {
-        if source.join(name).is_file() {
-            crate::files::shard_file::write_atomic(&tmp.path().join(name), &read(name)?)?;
-        }
-    }
-    let manifest = Manifest {
-        format: "realm-rs/1",
-        source: source.display().to_string(),
-        weights_from: weights_from.to_string(),
-        load,
-        passages,
-        element: element_written,
-    };
-    crate::files::shard_file::write_atomic(
-        &tmp.path().join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
-    }
-    let tmp = tmp.keep();
-    // Temporary folders are private (0700); the converted one is an ordinary folder.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("moving the converted folder to {}", out.display()))?;
+        let written = Manifest {
+            format: "realm-rs/1",
+            source: source.display().to_string(),
+            weights_from: weights_from.to_string(),
+            load,
+            passages,
+            element: element_written,
+        };
+        crate::files::shard_file::write_atomic(
+            &tmp.join("manifest.json"),
+            serde_json::to_string_pretty(&written)?.as_bytes(),
+        )?;
+        manifest = Some(written);
+        Ok(())
+    })?;
+    let manifest = manifest.expect("written above");
     Ok(manifest)
 }

@@ -121,7 +121,7 @@ pub struct PretrainArgs {
     /// word embeddings) learns at this times the learning rate: it starts from nothing while
     /// the BERT under it is pre-trained.
     #[arg(long, default_value_t = 10.0)]
-    #[serde(default = "one")]
+    #[serde(default = "default_head_lr_factor")]
     pub head_lr_factor: f64,
     #[arg(long, value_enum, default_value = "salient")]
     pub masking: MaskingArg,
@@ -155,7 +155,7 @@ fn default_scale() -> f32 {
 }
 
 /// The `--head-lr-factor` of runs started before it existed: 1.
-fn one() -> f64 {
+fn default_head_lr_factor() -> f64 {
     1.0
 }
 

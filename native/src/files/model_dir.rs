@@ -80,42 +80,33 @@ pub fn check_base(base: &BaseModel, trained_on: &str, what: &str) -> anyhow::Res
         .context("pass the base it was trained on with --model")
 }
 
+/// The tokenizer files a model directory may hold beside `config.json` and its weights.
+pub const TOKENIZER_FILES: &[&str] = &[
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
 /// Writes a model directory any `--model` flag reads: `weights` (Hugging Face `BertModel`
 /// names) as `model.safetensors` beside the base directory's `config.json` and tokenizer
-/// files. The directory appears whole or not at all (written beside it, then renamed).
+/// files. The directory appears whole or not at all.
 pub fn write_model_dir(
     dir: &Path,
     base_dir: &Path,
     weights: &realm_core::checkpoint::weights::WeightMap,
 ) -> anyhow::Result<()> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".realm-model-")
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
     let bytes = realm_core::checkpoint::safetensors_file::write_safetensors(weights)?;
-    std::fs::write(tmp.path().join("model.safetensors"), bytes)
-        .with_context(|| format!("writing model.safetensors in {}", tmp.path().display()))?;
-    for name in [
-        "config.json",
-        "tokenizer.json",
-        "vocab.txt",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ] {
-        let from = base_dir.join(name);
-        if from.is_file() {
-            std::fs::copy(&from, tmp.path().join(name))
-                .with_context(|| format!("copying {}", from.display()))?;
+    crate::files::shard_file::write_dir_atomic(dir, |tmp| {
+        std::fs::write(tmp.join("model.safetensors"), &bytes)
+            .with_context(|| format!("writing model.safetensors in {}", tmp.display()))?;
+        for name in std::iter::once(&"config.json").chain(TOKENIZER_FILES) {
+            let from = base_dir.join(name);
+            if from.is_file() {
+                std::fs::copy(&from, tmp.join(name))
+                    .with_context(|| format!("copying {}", from.display()))?;
+            }
         }
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("replacing {}", dir.display()))?;
-    }
-    std::fs::rename(tmp.keep(), dir).with_context(|| format!("renaming into {}", dir.display()))?;
-    Ok(())
+        Ok(())
+    })
 }

@@ -50,6 +50,36 @@ pub fn write_atomic_with(
     Ok(())
 }
 
+/// Writes the folder `dir` atomically: `fill` writes into a temporary folder beside it, which
+/// then replaces `dir` (an older one is removed first) with ordinary permissions.
+pub fn write_dir_atomic(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".realm-dir-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
+    fill(tmp.path())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    let tmp = tmp.keep();
+    // Temporary folders are private (0700); the written one is an ordinary folder.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, dir).with_context(|| format!("moving the folder to {}", dir.display()))
+}
+
 /// Writes a shard atomically, streamed: no copy of the file is built in memory.
 pub fn write_shard(path: &Path, shard: &Shard) -> anyhow::Result<()> {
     write_atomic_with(path, |out| shard.write_to(out))
