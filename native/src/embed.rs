@@ -19,6 +19,16 @@ pub fn check_embedding_flags(batch: usize, max_length: usize) -> anyhow::Result<
 
 /// The passages of a corpus file: the first `limit` (0: all of them), at least one.
 pub fn read_passages(corpus: &Path, limit: usize) -> anyhow::Result<Vec<Passage>> {
+    read_passage_window(corpus, 0, limit)
+}
+
+/// The passages of a corpus file after its first `skip`: the next `limit` (0: all the rest),
+/// at least one.
+pub fn read_passage_window(
+    corpus: &Path,
+    skip: usize,
+    limit: usize,
+) -> anyhow::Result<Vec<Passage>> {
     let bytes = std::fs::read(corpus).with_context(|| {
         format!(
             "reading {} (run `scripts/setup.sh --demo-data`, or pass --corpus FILE)",
@@ -27,6 +37,16 @@ pub fn read_passages(corpus: &Path, limit: usize) -> anyhow::Result<Vec<Passage>
     })?;
     let mut passages =
         parse_corpus(&bytes).with_context(|| format!("parsing {}", corpus.display()))?;
+    if skip > 0 {
+        if skip >= passages.len() {
+            bail!(
+                "{} holds {} passages: --skip {skip} leaves none",
+                corpus.display(),
+                passages.len()
+            );
+        }
+        passages.drain(..skip);
+    }
     if limit > 0 {
         passages.truncate(limit);
     }

@@ -8,6 +8,8 @@ mod common;
 
 use std::path::Path;
 
+use realm_core::checkpoint::safetensors_file::{read_safetensors, strip_prefix, write_safetensors};
+
 use common::{
     assert_ok, assert_same_losses, kill_then_resume, losses, realm, squad_paragraphs, tiny_base,
     write_indexed_corpus,
@@ -270,4 +272,180 @@ fn micro_batches_are_dumped_phases_timed_and_the_trained_networks_leave_as_model
         bytes(&shard),
         "with retrieval, it does"
     );
+}
+
+#[test]
+fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_is_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let tiny = common::shared_data("realm-parity-tiny").unwrap();
+    // 5 passages to skip, 30 of a training article, 10 of an article SQuAD-open holds out.
+    let paragraphs = squad_paragraphs(&squad, 45);
+    let row = |title: &str, text: &str| {
+        format!("{}\n", serde_json::json!({"title": title, "text": text}))
+    };
+    let corpus = tmp.path().join("corpus.jsonl");
+    let lines: String = paragraphs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            row(
+                if i >= 35 {
+                    "Nikola Tesla"
+                } else {
+                    "Super Bowl 50"
+                },
+                t,
+            )
+        })
+        .collect();
+    std::fs::write(&corpus, lines).unwrap();
+    let shard = tmp.path().join("window.shard");
+    let index = |skip: &str, out: &Path| {
+        realm(&[
+            "index".into(),
+            "--model".into(),
+            base.to_str().unwrap().into(),
+            "--corpus".into(),
+            corpus.to_str().unwrap().into(),
+            "--skip".into(),
+            skip.into(),
+            "--element".into(),
+            "f32".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ])
+    };
+    assert_ok(&index("5", &shard));
+
+    // A REALM reader checkpoint as Hugging Face saves it, through `realm convert`.
+    let all =
+        read_safetensors(&std::fs::read(tiny.join("realm_tiny.safetensors")).unwrap()).unwrap();
+    let hf = tmp.path().join("hf-reader");
+    std::fs::create_dir_all(&hf).unwrap();
+    let reader = strip_prefix(&all, "reader.");
+    std::fs::write(
+        hf.join("model.safetensors"),
+        write_safetensors(&reader).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(tiny.join("config.json"), hf.join("config.json")).unwrap();
+    std::fs::copy(base.join("vocab.txt"), hf.join("vocab.txt")).unwrap();
+    let converted = tmp.path().join("converted");
+    assert_ok(&realm(&[
+        "convert".into(),
+        hf.to_str().unwrap().into(),
+        "--out".into(),
+        converted.to_str().unwrap().into(),
+    ]));
+
+    let run = tmp.path().join("run");
+    let dump = tmp.path().join("batches.jsonl");
+    let mut args = with(
+        with(
+            with(
+                pretrain_args(&base, &corpus, &shard, &run, "never"),
+                "--steps",
+                "3",
+            ),
+            "--lr",
+            "1e-12",
+        ),
+        "--held-out",
+        "5",
+    );
+    args.extend(
+        [
+            "--skip",
+            "5",
+            "--encoder",
+            converted.to_str().unwrap(),
+            "--dump-batches",
+            dump.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let out = realm(&args);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("10 passages of the SQuAD-open articles held out for evaluation"),
+        "{stderr}"
+    );
+    // The held-out article is never a query nor a candidate: its title, which every candidate
+    // the embedder reads begins with, is in no dumped input.
+    let tokenizer = realm_core::text::wordpiece::WordPieceTokenizer::from_vocab(
+        &std::fs::read_to_string(base.join("vocab.txt")).unwrap(),
+    )
+    .unwrap();
+    let tesla = tokenizer.encode("tesla", None).unwrap().ids[1];
+    let batches = std::fs::read_to_string(&dump).unwrap();
+    assert_eq!(batches.lines().count(), 3);
+    for b in batches.lines() {
+        let b: serde_json::Value = serde_json::from_str(b).unwrap();
+        for part in ["queries", "candidates", "rows"] {
+            let ids = b[part]["input_ids"].as_array().unwrap();
+            assert!(
+                ids.iter()
+                    .flat_map(|r| r.as_array().unwrap())
+                    .all(|id| id.as_u64() != Some(u64::from(tesla))),
+                "an evaluation-only passage in {part}"
+            );
+        }
+    }
+    // The encoder started from the converted checkpoint's masked-LM head (at lr 1e-12 three
+    // steps move no weight by 1e-9), and its pooler goes with the encoder directory.
+    let trained = read_safetensors(&std::fs::read(run.join("realm.safetensors")).unwrap()).unwrap();
+    let encoder_dir =
+        read_safetensors(&std::fs::read(run.join("encoder/model.safetensors")).unwrap()).unwrap();
+    for (ours, theirs, from) in [
+        ("encoder.mlm.bias", "cls.predictions.bias", &trained),
+        (
+            "encoder.mlm.transform.bias",
+            "cls.predictions.transform.dense.bias",
+            &trained,
+        ),
+        ("pooler.dense.bias", "realm.pooler.dense.bias", &encoder_dir),
+    ] {
+        let (a, b) = (&from[ours].data, &reader[theirs].data);
+        assert_eq!(a.len(), b.len(), "{ours}");
+        let gap = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(gap < 1e-6, "{ours} is {gap} from {theirs}");
+    }
+
+    // An index not built with the same --skip is refused, naming the command that builds it;
+    // an embedder checkpoint is no encoder.
+    let whole = tmp.path().join("whole.shard");
+    assert_ok(&index("0", &whole));
+    let out = realm(&with(
+        with(args.clone(), "--index", whole.to_str().unwrap()),
+        "--out",
+        tmp.path().join("bad-index").to_str().unwrap(),
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--skip 5"), "{stderr}");
+    let embedder_dir = tmp.path().join("hf-embedder");
+    std::fs::create_dir_all(&embedder_dir).unwrap();
+    std::fs::write(
+        embedder_dir.join("model.safetensors"),
+        write_safetensors(&strip_prefix(&all, "embedder.")).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(tiny.join("config.json"), embedder_dir.join("config.json")).unwrap();
+    std::fs::copy(base.join("vocab.txt"), embedder_dir.join("vocab.txt")).unwrap();
+    let out = realm(&with(
+        with(args, "--encoder", embedder_dir.to_str().unwrap()),
+        "--out",
+        tmp.path().join("bad-encoder").to_str().unwrap(),
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a REALM encoder"), "{stderr}");
 }

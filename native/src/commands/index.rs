@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use realm_core::index::int8::dequantize_row;
 use realm_core::index::shard::{ElementType, Shard, Vectors};
 
-use crate::embed::{check_embedding_flags, embed_passages, read_passages};
+use crate::embed::{check_embedding_flags, embed_passages, read_passage_window};
 use crate::files::model_dir::{read_base, sentence_model};
 use crate::files::shard_file::{read_shard, write_shard};
 
@@ -24,7 +24,7 @@ pub struct IndexArgs {
     pub element: String,
     /// Re-write this shard in `--element` instead of embedding a corpus (same ids; an int8 or
     /// f16 source is widened first, so its rounding stays).
-    #[arg(long, conflicts_with_all = ["model", "corpus", "limit"])]
+    #[arg(long, conflicts_with_all = ["model", "corpus", "limit", "skip"])]
     pub from: Option<PathBuf>,
     /// A sentence-transformers BERT directory (config.json, model.safetensors, tokenizer).
     #[arg(long, default_value = "data/all-minilm-l6-v2")]
@@ -33,9 +33,12 @@ pub struct IndexArgs {
     /// Document ids are the passages' positions in this file.
     #[arg(long, default_value = "data/wiki-leads/summaries_en-us.json")]
     pub corpus: PathBuf,
-    /// Embed only the first N passages (0: all of them).
+    /// Embed only the first N passages (0: all of them), counted after `--skip`.
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Leave out the corpus's first N passages (the ids stay positions in the file).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
     /// Wordpieces per passage, [CLS] and [SEP] included; longer passages are truncated.
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,
@@ -81,9 +84,10 @@ fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard>
         .embedder
         .bert
         .freeze(base.config.layer_norm_eps, precision);
-    let passages = read_passages(&args.corpus, args.limit)?;
+    let passages = read_passage_window(&args.corpus, args.skip, args.limit)?;
     let vectors = embed_passages(&model, &passages, args.max_length, args.batch, true)?;
-    let ids = (0..passages.len() as u32).collect();
+    let first = u32::try_from(args.skip).context("--skip is past u32 ids")?;
+    let ids = (first..first + passages.len() as u32).collect();
     Ok(Shard::from_f32_vec(
         vectors,
         model.embedder.dim(),
@@ -140,6 +144,7 @@ mod tests {
             model: PathBuf::new(),
             corpus: PathBuf::new(),
             limit: 0,
+            skip: 0,
             max_length: 128,
             batch: 16,
             force: false,

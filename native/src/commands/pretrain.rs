@@ -17,11 +17,18 @@ use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use clap::{Args, ValueEnum};
+use realm_core::checkpoint::family::{Family, detect_family};
+use realm_core::checkpoint::safetensors_file::strip_prefix;
 use realm_core::checkpoint::weights::WeightLoader;
+use realm_core::checkpoint::weights::WeightMap;
 use realm_core::index::MipsIndex;
 use realm_core::index::exact::ExactIndex;
+use realm_core::model::config::BertConfig;
 use realm_core::model::embedder::RealmEmbedder;
-use realm_core::model::encoder::{IGNORE_LABEL, KnowledgeAugEncoder, marginal_log_likelihood};
+use realm_core::model::encoder::{
+    ENCODER_UNUSED, IGNORE_LABEL, KnowledgeAugEncoder, marginal_log_likelihood,
+};
+use realm_core::qa::splits::squad_article_is_held_out;
 use realm_core::rng::SplitMix64;
 use realm_core::text::BertInput;
 use realm_core::text::corpus::Passage;
@@ -36,8 +43,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::commands::finetune::DeviceKind;
 use crate::commands::index::widened;
-use crate::embed::{embed_passages, read_passages};
-use crate::files::model_dir::{SentenceModel, read_base, sentence_model, write_model_dir};
+use crate::embed::{embed_passages, read_passage_window};
+use crate::files::model_dir::{
+    BaseModel, SentenceModel, read_base, sentence_model, write_model_dir,
+};
 use crate::files::shard_file::{read_shard, write_atomic};
 use crate::train::order::Order;
 use crate::train::refresh::{Built, RefreshSchedule, Refresher};
@@ -64,6 +73,13 @@ pub struct PretrainArgs {
     /// Base BERT directory: the embedder and the encoder start from it (fresh MLM head).
     #[arg(long, default_value = "data/all-minilm-l6-v2")]
     pub model: PathBuf,
+    /// Start the knowledge-augmented encoder, masked-LM head included, from a REALM
+    /// checkpoint `realm convert` wrote (a RealmKnowledgeAugEncoder, RealmReader or
+    /// RealmForOpenQA's reader) instead of `--model` with a fresh head; it must share
+    /// `--model`'s vocabulary.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub encoder: Option<PathBuf>,
     /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries.
     #[arg(long, required_unless_present = "resume")]
     pub corpus: Option<PathBuf>,
@@ -74,9 +90,15 @@ pub struct PretrainArgs {
     /// 16 x 32, 200k steps; a GPU's work: `--device wgpu`). Flags given override the preset.
     #[arg(long, value_enum, default_value = "demo")]
     pub config: Preset,
-    /// Use only the first N passages (0: all); the index must hold them all (default: the `--config` preset's).
+    /// Use only the first N passages (0: all), counted after `--skip`; the index must hold
+    /// them all (default: the `--config` preset's).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Leave out the corpus's first N passages (`realm index --skip N` builds the matching
+    /// index).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub skip: usize,
     /// Candidates per query, the null document included; 1 turns retrieval off (the null
     /// document only: the ablation's baseline) (default: the `--config` preset's).
     #[arg(long)]
@@ -163,7 +185,7 @@ fn default_head_lr_factor() -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum Preset {
     /// 2,000 passages, 4 candidates, 2 queries a step, 1,200 steps, the index refreshed every
-    /// 50 steps, 200 held-out sentences evaluated every 200 steps: sized for two CPU cores
+    /// 50 steps, 500 held-out sentences evaluated every 200 steps: sized for two CPU cores
     /// (about 1.4 s a step, 30-45 minutes).
     Demo,
     /// REALM's configuration: every passage, 8 candidates, 288-wordpiece blocks, batch 512,
@@ -202,7 +224,7 @@ impl PretrainArgs {
                 batch: 2,
                 accumulate: 1,
                 lr: 1e-4,
-                held_out: 200,
+                held_out: 500,
                 eval_every: 200,
             },
             Preset::Paper => Sizes {
@@ -234,6 +256,113 @@ impl PretrainArgs {
             held_out: self.held_out.unwrap_or(preset.held_out),
             eval_every: self.eval_every.unwrap_or(preset.eval_every),
         }
+    }
+}
+
+/// How many retrieved passages beyond the candidates needed are searched, to make up for
+/// those dropped (the query's own, verbatim copies, evaluation-only articles).
+const SEARCH_SLACK: usize = 32;
+
+/// The passages a run reads, with what decides whether one may be a candidate.
+struct Documents<'a> {
+    passages: &'a [Passage],
+    /// REALM's document uid of each.
+    uids: Vec<u64>,
+    /// Passages of the SQuAD-open articles held out for evaluation (`qa::splits`, matched by
+    /// title): pre-training never reads them, so that fine-tuning from its weights is scored
+    /// on text it has not seen.
+    evaluation_only: Vec<bool>,
+}
+
+impl<'a> Documents<'a> {
+    fn new(passages: &'a [Passage]) -> Self {
+        Self {
+            passages,
+            uids: passages
+                .iter()
+                .map(|p| document_uid(&p.title, &p.text))
+                .collect(),
+            evaluation_only: passages
+                .iter()
+                .map(|p| squad_article_is_held_out(&p.title.replace(' ', "_")))
+                .collect(),
+        }
+    }
+
+    /// Whether passage `z` may be a candidate for `query`, a sentence of passage `p`.
+    fn keeps(&self, query: &MaskedQuery, p: usize, z: usize) -> bool {
+        !self.evaluation_only[z]
+            && keeps_candidate(query, self.uids[p], self.uids[z], &self.passages[z].text)
+    }
+}
+
+/// Where the knowledge-augmented encoder starts.
+struct EncoderStart {
+    config: BertConfig,
+    /// Under `RealmKnowledgeAugEncoder`'s names (`realm.*`, `cls.predictions.*`).
+    weights: WeightMap,
+    /// The BERT pooler (`pooler.*`), which the encoder does not run but its model directory keeps.
+    pooler: WeightMap,
+    /// The directory whose config and tokenizer go with the trained encoder.
+    dir: PathBuf,
+}
+
+impl EncoderStart {
+    /// `--encoder`'s checkpoint, else `--model`'s BERT with a fresh masked-LM head.
+    fn new(args: &PretrainArgs, base: &BaseModel) -> anyhow::Result<Self> {
+        let pooler = |weights: &WeightMap, prefix: &str| -> WeightMap {
+            weights
+                .iter()
+                .filter_map(|(name, t)| {
+                    let rest = name.strip_prefix(prefix)?;
+                    rest.starts_with("pooler.")
+                        .then(|| (rest.to_string(), t.clone()))
+                })
+                .collect()
+        };
+        let Some(dir) = &args.encoder else {
+            return Ok(Self {
+                config: base.config.clone(),
+                weights: encoder_from_bert(&base.config, &base.weights, args.seed),
+                pooler: pooler(&base.weights, ""),
+                dir: args.model.clone(),
+            });
+        };
+        let source = read_base(dir)?;
+        let weights = match detect_family(&source.weights)? {
+            Family::Encoder | Family::Reader => source.weights,
+            Family::OpenQa => strip_prefix(&source.weights, "reader."),
+            other => bail!(
+                "{} holds a {other:?} checkpoint, not a REALM encoder: give `realm convert`'s \
+                 output of a RealmKnowledgeAugEncoder, RealmReader or RealmForOpenQA checkpoint",
+                dir.display()
+            ),
+        };
+        let (a, b) = (&source.tokenizer, &base.tokenizer);
+        if a.vocab_size() != b.vocab_size()
+            || (a.cls_id, a.sep_id, a.pad_id, a.mask_id)
+                != (b.cls_id, b.sep_id, b.pad_id, b.mask_id)
+        {
+            bail!(
+                "{}'s vocabulary ({} wordpieces) is not {}'s ({}): the encoder reads the queries \
+                 the embedder's tokenizer makes",
+                dir.display(),
+                a.vocab_size(),
+                args.model.display(),
+                b.vocab_size()
+            );
+        }
+        let mut own_pooler = pooler(&weights, "realm.");
+        if own_pooler.is_empty() && source.config.hidden_size == base.config.hidden_size {
+            // Checkpoints saved without one: the base's keeps the directory a whole BertModel.
+            own_pooler = pooler(&base.weights, "");
+        }
+        Ok(Self {
+            config: source.config,
+            pooler: own_pooler,
+            weights,
+            dir: dir.clone(),
+        })
     }
 }
 
@@ -285,10 +414,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let base = read_base(&args.model)?;
     let tokenizer = base.tokenizer.clone();
 
-    let mut passages = read_passages(&corpus_path, 0)?;
-    if z.limit > 0 {
-        passages.truncate(z.limit);
-    }
+    let passages = read_passage_window(&corpus_path, args.skip, z.limit)?;
     if passages.len() <= z.candidates {
         bail!(
             "{} has {} passages: too few for --candidates {} (the query's own passage is never one)",
@@ -298,16 +424,21 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         );
     }
     let passages = Arc::new(passages);
-    let uids: Vec<u64> = passages
-        .iter()
-        .map(|p| document_uid(&p.title, &p.text))
-        .collect();
+    let docs = Documents::new(&passages);
+    let evaluation_only = docs.evaluation_only.iter().filter(|&&e| e).count();
+    if evaluation_only > 0 {
+        eprintln!(
+            "pretrain: {evaluation_only} passages of the SQuAD-open articles held out for evaluation \
+             (qa::splits) are left out: never a query, never a candidate"
+        );
+    }
     let gazetteer = Gazetteer::from_titles(passages.iter().map(|p| p.title.as_str()))
         .with_common_words(passages.iter().map(|p| p.text.as_str()));
     // Every sentence that can become a query: (passage, byte range).
     let queries: Vec<(usize, (usize, usize))> = passages
         .iter()
         .enumerate()
+        .filter(|&(i, _)| !docs.evaluation_only[i])
         .flat_map(|(i, p)| sentences(&p.text).into_iter().map(move |s| (i, s)))
         .filter(|&(i, (s, e))| {
             args.masking != MaskingArg::Salient
@@ -323,15 +454,25 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
 
     // The starting index, whose rows must name passages we read.
     let shard = read_shard(&index_path)?;
-    let ids = shard.ids.clone();
-    if ids.len() != passages.len() || ids.iter().any(|&id| id as usize >= passages.len()) {
+    // Row r holds passage r of those read (the file's passage `--skip` + r), as `realm index`
+    // writes them.
+    let ids: Vec<u32> = (0..passages.len() as u32).collect();
+    if shard.ids.len() != passages.len()
+        || shard
+            .ids
+            .iter()
+            .zip(&ids)
+            .any(|(&id, &r)| id as usize != args.skip + r as usize)
+    {
         bail!(
-            "{} holds {} vectors, not one for each of the {} passages read from {}: build it with `realm index --corpus {} --limit {} --out ...`",
+            "{} holds {} vectors, not one for each of the {} passages read from {} after --skip {}, in order: build it with `realm index --corpus {} --skip {} --limit {} --out ...`",
             index_path.display(),
-            ids.len(),
+            shard.ids.len(),
             passages.len(),
             corpus_path.display(),
+            args.skip,
             corpus_path.display(),
+            args.skip,
             passages.len()
         );
     }
@@ -379,13 +520,11 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     );
 
     let embedder = sentence_model(&base, &device)?.embedder;
-    let mut loader = WeightLoader::new(
-        encoder_from_bert(&base.config, &base.weights, args.seed),
-        &device,
-    );
-    let encoder = KnowledgeAugEncoder::load(&base.config, &mut loader, &device)
-        .context("the base model is not a BERT the encoder can sit on")?;
-    loader.finish(&[])?;
+    let start_from = EncoderStart::new(&args, &base)?;
+    let mut loader = WeightLoader::new(start_from.weights, &device);
+    let encoder = KnowledgeAugEncoder::load(&start_from.config, &mut loader, &device)
+        .with_context(|| format!("{} does not hold an encoder", start_from.dir.display()))?;
+    loader.finish(&[ENCODER_UNUSED, &["realm.embeddings.position_ids"]].concat())?;
     let model: RealmModel = RealmModel { embedder, encoder }.fork(&train_device).train();
     let (model, optim, start) = resume_or_start(&dir, resuming, model, bert_adamw)?;
     if start > 0 && schedule_kind != RefreshSchedule::Never {
@@ -518,8 +657,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         let (loss, phases) = realm_loss(
             model,
             &masked,
-            &passages,
-            &uids,
+            &docs,
             &built,
             &tokenizer,
             &z,
@@ -550,8 +688,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         retrieval_utility(
             &model.valid(),
             &held_out,
-            &passages,
-            &uids,
+            &docs,
             &built,
             &tokenizer,
             &z,
@@ -570,8 +707,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     )?;
     // The retriever and the encoder's BERT as model directories, for `realm index --model`,
     // `realm eval --model` and `realm finetune --model`. The encoder has no pooler (it reads
-    // token states): the base model's goes with it, unchanged, so the directory is a whole
-    // BertModel.
+    // token states): its starting point's goes with it, unchanged, so the directory is a
+    // whole BertModel.
     let trained = model.valid();
     write_model_dir(
         &dir.join("embedder"),
@@ -579,14 +716,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         &trained.embedder.bert.hf_weights(""),
     )?;
     let mut encoder = trained.encoder.bert.hf_weights("");
-    for (name, tensor) in &base.weights {
-        if name.starts_with("pooler.") {
-            encoder
-                .entry(name.clone())
-                .or_insert_with(|| tensor.clone());
-        }
-    }
-    write_model_dir(&dir.join("encoder"), &args.model, &encoder)?;
+    encoder.extend(start_from.pooler);
+    write_model_dir(&dir.join("encoder"), &start_from.dir, &encoder)?;
     eprintln!(
         "pretrain: done; in {}: realm.safetensors (embedder and encoder with its masked-LM head, by module path), \
          embedder/ (the retriever) and encoder/ (the encoder's BERT) as model directories for --model",
@@ -610,13 +741,13 @@ fn masking_of(arg: MaskingArg) -> Masking {
 fn retrieval_utility(
     model: &RealmModel,
     held_out: &[(usize, MaskedQuery)],
-    passages: &[Passage],
-    uids: &[u64],
+    docs: &Documents,
     built: &Built,
     tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
     z: &Sizes,
     device: &Device,
 ) -> anyhow::Result<serde_json::Value> {
+    let passages = docs.passages;
     let (mut utility, mut right_z, mut right_null, mut tokens) = (0.0f64, 0usize, 0usize, 0usize);
     for chunk in held_out.chunks(16) {
         let rows: Vec<(&[u32], &[u32])> = chunk
@@ -631,13 +762,15 @@ fn retrieval_utility(
             .convert::<f32>()
             .try_to_vec::<f32>()
             .expect("f32");
-        let hits = built.index.search(&host, 17.min(built.index.len()))?;
+        let hits = built
+            .index
+            .search(&host, SEARCH_SLACK.min(built.index.len()))?;
         let mut ids = Vec::new();
         for ((p, m), hits) in chunk.iter().zip(&hits) {
             let top = hits
                 .iter()
                 .map(|h| h.id as usize)
-                .find(|&c| keeps_candidate(m, uids[*p], uids[c], &passages[c].text));
+                .find(|&c| docs.keeps(m, *p, c));
             ids.push(encoder_row(m, None, passages, tokenizer, z.max_length)?);
             ids.push(encoder_row(m, top, passages, tokenizer, z.max_length)?);
         }
@@ -726,8 +859,7 @@ fn encoder_row(
 fn realm_loss(
     model: &RealmModel,
     masked: &[(usize, MaskedQuery)],
-    passages: &[Passage],
-    uids: &[u64],
+    docs: &Documents,
     built: &Built,
     tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
     z: &Sizes,
@@ -736,6 +868,7 @@ fn realm_loss(
     mut record: Option<&mut serde_json::Value>,
 ) -> anyhow::Result<(Tensor<1>, Phases)> {
     let (b, k) = (masked.len(), z.candidates);
+    let passages = docs.passages;
     let mut phases = Phases::default();
     if k == 1 {
         // Retrieval off: the null document alone, p(null|x) = 1.
@@ -771,7 +904,7 @@ fn realm_loss(
         .convert::<f32>()
         .try_to_vec::<f32>()
         .expect("f32");
-    let depth = (k - 1 + 16).min(built.index.len());
+    let depth = (k - 1 + SEARCH_SLACK).min(built.index.len());
     let hits = built.index.search(&host, depth)?;
     // The retrieved candidates of each query (passage positions), the null document aside.
     let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(b);
@@ -779,12 +912,12 @@ fn realm_loss(
         let picked: Vec<usize> = hits
             .iter()
             .map(|h| h.id as usize)
-            .filter(|&z| keeps_candidate(m, uids[*p], uids[z], &passages[z].text))
+            .filter(|&z| docs.keeps(m, *p, z))
             .take(k - 1)
             .collect();
         if picked.len() < k - 1 {
             bail!(
-                "only {} candidates besides the query's own passage: the corpus is too small for --candidates {k}",
+                "only {} candidates besides the query's own passage among the top {depth}: the corpus is too small for --candidates {k}",
                 picked.len()
             );
         }
