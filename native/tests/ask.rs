@@ -13,6 +13,7 @@ use common::{assert_ok, finetune_args, realm, tiny_base};
 
 struct Setup {
     _tmp: tempfile::TempDir,
+    dir: PathBuf,
     args: Vec<String>,
 }
 
@@ -39,7 +40,12 @@ fn setup() -> Option<Setup> {
         "2".into(),
     ];
     let _: PathBuf = run;
-    Some(Setup { _tmp: tmp, args })
+    let dir = tmp.path().to_path_buf();
+    Some(Setup {
+        _tmp: tmp,
+        dir,
+        args,
+    })
 }
 
 /// Three passages written as JSON lines and indexed with `model`: (corpus, index).
@@ -140,6 +146,35 @@ fn ask_answers_with_evidence_and_refuses_bad_questions() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["truncated"], true);
     assert!(report["answer"]["text"].is_string());
+
+    // Questions embedded by another BERT than the reader's (`--retriever-model`, e.g. a
+    // pre-trained embedder) over an index it built: MiniLM finds each question's passage,
+    // which the tiny base's random embedder does not for all three.
+    let Some(minilm) = common::shared_data("all-minilm-l6-v2") else {
+        return;
+    };
+    std::fs::create_dir_all(s.dir.join("minilm")).unwrap();
+    let (corpus, index) = index_corpus(&s.dir.join("minilm"), &minilm);
+    let mut other = json.clone();
+    let at = |flag: &str| other.iter().position(|a| a == flag).unwrap() + 1;
+    let (c, i) = (at("--corpus"), at("--index"));
+    other[c] = corpus.to_str().unwrap().into();
+    other[i] = index.to_str().unwrap().into();
+    other.extend(["--retriever-model".into(), minilm.to_str().unwrap().into()]);
+    let out = ask_stdin(
+        &other,
+        b"Who wrote Hamlet?\nWho painted the Mona Lisa?\nWhat is the capital of Australia?\n",
+    );
+    assert_ok(&out);
+    let top: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            line["passages"][0]["title"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(top, ["Hamlet", "Mona Lisa", "Canberra"]);
 }
 
 /// The reader the repo ships, over all-MiniLM-L6-v2 and a three-passage corpus.

@@ -75,6 +75,12 @@ pub struct FinetuneArgs {
     /// The passages `--index` was built from.
     #[arg(long, requires = "index")]
     pub corpus: Option<PathBuf>,
+    /// The BERT the negatives are retrieved with, when it is not `--model` (e.g. a `realm
+    /// pretrain` run's `embedder/` beside its `encoder/` as `--model`); `--index` must be
+    /// built with it.
+    #[arg(long, value_name = "DIR", requires = "index")]
+    #[serde(default)]
+    pub retriever_model: Option<PathBuf>,
     /// Retrieved passages read beside each question's own paragraph (with `--index`).
     #[arg(long, default_value_t = 2)]
     pub negatives: usize,
@@ -160,9 +166,14 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     if args.limit > 0 {
         questions.truncate(args.limit);
     }
+    let own_retriever = args
+        .retriever_model
+        .as_deref()
+        .map(|dir| crate::qa::retriever_base(dir, &base))
+        .transpose()?;
     let retrieved = match (&args.index, &args.corpus) {
         (Some(index), Some(corpus)) => Some(retrieve_negatives(
-            &base,
+            own_retriever.as_ref().unwrap_or(&base),
             &questions,
             &open_corpus(corpus, index)?,
             &unseen,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use realm_core::qa::engine::QaEngine;
 
-use crate::files::model_dir::read_base;
+use crate::files::model_dir::{BaseModel, read_base};
 use crate::qa::query_model::question_embedder;
 use crate::qa::reader_model::load_reader;
 
@@ -25,6 +25,11 @@ pub struct QaFiles {
     /// The base BERT the reader sits on and the retriever embeds with.
     #[arg(long, default_value = "data/all-minilm-l6-v2")]
     pub model: PathBuf,
+    /// The BERT questions are embedded with, when it is not `--model` (e.g. a `realm
+    /// pretrain` run's `embedder/`): `--index` must be built with it, and it must share
+    /// `--model`'s vocabulary.
+    #[arg(long, value_name = "DIR")]
+    pub retriever_model: Option<PathBuf>,
     /// The trained reader: a directory with reader.json and reader.safetensors.
     #[arg(long, default_value = "native/models/demo-reader")]
     pub reader: PathBuf,
@@ -59,7 +64,12 @@ impl QaFiles {
         let (mut reader, card) = load_reader(&self.reader, &base, &reader_device)?;
         reader.bert.freeze(eps, precision);
         let embed_device = realm_core::device::cpu_device();
-        let (mut retriever, _) = question_embedder(&base, Some(&self.reader), &embed_device)?;
+        let own = self.retriever_base(&base)?;
+        let (mut retriever, _) = question_embedder(
+            own.as_ref().unwrap_or(&base),
+            Some(&self.reader),
+            &embed_device,
+        )?;
         retriever.embedder.bert.freeze(eps, precision);
         Ok(QaEngine {
             embedder: retriever.embedder,
@@ -73,10 +83,35 @@ impl QaFiles {
         })
     }
 
+    /// `--retriever-model`'s BERT (`None`: questions are embedded with `base`, `--model`'s).
+    pub fn retriever_base(&self, base: &BaseModel) -> anyhow::Result<Option<BaseModel>> {
+        self.retriever_model
+            .as_deref()
+            .map(|dir| retriever_base(dir, base))
+            .transpose()
+    }
+
     /// Reads `--corpus` and `--index` ([`open_corpus`]).
     pub fn open_corpus(&self) -> anyhow::Result<IndexedCorpus> {
         open_corpus(&self.corpus, &self.index)
     }
+}
+
+/// The BERT in `dir` as the question embedder beside `base`, whose tokenizer both share.
+pub fn retriever_base(dir: &Path, base: &BaseModel) -> anyhow::Result<BaseModel> {
+    let own = read_base(dir)?;
+    let (a, b) = (&own.tokenizer, &base.tokenizer);
+    if a.vocab_size() != b.vocab_size()
+        || (a.cls_id, a.sep_id, a.pad_id, a.mask_id) != (b.cls_id, b.sep_id, b.pad_id, b.mask_id)
+    {
+        anyhow::bail!(
+            "the retriever model in {} has another vocabulary ({} wordpieces) than the base model ({})",
+            dir.display(),
+            a.vocab_size(),
+            b.vocab_size()
+        );
+    }
+    Ok(own)
 }
 
 /// Reads a corpus and its index shard; a missing index or one built from another corpus is an

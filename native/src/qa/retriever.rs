@@ -55,6 +55,8 @@ impl Retrieval {
                     ids,
                 } = files.open_corpus()?;
                 let beside = (kind == RetrieverKind::Dense).then_some(files.reader.as_path());
+                let own = files.retriever_base(base)?;
+                let base = own.as_ref().unwrap_or(base);
                 let (mut model, card) =
                     question_embedder(base, beside, &realm_core::device::cpu_device())?;
                 let precision = files.precision.resolve()?;
