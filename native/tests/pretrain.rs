@@ -419,6 +419,46 @@ fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_i
         assert!(gap < 1e-6, "{ours} is {gap} from {theirs}");
     }
 
+    // --init starts both networks from a run's realm.safetensors, every parameter of it; a
+    // file lacking one is refused.
+    let again = tmp.path().join("again");
+    let mut init = with(
+        with(args.clone(), "--out", again.to_str().unwrap()),
+        "--steps",
+        "1",
+    );
+    let at = init.iter().position(|a| a == "--encoder").unwrap();
+    init.drain(at..at + 2);
+    init.extend([
+        "--init".into(),
+        run.join("realm.safetensors").to_str().unwrap().into(),
+    ]);
+    assert_ok(&realm(&init));
+    let resumed =
+        read_safetensors(&std::fs::read(again.join("realm.safetensors")).unwrap()).unwrap();
+    assert_eq!(resumed.len(), trained.len());
+    for (name, t) in &trained {
+        let gap = t
+            .data
+            .iter()
+            .zip(&resumed[name].data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(gap < 1e-6, "{name} moved {gap}");
+    }
+    let mut partial = trained.clone();
+    partial.remove("encoder.mlm.bias");
+    let partial_file = tmp.path().join("partial.safetensors");
+    std::fs::write(&partial_file, write_safetensors(&partial).unwrap()).unwrap();
+    let out = realm(&with(
+        with(init, "--init", partial_file.to_str().unwrap()),
+        "--out",
+        tmp.path().join("partial").to_str().unwrap(),
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("encoder.mlm.bias"), "{stderr}");
+
     // An index not built with the same --skip is refused, naming the command that builds it;
     // an embedder checkpoint is no encoder.
     let whole = tmp.path().join("whole.shard");

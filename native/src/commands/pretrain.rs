@@ -80,6 +80,12 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "DIR")]
     #[serde(default)]
     pub encoder: Option<PathBuf>,
+    /// Start both networks, masked-LM head included, from the `realm.safetensors` of an
+    /// earlier pretrain run with the same `--model` (e.g. a retrieval-off run, `--candidates
+    /// 1`, as a masked-LM warm-up); it must hold every parameter.
+    #[arg(long, value_name = "FILE", conflicts_with = "encoder")]
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries.
     #[arg(long, required_unless_present = "resume")]
     pub corpus: Option<PathBuf>,
@@ -294,6 +300,30 @@ impl<'a> Documents<'a> {
         !self.evaluation_only[z]
             && keeps_candidate(query, self.uids[p], self.uids[z], &self.passages[z].text)
     }
+}
+
+/// `model` with every parameter from `file`, a run's `realm.safetensors`.
+fn init_from(model: RealmModel, file: &std::path::Path) -> anyhow::Result<RealmModel> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let weights = realm_core::checkpoint::safetensors_file::read_safetensors(&bytes)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let mut missing: Vec<String> =
+        realm_core::checkpoint::module_io::export_params(&model, |_| true)
+            .into_keys()
+            .filter(|name| !weights.contains_key(name))
+            .collect();
+    if !missing.is_empty() {
+        missing.sort();
+        bail!(
+            "{} lacks {} of the model's parameters (first: {}): give the realm.safetensors of a \
+             pretrain run with the same --model",
+            file.display(),
+            missing.len(),
+            missing[0]
+        );
+    }
+    realm_core::checkpoint::module_io::import_params(model, &weights)
+        .with_context(|| format!("{} does not fit the model", file.display()))
 }
 
 /// Where the knowledge-augmented encoder starts.
@@ -525,7 +555,11 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let encoder = KnowledgeAugEncoder::load(&start_from.config, &mut loader, &device)
         .with_context(|| format!("{} does not hold an encoder", start_from.dir.display()))?;
     loader.finish(&[ENCODER_UNUSED, &["realm.embeddings.position_ids"]].concat())?;
-    let model: RealmModel = RealmModel { embedder, encoder }.fork(&train_device).train();
+    let mut model = RealmModel { embedder, encoder };
+    if let Some(init) = &args.init {
+        model = init_from(model, init)?;
+    }
+    let model: RealmModel = model.fork(&train_device).train();
     let (model, optim, start) = resume_or_start(&dir, resuming, model, bert_adamw)?;
     if start > 0 && schedule_kind != RefreshSchedule::Never {
         // A resumed run rebuilds the index from the weights it resumed with (the one it had
@@ -749,6 +783,8 @@ fn retrieval_utility(
 ) -> anyhow::Result<serde_json::Value> {
     let passages = docs.passages;
     let (mut utility, mut right_z, mut right_null, mut tokens) = (0.0f64, 0usize, 0usize, 0usize);
+    // The same over the masked wordpieces the top passage's body (as the encoder reads it) holds.
+    let (mut utility_in, mut tokens_in) = (0.0f64, 0usize);
     for chunk in held_out.chunks(16) {
         let rows: Vec<(&[u32], &[u32])> = chunk
             .iter()
@@ -801,10 +837,16 @@ fn retrieval_utility(
             .try_to_vec::<f32>()
             .expect("f32");
         for (q, (_, m)) in chunk.iter().enumerate() {
+            let body = &ids[2 * q + 1].0[m.ids.len()..];
             for (j, &(_, y)) in m.targets.iter().enumerate() {
                 let at = |row: usize| &values[((row * targets) + j) * vocab..][..vocab];
                 let (null, with) = (at(2 * q), at(2 * q + 1));
-                utility += f64::from(with[y as usize] - null[y as usize]);
+                let gain = f64::from(with[y as usize] - null[y as usize]);
+                utility += gain;
+                if body.contains(&y) {
+                    utility_in += gain;
+                    tokens_in += 1;
+                }
                 let argmax = |v: &[f32]| {
                     v.iter()
                         .enumerate()
@@ -820,6 +862,9 @@ fn retrieval_utility(
     let n = tokens.max(1) as f64;
     Ok(serde_json::json!({
         "retrieval_utility": utility / n,
+        // Where the top passage holds the masked wordpiece, and how often it does.
+        "retrieval_utility_target_in_z": utility_in / tokens_in.max(1) as f64,
+        "target_in_z": tokens_in as f64 / n,
         "masked_accuracy": right_z as f64 / n,
         "masked_accuracy_null_only": right_null as f64 / n,
         "held_out_queries": held_out.len(),

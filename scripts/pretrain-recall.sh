@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Zero-shot retrieval of pre-trained embedders (issue #11's ablation column): each RUN's
+# embedder/ (a finished `realm pretrain` run; `minilm` for the base all-MiniLM-L6-v2) indexes
+# the demo corpus and retrieves for the open-QA sets with no fine-tuning; prints recall@5
+# (answer in the top 5 passages) per set as a Markdown table, also written to
+# target/pretrain-recall/table.md.
+#
+#   scripts/pretrain-recall.sh minilm runs/pt-salient runs/pt-random-span ...
+#
+# Sets: held-out SQuAD-open (2,777), NQ-open dev, WebQuestions test, CuratedTrec test (first
+# LIMIT each, default 1000). The shipped reader loads (over MiniLM) but reads nothing. Indexes are kept in target/pretrain-recall/ and reused. Needs
+# ../shared/data (or REALM_SHARED_DATA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=${REALM_SHARED_DATA:-../shared/data}
+[ $# -gt 0 ] || { echo "usage: scripts/pretrain-recall.sh minilm|RUN ..." >&2; exit 1; }
+limit=${LIMIT:-1000}
+corpus=$S/demo-corpus/passages.jsonl
+out=target/pretrain-recall
+mkdir -p "$out"
+cargo build -q -p realm-native --bin realm
+realm=target/debug/realm
+sets=("squad-v1.1-dev/dev-v1.1.reconstructed.json" "nq-open/NQ-open.dev.jsonl"
+  "webquestions/test.json" "curatedtrec/large2180-test.tsv")
+{
+  echo "| embedder | SQuAD held-out R@5 | NQ-open R@5 | WebQuestions R@5 | CuratedTrec R@5 |"
+  echo "|---|---|---|---|---|"
+} >"$out/table.md"
+for run in "$@"; do
+  if [ "$run" = minilm ]; then model=$S/all-minilm-l6-v2; name=minilm; else model=$run/embedder; name=$(basename "$run"); fi
+  [ -d "$model" ] || { echo "pretrain-recall: $model is missing" >&2; exit 1; }
+  index=$out/$name.int8.shard
+  [ -f "$index" ] || "$realm" index --model "$model" --corpus "$corpus" --out "$index"
+  row="| $name |"
+  for set in "${sets[@]}"; do
+    split=()
+    case $set in squad*) split=(--split held-out) ;; esac
+    "$realm" eval --questions "$S/$set" "${split[@]}" --limit "$limit" --recall-only --retriever zero-shot \
+      --model "$S/all-minilm-l6-v2" --retriever-model "$model" --corpus "$corpus" --index "$index" --out "$out/$name-$(dirname "$set")" >/dev/null 2>"$out/$name.log"
+    r5=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(f"{dict((k, v) for k, v in t["recall"])[5]:.1f}")' \
+      "$out/$name-$(dirname "$set")/table.json")
+    row="$row $r5 |"
+  done
+  echo "$row" >>"$out/table.md"
+done
+cat "$out/table.md"
