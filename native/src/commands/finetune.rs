@@ -241,7 +241,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         plot_title: "realm finetune: span-reader loss",
         quiet: args.quiet,
         eval_every: 0,
-        fast: (Vec::new(), 1.0),
+        rates: Vec::new(),
     };
     let micro = |model: &SpanReader, position: usize| {
         let t = Instant::now();

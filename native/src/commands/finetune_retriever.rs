@@ -216,7 +216,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         plot_title: "realm finetune-retriever: retriever loss",
         quiet: args.quiet,
         eval_every: 0,
-        fast: (Vec::new(), 1.0),
+        rates: Vec::new(),
     };
     let dim = shard.dim;
     let micro = |model: &RealmEmbedder, position: usize| {

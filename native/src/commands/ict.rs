@@ -196,7 +196,7 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
         plot_title: "realm ict: inverse cloze loss",
         quiet: args.quiet,
         eval_every: args.eval_every,
-        fast: (Vec::new(), 1.0),
+        rates: Vec::new(),
     };
     let micro = |model: &RealmEmbedder, position: usize| {
         let t = Instant::now();

@@ -151,6 +151,13 @@ pub struct PretrainArgs {
     #[arg(long, default_value_t = 10.0)]
     #[serde(default = "default_head_lr_factor")]
     pub head_lr_factor: f64,
+    /// The embedder (Embed_input and Embed_doc) learns at this times the learning rate. Its
+    /// gradient comes through p(z|x) from a handful of queries a step; at the demo's batch of
+    /// 2 a full-rate step moves the retriever faster than it learns (default: the `--config`
+    /// preset's: 1 for the paper's batch of 512).
+    #[arg(long)]
+    #[serde(default)]
+    pub retriever_lr_factor: Option<f64>,
     #[arg(long, value_enum, default_value = "salient")]
     pub masking: MaskingArg,
     /// The ablation: refresh 30 times less often.
@@ -214,6 +221,7 @@ struct Sizes {
     lr: f64,
     held_out: usize,
     eval_every: usize,
+    retriever_lr_factor: f64,
 }
 
 impl PretrainArgs {
@@ -232,6 +240,7 @@ impl PretrainArgs {
                 lr: 1e-4,
                 held_out: 500,
                 eval_every: 200,
+                retriever_lr_factor: 0.1,
             },
             Preset::Paper => Sizes {
                 limit: 0,
@@ -246,6 +255,7 @@ impl PretrainArgs {
                 lr: 3e-5,
                 held_out: 500,
                 eval_every: 1000,
+                retriever_lr_factor: 1.0,
             },
         };
         Sizes {
@@ -261,6 +271,9 @@ impl PretrainArgs {
             lr: self.lr.unwrap_or(preset.lr),
             held_out: self.held_out.unwrap_or(preset.held_out),
             eval_every: self.eval_every.unwrap_or(preset.eval_every),
+            retriever_lr_factor: self
+                .retriever_lr_factor
+                .unwrap_or(preset.retriever_lr_factor),
         }
     }
 }
@@ -422,6 +435,9 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     }
     if !(args.scale > 0.0 && args.scale.is_finite()) {
         bail!("--scale must be a positive number");
+    }
+    if !(z.retriever_lr_factor >= 0.0 && z.retriever_lr_factor.is_finite()) {
+        bail!("--retriever-lr-factor must be a number >= 0 (0: the retriever stays as it starts)");
     }
     if !(args.head_lr_factor > 0.0 && args.head_lr_factor.is_finite()) {
         bail!("--head-lr-factor must be a positive number");
@@ -622,6 +638,8 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         5,
         "the masked-LM head's transform, LayerNorm and bias"
     );
+    let retriever =
+        realm_core::checkpoint::module_io::param_ids(&model, |path| path.starts_with("embedder."));
     let schedule = Schedule {
         name: "pretrain",
         dir: &dir,
@@ -636,7 +654,10 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         plot_title: "realm pretrain: masked-LM marginal loss",
         quiet: args.quiet,
         eval_every: if held_out.is_empty() { 0 } else { z.eval_every },
-        fast: (head, args.head_lr_factor),
+        rates: vec![
+            (head, args.head_lr_factor),
+            (retriever, z.retriever_lr_factor),
+        ],
     };
     let cpu = realm_core::device::cpu_device();
     let eval_refresher = refresher.current.clone();

@@ -40,9 +40,10 @@ pub struct Schedule<'a> {
     /// Steps between evaluations (0: none); with evaluations there is one before the first
     /// step and one after the last.
     pub eval_every: usize,
-    /// Parameters that step at `lr` times a factor of their own (a freshly drawn head on a
-    /// pre-trained body); empty: none.
-    pub fast: (Vec<ParamId>, f64),
+    /// Groups of parameters that step at `lr` times a factor of their own (a freshly drawn
+    /// head on a pre-trained body learns faster; a retriever fed a noisy gradient, slower);
+    /// empty: every parameter at `lr`.
+    pub rates: Vec<(Vec<ParamId>, f64)>,
 }
 
 /// An evaluation of the model between steps: one metrics line `{"step", "after_steps",
@@ -155,12 +156,14 @@ pub fn run_steps<M: Module>(
                 s.dir.display()
             );
         }
-        if s.fast.0.is_empty() {
-            model = optim.step(lr, model, grads);
-        } else {
-            let fast = split_grads(&model, &mut grads, &s.fast.0);
-            model = optim.step(lr, model, grads);
-            model = optim.step(lr * s.fast.1, model, fast);
+        let groups: Vec<_> = s
+            .rates
+            .iter()
+            .map(|(ids, factor)| (split_grads(&model, &mut grads, ids), *factor))
+            .collect();
+        model = optim.step(lr, model, grads);
+        for (grads, factor) in groups {
+            model = optim.step(lr * factor, model, grads);
         }
         phases.optimizer = t.elapsed().as_secs_f64();
         step += 1;
