@@ -85,7 +85,7 @@ for arm in $arms; do
   marginal() { echo "$weights" | awk -F'|' -v w="$1" '$2 + 0 == w && $2 ~ /[0-9]/ {gsub(/ /, "", $4); print $4}'; }
   em0=$(marginal 0)
   em8=$(marginal 8)
-  r5=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); r=dict((k, v) for k, v in t["recall"]); print(f"{r[5]:.1f}")' "$out/eval-$arm/table.json")
+  r5=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); r = dict((k, v) for k, v in t["recall"]); print("%.1f" % r[5])' "$out/eval-$arm/table.json")
   read -r base retriever <<<"$(flags "$arm" | awk '{print $2, ($3 == "--retriever-model") ? $4 : $2}')"
   echo "| $arm | $base | $retriever | $em0 | $em8 | $r5 |" >>"$out/table.md"
 done

@@ -154,7 +154,7 @@ pub struct PretrainArgs {
     /// The embedder (Embed_input and Embed_doc) learns at this times the learning rate. Its
     /// gradient comes through p(z|x) from a handful of queries a step; at the demo's batch of
     /// 2 a full-rate step moves the retriever faster than it learns (default: the `--config`
-    /// preset's: 1 for the paper's batch of 512).
+    /// preset's: 0.1 for the demo, 1 for the paper's batch of 512).
     #[arg(long)]
     #[serde(default)]
     pub retriever_lr_factor: Option<f64>,
