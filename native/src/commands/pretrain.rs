@@ -382,10 +382,7 @@ impl EncoderStart {
             ),
         };
         let (a, b) = (&source.tokenizer, &base.tokenizer);
-        if a.vocab_size() != b.vocab_size()
-            || (a.cls_id, a.sep_id, a.pad_id, a.mask_id)
-                != (b.cls_id, b.sep_id, b.pad_id, b.mask_id)
-        {
+        if !crate::files::model_dir::shares_vocabulary(a, b) {
             bail!(
                 "{}'s vocabulary ({} wordpieces) is not {}'s ({}): the encoder reads the queries \
                  the embedder's tokenizer makes",

@@ -59,6 +59,13 @@ pub fn sentence_model(base: &BaseModel, device: &Device) -> anyhow::Result<Sente
     })
 }
 
+/// Whether two tokenizers make the same ids: the same vocabulary size and special tokens
+/// (a model reading another's inputs must share its vocabulary).
+pub fn shares_vocabulary(a: &WordPieceTokenizer, b: &WordPieceTokenizer) -> bool {
+    a.vocab_size() == b.vocab_size()
+        && (a.cls_id, a.sep_id, a.pad_id, a.mask_id) == (b.cls_id, b.sep_id, b.pad_id, b.mask_id)
+}
+
 /// The bytes of `path`, refused unless their sha256 is the one `card` (the file that names it)
 /// records: a damaged or swapped file is an error naming both.
 pub fn read_verified(path: &Path, card: &Path, sha256: &str) -> anyhow::Result<Vec<u8>> {

@@ -101,9 +101,7 @@ impl QaFiles {
 pub fn retriever_base(dir: &Path, base: &BaseModel) -> anyhow::Result<BaseModel> {
     let own = read_base(dir)?;
     let (a, b) = (&own.tokenizer, &base.tokenizer);
-    if a.vocab_size() != b.vocab_size()
-        || (a.cls_id, a.sep_id, a.pad_id, a.mask_id) != (b.cls_id, b.sep_id, b.pad_id, b.mask_id)
-    {
+    if !crate::files::model_dir::shares_vocabulary(a, b) {
         anyhow::bail!(
             "the retriever model in {} has another vocabulary ({} wordpieces) than the base model ({})",
             dir.display(),
