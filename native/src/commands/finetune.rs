@@ -268,7 +268,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     };
     let model = match run_steps(&schedule, model, optim, start, micro, None)? {
         Ended::Finished(model) => model,
-        Ended::Stopped => return Ok(()),
+        Ended::Stopped(_) => return Ok(()),
     };
     let card = ReaderCard {
         base_sha256: String::new(),

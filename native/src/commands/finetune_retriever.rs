@@ -301,7 +301,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
     };
     let embedder = match run_steps(&schedule, embedder, optim, start, micro, None)? {
         Ended::Finished(model) => model,
-        Ended::Stopped => return Ok(()),
+        Ended::Stopped(_) => return Ok(()),
     };
     let card = QueryCard {
         base_sha256: String::new(),

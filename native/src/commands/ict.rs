@@ -232,7 +232,7 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
         (args.eval_every > 0).then_some(&mut evaluate);
     let embedder = match run_steps(&schedule, embedder, optim, start, micro, evaluate)? {
         Ended::Finished(model) => model,
-        Ended::Stopped => return Ok(()),
+        Ended::Stopped(_) => return Ok(()),
     };
     let weights = realm_core::checkpoint::module_io::export_params(&embedder.valid(), |_| true);
     write_atomic(

@@ -748,9 +748,11 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
         )
     };
     let evaluate: Option<crate::train::steps::Evaluate<RealmModel>> = Some(&mut evaluate);
-    let model = match run_steps(&schedule, model, optim, start, micro, evaluate)? {
-        Ended::Finished(model) => model,
-        Ended::Stopped => return Ok(()),
+    // A run stopped with Ctrl-C leaves its weights so far beside its checkpoint (for an
+    // evaluation or an ablation cut short); `--resume` overwrites them at the end.
+    let (model, ended) = match run_steps(&schedule, model, optim, start, micro, evaluate)? {
+        Ended::Finished(model) => (model, "done"),
+        Ended::Stopped(model) => (model, "stopped; the weights so far"),
     };
     let weights = realm_core::checkpoint::module_io::export_params(&model.valid(), |_| true);
     write_atomic(
@@ -771,7 +773,7 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     encoder.extend(start_from.pooler);
     write_model_dir(&dir.join("encoder"), &start_from.dir, &encoder)?;
     eprintln!(
-        "pretrain: done; in {}: realm.safetensors (embedder and encoder with its masked-LM head, by module path), \
+        "pretrain: {ended} in {}: realm.safetensors (embedder and encoder with its masked-LM head, by module path), \
          embedder/ (the retriever) and encoder/ (the encoder's BERT) as model directories for --model",
         dir.display()
     );

@@ -65,8 +65,8 @@ pub struct MicroLoss {
 pub enum Ended<M> {
     /// Every step ran: the trained model.
     Finished(M),
-    /// Ctrl-C: the step finished and a checkpoint was written.
-    Stopped,
+    /// Ctrl-C: the step finished and a checkpoint was written; the model as it stands.
+    Stopped(M),
 }
 
 /// Runs steps `start..steps` of `model`, `micro(model, position)` giving the loss of the
@@ -207,7 +207,7 @@ pub fn run_steps<M: Module>(
                 s.name,
                 s.dir.display()
             );
-            return Ok(Ended::Stopped);
+            return Ok(Ended::Stopped(model));
         }
     }
     bar.finish_and_clear();
