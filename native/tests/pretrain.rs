@@ -489,3 +489,56 @@ fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_i
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a REALM encoder"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_stops_after_a_step_and_leaves_the_weights_so_far() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let paragraphs = squad_paragraphs(&squad, 40);
+    let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
+    let run = tmp.path().join("run");
+    let args = with(
+        with(
+            pretrain_args(&base, &corpus, &shard, &run, "never"),
+            "--steps",
+            "100000",
+        ),
+        "--held-out",
+        "0",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !run.join("metrics.jsonl").exists()
+        || std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .is_empty()
+    {
+        assert!(started.elapsed().as_secs() < 300, "no step was logged");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped; the weights so far"), "{stderr}");
+    let steps = losses(&run).len();
+    assert!((1..100000).contains(&steps), "{steps} steps");
+    for file in [
+        "realm.safetensors",
+        "embedder/model.safetensors",
+        "encoder/model.safetensors",
+        "latest",
+    ] {
+        assert!(run.join(file).is_file(), "{file} is missing: {stderr}");
+    }
+}
