@@ -150,15 +150,21 @@ pub fn document_uid(title: &str, body: &str) -> u64 {
 
 /// Whether a retrieved passage may be a candidate for `query` from the document `query_uid`:
 /// not the query's own document, and not holding the unmasked sentence verbatim (the answer
-/// would be copied, not retrieved).
+/// would be copied, not retrieved). A sentence of fewer than [`VERBATIM_MIN_WORDS`] words
+/// ("Yes.", "See below.") is no sign of a copy: most passages would hold it.
 pub fn keeps_candidate(
     query: &MaskedQuery,
     query_uid: u64,
     candidate_uid: u64,
     body: &str,
 ) -> bool {
-    candidate_uid != query_uid && !body.contains(query.sentence.trim())
+    let sentence = query.sentence.trim();
+    candidate_uid != query_uid
+        && (sentence.split_whitespace().count() < VERBATIM_MIN_WORDS || !body.contains(sentence))
 }
+
+/// Words a sentence needs before a passage holding it verbatim counts as its copy.
+pub const VERBATIM_MIN_WORDS: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -302,5 +308,16 @@ mod tests {
             &format!("Quote: {sentence} End.")
         ));
         assert!(keeps_candidate(&q, own, other, "He painted the Mona Lisa."));
+        // A three-word sentence inside another passage is no copy of it.
+        let short = "it was long.";
+        let q = mask_sentence(&t, short, Masking::RandomToken, &g, 32, &mut rng)
+            .unwrap()
+            .unwrap();
+        assert!(keeps_candidate(
+            &q,
+            own,
+            other,
+            "Look: it was long. In Paris."
+        ));
     }
 }
