@@ -278,9 +278,47 @@ impl PretrainArgs {
     }
 }
 
-/// How many retrieved passages beyond the candidates needed are searched, to make up for
-/// those dropped (the query's own, verbatim copies, evaluation-only articles).
+/// How many retrieved passages beyond the candidates needed are searched first, to make up
+/// for those dropped (the query's own, verbatim copies, evaluation-only articles).
 const SEARCH_SLACK: usize = 32;
+
+/// The first `want` passages by MIPS that `docs.keeps` for each query (`queries`: their
+/// embeddings, flat): the top `want + SEARCH_SLACK`, searched 8 times deeper, up to the whole
+/// index, for a query whose top ones are all dropped (a sentence about an evaluation-only
+/// article finds that article's passages first). Fewer than `want` only when the whole index
+/// has no more.
+fn candidates(
+    index: &dyn MipsIndex,
+    queries: &[f32],
+    masked: &[(usize, MaskedQuery)],
+    docs: &Documents,
+    want: usize,
+) -> anyhow::Result<Vec<Vec<usize>>> {
+    let first = (want + SEARCH_SLACK).min(index.len());
+    let dim = index.dim();
+    let hits = index.search(queries, first)?;
+    masked
+        .iter()
+        .zip(hits)
+        .enumerate()
+        .map(|(i, ((p, m), hits))| {
+            let keep = |hits: &[realm_core::index::reference::Hit]| -> Vec<usize> {
+                hits.iter()
+                    .map(|h| h.id as usize)
+                    .filter(|&z| docs.keeps(m, *p, z))
+                    .take(want)
+                    .collect()
+            };
+            let (mut picked, mut depth) = (keep(&hits), first);
+            while picked.len() < want && depth < index.len() {
+                depth = (depth * 8).min(index.len());
+                let deeper = index.search(&queries[i * dim..(i + 1) * dim], depth)?;
+                picked = keep(&deeper[0]);
+            }
+            Ok(picked)
+        })
+        .collect()
+}
 
 /// The passages a run reads, with what decides whether one may be a candidate.
 struct Documents<'a> {
@@ -818,15 +856,10 @@ fn retrieval_utility(
             .convert::<f32>()
             .try_to_vec::<f32>()
             .expect("f32");
-        let hits = built
-            .index
-            .search(&host, SEARCH_SLACK.min(built.index.len()))?;
+        let tops = candidates(&*built.index, &host, chunk, docs, 1)?;
         let mut ids = Vec::new();
-        for ((p, m), hits) in chunk.iter().zip(&hits) {
-            let top = hits
-                .iter()
-                .map(|h| h.id as usize)
-                .find(|&c| docs.keeps(m, *p, c));
+        for ((_, m), top) in chunk.iter().zip(&tops) {
+            let top = top.first().copied();
             ids.push(encoder_row(m, None, passages, tokenizer, z.max_length)?);
             ids.push(encoder_row(m, top, passages, tokenizer, z.max_length)?);
         }
@@ -969,24 +1002,14 @@ fn realm_loss(
         .convert::<f32>()
         .try_to_vec::<f32>()
         .expect("f32");
-    let depth = (k - 1 + SEARCH_SLACK).min(built.index.len());
-    let hits = built.index.search(&host, depth)?;
     // The retrieved candidates of each query (passage positions), the null document aside.
-    let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(b);
-    for ((p, m), hits) in masked.iter().zip(&hits) {
-        let picked: Vec<usize> = hits
-            .iter()
-            .map(|h| h.id as usize)
-            .filter(|&z| docs.keeps(m, *p, z))
-            .take(k - 1)
-            .collect();
-        if picked.len() < k - 1 {
-            bail!(
-                "only {} candidates besides the query's own passage among the top {depth}: the corpus is too small for --candidates {k}",
-                picked.len()
-            );
-        }
-        chosen.push(picked);
+    let chosen = candidates(&*built.index, &host, masked, docs, k - 1)?;
+    if let Some(short) = chosen.iter().find(|c| c.len() < k - 1) {
+        bail!(
+            "only {} passages of the whole index may be candidates besides the query's own: \
+             the corpus is too small for --candidates {k}",
+            short.len()
+        );
     }
     phases.retrieval = t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -1004,7 +1027,8 @@ fn realm_loss(
         record["candidates"] = input_json(&docs_input);
         record["scale"] = serde_json::json!(scale);
         record["index_rows"] = serde_json::json!(built.index.len());
-        record["search_depth"] = serde_json::json!(depth);
+        // The first search's depth (deeper ones are rare): the peer searches as deep.
+        record["search_depth"] = serde_json::json!((k - 1 + SEARCH_SLACK).min(built.index.len()));
     }
     let retrieved = (query.reshape([b, 1, dim]) * docs.reshape([b, k - 1, dim]))
         .sum_dim(2)
@@ -1100,4 +1124,64 @@ fn input_json(input: &BertInput) -> serde_json::Value {
         "token_type_ids": rows(&input.token_type_ids),
         "attention_mask": rows(&input.attention_mask),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Passages 0..n on a line, the query at 0: the nearest are passages 1, 2, ...; `held`
+    /// of them (the nearest) belong to an evaluation-only article.
+    fn setup(n: usize, held: usize) -> (Vec<Passage>, ExactIndex, Vec<f32>) {
+        let passages = (0..n)
+            .map(|i| Passage {
+                title: if (1..=held).contains(&i) {
+                    "Nikola Tesla".into()
+                } else {
+                    "Super Bowl 50".into()
+                },
+                text: format!("Passage number {i} of the test corpus."),
+            })
+            .collect();
+        // Unit vectors at growing angles from the query's.
+        let rows: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let a = i as f32 * 0.01;
+                [a.cos(), a.sin()]
+            })
+            .collect();
+        (passages, ExactIndex::new(rows, 2).unwrap(), vec![1.0, 0.0])
+    }
+
+    fn query() -> (usize, MaskedQuery) {
+        let m = MaskedQuery {
+            ids: vec![],
+            type_ids: vec![],
+            targets: vec![],
+            sentence: "The Broncos won Super Bowl 50 in 2016.".into(),
+        };
+        (0, m)
+    }
+
+    #[test]
+    fn candidates_search_deeper_past_dropped_passages_and_match_a_plain_scan() {
+        for (n, held, want) in [
+            (200, 0, 3),
+            (200, 50, 3),
+            (200, 190, 3),
+            (200, 197, 3),
+            (60, 58, 3),
+        ] {
+            let (passages, index, q) = setup(n, held);
+            let docs = Documents::new(&passages);
+            let got = candidates(&index, &q, &[query()], &docs, want).unwrap();
+            // The plain reference: every passage in order of nearness, the dropped ones skipped.
+            let expected: Vec<usize> = (0..n)
+                .filter(|&z| docs.keeps(&query().1, 0, z))
+                .take(want)
+                .collect();
+            assert_eq!(got, vec![expected.clone()], "n {n}, held {held}");
+            assert_eq!(expected.len(), want.min(n - 1 - held));
+        }
+    }
 }
