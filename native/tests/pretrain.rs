@@ -450,27 +450,23 @@ fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_i
     partial.remove("encoder.mlm.bias");
     let partial_file = tmp.path().join("partial.safetensors");
     std::fs::write(&partial_file, write_safetensors(&partial).unwrap()).unwrap();
-    let out = realm(&with(
-        with(init, "--init", partial_file.to_str().unwrap()),
-        "--out",
-        tmp.path().join("partial").to_str().unwrap(),
-    ));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("encoder.mlm.bias"), "{stderr}");
+    let refused = |args: Vec<String>, flag: &str, value: &Path, out: &str, says: &str| {
+        let out = realm(&with(
+            with(args, flag, value.to_str().unwrap()),
+            "--out",
+            tmp.path().join(out).to_str().unwrap(),
+        ));
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    };
+    refused(init, "--init", &partial_file, "partial", "encoder.mlm.bias");
 
     // An index not built with the same --skip is refused, naming the command that builds it;
     // an embedder checkpoint is no encoder.
     let whole = tmp.path().join("whole.shard");
     assert_ok(&index("0", &whole));
-    let out = realm(&with(
-        with(args.clone(), "--index", whole.to_str().unwrap()),
-        "--out",
-        tmp.path().join("bad-index").to_str().unwrap(),
-    ));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--skip 5"), "{stderr}");
+    refused(args.clone(), "--index", &whole, "bad-index", "--skip 5");
     let embedder_dir = tmp.path().join("hf-embedder");
     std::fs::create_dir_all(&embedder_dir).unwrap();
     std::fs::write(
@@ -480,14 +476,13 @@ fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_i
     .unwrap();
     std::fs::copy(tiny.join("config.json"), embedder_dir.join("config.json")).unwrap();
     std::fs::copy(base.join("vocab.txt"), embedder_dir.join("vocab.txt")).unwrap();
-    let out = realm(&with(
-        with(args, "--encoder", embedder_dir.to_str().unwrap()),
-        "--out",
-        tmp.path().join("bad-encoder").to_str().unwrap(),
-    ));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not a REALM encoder"), "{stderr}");
+    refused(
+        args,
+        "--encoder",
+        &embedder_dir,
+        "bad-encoder",
+        "not a REALM encoder",
+    );
 }
 
 #[test]
