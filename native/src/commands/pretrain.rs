@@ -156,7 +156,7 @@ pub struct PretrainArgs {
     /// 2 a full-rate step moves the retriever faster than it learns (default: the `--config`
     /// preset's: 0.1 for the demo, 1 for the paper's batch of 512).
     #[arg(long)]
-    #[serde(default)]
+    #[serde(default = "default_retriever_lr_factor")]
     pub retriever_lr_factor: Option<f64>,
     #[arg(long, value_enum, default_value = "salient")]
     pub masking: MaskingArg,
@@ -187,6 +187,12 @@ pub struct PretrainArgs {
 /// The `--scale` of runs started before it existed (their args.json has none): 1.
 fn default_scale() -> f32 {
     1.0
+}
+
+/// The `--retriever-lr-factor` of runs started before it existed (their args.json has none):
+/// the full rate they trained at, so that a resume follows the same trajectory.
+fn default_retriever_lr_factor() -> Option<f64> {
+    Some(1.0)
 }
 
 /// The `--head-lr-factor` of runs started before it existed: 1.
