@@ -503,7 +503,7 @@ fn ctrl_c_stops_after_a_step_and_leaves_the_weights_so_far() {
         "--held-out",
         "0",
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realm"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_realm"))
         .args(&args)
         .stderr(std::process::Stdio::piped())
         .spawn()
