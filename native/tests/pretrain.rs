@@ -323,16 +323,21 @@ fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_i
     // A REALM reader checkpoint as Hugging Face saves it, through `realm convert`.
     let all =
         read_safetensors(&std::fs::read(tiny.join("realm_tiny.safetensors")).unwrap()).unwrap();
-    let hf = tmp.path().join("hf-reader");
-    std::fs::create_dir_all(&hf).unwrap();
+    // A Hugging Face checkpoint directory: the tiny config, the base's vocabulary, `weights`.
+    let hf_dir = |name: &str, weights: &realm_core::checkpoint::weights::WeightMap| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("model.safetensors"),
+            write_safetensors(weights).unwrap(),
+        )
+        .unwrap();
+        std::fs::copy(tiny.join("config.json"), dir.join("config.json")).unwrap();
+        std::fs::copy(base.join("vocab.txt"), dir.join("vocab.txt")).unwrap();
+        dir
+    };
     let reader = strip_prefix(&all, "reader.");
-    std::fs::write(
-        hf.join("model.safetensors"),
-        write_safetensors(&reader).unwrap(),
-    )
-    .unwrap();
-    std::fs::copy(tiny.join("config.json"), hf.join("config.json")).unwrap();
-    std::fs::copy(base.join("vocab.txt"), hf.join("vocab.txt")).unwrap();
+    let hf = hf_dir("hf-reader", &reader);
     let converted = tmp.path().join("converted");
     assert_ok(&realm(&[
         "convert".into(),
@@ -467,15 +472,7 @@ fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_i
     let whole = tmp.path().join("whole.shard");
     assert_ok(&index("0", &whole));
     refused(args.clone(), "--index", &whole, "bad-index", "--skip 5");
-    let embedder_dir = tmp.path().join("hf-embedder");
-    std::fs::create_dir_all(&embedder_dir).unwrap();
-    std::fs::write(
-        embedder_dir.join("model.safetensors"),
-        write_safetensors(&strip_prefix(&all, "embedder.")).unwrap(),
-    )
-    .unwrap();
-    std::fs::copy(tiny.join("config.json"), embedder_dir.join("config.json")).unwrap();
-    std::fs::copy(base.join("vocab.txt"), embedder_dir.join("vocab.txt")).unwrap();
+    let embedder_dir = hf_dir("hf-embedder", &strip_prefix(&all, "embedder."));
     refused(
         args,
         "--encoder",

@@ -288,6 +288,11 @@ impl PretrainArgs {
 /// for those dropped (the query's own, verbatim copies, evaluation-only articles).
 const SEARCH_SLACK: usize = 32;
 
+/// How deep the first search for `want` candidates goes in an index of `rows`.
+fn first_depth(want: usize, rows: usize) -> usize {
+    (want + SEARCH_SLACK).min(rows)
+}
+
 /// The first `want` passages by MIPS that `docs.keeps` for each query (`queries`: their
 /// embeddings, flat): the top `want + SEARCH_SLACK`, searched 8 times deeper, up to the whole
 /// index, for a query whose top ones are all dropped (a sentence about an evaluation-only
@@ -300,7 +305,7 @@ fn candidates(
     docs: &Documents,
     want: usize,
 ) -> anyhow::Result<Vec<Vec<usize>>> {
-    let first = (want + SEARCH_SLACK).min(index.len());
+    let first = first_depth(want, index.len());
     let dim = index.dim();
     let hits = index.search(queries, first)?;
     masked
@@ -1034,7 +1039,7 @@ fn realm_loss(
         record["scale"] = serde_json::json!(scale);
         record["index_rows"] = serde_json::json!(built.index.len());
         // The first search's depth (deeper ones are rare): the peer searches as deep.
-        record["search_depth"] = serde_json::json!((k - 1 + SEARCH_SLACK).min(built.index.len()));
+        record["search_depth"] = serde_json::json!(first_depth(k - 1, built.index.len()));
     }
     let retrieved = (query.reshape([b, 1, dim]) * docs.reshape([b, k - 1, dim]))
         .sum_dim(2)

@@ -156,9 +156,11 @@ pub fn run_steps<M: Module>(
                 s.dir.display()
             );
         }
+        // A group at factor 1 steps with the rest: one optimiser pass fewer.
         let groups: Vec<_> = s
             .rates
             .iter()
+            .filter(|(_, factor)| *factor != 1.0)
             .map(|(ids, factor)| (split_grads(&model, &mut grads, ids), *factor))
             .collect();
         model = optim.step(lr, model, grads);
