@@ -48,6 +48,8 @@ fn pretrain_args(
         "20",
         "--eval-every",
         "10",
+        "--mlm-warmup",
+        "0",
         "--quiet",
     ]
     .map(String::from)
@@ -533,4 +535,71 @@ fn ctrl_c_stops_after_a_step_and_leaves_the_weights_so_far() {
     ] {
         assert!(run.join(file).is_file(), "{file} is missing: {stderr}");
     }
+}
+
+#[test]
+fn the_built_in_warm_up_is_the_two_stage_run_and_resumes_from_a_kill_inside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let paragraphs = squad_paragraphs(&squad, 40);
+    let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
+    let args = |out: &Path| {
+        with(
+            with(
+                pretrain_args(&base, &corpus, &shard, out, "never"),
+                "--steps",
+                "4",
+            ),
+            "--held-out",
+            "0",
+        )
+    };
+
+    // By hand: a retrieval-off run, then REALM from its weights with the next seed.
+    let mlm = tmp.path().join("mlm");
+    assert_ok(&realm(&with(args(&mlm), "--candidates", "1")));
+    let realm_run = tmp.path().join("realm");
+    let init = mlm.join("realm.safetensors");
+    assert_ok(&realm(&with(
+        with(args(&realm_run), "--init", init.to_str().unwrap()),
+        "--seed",
+        "2",
+    )));
+
+    // One command, killed (SIGKILL) after the warm-up's first checkpoint; the warm-up
+    // resumed on its own, then the whole run resumed.
+    let one = tmp.path().join("one");
+    let one_args = with(
+        with(args(&one), "--mlm-warmup", "4"),
+        "--checkpoint-every",
+        "1",
+    );
+    kill_then_resume(&one_args, &one.join("warm-up"));
+    assert!(!one.join("latest").exists(), "REALM's steps began before the warm-up ended");
+    assert_ok(&realm(
+        &["pretrain", "--resume", one.to_str().unwrap(), "--quiet"].map(String::from),
+    ));
+
+    assert_same_losses(&losses(&one.join("warm-up")), &losses(&mlm));
+    assert_same_losses(&losses(&one), &losses(&realm_run));
+    assert_eq!(
+        std::fs::read(one.join("realm.safetensors")).unwrap(),
+        std::fs::read(realm_run.join("realm.safetensors")).unwrap(),
+        "the one-command run ends with the two-stage run's weights"
+    );
+
+    // A warm-up with retrieval off is a contradiction, refused before training.
+    let out = realm(&with(
+        with(args(&tmp.path().join("off")), "--mlm-warmup", "4"),
+        "--candidates",
+        "1",
+    ));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--mlm-warmup needs retrieval on"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

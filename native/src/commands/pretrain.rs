@@ -86,6 +86,15 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "encoder")]
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// Masked-LM warm-up steps before REALM's: first a retrieval-off run (the null document
+    /// only, as `--candidates 1`) in OUT/warm-up teaches the fresh masked-LM head and the BERT
+    /// under it to predict masked spans; REALM's `--steps` then start from its weights (as
+    /// `--init` would), with a fresh optimiser and `--seed` + 1. 0: retrieval from the first
+    /// step (default: the `--config` preset's, 1,200 for the demo and 0 for the paper's; 0
+    /// with `--init` or `--encoder`, which bring a trained head).
+    #[arg(long, value_name = "STEPS")]
+    #[serde(default = "no_mlm_warmup")]
+    pub mlm_warmup: Option<usize>,
     /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries.
     #[arg(long, required_unless_present = "resume")]
     pub corpus: Option<PathBuf>,
@@ -195,6 +204,11 @@ fn default_retriever_lr_factor() -> Option<f64> {
     Some(1.0)
 }
 
+/// The `--mlm-warmup` of runs started before it existed: none.
+fn no_mlm_warmup() -> Option<usize> {
+    Some(0)
+}
+
 /// The `--head-lr-factor` of runs started before it existed: 1.
 fn default_head_lr_factor() -> f64 {
     1.0
@@ -203,12 +217,14 @@ fn default_head_lr_factor() -> f64 {
 /// Size presets of `--config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum Preset {
-    /// 2,000 passages, 4 candidates, 2 queries a step, 1,200 steps, the index refreshed every
-    /// 50 steps, 500 held-out sentences evaluated every 200 steps: sized for two CPU cores
-    /// (about 1.4 s a step, 30-45 minutes).
+    /// 2,000 passages, 1,200 masked-LM warm-up steps with retrieval off, then 1,200 REALM
+    /// steps of 2 queries with 4 candidates, the retriever at a tenth of the rate, the index
+    /// refreshed every 50 steps, 500 held-out sentences evaluated every 200 steps: sized for
+    /// two CPU cores (about 45 minutes).
     Demo,
     /// REALM's configuration: every passage, 8 candidates, 288-wordpiece blocks, batch 512,
-    /// 200,000 steps, learning rate 3e-5, the index refreshed back to back.
+    /// 200,000 steps, learning rate 3e-5, the index refreshed back to back, no warm-up (start
+    /// from a BERT with a masked-LM head: `--encoder`).
     Paper,
 }
 
@@ -228,6 +244,7 @@ struct Sizes {
     held_out: usize,
     eval_every: usize,
     retriever_lr_factor: f64,
+    mlm_warmup: usize,
 }
 
 impl PretrainArgs {
@@ -247,6 +264,7 @@ impl PretrainArgs {
                 held_out: 500,
                 eval_every: 200,
                 retriever_lr_factor: 0.1,
+                mlm_warmup: 1200,
             },
             Preset::Paper => Sizes {
                 limit: 0,
@@ -262,6 +280,7 @@ impl PretrainArgs {
                 held_out: 500,
                 eval_every: 1000,
                 retriever_lr_factor: 1.0,
+                mlm_warmup: 0,
             },
         };
         Sizes {
@@ -280,6 +299,16 @@ impl PretrainArgs {
             retriever_lr_factor: self
                 .retriever_lr_factor
                 .unwrap_or(preset.retriever_lr_factor),
+            mlm_warmup: self.mlm_warmup.unwrap_or(
+                if self.init.is_some()
+                    || self.encoder.is_some()
+                    || self.candidates.unwrap_or(preset.candidates) == 1
+                {
+                    0
+                } else {
+                    preset.mlm_warmup
+                },
+            ),
         }
     }
 }
@@ -465,6 +494,12 @@ pub struct RealmModel {
 }
 
 pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
+    train(args).map(|_finished| ())
+}
+
+/// The run `args` names, its warm-up first when it has one: whether every step ran (not
+/// stopped with Ctrl-C).
+fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     let Run {
         dir,
         args,
@@ -494,6 +529,22 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     if z.query_length + 2 > z.max_length || z.max_length > 512 {
         bail!("--max-length must leave room for a body after --query-length, and be at most 512");
     }
+    if z.mlm_warmup > 0 && z.candidates == 1 {
+        bail!("--mlm-warmup needs retrieval on (--candidates 2 or more): it is what comes before it");
+    }
+    let args = if z.mlm_warmup > 0 {
+        match warm_up(&dir, &args, z.mlm_warmup)? {
+            Some(weights) => PretrainArgs {
+                init: Some(weights),
+                mlm_warmup: Some(0),
+                seed: args.seed.wrapping_add(1),
+                ..args
+            },
+            None => return Ok(false),
+        }
+    } else {
+        args
+    };
     let mut schedule_kind = RefreshSchedule::parse(&z.refresh, args.stale_30x)?;
     if z.candidates == 1 {
         // Retrieval off: the starting index only serves the held-out evaluation.
@@ -799,10 +850,11 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
     let evaluate: Option<crate::train::steps::Evaluate<RealmModel>> = Some(&mut evaluate);
     // A run stopped with Ctrl-C leaves its weights so far beside its checkpoint (for an
     // evaluation or an ablation cut short); `--resume` overwrites them at the end.
-    let (model, ended) = match run_steps(&schedule, model, optim, start, micro, evaluate)? {
-        Ended::Finished(model) => (model, "done"),
-        Ended::Stopped(model) => (model, "stopped; the weights so far"),
-    };
+    let (model, ended, finished) =
+        match run_steps(&schedule, model, optim, start, micro, evaluate)? {
+            Ended::Finished(model) => (model, "done", true),
+            Ended::Stopped(model) => (model, "stopped; the weights so far", false),
+        };
     let weights = realm_core::checkpoint::module_io::export_params(&model.valid(), |_| true);
     write_atomic(
         &dir.join("realm.safetensors"),
@@ -826,7 +878,41 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
          embedder/ (the retriever) and encoder/ (the encoder's BERT) as model directories for --model",
         dir.display()
     );
-    Ok(())
+    Ok(finished)
+}
+
+/// Runs the masked-LM warm-up of the run in `dir` in `dir/warm-up`: `args` with retrieval
+/// off for `steps` steps, started, resumed where it stopped, or (finished) resumed with no
+/// step left, which only writes its weights again. Their file, or None when the warm-up was
+/// stopped with Ctrl-C.
+fn warm_up(
+    dir: &std::path::Path,
+    args: &PretrainArgs,
+    steps: usize,
+) -> anyhow::Result<Option<PathBuf>> {
+    let warm = dir.join("warm-up");
+    let phase = if warm.join("args.json").exists() {
+        PretrainArgs {
+            out: None,
+            resume: Some(warm.clone()),
+            ..args.clone()
+        }
+    } else {
+        PretrainArgs {
+            out: Some(warm.clone()),
+            resume: None,
+            candidates: Some(1),
+            steps: Some(steps),
+            mlm_warmup: Some(0),
+            ..args.clone()
+        }
+    };
+    eprintln!(
+        "pretrain: the masked-LM warm-up, retrieval off, {steps} steps in {}; then REALM's steps in {}",
+        warm.display(),
+        dir.display()
+    );
+    Ok(train(&phase)?.then(|| warm.join("realm.safetensors")))
 }
 
 fn masking_of(arg: MaskingArg) -> Masking {

@@ -1,7 +1,7 @@
 //! Ctrl-C during training: the first press asks the loop to finish its step, save a
 //! checkpoint and exit 0; a second press ends the process at once.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set when the user asked the run to stop.
@@ -9,8 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct StopFlag(Arc<AtomicBool>);
 
 impl StopFlag {
-    /// Installs the Ctrl-C handler (once per process).
+    /// The process's flag, the Ctrl-C handler installed on the first call (a command that
+    /// runs two training loops, such as `pretrain` with its warm-up, shares one).
     pub fn install() -> anyhow::Result<Self> {
+        static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+        if let Some(flag) = FLAG.get() {
+            return Ok(Self(flag.clone()));
+        }
         let flag = Arc::new(AtomicBool::new(false));
         let handler = flag.clone();
         ctrlc::set_handler(move || {
@@ -22,7 +27,7 @@ impl StopFlag {
                 "\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit at once)"
             );
         })?;
-        Ok(Self(flag))
+        Ok(Self(FLAG.get_or_init(|| flag).clone()))
     }
 
     pub fn requested(&self) -> bool {
