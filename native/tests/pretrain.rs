@@ -557,30 +557,54 @@ fn the_built_in_warm_up_is_the_two_stage_run_and_resumes_from_a_kill_inside_it()
         )
     };
 
-    // By hand: a retrieval-off run, then REALM from its weights with the next seed.
-    let mlm = tmp.path().join("mlm");
-    assert_ok(&realm(&with(args(&mlm), "--candidates", "1")));
-    let realm_run = tmp.path().join("realm");
-    let init = mlm.join("realm.safetensors");
-    assert_ok(&realm(&with(
-        with(args(&realm_run), "--init", init.to_str().unwrap()),
-        "--seed",
-        "2",
-    )));
-
-    // One command, killed (SIGKILL) after the warm-up's first checkpoint; the warm-up
-    // resumed on its own, then the whole run resumed.
+    // One command, given no index (it embeds the passages itself), killed (SIGKILL) after
+    // the warm-up's first checkpoint; the warm-up resumed on its own, then the whole run.
     let one = tmp.path().join("one");
-    let one_args = with(
+    let mut one_args = with(
         with(args(&one), "--mlm-warmup", "4"),
         "--checkpoint-every",
         "1",
     );
+    let at = one_args.iter().position(|a| a == "--index").unwrap();
+    one_args.drain(at..at + 2);
     kill_then_resume(&one_args, &one.join("warm-up"));
+    let f32_index = tmp.path().join("corpus.f32.shard");
+    assert_ok(&realm(
+        &[
+            "index",
+            "--model",
+            base.to_str().unwrap(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--element",
+            "f32",
+            "--out",
+            f32_index.to_str().unwrap(),
+        ]
+        .map(String::from),
+    ));
+    assert_eq!(
+        std::fs::read(one.join("start.f32.shard")).unwrap(),
+        std::fs::read(&f32_index).unwrap(),
+        "the run's own starting index is `realm index --element f32`'s"
+    );
     assert!(!one.join("latest").exists(), "REALM's steps began before the warm-up ended");
     assert_ok(&realm(
         &["pretrain", "--resume", one.to_str().unwrap(), "--quiet"].map(String::from),
     ));
+
+    // By hand, over that index: a retrieval-off run, then REALM from its weights with the
+    // next seed.
+    let by_hand = |out: &Path| with(args(out), "--index", f32_index.to_str().unwrap());
+    let mlm = tmp.path().join("mlm");
+    assert_ok(&realm(&with(by_hand(&mlm), "--candidates", "1")));
+    let realm_run = tmp.path().join("realm");
+    let init = mlm.join("realm.safetensors");
+    assert_ok(&realm(&with(
+        with(by_hand(&realm_run), "--init", init.to_str().unwrap()),
+        "--seed",
+        "2",
+    )));
 
     assert_same_losses(&losses(&one.join("warm-up")), &losses(&mlm));
     assert_same_losses(&losses(&one), &losses(&realm_run));

@@ -95,11 +95,14 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "STEPS")]
     #[serde(default = "no_mlm_warmup")]
     pub mlm_warmup: Option<usize>,
-    /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries.
-    #[arg(long, required_unless_present = "resume")]
+    /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries
+    /// (the default is the demo corpus `scripts/setup.sh --demo-data` builds: 10,033
+    /// Wikipedia leads, then from passage 10,033 on SQuAD dev's 2,067 paragraphs).
+    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
     pub corpus: Option<PathBuf>,
-    /// The starting index: a shard of `--corpus` built with `--model` (`realm index`).
-    #[arg(long, required_unless_present = "resume")]
+    /// The starting index: a shard of the passages read, built with `--model` (`realm index
+    /// --skip --limit`); without it the run embeds them itself, once, into OUT/start.f32.shard.
+    #[arg(long)]
     pub index: Option<PathBuf>,
     /// The sizes below, for a demo on two CPU cores or for the paper's run (batch 512 as
     /// 16 x 32, 200k steps; a GPU's work: `--device wgpu`). Flags given override the preset.
@@ -532,6 +535,13 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     if z.mlm_warmup > 0 && z.candidates == 1 {
         bail!("--mlm-warmup needs retrieval on (--candidates 2 or more): it is what comes before it");
     }
+    let args = match args.index {
+        Some(_) => args,
+        None => PretrainArgs {
+            index: Some(starting_index(&dir, &args, &z)?),
+            ..args
+        },
+    };
     let args = if z.mlm_warmup > 0 {
         match warm_up(&dir, &args, z.mlm_warmup)? {
             Some(weights) => PretrainArgs {
@@ -879,6 +889,37 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
         dir.display()
     );
     Ok(finished)
+}
+
+/// The starting index of a run given no `--index`: the passages it reads embedded with
+/// `--model` at f32, as `realm index --skip --limit --element f32` writes them, made once in
+/// `dir/start.f32.shard` (a resumed run and the warm-up find it there).
+fn starting_index(
+    dir: &std::path::Path,
+    args: &PretrainArgs,
+    z: &Sizes,
+) -> anyhow::Result<PathBuf> {
+    let out = dir.join("start.f32.shard");
+    if !out.exists() {
+        eprintln!(
+            "pretrain: embedding the passages for the starting index, {}",
+            out.display()
+        );
+        crate::commands::index::run(&crate::commands::index::IndexArgs {
+            out: out.clone(),
+            element: "f32".into(),
+            from: None,
+            model: args.model.clone(),
+            corpus: args.corpus.clone().expect("clap gives a default"),
+            limit: z.limit,
+            skip: args.skip,
+            max_length: z.block_length,
+            batch: 16,
+            force: false,
+            precision: crate::precision::PrecisionArg::F32,
+        })?;
+    }
+    Ok(out)
 }
 
 /// Runs the masked-LM warm-up of the run in `dir` in `dir/warm-up`: `args` with retrieval

@@ -34,10 +34,10 @@ pub struct QaFiles {
     #[arg(long, default_value = "native/models/demo-reader")]
     pub reader: PathBuf,
     /// Passages, in the order the index's document ids count them.
-    #[arg(long, default_value = "data/wiki-leads/summaries_en-us.json")]
+    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
     pub corpus: PathBuf,
     /// The corpus's index shard, from `realm index --corpus CORPUS --out SHARD`.
-    #[arg(long, default_value = "data/wiki-leads.int8.shard")]
+    #[arg(long, default_value = "data/demo-corpus.int8.shard")]
     pub index: PathBuf,
     /// Passages the reader reads.
     #[arg(short = 'k', long, default_value_t = 5)]
