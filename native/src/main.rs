@@ -3,8 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use realm_native::commands::{
-    ask, convert, demo, eval, finetune, finetune_retriever, ict, index, pretrain, serve, skeleton,
-    tag,
+    ask, bundle, convert, demo, eval, finetune, finetune_retriever, ict, index, pretrain, serve,
+    skeleton, tag,
 };
 
 /// mimalloc keeps freed pages for the next tensor of the same size; glibc returned the large
@@ -43,6 +43,9 @@ enum Command {
     /// Answer a question (or one per line of stdin) from a corpus: retrieve passages from its
     /// index, read them with the trained span reader, print the answer and its evidence.
     Ask(ask::AskArgs),
+    /// Pack what the browser engine loads (base model, reader, index shard, passages) into one
+    /// tar file, for the npm package's `bundle` option and `<realm-qa bundle="...">`.
+    Bundle(bundle::BundleArgs),
     /// Retrieve Wikipedia passages for questions with all-MiniLM-L6-v2: exact search on the
     /// CPU and, where a GPU adapter exists, on the WGSL kernel.
     Demo(demo::DemoArgs),
@@ -92,6 +95,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ask(args) => ask::run(&args),
+        Command::Bundle(args) => bundle::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Eval(args) => eval::run(&args),

@@ -50,16 +50,21 @@ fn setup() -> Option<Setup> {
 
 /// Three passages written as JSON lines and indexed with `model`: (corpus, index).
 fn index_corpus(dir: &Path, model: &Path) -> (PathBuf, PathBuf) {
-    let corpus = dir.join("corpus.jsonl");
-    std::fs::write(
-        &corpus,
+    index_lines(
+        dir,
+        model,
         concat!(
             "{\"title\": \"Hamlet\", \"text\": \"Hamlet is a tragedy written by William Shakespeare sometime between 1599 and 1601.\"}\n",
             "{\"title\": \"Mona Lisa\", \"text\": \"The Mona Lisa is a half-length portrait painting by the Italian artist Leonardo da Vinci. It has been described as the best known work of art in the world.\"}\n",
             "{\"title\": \"Canberra\", \"text\": \"Canberra is the capital city of Australia.\"}\n"
         ),
     )
-    .unwrap();
+}
+
+/// `lines` written as dir/corpus.jsonl and indexed with `model`: (corpus, index).
+fn index_lines(dir: &Path, model: &Path, lines: &str) -> (PathBuf, PathBuf) {
+    let corpus = dir.join("corpus.jsonl");
+    std::fs::write(&corpus, lines).unwrap();
     let index = dir.join("corpus.shard");
     let p = |p: &Path| p.to_str().unwrap().to_string();
     assert_ok(&realm(&[
@@ -366,4 +371,105 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+}
+
+#[test]
+fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_together() {
+    let Some(s) = setup() else { return };
+    let flag = |name: &str| {
+        let at = s.args.iter().position(|a| a == name).unwrap();
+        PathBuf::from(&s.args[at + 1])
+    };
+    let (model, reader, corpus, index) = (
+        flag("--model"),
+        flag("--reader"),
+        flag("--corpus"),
+        flag("--index"),
+    );
+    let bundle = |out: &Path, index: &Path, force: bool| {
+        let p = |p: &Path| p.to_str().unwrap().to_string();
+        let mut args = vec![
+            "bundle".to_string(),
+            "--model".into(),
+            p(&model),
+            "--reader".into(),
+            p(&reader),
+            "--corpus".into(),
+            p(&corpus),
+            "--index".into(),
+            p(index),
+            "--out".into(),
+            p(out),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        realm(&args)
+    };
+    // The browser's tokenizer reads tokenizer.json, which the tiny base lacks: MiniLM's has
+    // the same vocabulary. Without it the bundle is refused, naming the file.
+    let out = s.dir.join("demo.realm.tar");
+    let missing = bundle(&out, &index, false);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("tokenizer.json is missing"));
+    std::fs::copy(
+        common::shared_data("all-minilm-l6-v2")
+            .unwrap()
+            .join("tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
+    assert_ok(&bundle(&out, &index, false));
+    let bytes = std::fs::read(&out).unwrap();
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let members: Vec<(String, Vec<u8>)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_str().unwrap().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect();
+    let expected = [
+        ("config.json", model.join("config.json")),
+        ("tokenizer.json", model.join("tokenizer.json")),
+        ("model.safetensors", model.join("model.safetensors")),
+        ("reader.json", reader.join("reader.json")),
+        ("reader.safetensors", reader.join("reader.safetensors")),
+        ("index.shard", index.clone()),
+        ("passages.jsonl", corpus.clone()),
+    ];
+    assert_eq!(members.len(), expected.len());
+    for ((name, data), (want, file)) in members.iter().zip(&expected) {
+        assert_eq!(name, want);
+        assert_eq!(data, &std::fs::read(file).unwrap(), "{name}");
+    }
+
+    // The same inputs give the same bytes; an existing bundle needs --force.
+    let refused = bundle(&out, &index, false);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_ok(&bundle(&out, &index, true));
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+
+    // An index of another corpus is refused before anything is written.
+    let other = s.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, two_index) = index_lines(
+        &other,
+        &model,
+        "{\"title\": \"A\", \"text\": \"One passage.\"}\n{\"title\": \"B\", \"text\": \"Two.\"}\n",
+    );
+    let wrong = s.dir.join("wrong.realm.tar");
+    let out = bundle(&wrong, &two_index, false);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds 2 vectors for the 3 passages"),
+        "{stderr}"
+    );
+    assert!(!wrong.exists());
 }

@@ -588,7 +588,10 @@ fn the_built_in_warm_up_is_the_two_stage_run_and_resumes_from_a_kill_inside_it()
         std::fs::read(&f32_index).unwrap(),
         "the run's own starting index is `realm index --element f32`'s"
     );
-    assert!(!one.join("latest").exists(), "REALM's steps began before the warm-up ended");
+    assert!(
+        !one.join("latest").exists(),
+        "REALM's steps began before the warm-up ended"
+    );
     assert_ok(&realm(
         &["pretrain", "--resume", one.to_str().unwrap(), "--quiet"].map(String::from),
     ));

@@ -1,5 +1,5 @@
 // <realm-qa>: a question-answering widget. It loads the engine (in a Web Worker) from its
-// `model`, `index` and `passages` attributes, or asks a `realm serve` at `endpoint`, and shows
+// `model`, `index` and `passages` attributes (or one `bundle`), or asks a `realm serve` at `endpoint`, and shows
 // the answer marked in its passage. Styled through ::part() and CSS custom properties.
 import { load, RealmError } from "./index.js";
 
@@ -43,6 +43,7 @@ template.innerHTML = `
  * @attr {string} model - URL of the model directory (config.json, tokenizer.json, model.safetensors, reader.json, reader.safetensors).
  * @attr {string} index - URL of the index shard (`realm index`).
  * @attr {string} passages - URL of the passages (JSON lines), in the index's order.
+ * @attr {string} bundle - URL of one file holding the model, index and passages (`realm bundle`), instead of the three above.
  * @attr {string} endpoint - URL of a `realm serve`: ask it instead of loading the engine in the page.
  * @attr {"auto"|"webgpu"|"cpu"} device - Where the encoders run: auto (default) is WebGPU on a hardware adapter, else the CPU; webgpu without an adapter is an error.
  * @attr {number} top-k - Passages the reader reads (default 5).
@@ -82,7 +83,7 @@ template.innerHTML = `
  * @cssprop --realm-qa-error-color - The alert's text colour.
  */
 export class RealmQaElement extends HTMLElement {
-  static observedAttributes = ["model", "index", "passages", "endpoint", "device", "top-k", "loading"];
+  static observedAttributes = ["model", "index", "passages", "bundle", "endpoint", "device", "top-k", "loading"];
 
   #realm = null;
   #loading = null;
@@ -120,7 +121,7 @@ export class RealmQaElement extends HTMLElement {
   }
 
   attributeChangedCallback(name, old, value) {
-    if (old !== value && ["model", "index", "passages"].includes(name) && this.#realm) {
+    if (old !== value && ["model", "index", "passages", "bundle"].includes(name) && this.#realm) {
       this.dispose();
       if (this.getAttribute("loading") !== "lazy") this.load().catch(() => {});
     }
@@ -188,6 +189,7 @@ export class RealmQaElement extends HTMLElement {
         model: this.getAttribute("model"),
         index: this.getAttribute("index"),
         passages: this.getAttribute("passages"),
+        bundle: this.getAttribute("bundle"),
         base: this.ownerDocument.baseURI,
         device,
         signal,

@@ -7,12 +7,14 @@ export type RealmErrorCode = "options" | "fetch" | "file" | "device" | "question
 
 export declare class RealmError extends Error {
   readonly code: RealmErrorCode;
-  /** "config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors", "index", "passages", "realm.wasm", "realm-webgpu.wasm", or null. */
+  /** "config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors", "index", "passages", "bundle", "realm.wasm", "realm-webgpu.wasm", or null. */
   readonly file: string | null;
 }
 
 /** The five files a model directory holds. */
 export declare const MODEL_FILES: readonly ["config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors"];
+/** A bundle's members (`realm bundle`) and the file of `FileName` each one is. */
+export declare const BUNDLE_MEMBERS: Readonly<Record<"config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index.shard" | "passages.jsonl", Exclude<FileName, "bundle">>>;
 /** The Cache API cache the files are kept in (versioned). */
 export declare const CACHE_NAME: string;
 
@@ -25,7 +27,7 @@ export interface LoadProgress {
   total: number | null;
 }
 
-export type FileName = "config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index" | "passages";
+export type FileName = "config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index" | "passages" | "bundle";
 
 export interface LoadOptions {
   /** URL of a directory holding config.json, tokenizer.json, model.safetensors, reader.json and reader.safetensors. */
@@ -34,7 +36,9 @@ export interface LoadOptions {
   index?: string | URL;
   /** URL of the passages: JSON lines {"title", "text"}, in the index's order. */
   passages?: string | URL;
-  /** Files as bytes instead of URLs. */
+  /** URL of one file holding all seven (a tar archive from `realm bundle`), instead of `model`, `index` and `passages`. */
+  bundle?: string | URL;
+  /** Files as bytes instead of URLs ("bundle": a bundle's bytes). */
   files?: Partial<Record<FileName, Uint8Array>>;
   /** Relative URLs resolve against this (default: the page's base URL). */
   base?: string;

@@ -3,7 +3,7 @@
 // and resolves to a `Realm` whose `ask()` answers with the span, its passage and offsets.
 import { RealmError, fileList, fromPlain, askEngine } from "./loader.js";
 
-export { RealmError, MODEL_FILES, CACHE_NAME } from "./loader.js";
+export { RealmError, MODEL_FILES, BUNDLE_MEMBERS, CACHE_NAME } from "./loader.js";
 
 function pageBase() {
   return globalThis.document?.baseURI ?? globalThis.location?.href ?? undefined;
@@ -129,7 +129,8 @@ export class Realm {
 /**
  * Loads the engine. Options: `model` (URL of a directory holding config.json, tokenizer.json,
  * model.safetensors, reader.json, reader.safetensors), `index` (an index shard's URL),
- * `passages` (the passages' URL), or their bytes in `files`; `worker` (default: where Workers
+ * `passages` (the passages' URL), or `bundle` (the URL of one file holding all seven: `realm
+ * bundle`), or their bytes in `files`; `worker` (default: where Workers
  * exist), `device` ("auto": WebGPU on a hardware adapter, else the CPU; "webgpu"; "cpu"),
  * `cache` (true, false or a cache name), `wasm` (the CPU .wasm's URL or bytes),
  * `onProgress`, `signal`.

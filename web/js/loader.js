@@ -1,5 +1,6 @@
-// Fetching the engine's seven files (with progress per file and the Cache API) and building
-// the wasm Engine from their bytes. Shared by the worker, the in-page engine and Node.
+// Fetching the engine's seven files (with progress per file and the Cache API), or one bundle
+// holding them, and building the wasm Engine from their bytes. Shared by the worker, the
+// in-page engine and Node.
 
 /** The files of a model directory, in the order `new Engine(...)` takes them. */
 export const MODEL_FILES = ["config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors"];
@@ -27,14 +28,60 @@ export function fromPlain(p) {
   return new RealmError(p.code, p.message, p.file);
 }
 
+/** A bundle's members (`realm bundle` writes them in this order) and the engine file each is. */
+export const BUNDLE_MEMBERS = {
+  "config.json": "config.json", "tokenizer.json": "tokenizer.json", "model.safetensors": "model.safetensors",
+  "reader.json": "reader.json", "reader.safetensors": "reader.safetensors", "index.shard": "index", "passages.jsonl": "passages",
+};
+
+/**
+ * The engine's files in a bundle (a tar archive, as `realm bundle` writes): { name: bytes },
+ * views into `bytes` (nothing copied). A damaged, cut-off or incomplete bundle is a
+ * RealmError naming "bundle".
+ */
+export function unbundle(bytes) {
+  const fail = (why) => { throw new RealmError("file", `bundle: ${why}`, "bundle"); };
+  const decoder = new TextDecoder();
+  const field = (at, length) => {
+    let end = at;
+    while (end < at + length && bytes[end] !== 0) end++;
+    return decoder.decode(bytes.subarray(at, end));
+  };
+  const files = {};
+  let at = 0;
+  while (at + 512 <= bytes.length) {
+    const header = bytes.subarray(at, at + 512);
+    if (header.every((b) => b === 0)) break; // the end of the archive
+    // The checksum: the header's bytes summed with its own 8-byte field as spaces.
+    const sum = header.reduce((s, b, i) => s + (i >= 148 && i < 156 ? 32 : b), 0);
+    if (parseInt(field(at + 148, 8).trim(), 8) !== sum) fail(`no tar header at byte ${at} (damaged, or not a bundle from \`realm bundle\`)`);
+    const size = parseInt(field(at + 124, 12).trim() || "0", 8);
+    const prefix = field(at + 345, 155);
+    const name = (prefix ? `${prefix}/` : "") + field(at, 100).replace(/^\.\//, "");
+    const start = at + 512;
+    if (start + size > bytes.length) fail(`${name} is cut off (${bytes.length - start} of its ${size} bytes): the download was truncated`);
+    const regular = header[156] === 0 || header[156] === 48; // "0" or NUL: a file
+    if (regular && name in BUNDLE_MEMBERS) files[BUNDLE_MEMBERS[name]] = bytes.subarray(start, start + size);
+    at = start + Math.ceil(size / 512) * 512;
+  }
+  const missing = Object.keys(BUNDLE_MEMBERS).filter((m) => !(BUNDLE_MEMBERS[m] in files));
+  if (missing.length) fail(`${missing.join(", ")} missing (cut off, or not a bundle from \`realm bundle\`)`);
+  return files;
+}
+
 /**
  * [{ name, url }] for the files given as URLs (absolute, resolved against `base`): the model
- * directory's five, the index, the passages. Files given as bytes in `files` are left out.
+ * directory's five, the index, the passages; or the one bundle holding them. Files given as
+ * bytes in `files` are left out.
  */
-export function fileList({ model, index, passages, files = {} }, base) {
+export function fileList({ model, index, passages, bundle, files = {} }, base) {
   const resolve = (u, b) => {
     try { return new URL(u, b).href; } catch { throw new RealmError("options", `not a URL: ${u}`); }
   };
+  if (bundle || files.bundle) {
+    if (model || index || passages) throw new RealmError("options", "give 'bundle' or 'model', 'index' and 'passages', not both", "bundle");
+    return files.bundle ? [] : [{ name: "bundle", url: resolve(bundle, base) }];
+  }
   const list = [];
   if (model) {
     const dir = resolve(String(model).endsWith("/") ? String(model) : model + "/", base);

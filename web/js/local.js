@@ -6,7 +6,7 @@
 // worker format cannot. Each .wasm is fetched only when its kind is initialised.
 import * as cpuGlue from "../pkg/realm.js";
 import * as webgpuGlue from "../pkg/webgpu/realm.js";
-import { RealmError, fetchFile, buildEngine } from "./loader.js";
+import { RealmError, fetchFile, buildEngine, unbundle } from "./loader.js";
 
 const modules = { cpu: null, webgpu: null };
 let exports = null;
@@ -53,7 +53,8 @@ export async function pickDevice(device = "auto") {
 }
 
 /**
- * Fetches `urls` ([{ name, url }]) beside the bytes already in `files`, and builds the
+ * Fetches `urls` ([{ name, url }]) beside the bytes already in `files` (a "bundle" among
+ * them is unpacked into the seven it holds), and builds the
  * Engine on `device`. `onProgress({ file, phase, loaded, total })`: phase "download", "cache"
  * or "build". Resolves to { engine, fromCache, device, downloaded } (bytes from the network).
  */
@@ -68,6 +69,10 @@ export async function openLocal({ urls = [], files = {}, cache = true, wasm, dev
     if (!got[i].fromCache) downloaded += got[i].bytes.length;
   });
   if (signal?.aborted) throw new RealmError("aborted", "aborted");
+  if (bytes.bundle) {
+    Object.assign(bytes, unbundle(bytes.bundle));
+    delete bytes.bundle;
+  }
   onProgress?.({ file: null, phase: "build", loaded: 0, total: null });
   const engine = await buildEngine(m.Engine, bytes, kind);
   return { engine, fromCache: urls.length > 0 && got.every((g) => g.fromCache), device: kind, downloaded };

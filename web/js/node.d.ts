@@ -1,3 +1,3 @@
-// Types of realm-qa in Node (js/node.js): the same API as the main entry; model, index and
-// passages may also be paths or file: URLs.
+// Types of realm-qa in Node (js/node.js): the same API as the main entry; model, index,
+// passages and bundle may also be paths or file: URLs.
 export * from "./index.js";

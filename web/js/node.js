@@ -5,7 +5,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { load as loadAny, RealmError } from "./index.js";
 import { MODEL_FILES } from "./loader.js";
 
-export { Realm, RealmError, MODEL_FILES, CACHE_NAME } from "./index.js";
+export { Realm, RealmError, MODEL_FILES, BUNDLE_MEMBERS, CACHE_NAME } from "./index.js";
 
 async function readLocal(name, url) {
   try {
@@ -15,7 +15,7 @@ async function readLocal(name, url) {
   }
 }
 
-/** As the browser's `load`, where `model`, `index` and `passages` may also be paths. */
+/** As the browser's `load`, where `model`, `index`, `passages` and `bundle` may also be paths. */
 export async function load(options = {}) {
   const base = options.base ?? pathToFileURL(process.cwd() + "/").href;
   const files = { ...(options.files ?? {}) };
@@ -26,7 +26,7 @@ export async function load(options = {}) {
     for (const name of MODEL_FILES) files[name] ??= await readLocal(name, new URL(name, new URL(dir(options.model), base)));
     delete rest.model;
   }
-  for (const key of ["index", "passages"]) {
+  for (const key of ["index", "passages", "bundle"]) {
     if (local(options[key])) {
       files[key] ??= await readLocal(key, new URL(String(options[key]), base));
       delete rest[key];

@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { load, RealmError } from "../js/node.js";
-import { fixturePaths, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
+import { fixturePaths, fixtureBundle, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
 
 let realm;
 const paths = fixturePaths();
@@ -47,6 +47,16 @@ test("a missing file, a truncated shard and an index of the wrong dimension each
   await assert.rejects(load({ ...paths, index: undefined, files: { index: small } }),
     (e) => e.code === "file" && e.file === "index" && /8 dimensions.*384/.test(e.message));
   await assert.rejects(load({ ...paths, model: undefined }), (e) => e.code === "options" && /model/.test(e.message));
+});
+
+test("one bundle loads the same engine as the seven files, and a cut-off one names the bundle", async () => {
+  const bundled = await load({ bundle: fixtureBundle() });
+  assert.equal(bundled.passageCount, 1003);
+  for (const native of nativeAnswers()) assertSameAnswer(await bundled.ask(native.question, { topK: 5 }), native);
+  bundled.dispose();
+  const bytes = readFileSync(fixtureBundle());
+  await assert.rejects(load({ files: { bundle: bytes.subarray(0, bytes.length >> 1) } }),
+    (e) => e instanceof RealmError && e.code === "file" && e.file === "bundle" && /cut off/.test(e.message));
 });
 
 test("a disposed engine rejects with code disposed", async () => {

@@ -13,6 +13,12 @@ export function fixturePaths() {
   return { model: p("model/"), index: p("index.shard"), passages: p("passages.jsonl") };
 }
 
+/** The same files as one bundle (`realm bundle`). */
+export function fixtureBundle() {
+  fixturePaths();
+  return new URL("demo.realm.tar", FIXTURE).pathname;
+}
+
 /** `realm ask --json` on the demo questions, one report per question. */
 export function nativeAnswers() {
   return readFileSync(new URL("native-answers.jsonl", FIXTURE), "utf8").trim().split("\n").map((l) => JSON.parse(l));

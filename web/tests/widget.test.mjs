@@ -12,7 +12,7 @@ import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { FIXTURE, fixturePaths, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
+import { FIXTURE, fixturePaths, fixtureBundle, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
 import { initSync, buildShard } from "../pkg/realm.js";
 import { serveFiles } from "./serve.mjs";
 
@@ -23,9 +23,11 @@ const paths = fixturePaths();
 
 let server, origin, profile, context;
 const shard = readFileSync(paths.index);
+const bundle = readFileSync(fixtureBundle());
 initSync({ module: readFileSync(new URL("../pkg/realm_bg.wasm", import.meta.url)) });
 const EXTRA = {
   "/fixture/truncated.shard": shard.subarray(0, shard.length - 100),
+  "/fixture/cut.realm.tar": bundle.subarray(0, bundle.length >> 1),
   "/fixture/small.shard": buildShard(new Float32Array(8 * 3).fill(0.5), 8, Uint32Array.from([0, 1, 2]), "int8"),
 };
 
@@ -127,6 +129,20 @@ test("a bad URL, a truncated shard, a wrong-dimension index and an empty questio
   });
   assert.deepEqual(empty, { state: "ready", alert: "Type a question first." });
   assertSameAnswer(await askByKeyboard(page, nativeAnswers()[2].question), nativeAnswers()[2]);
+
+  // One `bundle` attribute instead of the three files: a cut-off one is an alert naming it,
+  // the whole one answers as the files do.
+  const bundleAlert = (url) => page.evaluate(async (url) => {
+    const el = document.querySelector("realm-qa");
+    el.dispose();
+    for (const name of ["model", "index", "passages"]) el.removeAttribute(name);
+    el.setAttribute("bundle", url);
+    await el.load().catch(() => {});
+    return { state: el.state, alert: el.shadowRoot.querySelector('[role="alert"]').textContent };
+  }, url);
+  assert.match((await bundleAlert("/fixture/cut.realm.tar")).alert, /^bundle: .*cut off/);
+  assert.deepEqual(await bundleAlert("/fixture/demo.realm.tar"), { state: "ready", alert: "" });
+  assertSameAnswer(await askByKeyboard(page, nativeAnswers()[0].question), nativeAnswers()[0]);
   await page.close();
 });
 

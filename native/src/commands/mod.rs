@@ -1,6 +1,7 @@
 //! One file per `realm` subcommand: its flags (a clap `Args` struct) and its `run`.
 
 pub mod ask;
+pub mod bundle;
 pub mod convert;
 pub mod demo;
 pub mod eval;

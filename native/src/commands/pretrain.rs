@@ -533,7 +533,9 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
         bail!("--max-length must leave room for a body after --query-length, and be at most 512");
     }
     if z.mlm_warmup > 0 && z.candidates == 1 {
-        bail!("--mlm-warmup needs retrieval on (--candidates 2 or more): it is what comes before it");
+        bail!(
+            "--mlm-warmup needs retrieval on (--candidates 2 or more): it is what comes before it"
+        );
     }
     let args = match args.index {
         Some(_) => args,
@@ -860,11 +862,11 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     let evaluate: Option<crate::train::steps::Evaluate<RealmModel>> = Some(&mut evaluate);
     // A run stopped with Ctrl-C leaves its weights so far beside its checkpoint (for an
     // evaluation or an ablation cut short); `--resume` overwrites them at the end.
-    let (model, ended, finished) =
-        match run_steps(&schedule, model, optim, start, micro, evaluate)? {
-            Ended::Finished(model) => (model, "done", true),
-            Ended::Stopped(model) => (model, "stopped; the weights so far", false),
-        };
+    let (model, ended, finished) = match run_steps(&schedule, model, optim, start, micro, evaluate)?
+    {
+        Ended::Finished(model) => (model, "done", true),
+        Ended::Stopped(model) => (model, "stopped; the weights so far", false),
+    };
     let weights = realm_core::checkpoint::module_io::export_params(&model.valid(), |_| true);
     write_atomic(
         &dir.join("realm.safetensors"),

@@ -1,8 +1,8 @@
 //! Ctrl-C during training: the first press asks the loop to finish its step, save a
 //! checkpoint and exit 0; a second press ends the process at once.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Set when the user asked the run to stop.
 #[derive(Clone)]

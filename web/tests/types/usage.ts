@@ -1,6 +1,6 @@
 // A page's use of realm-qa, type-checked by `tsc -p tests/types` against the package's own
 // declarations (resolved through package.json's exports, as a user's project resolves them).
-import { load, RealmError, MODEL_FILES, type AskResult, type LoadProgress } from "realm-qa";
+import { load, RealmError, MODEL_FILES, BUNDLE_MEMBERS, type AskResult, type LoadProgress } from "realm-qa";
 import type { RealmQaElement } from "realm-qa/element";
 
 async function main(): Promise<void> {
@@ -21,6 +21,8 @@ async function main(): Promise<void> {
   }
   for (const p of result.passages) console.log(p.id, p.title, p.retrieverScore, p.bestSpan ?? "-");
   console.log(MODEL_FILES.length, realm.fromCache, realm.downloaded);
+  const bundled = await load({ bundle: "/realm/demo.realm.tar", device: "cpu" });
+  console.log(bundled.passageCount, BUNDLE_MEMBERS["index.shard"]);
   realm.abort();
   realm.dispose();
   try {

@@ -1,0 +1,125 @@
+//! `realm bundle`: one file holding everything the browser engine loads (the npm package's
+//! `bundle` option and the `<realm-qa bundle="...">` attribute): a plain tar archive of the base
+//! model's config.json, tokenizer.json and model.safetensors, the reader's reader.json and
+//! reader.safetensors, the index shard as index.shard and the passages as passages.jsonl.
+//! Checked before a byte is written (the reader loads over the model, the index holds one
+//! vector of the model's width per passage); written through a temporary file; the same
+//! inputs give the same bytes (fixed modes and times), so caches keep it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::embed::read_passages;
+use crate::files::model_dir::read_base;
+use crate::files::shard_file::{read_shard, write_atomic_with};
+use crate::qa::reader_model::load_reader;
+
+#[derive(Args, Clone)]
+pub struct BundleArgs {
+    /// The bundle to write (a tar archive; by convention NAME.realm.tar).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The base BERT the reader sits on and the questions are embedded with.
+    #[arg(long, default_value = "data/all-minilm-l6-v2")]
+    pub model: PathBuf,
+    /// The trained reader: a directory with reader.json and reader.safetensors.
+    #[arg(long, default_value = "native/models/demo-reader")]
+    pub reader: PathBuf,
+    /// The passages, in the order the index's document ids count them.
+    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
+    pub corpus: PathBuf,
+    /// The corpus's index shard, from `realm index` (int8 keeps the bundle small).
+    #[arg(long, default_value = "data/demo-corpus.int8.shard")]
+    pub index: PathBuf,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The archive's members in order: (name in the bundle, file on disk).
+fn members(args: &BundleArgs) -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("config.json", args.model.join("config.json")),
+        ("tokenizer.json", args.model.join("tokenizer.json")),
+        ("model.safetensors", args.model.join("model.safetensors")),
+        ("reader.json", args.reader.join("reader.json")),
+        ("reader.safetensors", args.reader.join("reader.safetensors")),
+        ("index.shard", args.index.clone()),
+        ("passages.jsonl", args.corpus.clone()),
+    ]
+}
+
+pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
+    if args.out.exists() && !args.force {
+        bail!("{} exists; pass --force to replace it", args.out.display());
+    }
+    check(args)?;
+    let members = members(args);
+    for (_, path) in &members {
+        if !path.is_file() {
+            bail!("{} is missing: a bundle needs it", path.display());
+        }
+    }
+    write_atomic_with(&args.out, |out| {
+        let mut tar = tar::Builder::new(out);
+        for (name, path) in &members {
+            append(&mut tar, name, path)?;
+        }
+        tar.finish()
+    })?;
+    let bytes = std::fs::metadata(&args.out)?.len();
+    eprintln!(
+        "wrote {}: {} files, {:.1} MB",
+        args.out.display(),
+        members.len(),
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// The checks the browser engine would make, here, where the error can name the file.
+fn check(args: &BundleArgs) -> anyhow::Result<()> {
+    let base = read_base(&args.model)?;
+    load_reader(&args.reader, &base, &realm_core::device::cpu_device())?;
+    let shard = read_shard(&args.index)?;
+    let passages = read_passages(&args.corpus, 0)?;
+    if shard.dim != base.config.hidden_size {
+        bail!(
+            "{} holds {}-dimensional vectors; {} embeds in {}: index the corpus with that model (`realm index --model {}`)",
+            args.index.display(),
+            shard.dim,
+            args.model.display(),
+            base.config.hidden_size,
+            args.model.display()
+        );
+    }
+    if shard.len() != passages.len() || shard.ids.iter().any(|&id| id as usize >= passages.len()) {
+        bail!(
+            "{} holds {} vectors for the {} passages of {}: build it from that corpus (`realm index --corpus {}`)",
+            args.index.display(),
+            shard.len(),
+            passages.len(),
+            args.corpus.display(),
+            args.corpus.display()
+        );
+    }
+    Ok(())
+}
+
+/// Appends `path` as `name` with a fixed mode and time, so equal inputs give equal bundles.
+fn append(
+    tar: &mut tar::Builder<impl std::io::Write>,
+    name: &str,
+    path: &Path,
+) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    let mut header = tar::Header::new_ustar();
+    header.set_size(file.metadata()?.len());
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    tar.append_data(&mut header, name, file)
+}

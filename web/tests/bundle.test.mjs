@@ -1,0 +1,61 @@
+// A bundle (`realm bundle`: a tar archive) unpacks into the engine's seven files, byte for byte,
+// and a cut-off, damaged or incomplete one is a typed error naming "bundle". Plain JavaScript:
+// no wasm. The archives are written by the system's tar, as a user might.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { unbundle, fileList, BUNDLE_MEMBERS, RealmError } from "../js/loader.js";
+
+function archive(names, format = "ustar") {
+  const dir = mkdtempSync(join(tmpdir(), "realm-bundle-"));
+  const contents = {};
+  names.forEach((name, i) => {
+    // Sizes around the 512-byte blocks: empty, short, exact, one over.
+    const bytes = Buffer.alloc([0, 17, 512, 513, 1024, 3000, 40][i % 7], i + 1);
+    writeFileSync(join(dir, name), bytes);
+    contents[name] = bytes;
+  });
+  execFileSync("tar", [`--format=${format}`, "-cf", join(dir, "b.tar"), "-C", dir, ...names]);
+  return { bytes: new Uint8Array(readFileSync(join(dir, "b.tar"))), contents };
+}
+
+const isBundleError = (pattern) => (e) =>
+  e instanceof RealmError && e.code === "file" && e.file === "bundle" && pattern.test(e.message);
+
+test("a bundle unpacks into the engine's seven files, byte for byte", () => {
+  for (const format of ["ustar", "gnu", "pax"]) {
+    const members = Object.keys(BUNDLE_MEMBERS);
+    const { bytes, contents } = archive([...members, "README.txt"], format);
+    const files = unbundle(bytes);
+    assert.deepEqual(Object.keys(files).sort(), Object.values(BUNDLE_MEMBERS).sort(), format);
+    for (const member of members) {
+      assert.deepEqual(Buffer.from(files[BUNDLE_MEMBERS[member]]), contents[member], `${format}: ${member}`);
+    }
+  }
+});
+
+test("a cut-off, damaged or incomplete bundle names the bundle", () => {
+  const { bytes } = archive(Object.keys(BUNDLE_MEMBERS));
+  // Cut inside the last member's data (tar pads the archive with zeros past it), and inside
+  // a header.
+  const last = unbundle(bytes).passages;
+  assert.throws(() => unbundle(bytes.subarray(0, last.byteOffset + 20)), isBundleError(/passages\.jsonl is cut off \(20 of its 40 bytes\)/));
+  assert.throws(() => unbundle(bytes.subarray(0, 700)), isBundleError(/cut off|missing/));
+  const damaged = bytes.slice();
+  damaged[3] ^= 0xff; // the first member's name: the header's checksum no longer holds
+  assert.throws(() => unbundle(damaged), isBundleError(/no tar header at byte 0/));
+  assert.throws(() => unbundle(new TextEncoder().encode("{\"not\": \"a tar\"}".padEnd(600))), isBundleError(/no tar header/));
+  const partial = archive(["config.json", "tokenizer.json", "index.shard"]).bytes;
+  assert.throws(() => unbundle(partial), isBundleError(/model\.safetensors, reader\.json, reader\.safetensors, passages\.jsonl missing/));
+});
+
+test("a bundle is the only file fetched, and not given beside the separate files", () => {
+  assert.deepEqual(fileList({ bundle: "demo.realm.tar" }, "https://example.org/qa/"),
+    [{ name: "bundle", url: "https://example.org/qa/demo.realm.tar" }]);
+  assert.deepEqual(fileList({ files: { bundle: new Uint8Array(0) } }, "https://example.org/"), []);
+  assert.throws(() => fileList({ bundle: "b.tar", index: "i.shard" }, "https://example.org/"),
+    (e) => e.code === "options" && e.file === "bundle");
+});
