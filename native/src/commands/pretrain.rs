@@ -98,7 +98,7 @@ pub struct PretrainArgs {
     /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries
     /// (the default is the demo corpus `scripts/setup.sh --demo-data` builds: 10,033
     /// Wikipedia leads, then from passage 10,033 on SQuAD dev's 2,067 paragraphs).
-    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
+    #[arg(long, default_value = DEMO_CORPUS)]
     pub corpus: Option<PathBuf>,
     /// The starting index: a shard of the passages read, built with `--model` (`realm index
     /// --skip --limit`); without it the run embeds them itself, once, into OUT/start.f32.shard.
@@ -109,14 +109,17 @@ pub struct PretrainArgs {
     #[arg(long, value_enum, default_value = "demo")]
     pub config: Preset,
     /// Use only the first N passages (0: all), counted after `--skip`; the index must hold
-    /// them all (default: the `--config` preset's).
+    /// them all (default: the `--config` preset's; the demo's on the demo corpus: all of its
+    /// SQuAD paragraphs, else 2,000).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Leave out the corpus's first N passages (`realm index --skip N` builds the matching
-    /// index).
-    #[arg(long, default_value_t = 0)]
-    #[serde(default)]
-    pub skip: usize,
+    /// index) (default: 0, but for `--config demo` on the default corpus 10,033: the demo
+    /// reads the demo corpus's SQuAD paragraphs, whose articles repeat their entities, not
+    /// its Wikipedia leads).
+    #[arg(long)]
+    #[serde(default = "no_skip")]
+    pub skip: Option<usize>,
     /// Candidates per query, the null document included; 1 turns retrieval off (the null
     /// document only: the ablation's baseline) (default: the `--config` preset's).
     #[arg(long)]
@@ -207,6 +210,11 @@ fn default_retriever_lr_factor() -> Option<f64> {
     Some(1.0)
 }
 
+/// The `--skip` of runs started before it had a preset: none.
+fn no_skip() -> Option<usize> {
+    Some(0)
+}
+
 /// The `--mlm-warmup` of runs started before it existed: none.
 fn no_mlm_warmup() -> Option<usize> {
     Some(0)
@@ -220,7 +228,8 @@ fn default_head_lr_factor() -> f64 {
 /// Size presets of `--config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum Preset {
-    /// 2,000 passages, 1,200 masked-LM warm-up steps with retrieval off, then 1,200 REALM
+    /// The demo corpus's 2,067 SQuAD paragraphs (another corpus's first 2,000 passages),
+    /// 1,200 masked-LM warm-up steps with retrieval off, then 1,200 REALM
     /// steps of 2 queries with 4 candidates, the retriever at a tenth of the rate, the index
     /// refreshed every 50 steps, 500 held-out sentences evaluated every 200 steps: sized for
     /// two CPU cores (about 45 minutes).
@@ -234,6 +243,7 @@ pub enum Preset {
 /// The sizes a run uses: the flags given, else the preset's.
 #[derive(Debug, Clone)]
 struct Sizes {
+    skip: usize,
     limit: usize,
     candidates: usize,
     query_length: usize,
@@ -250,10 +260,20 @@ struct Sizes {
     mlm_warmup: usize,
 }
 
+/// The corpus `--corpus` names by default (`scripts/setup.sh --demo-data` builds it).
+const DEMO_CORPUS: &str = "data/demo-corpus/passages.jsonl";
+
+/// Where the demo corpus's SQuAD paragraphs start (after its 10,033 Wikipedia leads).
+const DEMO_CORPUS_SQUAD: usize = 10_033;
+
 impl PretrainArgs {
     fn sizes(&self) -> Sizes {
+        // The demo on the demo corpus reads its SQuAD paragraphs, all of them.
+        let on_demo_corpus = self.config == Preset::Demo
+            && self.corpus.as_deref() == Some(std::path::Path::new(DEMO_CORPUS));
         let preset = match self.config {
             Preset::Demo => Sizes {
+                skip: 0,
                 limit: 2000,
                 candidates: 4,
                 query_length: 64,
@@ -270,6 +290,7 @@ impl PretrainArgs {
                 mlm_warmup: 1200,
             },
             Preset::Paper => Sizes {
+                skip: 0,
                 limit: 0,
                 candidates: 8,
                 query_length: 96,
@@ -287,7 +308,14 @@ impl PretrainArgs {
             },
         };
         Sizes {
-            limit: self.limit.unwrap_or(preset.limit),
+            skip: self.skip.unwrap_or(if on_demo_corpus {
+                DEMO_CORPUS_SQUAD
+            } else {
+                preset.skip
+            }),
+            limit: self
+                .limit
+                .unwrap_or(if on_demo_corpus { 0 } else { preset.limit }),
             candidates: self.candidates.unwrap_or(preset.candidates),
             query_length: self.query_length.unwrap_or(preset.query_length),
             max_length: self.max_length.unwrap_or(preset.max_length),
@@ -569,7 +597,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     let base = read_base(&args.model)?;
     let tokenizer = base.tokenizer.clone();
 
-    let passages = read_passage_window(&corpus_path, args.skip, z.limit)?;
+    let passages = read_passage_window(&corpus_path, z.skip, z.limit)?;
     if passages.len() <= z.candidates {
         bail!(
             "{} has {} passages: too few for --candidates {} (the query's own passage is never one)",
@@ -617,7 +645,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
             .ids
             .iter()
             .zip(&ids)
-            .any(|(&id, &r)| id as usize != args.skip + r as usize)
+            .any(|(&id, &r)| id as usize != z.skip + r as usize)
     {
         bail!(
             "{} holds {} vectors, not one for each of the {} passages read from {} after --skip {}, in order: build it with `realm index --corpus {} --skip {} --limit {} --out ...`",
@@ -625,9 +653,9 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
             shard.ids.len(),
             passages.len(),
             corpus_path.display(),
-            args.skip,
+            z.skip,
             corpus_path.display(),
-            args.skip,
+            z.skip,
             passages.len()
         );
     }
@@ -914,7 +942,7 @@ fn starting_index(
             model: args.model.clone(),
             corpus: args.corpus.clone().expect("clap gives a default"),
             limit: z.limit,
-            skip: args.skip,
+            skip: z.skip,
             max_length: z.block_length,
             batch: 16,
             force: false,
