@@ -83,6 +83,12 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
 fn check(args: &BundleArgs) -> anyhow::Result<()> {
     let base = read_base(&args.model)?;
     load_reader(&args.reader, &base, &realm_core::device::cpu_device())?;
+    if args.reader.join("query.json").exists() {
+        eprintln!(
+            "warning: {} also holds a fine-tuned question embedder (query.json), which the browser engine does not load: its answers may differ from `realm ask`'s",
+            args.reader.display()
+        );
+    }
     let shard = read_shard(&args.index)?;
     let passages = read_passages(&args.corpus, 0)?;
     if shard.dim != base.config.hidden_size {
