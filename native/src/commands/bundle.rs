@@ -25,13 +25,13 @@ pub struct BundleArgs {
     #[arg(long, default_value = "data/all-minilm-l6-v2")]
     pub model: PathBuf,
     /// The trained reader: a directory with reader.json and reader.safetensors.
-    #[arg(long, default_value = "native/models/demo-reader")]
+    #[arg(long, default_value = crate::files::DEMO_READER)]
     pub reader: PathBuf,
     /// The passages, in the order the index's document ids count them.
-    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
+    #[arg(long, default_value = crate::files::DEMO_CORPUS)]
     pub corpus: PathBuf,
     /// The corpus's index shard, from `realm index` (int8 keeps the bundle small).
-    #[arg(long, default_value = "data/demo-corpus.int8.shard")]
+    #[arg(long, default_value = crate::files::DEMO_INDEX)]
     pub index: PathBuf,
     /// Replace OUT if it exists.
     #[arg(long)]

@@ -26,7 +26,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "data/all-minilm-l6-v2")]
     model: PathBuf,
     /// Passages: JSON lines of {"title", "text"}, or a JSON object {title: {"extract"}}.
-    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
+    #[arg(long, default_value = crate::files::DEMO_CORPUS)]
     corpus: PathBuf,
     /// Embed only the first N passages (0: all of them).
     #[arg(long, default_value_t = 2000)]

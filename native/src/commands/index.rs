@@ -31,7 +31,7 @@ pub struct IndexArgs {
     pub model: PathBuf,
     /// Passages: JSON lines of {"title", "text"}, or a JSON object {title: {"extract"}}.
     /// Document ids are the passages' positions in this file.
-    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
+    #[arg(long, default_value = crate::files::DEMO_CORPUS)]
     pub corpus: PathBuf,
     /// Embed only the first N passages (0: all of them), counted after `--skip`.
     #[arg(long, default_value_t = 0)]

@@ -98,7 +98,7 @@ pub struct PretrainArgs {
     /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries
     /// (the default is the demo corpus `scripts/setup.sh --demo-data` builds: 10,033
     /// Wikipedia leads, then from passage 10,033 on SQuAD dev's 2,067 paragraphs).
-    #[arg(long, default_value = DEMO_CORPUS)]
+    #[arg(long, default_value = crate::files::DEMO_CORPUS)]
     pub corpus: Option<PathBuf>,
     /// The starting index: a shard of the passages read, built with `--model` (`realm index
     /// --skip --limit`); without it the run embeds them itself, once, into OUT/start.f32.shard.
@@ -240,38 +240,10 @@ pub enum Preset {
     Paper,
 }
 
-/// The sizes a run uses: the flags given, else the preset's.
-#[derive(Debug, Clone)]
-struct Sizes {
-    skip: usize,
-    limit: usize,
-    candidates: usize,
-    query_length: usize,
-    max_length: usize,
-    block_length: usize,
-    refresh: String,
-    steps: usize,
-    batch: usize,
-    accumulate: usize,
-    lr: f64,
-    held_out: usize,
-    eval_every: usize,
-    retriever_lr_factor: f64,
-    mlm_warmup: usize,
-}
-
-/// The corpus `--corpus` names by default (`scripts/setup.sh --demo-data` builds it).
-const DEMO_CORPUS: &str = "data/demo-corpus/passages.jsonl";
-
-/// Where the demo corpus's SQuAD paragraphs start (after its 10,033 Wikipedia leads).
-const DEMO_CORPUS_SQUAD: usize = 10_033;
-
-impl PretrainArgs {
-    fn sizes(&self) -> Sizes {
-        // The demo on the demo corpus reads its SQuAD paragraphs, all of them.
-        let on_demo_corpus = self.config == Preset::Demo
-            && self.corpus.as_deref() == Some(std::path::Path::new(DEMO_CORPUS));
-        let preset = match self.config {
+impl Preset {
+    /// The preset's sizes on any corpus.
+    fn sizes(self) -> Sizes {
+        match self {
             Preset::Demo => Sizes {
                 skip: 0,
                 limit: 2000,
@@ -306,16 +278,52 @@ impl PretrainArgs {
                 retriever_lr_factor: 1.0,
                 mlm_warmup: 0,
             },
+        }
+    }
+}
+
+/// The sizes a run uses: the flags given, else the preset's.
+#[derive(Debug, Clone)]
+struct Sizes {
+    skip: usize,
+    limit: usize,
+    candidates: usize,
+    query_length: usize,
+    max_length: usize,
+    block_length: usize,
+    refresh: String,
+    steps: usize,
+    batch: usize,
+    accumulate: usize,
+    lr: f64,
+    held_out: usize,
+    eval_every: usize,
+    retriever_lr_factor: f64,
+    mlm_warmup: usize,
+}
+
+/// Where the demo corpus's SQuAD paragraphs start (after its 10,033 Wikipedia leads).
+const DEMO_CORPUS_SQUAD: usize = 10_033;
+
+impl PretrainArgs {
+    fn sizes(&self) -> Sizes {
+        let preset = match self.config {
+            // On the demo corpus: its SQuAD paragraphs, all of them.
+            Preset::Demo
+                if self.corpus.as_deref()
+                    == Some(std::path::Path::new(crate::files::DEMO_CORPUS)) =>
+            {
+                Sizes {
+                    skip: DEMO_CORPUS_SQUAD,
+                    limit: 0,
+                    ..Preset::Demo.sizes()
+                }
+            }
+            other => other.sizes(),
         };
         Sizes {
-            skip: self.skip.unwrap_or(if on_demo_corpus {
-                DEMO_CORPUS_SQUAD
-            } else {
-                preset.skip
-            }),
-            limit: self
-                .limit
-                .unwrap_or(if on_demo_corpus { 0 } else { preset.limit }),
+            skip: self.skip.unwrap_or(preset.skip),
+            limit: self.limit.unwrap_or(preset.limit),
             candidates: self.candidates.unwrap_or(preset.candidates),
             query_length: self.query_length.unwrap_or(preset.query_length),
             max_length: self.max_length.unwrap_or(preset.max_length),

@@ -15,7 +15,7 @@ use crate::embed::read_passages;
 #[derive(Args, Clone)]
 pub struct TagArgs {
     /// Passages: JSON lines of {"title", "text"}, or a JSON object of Wikipedia summaries.
-    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
+    #[arg(long, default_value = crate::files::DEMO_CORPUS)]
     pub corpus: PathBuf,
     /// Only the first N passages (0: all).
     #[arg(long, default_value_t = 0)]

@@ -31,13 +31,13 @@ pub struct QaFiles {
     #[arg(long, value_name = "DIR")]
     pub retriever_model: Option<PathBuf>,
     /// The trained reader: a directory with reader.json and reader.safetensors.
-    #[arg(long, default_value = "native/models/demo-reader")]
+    #[arg(long, default_value = crate::files::DEMO_READER)]
     pub reader: PathBuf,
     /// Passages, in the order the index's document ids count them.
-    #[arg(long, default_value = "data/demo-corpus/passages.jsonl")]
+    #[arg(long, default_value = crate::files::DEMO_CORPUS)]
     pub corpus: PathBuf,
     /// The corpus's index shard, from `realm index --corpus CORPUS --out SHARD`.
-    #[arg(long, default_value = "data/demo-corpus.int8.shard")]
+    #[arg(long, default_value = crate::files::DEMO_INDEX)]
     pub index: PathBuf,
     /// Passages the reader reads.
     #[arg(short = 'k', long, default_value_t = 5)]
