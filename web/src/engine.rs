@@ -96,7 +96,7 @@ impl Files<'_> {
             .sentence_embedder(&device)
             .map_err(named("model.safetensors"))?;
         let eps = base.config.layer_norm_eps;
-        reader.bert.freeze(eps, Precision::F32);
+        reader.freeze(eps, Precision::F32);
         embedder.bert.freeze(eps, Precision::F32);
         let (search, ids) = Shard::from_bytes(self.index)
             .and_then(Shard::into_index)

@@ -187,15 +187,7 @@ pub fn strided_product_f32(
     if m > 0 && n > 0 {
         // The view packed into panels for wasm's kernel: a copy of `k n` numbers for a
         // product of `m k n` multiply-adds.
-        let packed = panel::Panels::strided(b, b_row, b_col, k, n);
-        if a_col == 1 {
-            packed.product_rows(a, a_row, m, out, out_row);
-        } else {
-            let dense: Vec<f32> = (0..m * k)
-                .map(|i| a[(i / k) * a_row + (i % k) * a_col])
-                .collect();
-            packed.product_rows(&dense, k, m, out, out_row);
-        }
+        panel::Panels::strided(b, b_row, b_col, k, n).product_view(a, a_row, a_col, m, out, out_row);
         return;
     }
     gemm_call(

@@ -45,8 +45,9 @@ struct Layer {
     output_norm: Norm,
 }
 
+/// A linear layer's weight packed for [`Matrix::product`], and its bias.
 #[derive(Clone, Debug)]
-struct Dense {
+pub(crate) struct Dense {
     weight: Matrix,
     bias: Vec<f32>,
 }
@@ -355,8 +356,17 @@ impl Scratch {
 }
 
 impl Dense {
+    /// `linear` packed at `precision`.
+    pub(crate) fn new(linear: &Linear, precision: Precision) -> Self {
+        dense(&[linear], precision)
+    }
+
+    pub(crate) fn outputs(&self) -> usize {
+        self.bias.len()
+    }
+
     /// `out = x W + b`, `x` `[m, k]`.
-    fn forward(&self, x: &[f32], m: usize, out: &mut [f32]) {
+    pub(crate) fn forward(&self, x: &[f32], m: usize, out: &mut [f32]) {
         self.weight.product(x, m, out);
         for row in out.chunks_exact_mut(self.bias.len()) {
             row.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);

@@ -7,11 +7,14 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::sync::Arc;
 
 use crate::Error;
 use crate::checkpoint::weights::WeightLoader;
 use crate::model::bert::{Bert, load_layer_norm};
+use crate::linalg::Precision;
 use crate::model::config::{BertConfig, ReaderConfig};
+use crate::model::frozen_bert::Dense;
 use crate::text::BertInput;
 
 /// Tensors of a Hugging Face `RealmReader` checkpoint the reader does not use.
@@ -40,6 +43,10 @@ pub struct SpanReader {
     pub dense_output: Linear,
     pub layer_norm: LayerNorm,
     pub max_span_width: usize,
+    /// Set by [`SpanReader::freeze`]: `dense_intermediate` packed for the CPU inference
+    /// path, which `forward` then takes.
+    #[module(skip)]
+    pub(crate) frozen_intermediate: Option<Arc<Dense>>,
 }
 
 /// The reader's scores for one question over its retrieved blocks.
@@ -83,7 +90,23 @@ impl SpanReader {
             )?,
             bert,
             max_span_width: reader.max_span_width,
+            frozen_intermediate: None,
         })
+    }
+
+    /// From now on `forward` runs the encoder frozen ([`Bert::freeze`]) and the span head's
+    /// largest product (`dense_intermediate`, every token's start and end projections) on
+    /// the same packed kernels, at `precision`. Inference only; on backends other than
+    /// burn's CPU one nothing changes and this returns `false`.
+    ///
+    /// # Panics
+    /// If `precision` is not available on this machine ([`Precision::available`]).
+    pub fn freeze(&mut self, eps: f64, precision: Precision) -> bool {
+        if !Bert::freeze(&mut self.bert, eps, precision) {
+            return false;
+        }
+        self.frozen_intermediate = Some(Arc::new(Dense::new(&self.dense_intermediate, precision)));
+        true
     }
 
     /// Scores every span of every block.
@@ -111,7 +134,23 @@ impl SpanReader {
             "block_mask must be [blocks, seq] = [{blocks}, {seq}]"
         );
         let hidden = self.bert.forward(input, device).last_hidden_state; // [blocks, seq, hidden]
-        let projected = self.dense_intermediate.forward(hidden); // [blocks, seq, 2 * span_hidden]
+        let projected = match &self.frozen_intermediate {
+            Some(dense) => {
+                let hidden = hidden
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("f32 after convert");
+                let rows = blocks * seq;
+                let mut out = vec![0.0; rows * dense.outputs()];
+                dense.forward(&hidden, rows, &mut out);
+                Tensor::<3>::from_data(
+                    TensorData::new(out, [blocks, seq, dense.outputs()]),
+                    device,
+                )
+            }
+            None => self.dense_intermediate.forward(hidden),
+        }; // [blocks, seq, 2 * span_hidden]
         let span_hidden = projected.dims()[2] / 2;
         let start_projection = projected.clone().narrow(2, 0, span_hidden); // [blocks, seq, span_hidden]
         let end_projection = projected.narrow(2, span_hidden, span_hidden); // [blocks, seq, span_hidden]
@@ -279,4 +318,77 @@ pub fn marginal_log_loss(logits: Tensor<1>, correct: &[bool]) -> Tensor<1> {
 fn logsumexp(x: Tensor<1>) -> Tensor<1> {
     let max = x.clone().max().detach(); // [1]
     (x - max.clone()).exp().sum().log() + max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::weights::HostTensor;
+    use crate::rng::{SplitMix64, fresh_seed};
+    use crate::skeleton::seeded_weights;
+
+    #[test]
+    fn frozen_span_logits_match_the_module_forward() {
+        let seed = fresh_seed();
+        let mut rng = SplitMix64::new(seed);
+        let config = BertConfig::new(97, 32, 2, 4, 64);
+        let reader = ReaderConfig {
+            span_hidden_size: 12,
+            max_span_width: 3,
+            reader_layer_norm_eps: 1e-3,
+            reader_beam_size: 2,
+            reader_seq_len: 9,
+        };
+        let mut weights = seeded_weights(&config, seed);
+        let s = reader.span_hidden_size;
+        for (name, shape) in [
+            ("dense_intermediate.weight", vec![2 * s, 32]),
+            ("dense_intermediate.bias", vec![2 * s]),
+            ("dense_output.weight", vec![1, s]),
+            ("dense_output.bias", vec![1]),
+            ("layer_normalization.weight", vec![s]),
+            ("layer_normalization.bias", vec![s]),
+        ] {
+            let data = rng.uniform_vec(shape.iter().product(), 0.5);
+            let name = format!("qa_outputs.{name}");
+            weights.insert(name.clone(), HostTensor::new(&name, shape, data).unwrap());
+        }
+        let device = crate::device::cpu_device();
+        let mut model = SpanReader::load(
+            &config,
+            &reader,
+            &mut WeightLoader::new(weights, &device),
+            &device,
+        )
+        .expect("seeded weights");
+        let (blocks, seq) = (2, 9);
+        let input = BertInput {
+            input_ids: (0..blocks * seq)
+                .map(|_| (rng.next_u64() % 97) as u32)
+                .collect(),
+            token_type_ids: (0..blocks * seq).map(|i| (i % seq >= 4) as u32).collect(),
+            attention_mask: vec![1; blocks * seq],
+            batch: blocks,
+            seq,
+        };
+        let block_mask: Vec<u32> = (0..blocks * seq)
+            .map(|i| (4..seq - 1).contains(&(i % seq)) as u32)
+            .collect();
+        let scores = || Tensor::<1>::from_data(TensorData::new(vec![0.5f32, -1.0], [2]), &device);
+        let logits = |out: ReaderOutput| -> Vec<f32> {
+            out.logits.into_data().try_into_vec::<f32>().unwrap()
+        };
+        let want = logits(model.forward(&input, &block_mask, scores(), &device));
+        // Qualified: burn's `Module::freeze` (no arguments) would shadow it here.
+        assert!(SpanReader::freeze(&mut model, config.layer_norm_eps, Precision::F32));
+        assert!(model.frozen_intermediate.is_some());
+        let got = logits(model.forward(&input, &block_mask, scores(), &device));
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "seed {seed}: span {i}: {g} vs {w}"
+            );
+        }
+    }
 }

@@ -126,7 +126,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let base = read_base(&args.files.model)?;
     let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
     let precision = args.files.precision.resolve()?;
-    reader.bert.freeze(base.config.layer_norm_eps, precision);
+    reader.freeze(base.config.layer_norm_eps, precision);
     let tokenizer = base.tokenizer.clone();
 
     let started = Instant::now();

@@ -62,7 +62,7 @@ impl QaFiles {
         let precision = self.precision.resolve()?;
         let eps = base.config.layer_norm_eps;
         let (mut reader, card) = load_reader(&self.reader, &base, &reader_device)?;
-        reader.bert.freeze(eps, precision);
+        reader.freeze(eps, precision);
         let embed_device = realm_core::device::cpu_device();
         let own = self.retriever_base(&base)?;
         let (mut retriever, _) = question_embedder(
