@@ -373,6 +373,21 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
 }
 
+/// A tar archive's members in order: (name, bytes).
+fn unpack(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    tar::Archive::new(bytes)
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_str().unwrap().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
 #[test]
 fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_together() {
     let Some(s) = setup() else { return };
@@ -386,7 +401,7 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
         flag("--corpus"),
         flag("--index"),
     );
-    let bundle = |out: &Path, index: &Path, force: bool| {
+    let bundle = |out: &Path, index: &Path, flags: &[&str]| {
         let p = |p: &Path| p.to_str().unwrap().to_string();
         let mut args = vec![
             "bundle".to_string(),
@@ -401,15 +416,13 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
             "--out".into(),
             p(out),
         ];
-        if force {
-            args.push("--force".into());
-        }
+        args.extend(flags.iter().map(|f| f.to_string()));
         realm(&args)
     };
     // The browser's tokenizer reads tokenizer.json, which the tiny base lacks: MiniLM's has
     // the same vocabulary. Without it the bundle is refused, naming the file.
     let out = s.dir.join("demo.realm.tar");
-    let missing = bundle(&out, &index, false);
+    let missing = bundle(&out, &index, &[]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("tokenizer.json is missing"));
     std::fs::copy(
@@ -419,20 +432,9 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
         model.join("tokenizer.json"),
     )
     .unwrap();
-    assert_ok(&bundle(&out, &index, false));
+    assert_ok(&bundle(&out, &index, &[]));
     let bytes = std::fs::read(&out).unwrap();
-    let mut archive = tar::Archive::new(bytes.as_slice());
-    let members: Vec<(String, Vec<u8>)> = archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_str().unwrap().to_string();
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-            (name, data)
-        })
-        .collect();
+    let members = unpack(&bytes);
     let expected = [
         ("config.json", model.join("config.json")),
         ("tokenizer.json", model.join("tokenizer.json")),
@@ -449,11 +451,73 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
     }
 
     // The same inputs give the same bytes; an existing bundle needs --force.
-    let refused = bundle(&out, &index, false);
+    let refused = bundle(&out, &index, &[]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
-    assert_ok(&bundle(&out, &index, true));
+    assert_ok(&bundle(&out, &index, &["--force"]));
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
+
+    // --f16: the base model's tensors rounded to F16, every other member as it was.
+    let half = s.dir.join("half.realm.tar");
+    assert_ok(&bundle(&half, &index, &["--f16"]));
+    let half_members = unpack(&std::fs::read(&half).unwrap());
+    assert_eq!(half_members.len(), members.len());
+    let card = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
+    for ((name, data), (_, full)) in half_members.iter().zip(&members) {
+        if name == "reader.json" {
+            // Restamped: the reader now names the rounded model, and the one it rounds.
+            let (got, mut want) = (card(data), card(full));
+            let model = &half_members.iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
+            want["base_rounded_from"] = want["base_sha256"].clone();
+            want["base_sha256"] = realm_core::qa::models::sha256_hex(model).into();
+            assert_eq!(got, want);
+            continue;
+        }
+        if name != "model.safetensors" {
+            assert_eq!(data, full, "{name}");
+            continue;
+        }
+        let (narrow, wide) = (
+            safetensors::SafeTensors::deserialize(data).unwrap(),
+            safetensors::SafeTensors::deserialize(full).unwrap(),
+        );
+        assert_eq!(narrow.len(), wide.len());
+        for (tensor, view) in wide.iter() {
+            let got = narrow.tensor(tensor).unwrap();
+            assert_eq!(got.dtype(), safetensors::Dtype::F16, "{tensor}");
+            assert_eq!(got.shape(), view.shape(), "{tensor}");
+            if view.dtype() == safetensors::Dtype::F32 {
+                let want: Vec<u8> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+                    .collect();
+                assert_eq!(got.data(), want.as_slice(), "{tensor}");
+            }
+        }
+    }
+    // And the reader answers over the rounded model, as the browser engine would load it.
+    let unpacked = s.dir.join("half");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    for (name, data) in &half_members {
+        std::fs::write(unpacked.join(name), data).unwrap();
+    }
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let half_dir = p(&unpacked);
+    let answered = realm(&[
+        "ask".into(),
+        "--model".into(),
+        half_dir.clone(),
+        "--reader".into(),
+        half_dir.clone(),
+        "--corpus".into(),
+        p(&unpacked.join("passages.jsonl")),
+        "--index".into(),
+        p(&unpacked.join("index.shard")),
+        "Who wrote Hamlet?".into(),
+    ]);
+    assert_ok(&answered);
 
     // An index of another corpus is refused before anything is written.
     let other = s.dir.join("other");
@@ -464,7 +528,7 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
         "{\"title\": \"A\", \"text\": \"One passage.\"}\n{\"title\": \"B\", \"text\": \"Two.\"}\n",
     );
     let wrong = s.dir.join("wrong.realm.tar");
-    let out = bundle(&wrong, &two_index, false);
+    let out = bundle(&wrong, &two_index, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

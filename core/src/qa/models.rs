@@ -78,6 +78,10 @@ impl BaseModel {
 pub struct ReaderCard {
     /// sha256 of the base model's `model.safetensors`.
     pub base_sha256: String,
+    /// Where the base beside this card is the F16 rounding of the one the reader was trained
+    /// on (`realm bundle --f16`): that one's sha256; `base_sha256` is then the rounding's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_rounded_from: Option<String>,
     /// sha256 of `reader.safetensors`.
     pub sha256: String,
     /// Seed of the span head's initialisation (the tensors not shipped are rebuilt from it).

@@ -272,6 +272,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     };
     let card = ReaderCard {
         base_sha256: String::new(),
+        base_rounded_from: None,
         sha256: String::new(),
         head_seed: args.seed,
         reader: reader_config,
