@@ -6,6 +6,7 @@
 #   passages.jsonl   1,004 passages of the demo corpus (its first 1,000 and four the demo
 #                    questions need), index.shard (`realm index`, int8)
 #   demo.realm.tar   all of the above in one file (`realm bundle`)
+#   demo-f16.realm.tar   the same with the base model's weights as F16 (`realm bundle --f16`)
 #   native-answers.jsonl   `realm ask --json -k 5 --precision f32` on the five demo questions
 #                    (f32, as the wasm engine computes; index.shard too)
 # Needs target/debug/realm (cargo build -p realm-native) and all-MiniLM-L6-v2 in data/ or
@@ -40,6 +41,8 @@ if [ ! -f "$out/index.shard" ] || [ "$passages" -nt "$out/index.shard" ]; then
 fi
 "$realm" bundle --model "$base" --reader native/models/demo-reader --corpus "$passages" \
   --index "$out/index.shard" --out "$out/demo.realm.tar" --force
+"$realm" bundle --model "$base" --reader native/models/demo-reader --corpus "$passages" \
+  --index "$out/index.shard" --out "$out/demo-f16.realm.tar" --force --f16
 printf '%s\n' "Who painted the Mona Lisa?" "What is the capital of Australia?" "Who wrote Hamlet?" \
   "What is the largest planet in the solar system?" "When did the Second World War end?" \
   | "$realm" ask --json -k 5 --precision f32 --model "$base" --reader native/models/demo-reader \

@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { load, RealmError } from "../js/node.js";
-import { fixturePaths, fixtureBundle, nativeAnswers, assertSameAnswer } from "./fixture.mjs";
+import { fixturePaths, fixtureBundle, fixtureBundleF16, nativeAnswers, assertSameAnswer, jsIndex } from "./fixture.mjs";
 
 let realm;
 const paths = fixturePaths();
@@ -57,6 +57,20 @@ test("one bundle loads the same engine as the seven files, and a cut-off one nam
   const bytes = readFileSync(fixtureBundle());
   await assert.rejects(load({ files: { bundle: bytes.subarray(0, bytes.length >> 1) } }),
     (e) => e instanceof RealmError && e.code === "file" && e.file === "bundle" && /cut off/.test(e.message));
+});
+
+test("a bundle with the base model in F16 gives native's answers from f32 weights", async () => {
+  const half = await load({ bundle: fixtureBundleF16() });
+  for (const native of nativeAnswers()) {
+    const { answer, passages } = await half.ask(native.question, { topK: 5 });
+    // Rounded weights move the scores, not (on these questions) the answer or its passage.
+    assert.equal(answer.text, native.answer.text, native.question);
+    assert.equal(answer.passageId, native.answer.passage_id, native.question);
+    assert.equal(answer.start, jsIndex(answer.context, native.answer.start));
+    assert.ok(Math.abs(answer.readerScore - native.answer.reader_score) < 0.5, `${answer.readerScore} vs ${native.answer.reader_score}`);
+    assert.equal(passages[0].id, native.passages[0].id, native.question);
+  }
+  half.dispose();
 });
 
 test("a disposed engine rejects with code disposed", async () => {

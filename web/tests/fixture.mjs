@@ -19,6 +19,12 @@ export function fixtureBundle() {
   return new URL("demo.realm.tar", FIXTURE).pathname;
 }
 
+/** The same with the base model's weights as F16 (`realm bundle --f16`). */
+export function fixtureBundleF16() {
+  fixturePaths();
+  return new URL("demo-f16.realm.tar", FIXTURE).pathname;
+}
+
 /** `realm ask --json` on the demo questions, one report per question. */
 export function nativeAnswers() {
   return readFileSync(new URL("native-answers.jsonl", FIXTURE), "utf8").trim().split("\n").map((l) => JSON.parse(l));
