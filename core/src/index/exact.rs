@@ -47,34 +47,40 @@ impl ExactIndex {
 }
 
 /// Splits `rows` rows into at most `threads` contiguous ranges, runs `search(first, last)` on
-/// each in its own thread and merges the results.
+/// each (the first on the calling thread, the others on threads spawned for them) and merges
+/// the results. A search of fewer than `min_per_thread` row-query pairs a thread takes fewer
+/// threads: spawning one costs tens of microseconds, the whole of a small search (one query
+/// over the 12,100-row int8 bench set: 0.023 ms on one thread, 0.107 ms split over two).
 pub(crate) fn search_threaded<F>(
     rows: usize,
     threads: usize,
     n_queries: usize,
     k: usize,
+    min_per_thread: usize,
     search: F,
 ) -> Vec<Vec<Hit>>
 where
     F: Fn(usize, usize) -> Vec<Vec<Hit>> + Sync,
 {
-    let threads = threads.clamp(1, rows.max(1));
+    let worth = (rows.saturating_mul(n_queries) / min_per_thread.max(1)).max(1);
+    let threads = threads.min(worth).clamp(1, rows.max(1));
     if threads == 1 {
         return search(0, rows);
     }
     let per_thread = rows.div_ceil(threads);
     let parts: Vec<Vec<Vec<Hit>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..rows)
+        let search = &search;
+        let handles: Vec<_> = (per_thread..rows)
             .step_by(per_thread)
-            .map(|first| {
-                let search = &search;
-                scope.spawn(move || search(first, (first + per_thread).min(rows)))
-            })
+            .map(|first| scope.spawn(move || search(first, (first + per_thread).min(rows))))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a search thread panicked"))
-            .collect()
+        let mut parts = vec![search(0, per_thread)];
+        parts.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a search thread panicked")),
+        );
+        parts
     });
     merge_parts(parts, n_queries, k)
 }
@@ -248,7 +254,8 @@ pub fn exact_search_f32(
         && crate::index::scan_avx512::supports(dim);
     #[cfg(not(target_arch = "x86_64"))]
     let cached_scan = false;
-    search_threaded(vectors.len() / dim, threads, n_queries, k, |first, last| {
+    // A thread is worth about 2M multiply-adds at d = 128.
+    search_threaded(vectors.len() / dim, threads, n_queries, k, 1 << 14, |first, last| {
         let block = &vectors[first * dim..last * dim];
         if n_queries >= GEMM_MIN_QUERIES && !cached_scan {
             #[cfg(target_arch = "x86_64")]

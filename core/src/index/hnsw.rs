@@ -491,15 +491,19 @@ impl HnswIndex {
             return Ok(self.search_here(queries, k, ef));
         }
         let per_thread = n_queries.div_ceil(threads) * self.dim;
+        // The calling thread takes the first part itself, with its warm scratch space, while
+        // threads spawned for the others search theirs.
+        let (first, rest) = queries.split_at(per_thread.min(queries.len()));
         Ok(std::thread::scope(|scope| {
-            let handles: Vec<_> = queries
+            let handles: Vec<_> = rest
                 .chunks(per_thread)
                 .map(|part| scope.spawn(move || self.search_here(part, k, ef)))
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("an HNSW search thread panicked"))
-                .collect()
+            let mut hits = self.search_here(first, k, ef);
+            for handle in handles {
+                hits.extend(handle.join().expect("an HNSW search thread panicked"));
+            }
+            hits
         }))
     }
 

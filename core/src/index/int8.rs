@@ -310,11 +310,13 @@ impl MipsIndex for Int8Index {
             .collect();
         #[cfg(target_arch = "x86_64")]
         if let Some(vnni) = &self.vnni {
+            // The int8 kernels run about eight times as many pairs a microsecond as f32's.
             return Ok(search_threaded(
                 vnni.blocks(),
                 self.threads,
                 quantised.len(),
                 k,
+                (1 << 17) / crate::index::int8_vnni::LANES,
                 // SAFETY: `vnni` exists only where the CPU has AVX-512 VNNI.
                 |first, last| unsafe { vnni.search(&quantised, &self.scales, (first, last), k) },
             ));
@@ -324,6 +326,7 @@ impl MipsIndex for Int8Index {
             self.threads,
             quantised.len(),
             k,
+            1 << 17,
             |first, last| {
                 scan(
                     &quantised,
@@ -370,6 +373,8 @@ mod tests {
             (4200, 33, 9, 50, 1),
             // Several L2 tiles, every query-group width (8 + 8 + 2 + 1).
             (9000, 128, 19, 8, 2),
+            // Work enough for three threads (search_threaded's least per thread).
+            (20000, 32, 20, 8, 3),
         ] {
             let docs = rng.uniform_vec(n * dim, 1.0);
             let qs = rng.uniform_vec(queries * dim, 1.0);

@@ -18,7 +18,7 @@ use std::arch::x86_64::*;
 use crate::index::reference::Hit;
 use crate::index::topk::TopK;
 
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Queries scored against each loaded row register.
 const QUERY_GROUP: usize = 8;
 /// Bytes of blocks scored for every query before the next tile is read (well inside L2).
