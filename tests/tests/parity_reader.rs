@@ -1,9 +1,11 @@
 //! The span reader against transformers 4.57.6's `RealmReader` on the tiny random REALM
 //! (`../shared/data/realm-parity-tiny`): span enumeration, logits (retriever logit added,
 //! out-of-block spans very negative), argmax block and span, and the three losses, on the CPU
-//! and wgpu backends. Tolerances: logits abs 1e-5 + rel 1e-4, losses abs 1e-4, indices exact.
+//! and wgpu backends, and the frozen inference path's logits on the CPU. Tolerances: logits
+//! abs 1e-5 + rel 1e-4, losses abs 1e-4, indices exact.
 
-use realm_core::model::reader::{ReaderTargets, reader_losses};
+use realm_core::linalg::Precision;
+use realm_core::model::reader::{ReaderTargets, SpanReader, reader_losses};
 use realm_tests::{assert_close, bert_input, parity_devices, tiny_realm, values};
 
 #[test]
@@ -82,6 +84,21 @@ fn reader_spans_logits_prediction_and_losses_match_transformers() {
             huge.iter().all(|&i| logits[i] < -1e30),
             "{name}: out-of-block spans must be very negative"
         );
+        // The frozen inference path (`SpanReader::freeze`: what `ask`, `eval`, `serve` and the
+        // browser run), on the CPU backend, against the same numbers.
+        let mut frozen = f.reader(&device);
+        let froze = SpanReader::freeze(&mut frozen, f.config.layer_norm_eps, Precision::F32);
+        assert_eq!(froze, name == "cpu", "{name}: freezes on the CPU backend only");
+        if froze {
+            let out = frozen.forward(&input, &block_mask, relevance.clone(), &device);
+            assert_close(
+                &format!("{name}: frozen reader's in-block span logits"),
+                &pick(&values(out.logits), &finite),
+                &pick(expected, &finite),
+                1e-5,
+                1e-4,
+            );
+        }
 
         let prediction = out.predict();
         assert_eq!(
