@@ -255,21 +255,28 @@ pub fn exact_search_f32(
     #[cfg(not(target_arch = "x86_64"))]
     let cached_scan = false;
     // A thread is worth about 2M multiply-adds at d = 128.
-    search_threaded(vectors.len() / dim, threads, n_queries, k, 1 << 14, |first, last| {
-        let block = &vectors[first * dim..last * dim];
-        if n_queries >= GEMM_MIN_QUERIES && !cached_scan {
-            #[cfg(target_arch = "x86_64")]
-            if crate::index::scan_avx512::supports_batch() {
-                // SAFETY: the CPU has AVX-512F.
-                return unsafe {
-                    crate::index::scan_avx512::scan_batch(queries, block, first, dim, k)
-                };
+    search_threaded(
+        vectors.len() / dim,
+        threads,
+        n_queries,
+        k,
+        1 << 14,
+        |first, last| {
+            let block = &vectors[first * dim..last * dim];
+            if n_queries >= GEMM_MIN_QUERIES && !cached_scan {
+                #[cfg(target_arch = "x86_64")]
+                if crate::index::scan_avx512::supports_batch() {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe {
+                        crate::index::scan_avx512::scan_batch(queries, block, first, dim, k)
+                    };
+                }
+                gemm_rows(queries, block, first, dim, k)
+            } else {
+                scan_rows(queries, block, first, dim, k)
             }
-            gemm_rows(queries, block, first, dim, k)
-        } else {
-            scan_rows(queries, block, first, dim, k)
-        }
-    })
+        },
+    )
 }
 
 /// The checks every index makes before a search.

@@ -65,8 +65,13 @@ impl Point for NegatedDot {
 /// latency. Only routes the walk: final scores are [`dot_fast`]'s, like every other index's.
 #[inline(always)]
 fn dot_tree(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 32;
-    let (mut acc, tail) = lane_sums::<L>(a, b);
+    let (acc, tail) = lane_sums::<32>(a, b);
+    tree_sum(acc) + tail
+}
+
+/// The lanes summed pairwise, halving the width each round (`L` a power of two).
+#[inline(always)]
+fn tree_sum<const L: usize>(mut acc: [f32; L]) -> f32 {
     let mut width = L / 2;
     while width > 0 {
         for i in 0..width {
@@ -74,7 +79,7 @@ fn dot_tree(a: &[f32], b: &[f32]) -> f32 {
         }
         width /= 2;
     }
-    acc[0] + tail
+    acc[0]
 }
 
 /// [`dot_tree`] written out in AVX2 FMA instructions (the compiler's own vectorisation of it
@@ -217,14 +222,7 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
             acc[i] += (x[i] - y[i]) * (x[i] - y[i]);
         }
     }
-    let mut width = L / 2;
-    while width > 0 {
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-        width /= 2;
-    }
-    acc[0] + tail
+    tree_sum(acc) + tail
 }
 
 /// The points are not needed once the graph is read back (see [`Links::read_back`]).

@@ -187,7 +187,8 @@ pub fn strided_product_f32(
     if m > 0 && n > 0 {
         // The view packed into panels for wasm's kernel: a copy of `k n` numbers for a
         // product of `m k n` multiply-adds.
-        panel::Panels::strided(b, b_row, b_col, k, n).product_view(a, a_row, a_col, m, out, out_row);
+        panel::Panels::strided(b, b_row, b_col, k, n)
+            .product_view(a, a_row, a_col, m, out, out_row);
         return;
     }
     gemm_call(

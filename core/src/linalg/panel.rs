@@ -142,7 +142,15 @@ impl Panels {
         for first in (0..m).step_by(block_rows) {
             let rows = block_rows.min(m - first);
             let groups = rows.div_ceil(MR);
-            pack_groups(x, x_row, x_col, first, rows, k, &mut packed[..groups * MR * k]);
+            pack_groups(
+                x,
+                x_row,
+                x_col,
+                first,
+                rows,
+                k,
+                &mut packed[..groups * MR * k],
+            );
             for (p, panel) in self.data.chunks_exact(k * NR).enumerate() {
                 let col = p * NR;
                 let width = NR.min(n - col);

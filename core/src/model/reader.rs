@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::checkpoint::weights::WeightLoader;
-use crate::model::bert::{Bert, load_layer_norm};
 use crate::linalg::Precision;
+use crate::model::bert::{Bert, load_layer_norm};
 use crate::model::config::{BertConfig, ReaderConfig};
 use crate::model::frozen_bert::Dense;
 use crate::text::BertInput;
@@ -144,10 +144,7 @@ impl SpanReader {
                 let rows = blocks * seq;
                 let mut out = vec![0.0; rows * dense.outputs()];
                 dense.forward(&hidden, rows, &mut out);
-                Tensor::<3>::from_data(
-                    TensorData::new(out, [blocks, seq, dense.outputs()]),
-                    device,
-                )
+                Tensor::<3>::from_data(TensorData::new(out, [blocks, seq, dense.outputs()]), device)
             }
             None => self.dense_intermediate.forward(hidden),
         }; // [blocks, seq, 2 * span_hidden]
@@ -380,7 +377,11 @@ mod tests {
         };
         let want = logits(model.forward(&input, &block_mask, scores(), &device));
         // Qualified: burn's `Module::freeze` (no arguments) would shadow it here.
-        assert!(SpanReader::freeze(&mut model, config.layer_norm_eps, Precision::F32));
+        assert!(SpanReader::freeze(
+            &mut model,
+            config.layer_norm_eps,
+            Precision::F32
+        ));
         assert!(model.frozen_intermediate.is_some());
         let got = logits(model.forward(&input, &block_mask, scores(), &device));
         assert_eq!(got.len(), want.len());
