@@ -467,7 +467,11 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
         if name == "reader.json" {
             // Restamped: the reader now names the rounded model, and the one it rounds.
             let (got, mut want) = (card(data), card(full));
-            let model = &half_members.iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
+            let model = &half_members
+                .iter()
+                .find(|(n, _)| n == "model.safetensors")
+                .unwrap()
+                .1;
             want["base_rounded_from"] = want["base_sha256"].clone();
             want["base_sha256"] = realm_core::qa::models::sha256_hex(model).into();
             assert_eq!(got, want);

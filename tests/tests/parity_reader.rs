@@ -88,7 +88,11 @@ fn reader_spans_logits_prediction_and_losses_match_transformers() {
         // browser run), on the CPU backend, against the same numbers.
         let mut frozen = f.reader(&device);
         let froze = SpanReader::freeze(&mut frozen, f.config.layer_norm_eps, Precision::F32);
-        assert_eq!(froze, name == "cpu", "{name}: freezes on the CPU backend only");
+        assert_eq!(
+            froze,
+            name == "cpu",
+            "{name}: freezes on the CPU backend only"
+        );
         if froze {
             let out = frozen.forward(&input, &block_mask, relevance.clone(), &device);
             assert_close(

@@ -146,10 +146,7 @@ fn half_model(args: &BundleArgs) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let card_path = args.reader.join("reader.json");
     let mut card = ReaderCard::from_json(&std::fs::read(&card_path)?)
         .with_context(|| format!("reading {}", card_path.display()))?;
-    card.base_rounded_from = Some(std::mem::replace(
-        &mut card.base_sha256,
-        sha256_hex(&half),
-    ));
+    card.base_rounded_from = Some(std::mem::replace(&mut card.base_sha256, sha256_hex(&half)));
     Ok((half, serde_json::to_vec_pretty(&card)?))
 }
 
