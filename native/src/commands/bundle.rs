@@ -10,10 +10,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
-use realm_core::qa::models::sha256_hex;
+use realm_core::checkpoint::safetensors_file::write_safetensors_f16;
+use realm_core::qa::models::{BaseModel, sha256_hex};
 
 use crate::embed::read_passages;
 use crate::files::model_dir::read_base;
@@ -64,7 +64,7 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
     if args.out.exists() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }
-    check(args)?;
+    let (base, card) = check(args)?;
     let members = members(args);
     for (_, path) in &members {
         if !path.is_file() {
@@ -74,7 +74,7 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
     // With --f16 the model and the reader's card (which names the model's sha256) are made
     // here; every other member is copied from its file.
     let made = match args.f16 {
-        true => Some(half_model(args)?),
+        true => Some(half_model(&base, card)?),
         false => None,
     };
     write_atomic_with(&args.out, |out| {
@@ -82,10 +82,15 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
         for (name, path) in &members {
             match (&made, *name) {
                 (Some((model, _)), "model.safetensors") => {
-                    append(&mut tar, name, model.as_slice())?
+                    append(&mut tar, name, model.len() as u64, model.as_slice())?
                 }
-                (Some((_, card)), "reader.json") => append(&mut tar, name, card.as_slice())?,
-                _ => append(&mut tar, name, std::fs::File::open(path)?)?,
+                (Some((_, card)), "reader.json") => {
+                    append(&mut tar, name, card.len() as u64, card.as_slice())?
+                }
+                _ => {
+                    let file = std::fs::File::open(path)?;
+                    append(&mut tar, name, file.metadata()?.len(), file)?
+                }
             }
         }
         tar.finish()
@@ -100,10 +105,11 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The checks the browser engine would make, here, where the error can name the file.
-fn check(args: &BundleArgs) -> anyhow::Result<()> {
+/// The checks the browser engine would make, here, where the error can name the file; returns
+/// the base model and the reader's card they read.
+fn check(args: &BundleArgs) -> anyhow::Result<(BaseModel, ReaderCard)> {
     let base = read_base(&args.model)?;
-    load_reader(&args.reader, &base, &realm_core::device::cpu_device())?;
+    let (_, card) = load_reader(&args.reader, &base, &realm_core::device::cpu_device())?;
     if args.reader.join("query.json").exists() {
         eprintln!(
             "warning: {} also holds a fine-tuned question embedder (query.json), which the browser engine does not load: its answers may differ from `realm ask`'s",
@@ -132,52 +138,30 @@ fn check(args: &BundleArgs) -> anyhow::Result<()> {
             args.corpus.display()
         );
     }
-    Ok(())
+    Ok((base, card))
 }
 
 /// The base model with every tensor stored as F16, and the reader's card naming it as the
 /// reader's base (`base_sha256`) and the model it rounds (`base_rounded_from`).
-fn half_model(args: &BundleArgs) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let path = args.model.join("model.safetensors");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let weights =
-        read_safetensors(&bytes).with_context(|| format!("reading {}", path.display()))?;
-    let half = write_safetensors_f16(&weights)?;
-    let card_path = args.reader.join("reader.json");
-    let mut card = ReaderCard::from_json(&std::fs::read(&card_path)?)
-        .with_context(|| format!("reading {}", card_path.display()))?;
+fn half_model(base: &BaseModel, mut card: ReaderCard) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let half = write_safetensors_f16(&base.weights)?;
     card.base_rounded_from = Some(std::mem::replace(&mut card.base_sha256, sha256_hex(&half)));
     Ok((half, serde_json::to_vec_pretty(&card)?))
 }
 
-/// Appends `data` as `name` with a fixed mode and time, so equal inputs give equal bundles.
+/// Appends the `len` bytes of `data` as `name` with a fixed mode and time, so equal inputs
+/// give equal bundles.
 fn append(
     tar: &mut tar::Builder<impl std::io::Write>,
     name: &str,
-    data: impl Member,
+    len: u64,
+    data: impl std::io::Read,
 ) -> std::io::Result<()> {
     let mut header = tar::Header::new_ustar();
-    header.set_size(data.len()?);
+    header.set_size(len);
     header.set_mode(0o644);
     header.set_mtime(0);
     header.set_entry_type(tar::EntryType::Regular);
     header.set_cksum();
     tar.append_data(&mut header, name, data)
-}
-
-/// What a member's bytes come from: a file on disk, or bytes made here.
-trait Member: std::io::Read {
-    fn len(&self) -> std::io::Result<u64>;
-}
-
-impl Member for std::fs::File {
-    fn len(&self) -> std::io::Result<u64> {
-        Ok(self.metadata()?.len())
-    }
-}
-
-impl Member for &[u8] {
-    fn len(&self) -> std::io::Result<u64> {
-        Ok(<[u8]>::len(self) as u64)
-    }
 }
