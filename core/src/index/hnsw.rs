@@ -249,9 +249,6 @@ const LINKS_UPPER: usize = 32;
 /// to points already scored; the first 24 reach recall .99 with about a quarter fewer distance
 /// evaluations per query (BENCHMARKS.md, Zen 4 HNSW).
 const LINKS_WALKED: usize = 24;
-/// Queries a thread of a multi-threaded search claims at a time: few enough that threads
-/// finish together although queries differ in cost.
-const CLAIM: usize = 4;
 /// An empty neighbour slot; a point's list ends at the first one.
 const NO_LINK: u32 = u32::MAX;
 
@@ -468,7 +465,7 @@ fn prefetch<T>(data: &[T]) {
 /// in sorted-vector inserts and in fetching each point through its own allocation.
 pub struct HnswIndex {
     /// Threads a search of several queries may use (1: the calling thread only; at most the
-    /// cores there are): the calling thread and workers of rayon's pool.
+    /// cores there are).
     pub threads: usize,
     dim: usize,
     /// The vectors in graph order, one block, so a neighbour's row is one offset away.
@@ -546,40 +543,21 @@ impl HnswIndex {
         if threads == 1 {
             return Ok(self.search_here(queries, k, ef));
         }
-        Ok(self.search_shared(queries, k, ef, threads))
-    }
-
-    /// Searches the queries on the calling thread and `threads - 1` of rayon's workers, each
-    /// claiming [`CLAIM`] queries at a time until none are left: the workers are already
-    /// running (spawning a thread cost 60-80 us on the Zen 4, as much as a whole one-query
-    /// search), their scratch space stays warm between searches, and one that finishes early
-    /// takes more instead of waiting on the slowest half. Should the pool be busy, the calling
-    /// thread claims what no worker came for (the scope still waits for each worker's job to
-    /// start and find nothing left).
-    fn search_shared(&self, queries: &[f32], k: usize, ef: usize, threads: usize) -> Vec<Vec<Hit>> {
-        use std::sync::Mutex;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let parts: Vec<&[f32]> = queries.chunks(CLAIM * self.dim).collect();
-        let next = AtomicUsize::new(0);
-        let done = Mutex::new(Vec::with_capacity(parts.len()));
-        let work = || {
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(part) = parts.get(i) else { break };
-                mine.push((i, self.search_here(part, k, ef)));
+        let per_thread = n_queries.div_ceil(threads) * self.dim;
+        // The calling thread takes the first part itself, with its warm scratch space, while
+        // threads spawned for the others search theirs.
+        let (first, rest) = queries.split_at(per_thread.min(queries.len()));
+        Ok(std::thread::scope(|scope| {
+            let handles: Vec<_> = rest
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || self.search_here(part, k, ef)))
+                .collect();
+            let mut hits = self.search_here(first, k, ef);
+            for handle in handles {
+                hits.extend(handle.join().expect("an HNSW search thread panicked"));
             }
-            done.lock().expect("a search thread panicked").extend(mine);
-        };
-        rayon::in_place_scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(|_| work());
-            }
-            work();
-        });
-        let mut done = done.into_inner().expect("a search thread panicked");
-        done.sort_unstable_by_key(|(i, _)| *i);
-        done.into_iter().flat_map(|(_, hits)| hits).collect()
+            hits
+        }))
     }
 
     /// Searches checked queries one after another on the calling thread.
