@@ -10,7 +10,7 @@
 //!
 //! The search is ours: instant-distance's algorithm, step for step, over flat arrays read back
 //! from the built graph (on all its links, tested to return the crate's own results), with `ef`
-//! chosen per call; it reads the first 24 of each point's 64 layer-0 links ([`LINKS_WALKED`]).
+//! chosen per call; it reads the first 24 of each point's 64 layer-0 links (`LINKS_WALKED`).
 //! Both graphs are walked by `-q.z` on the original vectors, the order both distances share.
 
 use std::cell::RefCell;
