@@ -396,6 +396,8 @@ mod tests {
             // Batches on AVX-512: query vectors of 16 with padding, rows past a pass of 1,024
             // and not a multiple of the six-row block, an odd width.
             (2053, 128, 70, 8, 1),
+            // Three groups of 64 queries, the last one 32 wide.
+            (1500, 128, 150, 8, 1),
             (1100, 100, 33, 5, 2),
             (40, 17, 16, 40, 1),
         ] {
