@@ -635,24 +635,27 @@ impl HnswIndex {
             if let Some(Reverse(next)) = s.candidates.peek() {
                 prefetch(self.links.zero(key_point(*next)));
             }
-            // The unvisited neighbours first, each row fetched while the one before is scored.
+            // The unvisited neighbours first, without a branch on whether each was visited
+            // (as likely as not: a mispredicted branch a neighbour).
             let mut fresh = [0u32; LINKS_ZERO];
             let mut count = 0;
             for &p in self.links.zero(key_point(candidate)) {
                 if p == NO_LINK {
                     break;
                 }
-                if s.visit(p) {
-                    fresh[count] = p;
-                    count += 1;
-                }
+                fresh[count] = p;
+                count += usize::from(s.visit(p));
             }
+            // Then all their distances, each row fetched while the one before is scored, apart
+            // from the heap's unpredictable branches, so the rows' loads overlap.
+            let mut keys = [0u64; LINKS_ZERO];
             for i in 0..count {
                 if i + 1 < count {
                     prefetch(self.row(fresh[i + 1]));
                 }
-                let p = fresh[i];
-                let new = key(self.distance(query, p), p);
+                keys[i] = key(self.distance(query, fresh[i]), fresh[i]);
+            }
+            for &new in &keys[..count] {
                 if s.nearest.len() < ef || new < *s.nearest.peek().expect("ef >= 1") {
                     s.candidates.push(Reverse(new));
                     s.nearest.push(new);
