@@ -158,6 +158,41 @@ fn dot_tree_avx512(a: &[f32], b: &[f32]) -> f32 {
             .sum::<f32>()
 }
 
+/// [`HnswIndex::routing_keys`] for rows of `C` sixteen-lane chunks (`C` a multiple of 4): the
+/// query loaded once, each row summed in [`dot_tree_avx512`]'s four chains and order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn routing_keys_avx512<const C: usize>(
+    query: &[f32],
+    rows: &[f32],
+    points: &[u32],
+    keys: &mut [u64],
+) {
+    use std::arch::x86_64::*;
+    let dim = 16 * C;
+    assert!(query.len() == dim && C % 4 == 0 && keys.len() >= points.len());
+    let q: [__m512; C] = std::array::from_fn(|c| {
+        // SAFETY: 16 c + 16 <= dim = query.len().
+        unsafe { _mm512_loadu_ps(query.as_ptr().add(16 * c)) }
+    });
+    for (i, &p) in points.iter().enumerate() {
+        let row = &rows[p as usize * dim..][..dim];
+        if let Some(&next) = points.get(i + 1) {
+            prefetch(&rows[next as usize * dim..][..dim]);
+        }
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for c in (0..C).step_by(4) {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: 16 (c + j) + 16 <= dim = row.len().
+                let x = unsafe { _mm512_loadu_ps(row.as_ptr().add(16 * (c + j))) };
+                *acc = _mm512_fmadd_ps(q[c + j], x, *acc);
+            }
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        keys[i] = key(-_mm512_reduce_add_ps(sum), p);
+    }
+}
+
 /// Cores this process may use, asked once: `available_parallelism` reads the cgroup's CPU
 /// quota from /sys on every call (29 us here, about a whole one-query search), so asking it
 /// per search cut single-query throughput by half or more.
@@ -595,6 +630,29 @@ impl HnswIndex {
         -dot_routing(query, self.row(point))
     }
 
+    /// The [`key`]s of `points` by their distance from `query`, into `keys`: each row fetched
+    /// while the one before is scored. At 64, 128 and 256 dimensions on AVX-512 the query stays
+    /// in registers for all of them (the same sums as [`dot_tree_avx512`], so the same keys).
+    fn routing_keys(&self, query: &[f32], points: &[u32], keys: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if routing_kernel() == 2 {
+            let (rows, dim) = (&self.vectors[..], self.dim);
+            // SAFETY (every arm): the CPU has AVX-512F; each width matches its chunk count.
+            match dim {
+                64 => return unsafe { routing_keys_avx512::<4>(query, rows, points, keys) },
+                128 => return unsafe { routing_keys_avx512::<8>(query, rows, points, keys) },
+                256 => return unsafe { routing_keys_avx512::<16>(query, rows, points, keys) },
+                _ => {}
+            }
+        }
+        for (i, &p) in points.iter().enumerate() {
+            if let Some(&next) = points.get(i + 1) {
+                prefetch(self.row(next));
+            }
+            keys[i] = key(self.distance(query, p), p);
+        }
+    }
+
     /// instant-distance's search (its `Hnsw::search`, ef = 1 on the upper layers) over the flat
     /// arrays; returns the graph points found, nearest first.
     fn walk(&self, query: &[f32], ef: usize, s: &mut Scratch) -> Vec<u32> {
@@ -649,12 +707,7 @@ impl HnswIndex {
             // Then all their distances, each row fetched while the one before is scored, apart
             // from the heap's unpredictable branches, so the rows' loads overlap.
             let mut keys = [0u64; LINKS_ZERO];
-            for i in 0..count {
-                if i + 1 < count {
-                    prefetch(self.row(fresh[i + 1]));
-                }
-                keys[i] = key(self.distance(query, fresh[i]), fresh[i]);
-            }
+            self.routing_keys(query, &fresh[..count], &mut keys);
             for &new in &keys[..count] {
                 if s.nearest.len() < ef || new < *s.nearest.peek().expect("ef >= 1") {
                     s.candidates.push(Reverse(new));
@@ -800,6 +853,39 @@ mod tests {
         }
     }
 
+    /// The register-resident query kernel sums in `dot_tree_avx512`'s order: the same keys,
+    /// bit for bit, as the per-point distance, so the walk is unchanged by it.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_batched_routing_keys_equal_the_per_point_ones() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let mut rng = SplitMix64::new(fresh_seed());
+        for dim in [64, 128, 256] {
+            let rows = rng.uniform_vec(50 * dim, 2.0);
+            let query = rng.uniform_vec(dim, 2.0);
+            let points: Vec<u32> = (0..30).map(|i| (i * 17 % 50) as u32).collect();
+            let mut keys = vec![0u64; points.len()];
+            // SAFETY: checked just above.
+            unsafe {
+                match dim {
+                    64 => routing_keys_avx512::<4>(&query, &rows, &points, &mut keys),
+                    128 => routing_keys_avx512::<8>(&query, &rows, &points, &mut keys),
+                    _ => routing_keys_avx512::<16>(&query, &rows, &points, &mut keys),
+                }
+            }
+            for (&p, &got) in points.iter().zip(&keys) {
+                let row = &rows[p as usize * dim..(p as usize + 1) * dim];
+                assert_eq!(
+                    got,
+                    key(-dot_routing(&query, row), p),
+                    "dim {dim}, point {p}"
+                );
+            }
+        }
+    }
+
     /// Unit vectors around `clusters` centres, the shape of sentence embeddings.
     pub(crate) fn clustered(
         rng: &mut SplitMix64,
@@ -853,10 +939,10 @@ mod tests {
         let seed = fresh_seed();
         eprintln!("seed {seed}");
         let mut rng = SplitMix64::new(seed);
-        let dim = 24;
-        let docs = clustered(&mut rng, 1200, dim, 40);
-        let queries = clustered(&mut rng, 60, dim, 40);
-        for ef in [1, 8, 50] {
+        // 64 dimensions take the AVX-512 routing kernel where the CPU has it, 24 the plain one.
+        for (dim, ef) in [(24, 1), (24, 8), (24, 50), (64, 8), (64, 50)] {
+            let docs = clustered(&mut rng, 1200, dim, 40);
+            let queries = clustered(&mut rng, 60, dim, 40);
             let params = HnswParams {
                 ef_search: ef,
                 ef_construction: 40,
@@ -885,7 +971,7 @@ mod tests {
                     .into_iter()
                     .map(|p| index.links.rows[p as usize])
                     .collect();
-                assert_eq!(ours, theirs, "ef {ef}");
+                assert_eq!(ours, theirs, "dim {dim}, ef {ef}");
             }
             // A graph read back against the wrong vectors is refused, not walked.
             let Err(Error::Config(message)) =
