@@ -170,7 +170,7 @@ fn routing_keys_avx512<const C: usize>(
 ) {
     use std::arch::x86_64::*;
     let dim = 16 * C;
-    assert!(query.len() == dim && C % 4 == 0 && keys.len() >= points.len());
+    assert!(query.len() == dim && C.is_multiple_of(4) && keys.len() >= points.len());
     let q: [__m512; C] = std::array::from_fn(|c| {
         // SAFETY: 16 c + 16 <= dim = query.len().
         unsafe { _mm512_loadu_ps(query.as_ptr().add(16 * c)) }
