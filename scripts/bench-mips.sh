@@ -19,7 +19,7 @@ cargo bench --workspace --bench mips
 "$py" core/benches/peers/mips_peer.py target/bench-data target/bench-mips/peer.json
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core shaders || echo "+changes")
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
+cpu=$(scripts/cpu-name.sh)
 cat > target/bench-mips/conditions.json <<JSON
 {"commit": "$commit", "date": "$(date -u +%F)", "cpu": "$cpu, $(nproc) cores",
  "load_before": "$load_before", "load_after": "$load_after"}

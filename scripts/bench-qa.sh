@@ -27,7 +27,7 @@ rm -rf "$out"
 mkdir -p "$out"
 cp target/debug/realm "$out/realm" # later builds cannot swap the binary mid-run
 realm="$out/realm"
-cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+cpu=$(scripts/cpu-name.sh)
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo "+changes")
 echo "bench-qa: $cpu, commit $commit, one thread each"
 export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
