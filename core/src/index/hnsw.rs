@@ -108,10 +108,7 @@ fn dot_tree_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 32;
     }
     let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
-    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    let one = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
-    _mm_cvtss_f32(one)
+    tree_sum_m256(sum)
         + a[body..n]
             .iter()
             .zip(&b[body..n])
@@ -281,19 +278,25 @@ fn squared_distance_avx512(a: &[f32], b: &[f32]) -> f32 {
         hi = _mm512_add_ps(hi, _mm512_mul_ps(d_hi, d_hi));
         i += 32;
     }
-    // The tree: lane j gains lane j + 16, then j + 8, 4, 2, 1.
+    // The tree: lane j gains lane j + 16, then j + 8, then the eight lanes' own tree.
     let sixteen = _mm512_add_ps(lo, hi);
     let eight = _mm256_add_ps(
         _mm512_castps512_ps256(sixteen),
         _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(sixteen))),
     );
-    let four = _mm_add_ps(
-        _mm256_castps256_ps128(eight),
-        _mm256_extractf128_ps::<1>(eight),
-    );
+    tree_sum_m256(eight) + squared_tail(&a[body..n], &b[body..n])
+}
+
+/// [`tree_sum`] of eight lanes in one register: lane j gains lane j + 4, then j + 2, then j + 1.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+fn tree_sum_m256(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let four = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let two = _mm_add_ps(four, _mm_movehl_ps(four, four));
     let one = _mm_add_ss(two, _mm_shuffle_ps::<1>(two, two));
-    _mm_cvtss_f32(one) + squared_tail(&a[body..n], &b[body..n])
+    _mm_cvtss_f32(one)
 }
 
 /// The elements past the last whole 32: a plain sum.
