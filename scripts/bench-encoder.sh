@@ -8,4 +8,4 @@ venv=${REALM_PEER_VENV:-target/peer-venv}
 scripts/setup-peers.sh "$venv"
 RAYON_NUM_THREADS=1 cargo bench --workspace --bench encoder
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core || echo "+changes")
-REALM_CPU_NAME=$(scripts/cpu-name.sh) "$venv/bin/python" core/benches/peers/encoder_peer.py target "$commit"
+"$venv/bin/python" core/benches/peers/encoder_peer.py target "$commit"

@@ -7,6 +7,7 @@ Usage: python encoder_peer.py TARGET_DIR COMMIT   (scripts/bench-encoder.sh runs
 """
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -34,13 +35,10 @@ def median_time(fn, min_seconds=3.0, min_reps=10):
 
 
 def cpu_model():
-    """scripts/cpu-name.sh's line where bench-encoder.sh passed it, else the model name alone."""
-    if os.environ.get("REALM_CPU_NAME"):
-        return os.environ["REALM_CPU_NAME"]
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+    """The line scripts/cpu-name.sh gives every bench table: model name, family and model, flags."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
+    script = os.path.join(root, "scripts", "cpu-name.sh")
+    return subprocess.run([script], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def ours_seconds(target, group, seq, batch):
