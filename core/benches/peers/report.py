@@ -36,17 +36,102 @@ def qps_at(points, target):
     return None
 
 
-def matched_recall_rows(label, ours, theirs, goal):
-    """Table rows comparing queries/s at recall 0.90 / 0.95 / 0.99, one per metric of ours."""
+def median(values):
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+def hnsw_rounds(target):
+    """The rounds of the HNSW sweep (bench-mips.sh alternates ours and hnswlib's), as
+    [(ours, peer)] of the two sides' JSON, in round order."""
+    rounds = []
+    r = 1
+    while os.path.exists(os.path.join(target, "bench-mips", f"ours-hnsw-r{r}.json")):
+        with open(os.path.join(target, "bench-mips", f"ours-hnsw-r{r}.json")) as f:
+            ours = json.load(f)
+        with open(os.path.join(target, "bench-mips", f"peer-hnsw-r{r}.json")) as f:
+            peer = json.load(f)
+        rounds.append((ours, peer))
+        r += 1
+    return rounds
+
+
+def hnswlib_version(target):
+    rounds = hnsw_rounds(target)
+    return rounds[0][1]["versions"]["hnswlib"] if rounds else "(not run)"
+
+
+def sweep_points(target, ours_round, peer_round, name, two_threads):
+    """One round's curves: ({metric: [(recall, q/s)]} for ours, [(recall, q/s)] for hnswlib),
+    with the ef and build rate of each of our points in `info` keyed by (metric, ef)."""
+    id_key = "bench_id_two_threads" if two_threads else "bench_id"
+    peer_key = "seconds_per_64_two_threads" if two_threads else "seconds_per_64"
+    mine = {}
+    for pt in ours_round[name]:
+        group, bench = pt[id_key].split("/")
+        mine.setdefault(pt["metric"], []).append((pt["recall_at_8"], 64 / ours_seconds(target, group, bench), pt))
+    theirs = [(pt["recall_at_8"], 64 / pt[peer_key], pt) for pt in peer_round[name]["hnswlib"]["sweep"]]
+    return mine, theirs
+
+
+def hnsw_tables(target):
+    """The HNSW rows: each sweep point's median q/s over the rounds, then at recall .90 / .95
+    / .99 the median over rounds of each round's ratio (ours / hnswlib, both interpolated in
+    that round's sweep), with the rounds' range beside it."""
+    rounds = hnsw_rounds(target)
+    lines = [
+        "",
+        f"HNSW: {len(rounds)} rounds, each our sweep then hnswlib's; 64 queries in one call per "
+        "timing on both sides. Sweep rows: median q/s over the rounds. Matched-recall rows: the "
+        "median of the rounds' ratios, and their range.",
+        "",
+        "| data | recall@8 | ours q/s (metric) | hnswlib q/s | ours / hnswlib (rounds' range) | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    plots = []
+    if not rounds:
+        return lines, plots
+    for name in rounds[0][0]:
+        per_round = [sweep_points(target, o, p, name, False) for o, p in rounds]
+        per_round_t2 = [sweep_points(target, o, p, name, True) for o, p in rounds]
+        # The sweep: median q/s of each point over the rounds (recall from the first round).
+        best = {}
+        for metric, pts in per_round[0][0].items():
+            for i, (r, _, pt) in enumerate(pts):
+                q = median([rd[0][metric][i][1] for rd in per_round])
+                best.setdefault(metric, []).append((r, q))
+                lines.append(
+                    f"| {name} sweep | {r:.3f} | {q:,.0f} ({metric}, ef {pt['ef_search']}, build "
+                    f"{pt['build_rows_per_second']:,.0f} rows/s on {pt['build_threads']} threads) | | | |"
+                )
+        theirs = []
+        for i, (r, _, _) in enumerate(per_round[0][1]):
+            q = median([rd[1][i][1] for rd in per_round])
+            theirs.append((r, q))
+            lines.append(f"| {name} sweep | {r:.3f} | | {q:,.0f} | | |")
+        lines += matched_recall_rows(name, per_round, ">= 1.0")
+        lines += matched_recall_rows(f"{name}, 2 threads, B = 64", per_round_t2, ">= 1.0")
+        builds = [p[name]["hnswlib"]["build_rows_per_second"] for _, p in rounds]
+        lines.append(f"| {name} build | | | {median(builds):,.0f} rows/s on 2 threads (median) | | |")
+        plots.append((name, best, theirs))
+    return lines, plots
+
+
+def matched_recall_rows(label, per_round, goal):
+    """Rows comparing queries/s at recall 0.90 / 0.95 / 0.99, one per metric of ours: median
+    q/s of each side over the rounds, and the median and range of the rounds' ratios."""
     rows = []
     for target_recall in (0.90, 0.95, 0.99):
-        t = qps_at(theirs, target_recall)
-        for metric, pts in ours.items():
-            m = qps_at(pts, target_recall)
-            ratio = f"{m / t:.2f}" if (m and t) else "not reached"
+        theirs = [qps_at([(r, q) for r, q, _ in rd[1]], target_recall) for rd in per_round]
+        for metric in per_round[0][0]:
+            mine = [qps_at([(r, q) for r, q, _ in rd[0][metric]], target_recall) for rd in per_round]
+            if None in mine or None in theirs:
+                rows.append(f"| {label} | {target_recall:.2f} | not reached ({metric}) | | | {goal} |")
+                continue
+            ratios = [m / t for m, t in zip(mine, theirs)]
             rows.append(
-                f"| {label} | {target_recall:.2f} | {m and f'{m:,.0f}'} ({metric}) | "
-                f"{t and f'{t:,.0f}'} | {ratio} | {goal} |"
+                f"| {label} | {target_recall:.2f} | {median(mine):,.0f} ({metric}) | {median(theirs):,.0f} | "
+                f"{median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {goal} |"
             )
     return rows
 
@@ -64,7 +149,7 @@ def main():
     lines = [
         f"Commit {cond['commit']}, {cond['date']}, {cond['cpu']}; load average before/after: "
         f"{cond['load_before']} / {cond['load_after']}. faiss {peer['versions']['faiss']}, "
-        f"hnswlib {peer['versions']['hnswlib']}. Floor measured in the same run: read bandwidth "
+        f"hnswlib {hnswlib_version(target)}. Floor measured in the same run: read bandwidth "
         f"{bw / 1e9:.1f} GB/s (numpy sum over 1 GiB, one thread), sgemm {peak / 1e9:.1f} GFLOP/s "
         f"(one thread). d = 128, k = 8; times are medians per call (B queries per call).",
         "",
@@ -112,43 +197,7 @@ def main():
                     f"| {name} | {n:,} | {label} | {threads[1:]} | {bq} | {fmt_time(s)} | {fmt_time(ps)} | "
                     f"{peer_name} | {s / ps:.2f} | {g} | {fmt_time(floor)} | {floor / s:.2f} |"
                 )
-    hnsw_lines = [
-        "",
-        "| data | recall@8 | ours q/s (metric) | hnswlib q/s | ours / hnswlib | goal |",
-        "|---|---|---|---|---|---|",
-    ]
-    plots = []
-    for name, o in ours.items():
-        if "hnsw" not in o:
-            continue
-        h = peer[name]["hnswlib"]
-        theirs = [(pt["recall_at_8"], 64 / pt["seconds_per_64"]) for pt in h["sweep"]]
-        mine = {}
-        for pt in o["hnsw"]:
-            group, bench = pt["bench_id"].split("/")
-            qps = 64 / ours_seconds(target, group, bench)
-            mine.setdefault(pt["metric"], []).append((pt["recall_at_8"], qps, pt))
-        for metric, pts in mine.items():
-            for r, q, pt in sorted(pts):
-                hnsw_lines.append(
-                    f"| {name} sweep | {r:.3f} | {q:,.0f} ({metric}, ef {pt['ef_search']}, build "
-                    f"{pt['build_rows_per_second']:,.0f} rows/s on {pt['build_threads']} threads) | | | |"
-                )
-        for r, q in sorted(theirs):
-            hnsw_lines.append(f"| {name} sweep | {r:.3f} | | {q:,.0f} | | |")
-        best = {m: [(r, q) for r, q, _ in pts] for m, pts in mine.items()}
-        hnsw_lines += matched_recall_rows(name, best, theirs, ">= 1.0")
-        # Secondary: 64 queries in one call on two threads, both sides.
-        theirs_t2 = [(pt["recall_at_8"], 64 / pt["seconds_per_64_two_threads"]) for pt in h["sweep"]]
-        mine_t2 = {}
-        for pt in o["hnsw"]:
-            group, bench = pt["bench_id_two_threads"].split("/")
-            mine_t2.setdefault(pt["metric"], []).append((pt["recall_at_8"], 64 / ours_seconds(target, group, bench)))
-        hnsw_lines += matched_recall_rows(f"{name}, 2 threads, B = 64", mine_t2, theirs_t2, ">= 1.0")
-        hnsw_lines.append(
-            f"| {name} build | | | {h['build_rows_per_second']:,.0f} rows/s on {h['build_threads']} threads | | |"
-        )
-        plots.append((name, best, theirs))
+    hnsw_lines, plots = hnsw_tables(target)
     table = "\n".join(lines + hnsw_lines) + "\n"
     with open(os.path.join(target, "bench-mips", "table.md"), "w") as f:
         f.write(table)
