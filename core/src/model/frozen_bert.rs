@@ -239,10 +239,18 @@ impl FrozenBert {
         let (h, heads) = (self.hidden, self.heads);
         let (tokens, head) = (batch * seq, h / heads);
         let scale = 1.0 / (head as f32).sqrt();
+        // Each product's bias joins the pass that follows it (the scale, the activation, the
+        // residual and LayerNorm), one row at a time while it is in the first-level cache,
+        // instead of a pass of its own over the whole product.
         let qkv = &mut s.qkv[..tokens * 3 * h];
-        layer.qkv.forward(x, tokens, qkv); // [tokens, 3 hidden]
-        for v in qkv.chunks_exact_mut(3 * h) {
-            v[..h].iter_mut().for_each(|q| *q *= scale);
+        layer.qkv.weight.product(x, tokens, qkv); // [tokens, 3 hidden]
+        for row in qkv.chunks_exact_mut(3 * h) {
+            let (q, kv) = row.split_at_mut(h);
+            let (q_bias, kv_bias) = layer.qkv.bias.split_at(h);
+            q.iter_mut()
+                .zip(q_bias)
+                .for_each(|(v, b)| *v = (*v + b) * scale);
+            kv.iter_mut().zip(kv_bias).for_each(|(v, b)| *v += b);
         }
         let (qkv, context) = (&s.qkv[..tokens * 3 * h], &mut s.context[..tokens * h]);
         // One sequence's attention per task: its rows of q/k/v in, its rows of context out.
@@ -260,16 +268,35 @@ impl FrozenBert {
         context.chunks_mut(seq * h).enumerate().for_each(attend);
         // x = LayerNorm(context Wo + bo + x)
         let projected = &mut s.projected[..tokens * h];
-        layer
-            .attention_output
-            .forward(&s.context[..tokens * h], tokens, projected);
-        add_and_norm(x, projected, h, &layer.attention_norm, self.eps);
+        let attention_output = &layer.attention_output;
+        attention_output
+            .weight
+            .product(&s.context[..tokens * h], tokens, projected);
+        add_and_norm(
+            x,
+            projected,
+            &attention_output.bias,
+            &layer.attention_norm,
+            self.eps,
+        );
         // x = LayerNorm(act(x Wi + bi) Wo2 + bo2 + x)
-        let inner = &mut s.inner[..tokens * layer.intermediate.weight.n()];
-        layer.intermediate.forward(x, tokens, inner);
-        activation_in_place(inner, self.act);
-        layer.output.forward(inner, tokens, projected);
-        add_and_norm(x, projected, h, &layer.output_norm, self.eps);
+        let inner_width = layer.intermediate.weight.n();
+        let inner = &mut s.inner[..tokens * inner_width];
+        layer.intermediate.weight.product(x, tokens, inner);
+        for row in inner.chunks_exact_mut(inner_width) {
+            row.iter_mut()
+                .zip(&layer.intermediate.bias)
+                .for_each(|(v, b)| *v += b);
+            activation_in_place(row, self.act);
+        }
+        layer.output.weight.product(inner, tokens, projected);
+        add_and_norm(
+            x,
+            projected,
+            &layer.output.bias,
+            &layer.output_norm,
+            self.eps,
+        );
     }
 }
 
@@ -374,27 +401,40 @@ impl Dense {
     }
 }
 
-/// `x = LayerNorm(x + residual)` row by row (`residual` already holds its bias).
-fn add_and_norm(x: &mut [f32], residual: &[f32], h: usize, norm: &Norm, eps: f32) {
-    x.iter_mut().zip(residual).for_each(|(v, r)| *v += r);
-    layer_norm_rows(x, h, norm, eps);
+/// `x = LayerNorm(x + (residual + bias))` row by row, each row normalised while it is in
+/// the first-level cache.
+fn add_and_norm(x: &mut [f32], residual: &[f32], bias: &[f32], norm: &Norm, eps: f32) {
+    let h = bias.len();
+    let mut squares = vec![0f32; h];
+    for (row, residual) in x.chunks_exact_mut(h).zip(residual.chunks_exact(h)) {
+        for ((v, r), b) in row.iter_mut().zip(residual).zip(bias) {
+            *v += r + b;
+        }
+        layer_norm_row(row, norm, eps, &mut squares);
+    }
 }
 
-/// LayerNorm over each `h`-wide row, in place: biased variance, as burn's and PyTorch's.
+/// LayerNorm over each `h`-wide row, in place.
 fn layer_norm_rows(x: &mut [f32], h: usize, norm: &Norm, eps: f32) {
-    // Each row's squared deviations, summed in lanes like the mean.
     let mut squares = vec![0f32; h];
     for row in x.chunks_exact_mut(h) {
-        let mean = fast_math::sum_lanes(row) / h as f32;
-        squares
-            .iter_mut()
-            .zip(&*row)
-            .for_each(|(s, v)| *s = (v - mean) * (v - mean));
-        let var = fast_math::sum_lanes(&squares) / h as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
-            *v = (*v - mean) * inv * g + b;
-        }
+        layer_norm_row(row, norm, eps, &mut squares);
+    }
+}
+
+/// LayerNorm of one row, in place: biased variance, as burn's and PyTorch's. `squares` (the
+/// row's length) holds its squared deviations, summed in lanes like the mean.
+fn layer_norm_row(row: &mut [f32], norm: &Norm, eps: f32, squares: &mut [f32]) {
+    let h = row.len();
+    let mean = fast_math::sum_lanes(row) / h as f32;
+    squares
+        .iter_mut()
+        .zip(&*row)
+        .for_each(|(s, v)| *s = (v - mean) * (v - mean));
+    let var = fast_math::sum_lanes(squares) / h as f32;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
+        *v = (*v - mean) * inv * g + b;
     }
 }
 
