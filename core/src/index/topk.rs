@@ -52,8 +52,9 @@ impl TopK {
         if self.heap.len() < self.k {
             self.heap.push(Worst(hit));
         } else if hit_order(&hit, &self.heap.peek().expect("k >= 1").0) == Ordering::Less {
-            self.heap.pop();
-            self.heap.push(Worst(hit));
+            // The worst kept hit replaced in place: one sift down, where a pop and a push
+            // would sift twice.
+            *self.heap.peek_mut().expect("k >= 1") = Worst(hit);
         } else {
             return;
         }
