@@ -773,9 +773,12 @@ impl HnswIndex {
             for &new in &keys[..count] {
                 if s.nearest.len() < ef || new < *s.nearest.peek().expect("ef >= 1") {
                     s.candidates.push(Reverse(new));
-                    s.nearest.push(new);
-                    if s.nearest.len() > ef {
-                        s.nearest.pop();
+                    if s.nearest.len() < ef {
+                        s.nearest.push(new);
+                    } else {
+                        // The furthest kept point replaced in place: one sift down, where a
+                        // push and a pop would sift twice.
+                        *s.nearest.peek_mut().expect("ef >= 1") = new;
                     }
                 }
             }
