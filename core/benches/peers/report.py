@@ -216,7 +216,7 @@ def main():
             theirs = sorted(theirs)
             ax.plot([r for r, _ in theirs], [q for _, q in theirs], "s--", label="hnswlib")
             ax.set_xlabel("recall@8 against exact search")
-            ax.set_ylabel("queries per second (one thread)")
+            ax.set_ylabel("queries per second (one thread; median of the rounds)")
             ax.set_yscale("log")
             ax.set_title(f"HNSW on {name} (d = 128)")
             ax.grid(True, alpha=0.3)
