@@ -664,19 +664,24 @@ impl HnswIndex {
                     // places, so k more are rescored, not all ef (at ef 128, 112 fewer inner
                     // products and a shorter sort a query).
                     let found = self.walk(query, ef.max(k), k + k.max(8), scratch);
-                    let mut hits: Vec<Hit> = found
-                        .iter()
-                        .map(|&point| Hit {
-                            id: self.links.rows[point as usize],
-                            score: dot_fast(query, self.row(point)),
-                        })
-                        .collect();
-                    hits.sort_by(hit_order);
-                    hits.truncate(k);
-                    hits
+                    self.rescored(query, &found, k)
                 })
                 .collect()
         })
+    }
+
+    /// The best `k` of `points` by exact inner product with `query`, in [`hit_order`].
+    fn rescored(&self, query: &[f32], points: &[u32], k: usize) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = points
+            .iter()
+            .map(|&point| Hit {
+                id: self.links.rows[point as usize],
+                score: dot_fast(query, self.row(point)),
+            })
+            .collect();
+        hits.sort_by(hit_order);
+        hits.truncate(k);
+        hits
     }
 
     #[inline(always)]
@@ -1108,17 +1113,9 @@ mod tests {
             for (k, ef) in [(1, 64), (8, 8), (8, 100), (20, 150)] {
                 let hits = index.search_with_ef(&queries, k, ef).unwrap();
                 for (query, hits) in queries.chunks_exact(dim).zip(&hits) {
-                    let mut all: Vec<Hit> = index
-                        .walk(query, ef.max(k), ef.max(k), &mut scratch)
-                        .iter()
-                        .map(|&p| Hit {
-                            id: index.links.rows[p as usize],
-                            score: dot_fast(query, index.row(p)),
-                        })
-                        .collect();
-                    all.sort_by(hit_order);
-                    all.truncate(k);
-                    assert_eq!(hits, &all, "seed {seed}, {metric:?}, k {k}, ef {ef}");
+                    let all = index.walk(query, ef.max(k), ef.max(k), &mut scratch);
+                    let expected = index.rescored(query, &all, k);
+                    assert_eq!(hits, &expected, "seed {seed}, {metric:?}, k {k}, ef {ef}");
                 }
             }
         }
