@@ -6,10 +6,11 @@
 //!     scripts/bench-mips.sh
 //! This bench alone (data already in target/bench-data), the exact and int8 scans:
 //!     cargo bench --workspace --bench mips
-//! and one round of the HNSW sweep (the script alternates rounds of ours and hnswlib's):
-//!     REALM_BENCH_HNSW_ROUND=1 cargo bench --workspace --bench mips
-//! Timings go to target/criterion; recall to target/bench-mips/ours.json, and the HNSW
-//! sweep's recall and build rates to target/bench-mips/ours-hnsw-r<ROUND>.json.
+//! and one round of the rows timed in rounds, the HNSW sweep and the exact one-query scans
+//! (the script alternates rounds of ours and the peers'):
+//!     REALM_BENCH_ROUND=1 cargo bench --workspace --bench mips
+//! Timings go to target/criterion; recall to target/bench-mips/ours.json, and a round's
+//! HNSW recall and build rates and bench ids to target/bench-mips/ours-round-r<ROUND>.json.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -75,18 +76,28 @@ fn main() {
     std::fs::create_dir_all(&out).expect("target/bench-mips");
     let mut report = serde_json::Map::new();
 
-    if let Some(round) = std::env::var_os("REALM_BENCH_HNSW_ROUND") {
+    // A round: the rows whose two sides, measured minutes apart, moved by more than their
+    // margins from run to run (the HNSW sweep, and one query scanning the rows from memory).
+    if let Some(round) = std::env::var_os("REALM_BENCH_ROUND") {
         let round = round.to_string_lossy().into_owned();
-        for &name in HNSW_DATASETS {
+        for &name in DATASETS {
             let data = load(&dir, name);
             let exact = ExactIndex::new(data.docs.clone(), data.dim).expect("finite data");
-            let truth = exact.search(&data.queries, K).expect("exact search");
-            report.insert(
-                name.to_string(),
-                hnsw_sweep(&mut c, name, &round, &data, &truth),
-            );
+            let group_name = format!("exact_f32-{name}-r{round}");
+            let mut group = c.benchmark_group(&group_name);
+            let query = &data.queries[..data.dim];
+            group.bench_function("t1-b1", |bench| {
+                bench.iter(|| exact.search(query, K).expect("search"))
+            });
+            group.finish();
+            let mut entry = json!({ "exact_f32_t1_b1": format!("{group_name}/t1-b1") });
+            if HNSW_DATASETS.contains(&name) {
+                let truth = exact.search(&data.queries, K).expect("exact search");
+                entry["hnsw"] = hnsw_sweep(&mut c, name, &round, &data, &truth);
+            }
+            report.insert(name.to_string(), entry);
         }
-        write_json(&out.join(format!("ours-hnsw-r{round}.json")), report);
+        write_json(&out.join(format!("ours-round-r{round}.json")), report);
         c.final_summary();
         return;
     }

@@ -4,7 +4,7 @@ machine's floor (memory bandwidth and sgemm FLOP/s, measured here and now).
 
 Usage (scripts/bench-mips.sh runs both):
     python mips_peer.py DATA_DIR OUT_JSON           faiss and the floor
-    python mips_peer.py --hnsw DATA_DIR OUT_JSON    one round of hnswlib's sweep
+    python mips_peer.py --round DATA_DIR OUT_JSON   one round: faiss' one-query scan, hnswlib's sweep
 """
 import importlib.metadata
 import json
@@ -159,11 +159,19 @@ def bench_hnswlib(docs, queries):
 
 
 def main():
-    if sys.argv[1] == "--hnsw":
+    if sys.argv[1] == "--round":
         data_dir, out_path = sys.argv[2], sys.argv[3]
         report = {"versions": {"hnswlib": importlib.metadata.version("hnswlib")}}
-        for name in HNSW_DATASETS:
-            report[name] = {"hnswlib": bench_hnswlib(*load(data_dir, name))}
+        faiss.omp_set_num_threads(1)
+        for name in DATASETS:
+            docs, queries = load(data_dir, name)
+            flat = faiss.IndexFlatIP(docs.shape[1])
+            flat.add(docs)
+            q = np.ascontiguousarray(queries[:1])
+            report[name] = {"faiss_flat_ip_t1_b1_seconds": median_time(lambda: flat.search(q, K))}
+            del flat
+            if name in HNSW_DATASETS:
+                report[name]["hnswlib"] = bench_hnswlib(docs, queries)
         with open(out_path, "w") as f:
             json.dump(report, f, indent=2)
         return

@@ -1,6 +1,7 @@
 """Joins our criterion timings (target/criterion), our recall/build numbers (ours.json) and the
-peers' numbers (peer.json) into the ratio table for BENCHMARKS.md, and plots HNSW recall
-against queries per second.
+peers' numbers (peer.json), and the rounds of the rows timed in rounds (ours-round-r*.json,
+peer-round-r*.json: the HNSW sweep and the exact one-query scans), into the ratio table for
+BENCHMARKS.md, and plots HNSW recall against queries per second.
 
 Usage: python report.py TARGET_DIR CONDITIONS_JSON   (scripts/bench-mips.sh runs it)
 """
@@ -41,15 +42,15 @@ def median(values):
     return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 
 
-def hnsw_rounds(target):
-    """The rounds of the HNSW sweep (bench-mips.sh alternates ours and hnswlib's), as
-    [(ours, peer)] of the two sides' JSON, in round order."""
+def bench_rounds(target):
+    """The rounds (bench-mips.sh alternates ours and the peers': the HNSW sweep and the exact
+    one-query scans), as [(ours, peer)] of the two sides' JSON, in round order."""
     rounds = []
     r = 1
-    while os.path.exists(os.path.join(target, "bench-mips", f"ours-hnsw-r{r}.json")):
-        with open(os.path.join(target, "bench-mips", f"ours-hnsw-r{r}.json")) as f:
+    while os.path.exists(os.path.join(target, "bench-mips", f"ours-round-r{r}.json")):
+        with open(os.path.join(target, "bench-mips", f"ours-round-r{r}.json")) as f:
             ours = json.load(f)
-        with open(os.path.join(target, "bench-mips", f"peer-hnsw-r{r}.json")) as f:
+        with open(os.path.join(target, "bench-mips", f"peer-round-r{r}.json")) as f:
             peer = json.load(f)
         rounds.append((ours, peer))
         r += 1
@@ -57,7 +58,7 @@ def hnsw_rounds(target):
 
 
 def hnswlib_version(target):
-    rounds = hnsw_rounds(target)
+    rounds = bench_rounds(target)
     return rounds[0][1]["versions"]["hnswlib"] if rounds else "(not run)"
 
 
@@ -67,7 +68,7 @@ def sweep_points(target, ours_round, peer_round, name, two_threads):
     id_key = "bench_id_two_threads" if two_threads else "bench_id"
     peer_key = "seconds_per_64_two_threads" if two_threads else "seconds_per_64"
     mine = {}
-    for pt in ours_round[name]:
+    for pt in ours_round[name]["hnsw"]:
         group, bench = pt[id_key].split("/")
         mine.setdefault(pt["metric"], []).append((pt["recall_at_8"], 64 / ours_seconds(target, group, bench), pt))
     theirs = [(pt["recall_at_8"], 64 / pt[peer_key], pt) for pt in peer_round[name]["hnswlib"]["sweep"]]
@@ -78,7 +79,7 @@ def hnsw_tables(target):
     """The HNSW rows: each sweep point's median q/s over the rounds, then at recall .90 / .95
     / .99 the median over rounds of each round's ratio (ours / hnswlib, both interpolated in
     that round's sweep), with the rounds' range beside it."""
-    rounds = hnsw_rounds(target)
+    rounds = bench_rounds(target)
     lines = [
         "",
         f"HNSW: {len(rounds)} rounds, each our sweep then hnswlib's; 64 queries in one call per "
@@ -91,7 +92,7 @@ def hnsw_tables(target):
     plots = []
     if not rounds:
         return lines, plots
-    for name in rounds[0][0]:
+    for name in [n for n in rounds[0][0] if "hnsw" in rounds[0][0][n]]:
         per_round = [sweep_points(target, o, p, name, False) for o, p in rounds]
         per_round_t2 = [sweep_points(target, o, p, name, True) for o, p in rounds]
         # The sweep: median q/s of each point over the rounds (recall from the first round).
@@ -156,6 +157,7 @@ def main():
         "| data | N | index | threads | B | ours | peer | peer name | ours / peer time | goal | floor | floor / ours |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    rounds = bench_rounds(target)
     for name, o in ours.items():
         p = peer[name]
         n, d = p["n"], p["dim"]
@@ -163,11 +165,19 @@ def main():
             threads, b = key.split("-")
             bq = int(b[1:])
             s = ours_seconds(target, f"exact_f32-{name}", key)
+            ratio = f"{s / peer_s:.2f}"
+            if key == "t1-b1" and rounds:
+                # Timed in rounds: medians of each side, and of the rounds' ratios (range).
+                mine = [ours_seconds(target, *o_r[name]["exact_f32_t1_b1"].split("/")) for o_r, _ in rounds]
+                theirs = [p_r[name]["faiss_flat_ip_t1_b1_seconds"] for _, p_r in rounds]
+                ratios = [m / t for m, t in zip(mine, theirs)]
+                s, peer_s = median(mine), median(theirs)
+                ratio = f"{median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}, {len(rounds)} rounds)"
             floor = max(n * d * 4 / bw, 2 * n * d * bq / peak)
             goal = "<= 1.2" if threads == "t1" else ""
             lines.append(
                 f"| {name} | {n:,} | exact f32 | {threads[1:]} | {bq} | {fmt_time(s)} | {fmt_time(peer_s)} | "
-                f"faiss IndexFlatIP | {s / peer_s:.2f} | {goal} | {fmt_time(floor)} | {floor / s:.2f} |"
+                f"faiss IndexFlatIP | {ratio} | {goal} | {fmt_time(floor)} | {floor / s:.2f} |"
             )
         for key, peer_s in p["faiss_sq8_seconds"].items():
             threads, b = key.split("-")
