@@ -4,8 +4,9 @@
 //!
 //! What it saves over the module path: the query, key and value projections are one product
 //! (`[hidden, 3 hidden]`); each head's attention reads its q/k/v columns in place (no
-//! reshapes, no copies); bias, residual and LayerNorm run in one pass over a product's
-//! output; nothing is allocated per operation but the outputs. No autodiff: training keeps
+//! reshapes, no copies); each product's bias is added in the one pass that follows it
+//! (q's scale, the activation, or residual + LayerNorm), row by row; nothing is allocated
+//! per operation but the outputs. No autodiff: training keeps
 //! [`Bert`], which stays the reference this is tested against.
 
 use crate::linalg::bf16::PackedB;
