@@ -6,7 +6,7 @@
 //! (`[hidden, 3 hidden]`); each head's attention reads its q/k/v columns in place (no
 //! reshapes, no copies); each product's bias is added in the one pass that follows it
 //! (q's scale, the activation, or residual + LayerNorm), row by row; nothing is allocated
-//! per operation but the outputs. No autodiff: training keeps
+//! per operation but the outputs and LayerNorm's one row of squares. No autodiff: training keeps
 //! [`Bert`], which stays the reference this is tested against.
 
 use crate::linalg::bf16::PackedB;
