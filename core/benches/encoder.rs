@@ -9,6 +9,9 @@
 //!     scripts/bench-encoder.sh
 //! This bench alone:
 //!     RAYON_NUM_THREADS=1 cargo bench --workspace --bench encoder
+//! and a further round of the frozen f32 forward alone (the script alternates rounds of it
+//! with PyTorch's; groups `encoder-frozen-f32-<shape>-r<ROUND>`):
+//!     REALM_BENCH_ROUND=2 RAYON_NUM_THREADS=1 cargo bench --workspace --bench encoder
 
 use std::time::Duration;
 
@@ -41,6 +44,7 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     let device = realm_core::device::cpu_device();
+    let round = std::env::var("REALM_BENCH_ROUND").ok();
     for &(name, layers, hidden, heads, intermediate) in SHAPES {
         let config = BertConfig::new(30522, hidden, layers, heads, intermediate);
         let mut loader = WeightLoader::new(seeded_weights(&config, 5), &device);
@@ -62,6 +66,16 @@ fn main() {
                 (format!("s{seq}-b{batch}"), input)
             })
             .collect();
+        if let Some(round) = &round {
+            // A round: the goal's row only, the frozen f32 forward.
+            let frozen = FrozenBert::new(&model.bert, config.layer_norm_eps, Precision::F32);
+            let mut group = c.benchmark_group(format!("encoder-frozen-f32-{name}-r{round}"));
+            for (id, input) in &inputs {
+                group.bench_function(id.as_str(), |bench| bench.iter(|| frozen.forward(input)));
+            }
+            group.finish();
+            continue;
+        }
         let mut group = c.benchmark_group(format!("encoder-flex-{name}"));
         for (id, input) in &inputs {
             group.bench_function(id.as_str(), |bench| {
