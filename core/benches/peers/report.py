@@ -57,8 +57,7 @@ def bench_rounds(target):
     return rounds
 
 
-def hnswlib_version(target):
-    rounds = bench_rounds(target)
+def hnswlib_version(rounds):
     return rounds[0][1]["versions"]["hnswlib"] if rounds else "(not run)"
 
 
@@ -75,11 +74,10 @@ def sweep_points(target, ours_round, peer_round, name, two_threads):
     return mine, theirs
 
 
-def hnsw_tables(target):
+def hnsw_tables(target, rounds):
     """The HNSW rows: each sweep point's median q/s over the rounds, then at recall .90 / .95
     / .99 the median over rounds of each round's ratio (ours / hnswlib, both interpolated in
     that round's sweep), with the rounds' range beside it."""
-    rounds = bench_rounds(target)
     lines = [
         "",
         f"HNSW: {len(rounds)} rounds, each our sweep then hnswlib's; 64 queries in one call per "
@@ -145,19 +143,19 @@ def main():
         peer = json.load(f)
     with open(conditions_path) as f:
         cond = json.load(f)
+    rounds = bench_rounds(target)
     fl = peer["floor"]
     bw, peak = fl["read_bandwidth_bytes_per_s"], fl["sgemm_flops_1t"]
     lines = [
         f"Commit {cond['commit']}, {cond['date']}, {cond['cpu']}; load average before/after: "
         f"{cond['load_before']} / {cond['load_after']}. faiss {peer['versions']['faiss']}, "
-        f"hnswlib {hnswlib_version(target)}. Floor measured in the same run: read bandwidth "
+        f"hnswlib {hnswlib_version(rounds)}. Floor measured in the same run: read bandwidth "
         f"{bw / 1e9:.1f} GB/s (numpy sum over 1 GiB, one thread), sgemm {peak / 1e9:.1f} GFLOP/s "
         f"(one thread). d = 128, k = 8; times are medians per call (B queries per call).",
         "",
         "| data | N | index | threads | B | ours | peer | peer name | ours / peer time | goal | floor | floor / ours |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rounds = bench_rounds(target)
     for name, o in ours.items():
         p = peer[name]
         n, d = p["n"], p["dim"]
@@ -207,7 +205,7 @@ def main():
                     f"| {name} | {n:,} | {label} | {threads[1:]} | {bq} | {fmt_time(s)} | {fmt_time(ps)} | "
                     f"{peer_name} | {s / ps:.2f} | {g} | {fmt_time(floor)} | {floor / s:.2f} |"
                 )
-    hnsw_lines, plots = hnsw_tables(target)
+    hnsw_lines, plots = hnsw_tables(target, rounds)
     table = "\n".join(lines + hnsw_lines) + "\n"
     with open(os.path.join(target, "bench-mips", "table.md"), "w") as f:
         f.write(table)
