@@ -240,10 +240,26 @@ fn the_shipped_reader_answers_and_a_damaged_copy_is_refused() {
 
 /// One HTTP/1.1 request to `addr`; (status, body).
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let (status, _, body) = http_with(addr, method, path, &[], body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request to `addr` with extra headers; (status, head, body).
+fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -251,8 +267,8 @@ fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
 }
 
 #[test]
@@ -271,6 +287,7 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
         ["serve".to_string(), "--listen".into(), "127.0.0.1:0".into()],
     );
     args.extend(["--max-body".into(), "2000".into()]);
+    args.extend(["--allow-origin".into(), "https://example.org".into()]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
         .args(&args)
         .stdout(Stdio::piped())
@@ -304,6 +321,46 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
     assert_eq!(served["answer"]["text"], asked["answer"]["text"]);
     assert_eq!(served["answer"]["passageId"], asked["answer"]["passage_id"]);
     assert_eq!(served["device"], "cpu");
+
+    // Cross-origin: a page of the allowed site passes the browser's preflight and may read
+    // the answer; another site's is refused (and named on stderr), and its answer carries no
+    // permission to read it.
+    let site = [("Origin", "https://example.org")];
+    let (status, head, _) = http_with(
+        &addr,
+        "OPTIONS",
+        "/ask",
+        &[
+            site[0],
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+            ("Access-Control-Request-Private-Network", "true"),
+        ],
+        b"",
+    );
+    assert_eq!(status, 204, "{head}");
+    for line in [
+        "access-control-allow-origin: https://example.org",
+        "access-control-allow-methods: post",
+        "access-control-allow-headers: content-type",
+        "access-control-allow-private-network: true",
+    ] {
+        assert!(head.contains(line), "{line} not in {head}");
+    }
+    let (status, head, text) = http_with(&addr, "POST", "/ask", &site, body.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("access-control-allow-origin: https://example.org"));
+    let other = [("Origin", "https://other.example")];
+    let (status, _, text) = http_with(&addr, "OPTIONS", "/ask", &other, b"");
+    assert_eq!(status, 403);
+    assert!(
+        text.contains("--allow-origin https://other.example"),
+        "{text}"
+    );
+    let (status, head, _) = http_with(&addr, "POST", "/ask", &other, body.as_bytes());
+    assert_eq!(status, 200);
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    assert_eq!(http(&addr, "OPTIONS", "/ask", b"").0, 405);
 
     // Bad requests are 4xx with a JSON error; the server keeps answering.
     for (body, status, message) in [
@@ -370,7 +427,26 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stopped"));
+    assert_eq!(
+        stderr
+            .matches("a page at https://other.example asked")
+            .count(),
+        1,
+        "{stderr}"
+    );
+
+    // An origin that is not scheme://host[:port] is refused before anything loads.
+    let mut bad = args.clone();
+    bad.extend(["--allow-origin".into(), "https://example.org/".into()]);
+    let out = realm(&bad);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-origin \"https://example.org/\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A tar archive's members in order: (name, bytes).

@@ -252,14 +252,17 @@ export class RealmQaElement extends HTMLElement {
 
   async #askServer(question, signal) {
     let response;
+    const base = new URL(this.endpoint.endsWith("/") ? this.endpoint : this.endpoint + "/", this.ownerDocument.baseURI);
     try {
-      const base = new URL(this.endpoint.endsWith("/") ? this.endpoint : this.endpoint + "/", this.ownerDocument.baseURI);
       response = await fetch(new URL("ask", base).href, {
         method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ question, top_k: this.topK }), signal,
       });
     } catch (e) {
       if (signal.aborted) throw new RealmError("aborted", "aborted");
-      throw new RealmError("fetch", `cannot reach ${this.endpoint}: ${e.message}`);
+      // A server of another origin that refused this page's preflight looks like no server at all.
+      const page = new URL(this.ownerDocument.URL).origin;
+      const hint = base.origin === page ? "" : ` (a server of another origin answers this page only when started with --allow-origin ${page})`;
+      throw new RealmError("fetch", `cannot reach ${this.endpoint}: ${e.message}${hint}`);
     }
     const body = await response.json().catch(() => null);
     if (!response.ok) throw new RealmError(response.status < 500 ? "question" : "engine", body?.error ?? `the server answered HTTP ${response.status}`);

@@ -1,7 +1,8 @@
 // <realm-qa> in headless Chromium: the widget loads the real engine in a worker, answers the
 // demo questions with native `realm ask`'s answers, shows bad files and empty questions as
 // alerts and stays usable, reads its files from the Cache API the second time, passes axe-core,
-// and answers through `realm serve` when given an endpoint. A screenshot of the answered
+// and answers through `realm serve` when given an endpoint (from another origin only where
+// `--allow-origin` names it). A screenshot of the answered
 // widget goes to target/web-demo/widget-answered.png.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -146,10 +147,10 @@ test("a bad URL, a truncated shard, a wrong-dimension index and an empty questio
   await page.close();
 });
 
-test("realm serve answers through the widget", async () => {
+test("realm serve answers through the widget, on its own page and on an allowed site's", async () => {
   const realm = join(REPO, "target/debug/realm");
   const child = spawn(realm, ["serve", "--listen", "127.0.0.1:0", "--model", join(FIXTURE.pathname, "model"), "--reader", join(REPO, "native/models/demo-reader"),
-    "--corpus", paths.passages, "--index", paths.index], { stdio: ["ignore", "pipe", "inherit"] });
+    "--corpus", paths.passages, "--index", paths.index, "--allow-origin", origin], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     const line = await new Promise((resolve, reject) => {
       createInterface({ input: child.stdout }).once("line", resolve);
@@ -163,6 +164,19 @@ test("realm serve answers through the widget", async () => {
     }
     assert.equal(await page.evaluate(() => document.querySelector("realm-qa").device), "server");
     await page.close();
+
+    // A page of the test's own server (another origin, allowed by --allow-origin) asks it too;
+    // the same page by another name (http://localhost:PORT, not allowed) is refused, and the
+    // widget's alert says which flag lets it in.
+    EXTRA["/www/remote.html"] = Buffer.from(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>remote</title>
+<script type="module" src="/js/element.js"></script></head><body><realm-qa endpoint="${url}"></realm-qa></body></html>`);
+    const remote = (await openWidget(`${origin}/www/remote.html`, 30_000)).page;
+    assertSameAnswer(await askByKeyboard(remote, nativeAnswers()[0].question), nativeAnswers()[0]);
+    await remote.close();
+    const other = origin.replace("127.0.0.1", "localhost");
+    const refused = (await openWidget(`${other}/www/remote.html`, 30_000)).page;
+    await assert.rejects(askByKeyboard(refused, nativeAnswers()[0].question), (e) => e.message.includes(`--allow-origin ${other}`));
+    await refused.close();
   } finally {
     child.kill("SIGINT");
   }

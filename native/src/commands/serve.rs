@@ -3,11 +3,14 @@
 //! "top_k": 5}` and answers with the JSON the browser's engine returns (`PageReport`). Bodies
 //! are bounded, bad requests get a 4xx with `{"error": "..."}`, requests are served on several
 //! threads over one engine, and Ctrl-C lets the requests in flight finish before it exits.
+//! Widgets on other sites' pages may ask it only from the origins `--allow-origin` names (CORS:
+//! the browser's preflight `OPTIONS /ask` is answered for those, refused for the rest).
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -36,6 +39,68 @@ pub struct ServeArgs {
     /// Most passages a request may ask the reader to read (its top_k).
     #[arg(long, default_value_t = 20)]
     pub max_top_k: usize,
+    /// A site whose pages' widgets may ask this server, as scheme://host[:port] (e.g.
+    /// https://example.org), or `*` for every site. Repeatable. None by default: the page at
+    /// `/` needs none, and a page of another site cannot read the answers.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+}
+
+/// Who may ask from another origin, and the refused origins already reported on stderr.
+struct Cors {
+    any: bool,
+    origins: HashSet<String>,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Cors {
+    fn new(allowed: &[String]) -> anyhow::Result<Self> {
+        let mut origins = HashSet::new();
+        let mut any = false;
+        for origin in allowed {
+            if origin == "*" {
+                any = true;
+            } else {
+                origins.insert(check_origin(origin)?);
+            }
+        }
+        Ok(Self {
+            any,
+            origins,
+            warned: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        self.any || self.origins.contains(origin)
+    }
+
+    /// Says once per origin on stderr how to let it in.
+    fn refused(&self, origin: &str) {
+        if self.warned.lock().unwrap().insert(origin.to_string()) {
+            eprintln!(
+                "warning: a page at {origin} asked; its widget may ask only if the server \
+                 runs with --allow-origin {origin}"
+            );
+        }
+    }
+}
+
+/// An origin as browsers send it: scheme, host and an optional port, nothing after.
+fn check_origin(origin: &str) -> anyhow::Result<String> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--allow-origin {origin:?}: expected scheme://host[:port] (e.g. \
+             https://example.org, no path or trailing /) or *"
+        )
+    };
+    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
+    let host_ok = !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']);
+    if !matches!(scheme, "http" | "https") || !host_ok {
+        return Err(bad());
+    }
+    // Browsers send the scheme and host in lower case.
+    Ok(origin.to_ascii_lowercase())
 }
 
 /// The widget's modules, compiled in so the server needs no checkout beside it.
@@ -76,6 +141,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if args.threads == 0 || args.max_top_k == 0 {
         bail!("--threads and --max-top-k must be at least 1");
     }
+    let cors = Arc::new(Cors::new(&args.allow_origin)?);
     let t_load = Instant::now();
     let engine = Arc::new(args.files.open_engine()?);
     let server = Arc::new(
@@ -103,13 +169,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     };
     let workers: Vec<_> = (0..args.threads)
         .map(|_| {
-            let (server, engine, stop, args) =
-                (server.clone(), engine.clone(), stop.clone(), args.clone());
+            let (server, engine, stop, args, cors) = (
+                server.clone(),
+                engine.clone(),
+                stop.clone(),
+                args.clone(),
+                cors.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match server.recv_timeout(Duration::from_millis(200)) {
                         Ok(Some(request)) => {
-                            let _ = serve_one(request, &engine, &args, device);
+                            let _ = serve_one(request, &engine, &args, &cors, device);
                         }
                         Ok(None) => {}
                         Err(e) => eprintln!("warning: accepting a connection: {e}"),
@@ -140,15 +211,68 @@ fn error(status: u16, message: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     json(status, serde_json::json!({ "error": message }).to_string())
 }
 
+/// The value of the request's header `name`, if it has one.
+fn header_value(request: &Request, name: &'static str) -> Option<String> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
 fn serve_one(
     mut request: Request,
     engine: &QaEngine,
     args: &ServeArgs,
+    cors: &Cors,
     device: &'static str,
 ) -> std::io::Result<()> {
     let path = request.url().split('?').next().unwrap_or("/").to_string();
+    // Set by browsers on every cross-origin request (and on same-origin POSTs).
+    let origin = header_value(&request, "Origin");
+    let allowed = origin.as_deref().filter(|o| cors.allows(o));
     let response = match (request.method(), path.as_str()) {
-        (Method::Post, "/ask") => ask(&mut request, engine, args, device),
+        (Method::Post, "/ask") => {
+            let response = ask(&mut request, engine, args, device);
+            match allowed {
+                Some(origin) => response
+                    .with_header(header("Access-Control-Allow-Origin", origin))
+                    .with_header(header("Vary", "Origin")),
+                None => response,
+            }
+        }
+        // The browser's preflight before a cross-origin JSON POST.
+        (Method::Options, "/ask") => match (&origin, allowed) {
+            (_, Some(origin)) => {
+                let mut response = Response::from_data(Vec::new())
+                    .with_status_code(204)
+                    .with_header(header("Access-Control-Allow-Origin", origin))
+                    .with_header(header("Access-Control-Allow-Methods", "POST"))
+                    .with_header(header("Access-Control-Allow-Headers", "Content-Type"))
+                    .with_header(header("Access-Control-Max-Age", "600"))
+                    .with_header(header("Vary", "Origin"));
+                // Chromium asks before a public page reaches a private address.
+                if header_value(&request, "Access-Control-Request-Private-Network").as_deref()
+                    == Some("true")
+                {
+                    response = response
+                        .with_header(header("Access-Control-Allow-Private-Network", "true"));
+                }
+                response
+            }
+            (Some(origin), None) => {
+                cors.refused(origin);
+                error(
+                    403,
+                    &format!(
+                        "{origin} may not ask: start realm serve with --allow-origin {origin}"
+                    ),
+                )
+            }
+            (None, None) => {
+                error(405, "use POST /ask with a JSON body").with_header(header("Allow", "POST"))
+            }
+        },
         (_, "/ask") => {
             error(405, "use POST /ask with a JSON body").with_header(header("Allow", "POST"))
         }
