@@ -91,7 +91,8 @@ pub struct PretrainArgs {
     /// under it to predict masked spans; REALM's `--steps` then start from its weights (as
     /// `--init` would), with a fresh optimiser and `--seed` + 1. 0: retrieval from the first
     /// step (default: the `--config` preset's, 1,200 for the demo and 0 for the paper's; 0
-    /// with `--init` or `--encoder`, which bring a trained head).
+    /// with `--init` or `--encoder`, which bring a trained head, and with `--candidates 1`,
+    /// which is retrieval off throughout).
     #[arg(long, value_name = "STEPS")]
     #[serde(default = "no_mlm_warmup")]
     pub mlm_warmup: Option<usize>,
@@ -173,21 +174,30 @@ pub struct PretrainArgs {
     #[arg(long)]
     #[serde(default = "default_retriever_lr_factor")]
     pub retriever_lr_factor: Option<f64>,
+    /// What a query masks: `salient` spans (REALM's entities and dates), or for the
+    /// ablations `random-token` (BERT's 15% of wordpieces, at most 10) or `random-span`.
     #[arg(long, value_enum, default_value = "salient")]
     pub masking: MaskingArg,
     /// The ablation: refresh 30 times less often.
     #[arg(long)]
     pub stale_30x: bool,
+    /// Share of the steps spent warming up (linear warm-up, then linear decay).
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
+    /// Global gradient-norm clip.
     #[arg(long, default_value_t = 1.0)]
     pub clip: f32,
+    /// Steps between checkpoints.
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
+    /// Seed of the data order and the masked spans.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where training runs.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Print no progress: no bar, no line per evaluation or checkpoint (metrics.jsonl has
+    /// every step).
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
@@ -232,7 +242,7 @@ pub enum Preset {
     /// 1,200 masked-LM warm-up steps with retrieval off, then 1,200 REALM
     /// steps of 2 queries with 4 candidates, the retriever at a tenth of the rate, the index
     /// refreshed every 50 steps, 500 held-out sentences evaluated every 200 steps: sized for
-    /// two CPU cores (about 45 minutes).
+    /// two CPU cores (about 85 minutes on an AMD EPYC Zen 4: 14 of warm-up, 70 of REALM).
     Demo,
     /// REALM's configuration: every passage, 8 candidates, 288-wordpiece blocks, batch 512,
     /// 200,000 steps, learning rate 3e-5, the index refreshed back to back, no warm-up (start
@@ -308,10 +318,12 @@ const DEMO_CORPUS_SQUAD: usize = 10_033;
 impl PretrainArgs {
     fn sizes(&self) -> Sizes {
         let preset = match self.config {
-            // On the demo corpus: its SQuAD paragraphs, all of them.
+            // On the demo corpus (wherever it lies): its SQuAD paragraphs, all of them.
             Preset::Demo
-                if self.corpus.as_deref()
-                    == Some(std::path::Path::new(crate::files::DEMO_CORPUS)) =>
+                if self
+                    .corpus
+                    .as_deref()
+                    .is_some_and(crate::files::is_demo_corpus) =>
             {
                 Sizes {
                     skip: DEMO_CORPUS_SQUAD,

@@ -8,8 +8,47 @@ pub mod shard_file;
 /// dev's 2,067 paragraphs): every `--corpus` flag's default.
 pub const DEMO_CORPUS: &str = "data/demo-corpus/passages.jsonl";
 
+/// The demo corpus's sha256 (`scripts/setup.sh` checks what it builds against the same).
+const DEMO_CORPUS_SHA256: &str = "fd25c7160785994aa3628d7a9c7df0e9ba146f039cb8462f2c79837604ff5bc1";
+
+/// Whether `path` holds the demo corpus, under whatever name or directory (by its bytes).
+pub fn is_demo_corpus(path: &std::path::Path) -> bool {
+    // The corpus is 7.9 MB: read only a file of its size.
+    const BYTES: u64 = 7_900_685;
+    std::fs::metadata(path).is_ok_and(|m| m.len() == BYTES)
+        && std::fs::read(path)
+            .is_ok_and(|bytes| realm_core::qa::models::sha256_hex(&bytes) == DEMO_CORPUS_SHA256)
+}
+
 /// Its int8 index (`realm index` with MiniLM; `scripts/demo.sh` builds it): the default `--index`.
 pub const DEMO_INDEX: &str = "data/demo-corpus.int8.shard";
 
 /// The reader the repository ships: the default `--reader`.
 pub const DEMO_READER: &str = "native/models/demo-reader";
+
+#[cfg(test)]
+mod tests {
+    use super::is_demo_corpus;
+
+    #[test]
+    fn the_demo_corpus_is_known_by_its_bytes_not_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passages.jsonl");
+        assert!(!is_demo_corpus(&path), "a missing file");
+        // Its size, other bytes.
+        std::fs::write(&path, vec![b'x'; 7_900_685]).unwrap();
+        assert!(!is_demo_corpus(&path));
+        let shared = std::env::var_os("REALM_SHARED_DATA").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+            std::path::PathBuf::from,
+        );
+        let real = shared.join("demo-corpus/passages.jsonl");
+        if !real.exists() {
+            eprintln!("skipped the real corpus: no {}", real.display());
+            return;
+        }
+        // Under another name and directory.
+        std::fs::copy(&real, &path).unwrap();
+        assert!(is_demo_corpus(&path));
+    }
+}
