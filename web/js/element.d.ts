@@ -31,8 +31,13 @@ export declare class RealmQaElement extends HTMLElement {
   abort(): void;
   /** Ends the engine's worker and frees its memory; the next ask() loads again. */
   dispose(): void;
+  addEventListener<K extends keyof RealmQaEventMap>(type: K, listener: (this: RealmQaElement, ev: RealmQaEventMap[K]) => unknown, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof RealmQaEventMap>(type: K, listener: (this: RealmQaElement, ev: RealmQaEventMap[K]) => unknown, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | EventListenerOptions): void;
 }
 
+/** The element's events: `load`, `progress` and `error` carry their `detail` (not the DOM's events of those names). */
 export interface RealmQaEventMap {
   loadstart: Event;
   progress: CustomEvent<LoadProgress>;

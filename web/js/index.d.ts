@@ -48,7 +48,7 @@ export interface LoadOptions {
   worker?: boolean;
   /** Keep fetched files in the Cache API (true: the versioned CACHE_NAME; a string: that cache). Default true. */
   cache?: boolean | string;
-  /** The .wasm module: its URL or bytes (default: the package's own). */
+  /** The CPU build's .wasm: its URL or bytes (default: the package's own). The WebGPU build (device "webgpu", or "auto" on a GPU) always loads the package's own realm-webgpu.wasm. */
   wasm?: string | URL | Uint8Array | ArrayBuffer;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
@@ -73,7 +73,7 @@ export declare class Realm {
   ask(question: string, options?: AskOptions): Promise<AskResult>;
   /** The engine's memory: bytes of wasm linear memory (it only grows: its peak so far). */
   stats(): Promise<{ wasmMemory: number }>;
-  /** Rejects the pending call with an AbortError (code "aborted"); the engine stays usable. */
+  /** Rejects the pending load or ask with an AbortError (a RealmError, code "aborted"); the engine stays usable. (Without a worker, a CPU ask runs to its end before this can be called.) */
   abort(): void;
   /** Ends the worker and frees the engine; later calls reject with code "disposed". */
   dispose(): void;

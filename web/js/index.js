@@ -56,6 +56,9 @@ class LocalTransport {
     this.engine = null;
     this.controller = null;
     this.closed = false;
+    // Rejecters of the asks in flight (a WebGPU ask awaits the GPU; a CPU one runs to its end
+    // before abort() can be called, so abort() finds none of those).
+    this.waiting = new Set();
   }
   async call(message, onProgress) {
     if (this.closed) throw new RealmError("disposed", "this engine was disposed");
@@ -72,12 +75,22 @@ class LocalTransport {
       return { wasmMemory: wasmMemoryBytes() };
     }
     if (!this.engine) throw new RealmError("state", "ask() before load() finished");
-    return askEngine(this.engine, message.question, message.topK);
+    const asked = askEngine(this.engine, message.question, message.topK);
+    return new Promise((resolve, reject) => {
+      this.waiting.add(reject);
+      asked.then(resolve, reject).finally(() => this.waiting.delete(reject));
+    });
   }
   abort() {
     this.controller?.abort();
+    this.failAll(new RealmError("aborted", "aborted"));
+  }
+  failAll(error) {
+    for (const reject of this.waiting) reject(error);
+    this.waiting.clear();
   }
   close() {
+    this.failAll(new RealmError("disposed", "this engine was disposed"));
     this.closed = true;
     this.engine?.free();
     this.engine = null;

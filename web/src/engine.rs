@@ -55,8 +55,8 @@ export interface AskResult {
   answer: Answer | null;
   passages: RetrievedPassage[];
   seconds: Timings;
-  /** Where the encoders ran. */
-  device: "cpu" | "webgpu";
+  /** Where the encoders ran ("gpu": a `realm serve` endpoint reading on a native GPU). */
+  device: "cpu" | "webgpu" | "gpu";
 }
 "#;
 

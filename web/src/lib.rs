@@ -130,7 +130,8 @@ pub fn demo_search_cpu(questions: Vec<String>, k: usize) -> Result<JsValue, JsEr
 /// Retrieves the top `k` passages (k <= 32) for each question with the WGSL kernel on
 /// WebGPU. Rejects when the browser offers no WebGPU adapter: check `navigator.gpu` and
 /// `requestAdapter()` first, and fall back to `demoSearchCpu`.
-#[wasm_bindgen(js_name = demoSearchWebGpu, unchecked_return_type = "Promise<DemoResult>")]
+// wasm-bindgen wraps an async fn's return type in the Promise itself.
+#[wasm_bindgen(js_name = demoSearchWebGpu, unchecked_return_type = "DemoResult")]
 pub async fn demo_search_webgpu(questions: Vec<String>, k: usize) -> Result<JsValue, JsError> {
     let corpus = corpus()?;
     let texts: Vec<&str> = questions.iter().map(String::as_str).collect();

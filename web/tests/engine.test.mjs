@@ -36,6 +36,14 @@ test("an empty question and a bad topK are typed errors, and the engine still an
   assertSameAnswer(await realm.ask(native.question), native);
 });
 
+test("abort() rejects the ask in flight, and the engine still answers", async () => {
+  const native = nativeAnswers()[0];
+  const pending = realm.ask(native.question);
+  realm.abort();
+  await assert.rejects(pending, (e) => e instanceof RealmError && e.code === "aborted");
+  assertSameAnswer(await realm.ask(native.question), native);
+});
+
 test("a missing file, a truncated shard and an index of the wrong dimension each name the file", async () => {
   await assert.rejects(load({ ...paths, index: paths.index + ".missing" }), (e) => e.code === "fetch" && e.file === "index");
   const shard = readFileSync(paths.index);

@@ -33,6 +33,11 @@ async function main(): Promise<void> {
 
   const el = document.querySelector("realm-qa") as RealmQaElement;
   el.addEventListener("realm-qa-answer", (e) => console.log(e.detail.answer?.text));
+  el.addEventListener("load", (e) => console.log(e.detail.device, e.detail.fromCache, e.detail.downloaded));
+  el.addEventListener("progress", (e) => console.log(e.detail.file, e.detail.phase, e.detail.loaded));
+  el.addEventListener("error", (e) => console.log(e.detail.error.code, e.detail.error.file));
+  const fromServer: "cpu" | "webgpu" | "gpu" = (await el.ask()).device;
+  console.log(fromServer);
   await el.ready;
   const answered: AskResult = await el.ask("Who wrote Hamlet?");
   console.log(answered.device, el.state, el.device, el.loadInfo?.fromCache, el.topK);
