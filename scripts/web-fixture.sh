@@ -9,8 +9,8 @@
 #   demo-f16.realm.tar   the same with the base model's weights as F16 (`realm bundle --f16`)
 #   native-answers.jsonl   `realm ask --json -k 5 --precision f32` on the five demo questions
 #                    (f32, as the wasm engine computes; index.shard too)
-# Needs target/debug/realm (cargo build -p realm-native) and all-MiniLM-L6-v2 in data/ or
-# ../shared/data, and the demo corpus in ../shared/data/demo-corpus.
+# Needs target/debug/realm (cargo build -p realm-native), and all-MiniLM-L6-v2 and the demo
+# corpus in data/ (scripts/setup.sh --demo-data) or ../shared/data.
 # Usage: scripts/web-fixture.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +21,9 @@ out=target/web-demo
 base=data/all-minilm-l6-v2
 [ -f "$base/model.safetensors" ] || base=../shared/data/all-minilm-l6-v2
 [ -f "$base/model.safetensors" ] || { echo "web-fixture: no all-MiniLM-L6-v2: run scripts/setup.sh --demo-data" >&2; exit 1; }
-corpus=../shared/data/demo-corpus/passages.jsonl
-[ -f "$corpus" ] || { echo "web-fixture: no demo corpus at $corpus" >&2; exit 1; }
+corpus=data/demo-corpus/passages.jsonl
+[ -f "$corpus" ] || corpus=../shared/data/demo-corpus/passages.jsonl
+[ -f "$corpus" ] || { echo "web-fixture: no demo corpus: run scripts/setup.sh --demo-data" >&2; exit 1; }
 
 mkdir -p "$out/model"
 for f in config.json tokenizer.json model.safetensors; do

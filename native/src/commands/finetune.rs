@@ -118,9 +118,11 @@ pub struct FinetuneArgs {
     /// reader carries only the tensors that changed).
     #[arg(long)]
     pub train_word_embeddings: bool,
+    /// Where training runs.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
-    /// Print no progress bar.
+    /// Print no progress: no bar, no line per evaluation or checkpoint (metrics.jsonl has
+    /// every step).
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,

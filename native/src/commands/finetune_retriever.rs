@@ -69,31 +69,41 @@ pub struct RetrieverArgs {
     /// How many of the embedder's top layers train; the rest stay the base model's.
     #[arg(long, default_value_t = 2)]
     pub train_layers: usize,
+    /// Optimiser steps.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
     /// Questions per micro-batch.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Micro-batches whose gradients are summed into one step.
     #[arg(long, default_value_t = 1)]
     pub accumulate: usize,
+    /// Peak learning rate.
     #[arg(long, default_value_t = 2e-5)]
     pub lr: f64,
+    /// Share of the steps spent warming up (linear warm-up, then linear decay).
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
+    /// Global gradient-norm clip.
     #[arg(long, default_value_t = 1.0)]
     pub clip: f32,
     /// Wordpieces of a question.
     #[arg(long, default_value_t = 64)]
     pub max_length: usize,
+    /// Steps between checkpoints.
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
     /// Use only the first N training questions (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Seed of the data order.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where training runs.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Print no progress: no bar, no line per evaluation or checkpoint (metrics.jsonl has
+    /// every step).
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,

@@ -52,19 +52,26 @@ pub struct IctArgs {
     /// Share of queries whose sentence stays in its block (ORQA: 0.1).
     #[arg(long, default_value_t = 0.1)]
     pub keep_rate: f64,
+    /// The inner products are multiplied by this before the softmax (the embeddings are unit
+    /// length, so their products lie in [-1, 1]).
     #[arg(long, default_value_t = 20.0)]
     pub scale: f32,
+    /// Optimiser steps.
     #[arg(long, default_value_t = 1000)]
     pub steps: usize,
     /// Queries (and blocks) per micro-batch: the softmax runs over this many blocks.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Micro-batches whose gradients are summed into one step.
     #[arg(long, default_value_t = 1)]
     pub accumulate: usize,
+    /// Peak learning rate.
     #[arg(long, default_value_t = 2e-5)]
     pub lr: f64,
+    /// Share of the steps spent warming up (linear warm-up, then linear decay).
     #[arg(long, default_value_t = 0.1)]
     pub warmup: f64,
+    /// Global gradient-norm clip.
     #[arg(long, default_value_t = 1.0)]
     pub clip: f32,
     /// Wordpieces of a query.
@@ -73,14 +80,20 @@ pub struct IctArgs {
     /// Wordpieces of a block (title and text).
     #[arg(long, default_value_t = 128)]
     pub block_length: usize,
+    /// Steps between evaluations of the held-out retrieval accuracy.
     #[arg(long, default_value_t = 100)]
     pub eval_every: usize,
+    /// Steps between checkpoints.
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
+    /// Seed of the data order and of each passage's query sentence.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where training runs.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Print no progress: no bar, no line per evaluation or checkpoint (metrics.jsonl has
+    /// every step).
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,

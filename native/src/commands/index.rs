@@ -49,7 +49,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub force: bool,
     /// Matrix products of the passage embedder: f32, bf16 (AMX or AVX-512 BF16), or auto
-    /// (bf16 where the CPU has AMX).
+    /// (bf16 where the CPU has either, else f32).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: crate::precision::PrecisionArg,
 }

@@ -42,6 +42,7 @@ pub struct QaFiles {
     /// Passages the reader reads.
     #[arg(short = 'k', long, default_value_t = 5)]
     pub top_k: usize,
+    /// Where the reader runs; the question embedder runs on the CPU's frozen forward.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
     /// Matrix products of the question embedder and the reader on the CPU: f32, bf16 (AMX or
