@@ -58,6 +58,10 @@ pub fn read_passage_window(
 
 /// Embeds texts as one flat `[texts, dim]` buffer.
 pub fn embed(model: &SentenceModel, texts: &[&str], max_length: usize) -> anyhow::Result<Vec<f32>> {
+    let positions = model.embedder.bert.max_positions();
+    if max_length > positions {
+        bail!("--max-length {max_length}: the model reads at most {positions} wordpieces");
+    }
     let input = model.tokenizer.encode_batch(texts, max_length)?;
     let device = realm_core::device::cpu_device();
     Ok(model

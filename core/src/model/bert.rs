@@ -100,6 +100,11 @@ fn load_embedding(
 }
 
 impl Bert {
+    /// The longest input the position embeddings cover, in wordpieces.
+    pub fn max_positions(&self) -> usize {
+        self.embeddings.position_embeddings.weight.val().dims()[0]
+    }
+
     /// Builds the encoder from checkpoint tensors named as in Hugging Face's `BertModel`
     /// under `prefix` (`""` for a bare BERT, `"realm."` inside a REALM embedder).
     pub fn load(

@@ -106,6 +106,30 @@ impl ReaderCard {
         }
     }
 
+    /// Whether the card's sizes can be read with a base of `positions` position embeddings.
+    pub fn check_sizes(&self, positions: usize) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::Model(format!("reader.json: {what}")));
+        if !(3..=positions).contains(&self.max_length) {
+            return bad(format!(
+                "max_length {} is outside 3..={positions} (the base model's positions)",
+                self.max_length
+            ));
+        }
+        if !(1..=self.max_length).contains(&self.reader.max_span_width) {
+            return bad(format!(
+                "reader.max_span_width {} is outside 1..={}",
+                self.reader.max_span_width, self.max_length
+            ));
+        }
+        if !self.retriever_weight.is_finite() {
+            return bad(format!(
+                "retriever_weight {} is not a finite number",
+                self.retriever_weight
+            ));
+        }
+        Ok(())
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         serde_json::from_slice(bytes)
             .map_err(|e| Error::Model(format!("reader.json is not a reader card: {e}")))
@@ -143,9 +167,43 @@ pub fn load_reader(
         )));
     }
     base.check_is(&card.base_sha256, "this reader")?;
+    card.check_sizes(base.config.max_position_embeddings)?;
     let trained = read_safetensors(safetensors)?;
     import_params(
         fresh_reader(base, &card.reader, card.head_seed, device)?,
         &trained,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReaderCard;
+
+    fn card(max_length: usize, width: usize, weight: &str) -> ReaderCard {
+        let json = format!(
+            r#"{{"base_sha256": "", "sha256": "", "head_seed": 1, "max_length": {max_length},
+                "reader": {{"max_span_width": {width}}}, "retriever_weight": {weight}}}"#
+        );
+        ReaderCard::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_card_the_base_cannot_read_is_refused_by_name() {
+        assert!(card(256, 10, "0.5").check_sizes(512).is_ok());
+        for (bad, names) in [
+            (
+                card(100_000, 10, "0"),
+                "max_length 100000 is outside 3..=512",
+            ),
+            (card(0, 10, "0"), "max_length 0"),
+            (card(256, 0, "0"), "max_span_width 0"),
+        ] {
+            let e = bad.check_sizes(512).unwrap_err().to_string();
+            assert!(e.contains("reader.json") && e.contains(names), "{e}");
+        }
+        // JSON has no NaN: a card can only say it through a value set in code.
+        let mut nan = card(256, 10, "0");
+        nan.retriever_weight = f32::NAN;
+        assert!(nan.check_sizes(512).is_err());
+    }
 }

@@ -98,6 +98,9 @@ pub struct Table {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    if let Some(w) = args.retriever_weight.filter(|w| !w.is_finite()) {
+        bail!("--retriever-weight {w}: must be a finite number");
+    }
     if args.files.top_k == 0 {
         bail!("-k must be at least 1");
     }

@@ -72,13 +72,15 @@ impl QaFiles {
             &embed_device,
         )?;
         retriever.embedder.bert.freeze(eps, precision);
+        let corpus = self.open_corpus()?;
+        check_index_width(&self.index, corpus.index.dim(), retriever.embedder.dim())?;
         Ok(QaEngine {
             embedder: retriever.embedder,
             embed_device,
             reader,
             reader_device,
             tokenizer: base.tokenizer,
-            corpus: self.open_corpus()?,
+            corpus,
             max_length: card.max_length,
             answer_rule: card.answer_rule(),
         })
@@ -111,6 +113,19 @@ pub fn retriever_base(dir: &Path, base: &BaseModel) -> anyhow::Result<BaseModel>
         );
     }
     Ok(own)
+}
+
+/// An index whose vectors are not as wide as the question embeddings is an error: searched
+/// anyway, each question would read as several short ones.
+pub fn check_index_width(index: &Path, width: usize, embeds: usize) -> anyhow::Result<()> {
+    if width != embeds {
+        anyhow::bail!(
+            "{} holds {width}-d vectors, but the question embedder embeds into {embeds}: build \
+             the index with the same model (`realm index --model ...`)",
+            index.display()
+        );
+    }
+    Ok(())
 }
 
 /// Reads a corpus and its index shard; a missing index or one built from another corpus is an
