@@ -66,6 +66,8 @@ pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
     }
     let (base, card) = check(args)?;
     let members = members(args);
+    let inputs: Vec<&std::path::Path> = members.iter().map(|(_, p)| p.as_path()).collect();
+    crate::files::check_out(&args.out, true, &inputs)?;
     for (_, path) in &members {
         if !path.is_file() {
             bail!("{} is missing: a bundle needs it", path.display());

@@ -95,6 +95,7 @@ pub fn read_pytorch(path: &Path) -> anyhow::Result<WeightMap> {
 
 /// Converts `source` into the folder `out` (see the module docs).
 pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow::Result<Manifest> {
+    crate::files::check_out(out, false, &[source])?;
     if out.exists() && !force {
         bail!("{} exists: pass --force to replace it", out.display());
     }

@@ -59,6 +59,12 @@ pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
     if args.out.exists() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }
+    // A shard re-written in place is read whole before the new one is renamed over it.
+    let inputs: Vec<&std::path::Path> = match &args.from {
+        Some(_) => vec![],
+        None => vec![args.corpus.as_path(), args.model.as_path()],
+    };
+    crate::files::check_out(&args.out, true, &inputs)?;
     let shard = match &args.from {
         Some(source) => rewrite(&read_shard(source)?, element)?,
         None => embed_corpus(args, element)?,

@@ -8,6 +8,36 @@ pub mod shard_file;
 /// dev's 2,067 paragraphs): every `--corpus` flag's default.
 pub const DEMO_CORPUS: &str = "data/demo-corpus/passages.jsonl";
 
+/// Refuses an `--out` that would replace one of `inputs` (the same file, or a folder holding
+/// it: `--force` would destroy what the command reads), or that is a folder where a file is
+/// written (found before the work, not at the rename after it).
+pub fn check_out(
+    out: &std::path::Path,
+    file: bool,
+    inputs: &[&std::path::Path],
+) -> anyhow::Result<()> {
+    if file && out.is_dir() {
+        anyhow::bail!(
+            "--out {} is a folder: name the file to write",
+            out.display()
+        );
+    }
+    // A path that does not exist yet replaces nothing.
+    let Ok(replaced) = out.canonicalize() else {
+        return Ok(());
+    };
+    for input in inputs {
+        if input.canonicalize().is_ok_and(|i| i.starts_with(&replaced)) {
+            anyhow::bail!(
+                "--out {} would replace {}, which this command reads: choose another --out",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The demo corpus's sha256 (`scripts/setup.sh` checks what it builds against the same).
 const DEMO_CORPUS_SHA256: &str = "fd25c7160785994aa3628d7a9c7df0e9ba146f039cb8462f2c79837604ff5bc1";
 
@@ -28,7 +58,24 @@ pub const DEMO_READER: &str = "native/models/demo-reader";
 
 #[cfg(test)]
 mod tests {
-    use super::is_demo_corpus;
+    use super::{check_out, is_demo_corpus};
+
+    #[test]
+    fn an_out_that_would_replace_an_input_or_is_a_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("passages.jsonl");
+        std::fs::write(&corpus, "{}").unwrap();
+        let new = dir.path().join("new.shard");
+        assert!(check_out(&new, true, &[&corpus]).is_ok());
+        let same = check_out(&corpus, true, &[&corpus])
+            .unwrap_err()
+            .to_string();
+        assert!(same.contains("which this command reads"), "{same}");
+        // The folder holding an input (convert's --out over its source's parent).
+        assert!(check_out(dir.path(), false, &[&corpus]).is_err());
+        let folder = check_out(dir.path(), true, &[]).unwrap_err().to_string();
+        assert!(folder.contains("is a folder"), "{folder}");
+    }
 
     #[test]
     fn the_demo_corpus_is_known_by_its_bytes_not_its_name() {

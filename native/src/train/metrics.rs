@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
 
 /// Seconds a step spent in each phase.
@@ -83,11 +83,75 @@ impl MetricsLog {
 
 /// The `loss` of every step line in a metrics file, by step.
 pub fn read_losses(path: &Path) -> anyhow::Result<Vec<(usize, f64)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some((v.get("step")?.as_u64()? as usize, v.get("loss")?.as_f64()?)))
-        .collect())
+    let mut losses = Vec::new();
+    for (line, value) in read_lines(path)? {
+        let (Some(step), Some(loss)) = (value.get("step"), value.get("loss")) else {
+            continue;
+        };
+        // A loss that was not a number is written as null (the run stops on it).
+        if loss.is_null() {
+            continue;
+        }
+        match (step.as_u64(), loss.as_f64()) {
+            (Some(step), Some(loss)) => losses.push((step as usize, loss)),
+            _ => bail!(
+                "{}:{line}: \"step\" and \"loss\" must be numbers, not {step} and {loss}",
+                path.display()
+            ),
+        }
+    }
+    Ok(losses)
+}
+
+/// Every line of a metrics file as a JSON object, with its line number (from 1). A last line
+/// cut off without its newline (a run killed mid-write) is left out; any other line that is
+/// not a JSON object is an error naming it.
+pub fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, serde_json::Value)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let complete = bytes.ends_with(b"\n");
+    let count = bytes.split(|&b| b == b'\n').count();
+    let mut lines = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let number = i + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(value) if value.is_object() => lines.push((number, value)),
+            Err(_) if !complete && number == count => {}
+            Ok(_) => bail!("{}:{number}: not a JSON object", path.display()),
+            Err(e) => bail!("{}:{number}: {e}", path.display()),
+        }
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_lines, read_losses};
+
+    #[test]
+    fn a_bad_metrics_line_is_named_and_a_cut_off_last_one_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, "{\"step\": 1, \"loss\": 2.5}\n{\"step\": 2, \"lo").unwrap();
+        assert_eq!(read_losses(&path).unwrap(), vec![(1, 2.5)]);
+        for (text, names) in [
+            ("{\"step\": 1, \"loss\": 2.5}\n{\"step\": 2,\n", ":2: "),
+            (
+                "{\"step\": 1, \"loss\": 2.5}\n[1, 2]\n",
+                ":2: not a JSON object",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = read_lines(&path).unwrap_err().to_string();
+            assert!(e.contains(names), "{e}");
+        }
+        std::fs::write(&path, "{\"step\": 1, \"loss\": \"x\"}\n").unwrap();
+        let e = read_losses(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(":1: \"step\" and \"loss\" must be numbers"),
+            "{e}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use plotters::prelude::*;
 
-use crate::train::metrics::read_losses;
+use crate::train::metrics::{read_lines, read_losses};
 
 /// Where DejaVu Sans lives on Debian and most Linux systems.
 const FONT_PATHS: &[&str] = &[
@@ -31,27 +31,44 @@ fn register_font() -> bool {
     })
 }
 
+/// Where a chart is drawn before it is renamed over `dir/<stem>.<ext>`: a reader (a viewer, a
+/// browser reloading the run's page) never sees half a file. The extension stays last, which
+/// the PNG encoder reads.
+fn drawing_path(dir: &Path, stem: &str, ext: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!(".{stem}.partial.{ext}")),
+        dir.join(format!("{stem}.{ext}")),
+    )
+}
+
+fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(from, to)
+        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+}
+
 /// Draws one chart into `dir/<stem>.svg` (text drawn when a font is found) and, with a font,
-/// `dir/<stem>.png`; evaluates to the files written. `$draw` is called as
-/// `$draw(area, text)` once per backend.
+/// `dir/<stem>.png`, each through a temporary file renamed over it; evaluates to the files
+/// written. `$draw` is called as `$draw(area, text)` once per backend.
 macro_rules! svg_and_png {
     ($dir:expr, $stem:expr, |$area:ident, $text:ident| $draw:expr) => {{
         let has_font = register_font();
         let mut written = Vec::new();
-        let svg = $dir.join(format!("{}.svg", $stem));
+        let (partial, svg) = drawing_path($dir, $stem, "svg");
         {
-            let $area = SVGBackend::new(&svg, (900, 500)).into_drawing_area();
+            let $area = SVGBackend::new(&partial, (900, 500)).into_drawing_area();
             let $text = has_font;
             $draw.with_context(|| format!("drawing {}", svg.display()))?;
         }
+        rename(&partial, &svg)?;
         written.push(svg);
         if has_font {
-            let png = $dir.join(format!("{}.png", $stem));
+            let (partial, png) = drawing_path($dir, $stem, "png");
             {
-                let $area = BitMapBackend::new(&png, (900, 500)).into_drawing_area();
+                let $area = BitMapBackend::new(&partial, (900, 500)).into_drawing_area();
                 let $text = true;
                 $draw.with_context(|| format!("drawing {}", png.display()))?;
             }
+            rename(&partial, &png)?;
             written.push(png);
         }
         written
@@ -137,14 +154,8 @@ where
 /// The evaluations of a run (`{"after_steps", "eval": {name: number}}` lines), one series per
 /// name, as `dir/eval.svg` (and `dir/eval.png` with a font); nothing when there are none.
 pub fn plot_evals(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let path = dir.join("metrics.jsonl");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
-    for line in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-    {
+    for (_, line) in read_lines(&dir.join("metrics.jsonl"))? {
         let (Some(at), Some(eval)) = (line["after_steps"].as_u64(), line["eval"].as_object())
         else {
             continue;

@@ -114,7 +114,7 @@ pub struct Run<A> {
 /// Opens the run a trainer was asked for: with `resume`, the directory's `args.json` (then
 /// `keep` carries over what the command line may change on a resume, such as `--quiet`);
 /// else a new `out` directory with `args` written to its `args.json`, refused when `out`
-/// already holds a run.
+/// already holds a run (one that wrote more than its `args.json`).
 pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
     out: Option<&Path>,
     resume: Option<&Path>,
@@ -134,7 +134,7 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
         });
     }
     let dir = out.context("--out DIR is needed without --resume")?;
-    if dir.join("args.json").exists() {
+    if dir.join("args.json").exists() && !only_args(dir)? {
         bail!(
             "{} already holds a run: continue it with --resume {0}, or choose another --out",
             dir.display()
@@ -147,6 +147,14 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
         args: args.clone(),
         resuming: false,
     })
+}
+
+/// Whether `dir` holds nothing but an `args.json`: a run refused before its first step (bad
+/// flags or input), which a corrected command may start again in place.
+fn only_args(dir: &Path) -> anyhow::Result<bool> {
+    let mut entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    Ok(entries.all(|e| e.is_ok_and(|e| e.file_name() == "args.json")))
 }
 
 /// The model, its optimiser and the steps done: from the run's latest checkpoint when
@@ -167,5 +175,29 @@ pub fn resume_or_start<M: Module>(
             let optim = make_optim(&model);
             Ok((model, optim, 0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_run;
+
+    #[test]
+    fn a_run_refused_before_its_first_step_may_start_again_but_not_one_that_ran() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let args = serde_json::json!({ "lr": 1e-4 });
+        let open = |args: &serde_json::Value| open_run(Some(&out), None, args, |a| a);
+        // Written, then (say) refused for its input: only args.json is there.
+        assert!(!open(&args).unwrap().resuming);
+        let fixed = serde_json::json!({ "lr": 2e-4 });
+        let run = open(&fixed).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.dir.join("args.json")).unwrap()).unwrap();
+        assert_eq!(saved, fixed);
+        // A run that wrote a step is kept: --resume or another --out.
+        std::fs::write(out.join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
+        let refused = open(&args).err().unwrap().to_string();
+        assert!(refused.contains("already holds a run"), "{refused}");
     }
 }
