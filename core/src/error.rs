@@ -22,8 +22,9 @@ pub enum Error {
     },
     #[error("the checkpoint has {} weights the model does not use: {}", .names.len(), .names.join(", "))]
     UnusedWeights { names: Vec<String> },
+    // Not the error's `source`: its text is already in this one's (a chain would say it twice).
     #[error("cannot read the safetensors checkpoint: {0}")]
-    Safetensors(#[from] safetensors::SafeTensorError),
+    Safetensors(safetensors::SafeTensorError),
     #[error(
         "tensor `{name}` has dtype {dtype}, which this loader does not read (F32, I64, I32, U8)"
     )]
@@ -84,4 +85,10 @@ pub enum Error {
         line: usize,
         message: String,
     },
+}
+
+impl From<safetensors::SafeTensorError> for Error {
+    fn from(e: safetensors::SafeTensorError) -> Self {
+        Error::Safetensors(e)
+    }
 }

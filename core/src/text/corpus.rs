@@ -31,13 +31,33 @@ impl Passage {
 ///
 /// Empty passages are errors: they would be retrieved for nothing.
 pub fn parse_corpus(bytes: &[u8]) -> Result<Vec<Passage>, Error> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Error::Corpus(format!("not UTF-8: {e}")))?;
-    let is_summaries = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => {
-            !map.is_empty() && map.values().all(|v| v.get("extract").is_some())
-        }
-        _ => false,
-    };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+        Error::Corpus(format!(
+            "line {line}: not UTF-8 (byte {} of the line)",
+            column + 1
+        ))
+    })?;
+    // A summaries object spread over lines opens with a line of its own: its errors are
+    // then reported as that format's (a JSON-lines reading would stop at line 1).
+    let opens_object = text
+        .trim_start()
+        .lines()
+        .next()
+        .is_some_and(|l| l.trim() == "{");
+    let is_summaries = opens_object
+        || match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => {
+                !map.is_empty() && map.values().all(|v| v.get("extract").is_some())
+            }
+            _ => false,
+        };
     let passages = if is_summaries {
         parse_summaries(text)?
     } else {
@@ -67,7 +87,7 @@ fn parse_json_lines(text: &str) -> Result<Vec<Passage>, Error> {
                     title: line.title,
                     text: line.text,
                 },
-                n + 1,
+                format!("line {}", n + 1),
             )
         })
         .collect()
@@ -94,16 +114,17 @@ fn parse_summaries(text: &str) -> Result<Vec<Passage>, Error> {
                     title,
                     text: s.extract,
                 },
-                n + 1,
+                format!("entry {}", n + 1),
             )
         })
         .collect()
 }
 
-fn non_empty(passage: Passage, position: usize) -> Result<Passage, Error> {
+/// `at`: where the passage is in the file ("line 3", "entry 3").
+fn non_empty(passage: Passage, at: String) -> Result<Passage, Error> {
     if passage.text.trim().is_empty() {
         return Err(Error::Corpus(format!(
-            "passage {position} ({:?}) has no text",
+            "{at}: the passage ({:?}) has no text",
             passage.title
         )));
     }
@@ -165,5 +186,22 @@ mod tests {
         let e = parse_corpus(b"{\"text\": \"  \"}").unwrap_err();
         assert!(e.to_string().contains("no text"), "{e}");
         assert!(parse_corpus(&[0xff, 0xfe]).is_err());
+        // Where: the line (and its byte) of a bad byte, the line of an empty passage, and a
+        // summaries object's own error position.
+        let e = parse_corpus(b"{\"text\": \"ok\"}\n{\"text\": \"a\xffb\"}\n").unwrap_err();
+        assert!(e.to_string().contains("line 2: not UTF-8 (byte 12"), "{e}");
+        let e =
+            parse_corpus(b"{\"text\": \"ok\"}\n{\"title\": \"T\", \"text\": \"\"}\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2: the passage (\"T\") has no text"),
+            "{e}"
+        );
+        let summaries = b"{\n  \"A\": {\"extract\": \"a\"},\n  \"B\": {\"text\": \"b\"}\n}\n";
+        let e = parse_corpus(summaries).unwrap_err();
+        assert!(
+            e.to_string().contains("missing field `extract` at line 3"),
+            "{e}"
+        );
     }
 }

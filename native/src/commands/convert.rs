@@ -109,7 +109,8 @@ pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow:
         serde_json::from_slice(&config_json).context("config.json")?;
     let (mut weights, weights_from) = if source.join("model.safetensors").is_file() {
         (
-            read_safetensors(&read("model.safetensors")?)?,
+            read_safetensors(&read("model.safetensors")?)
+                .with_context(|| format!("{}", source.join("model.safetensors").display()))?,
             "model.safetensors",
         )
     } else if source.join("pytorch_model.bin").is_file() {
@@ -149,6 +150,10 @@ pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow:
                         "block_records.npy holds {} blocks but block_emb has {rows} rows",
                         records.len()
                     );
+                }
+                // Every other command refuses a passage without text: say so here, not there.
+                if let Some(id) = records.iter().position(|t| t.trim().is_empty()) {
+                    bail!("block_records.npy: block {id} is empty (every block must hold text)");
                 }
                 let mut lines = String::new();
                 for (id, text) in records.iter().enumerate() {

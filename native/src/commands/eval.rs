@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use realm_core::qa::datasets::Question;
@@ -58,7 +58,8 @@ pub struct EvalArgs {
     /// Only the first N questions (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
-    /// Where predictions.jsonl and table.json go.
+    /// The folder predictions.jsonl and table.json go to (made first; files already there
+    /// are replaced).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -98,6 +99,11 @@ pub struct Table {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    // Made before the evaluation, so that a bad --out fails in seconds, not after it.
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--out {}: cannot make this folder", dir.display()))?;
+    }
     if let Some(w) = args.retriever_weight.filter(|w| !w.is_finite()) {
         bail!("--retriever-weight {w}: must be a finite number");
     }
@@ -253,7 +259,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     };
     print_table(&table);
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)?;
         let mut lines = Vec::new();
         for p in &predictions {
             serde_json::to_writer(&mut lines, p)?;

@@ -29,11 +29,15 @@ pub fn read_base(dir: &Path) -> anyhow::Result<BaseModel> {
             .with_context(|| format!("reading {}", dir.join(name).display()))
     };
     let tokenizer = if dir.join("tokenizer.json").is_file() {
-        WordPieceTokenizer::from_tokenizer_json(&read("tokenizer.json")?)?
+        WordPieceTokenizer::from_tokenizer_json(&read("tokenizer.json")?)
+            .with_context(|| format!("reading {}", dir.join("tokenizer.json").display()))?
     } else {
+        let vocab = dir.join("vocab.txt");
         WordPieceTokenizer::from_vocab(
-            &String::from_utf8(read("vocab.txt")?).context("vocab.txt is not UTF-8")?,
-        )?
+            &String::from_utf8(read("vocab.txt")?)
+                .with_context(|| format!("{} is not UTF-8", vocab.display()))?,
+        )
+        .with_context(|| format!("reading {}", vocab.display()))?
     };
     BaseModel::from_bytes(
         &read("config.json")?,
