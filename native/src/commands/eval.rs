@@ -113,9 +113,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let mut questions = squad_split(read_questions(&args.questions)?, args.split);
     if questions.is_empty() {
         bail!(
-            "no questions in {} for --split {:?}",
+            "no questions in {} for --split {}",
             args.questions.display(),
-            args.split
+            clap::ValueEnum::to_possible_value(&args.split)
+                .map_or_else(|| format!("{:?}", args.split), |v| v.get_name().to_string())
         );
     }
     if args.every > 1 {
