@@ -44,9 +44,18 @@ impl BaseModel {
         tokenizer: WordPieceTokenizer,
     ) -> Result<Self, Error> {
         let config = read_config(config_json)?;
+        let weights = read_safetensors(safetensors)?;
+        let layers = layers_in(weights.keys());
+        if layers > 0 && layers != config.num_hidden_layers {
+            return Err(Error::Model(format!(
+                "config.json says {} layers, but model.safetensors holds {layers}: the two files \
+                 are not of one model",
+                config.num_hidden_layers
+            )));
+        }
         Ok(Self {
             config,
-            weights: read_safetensors(safetensors)?,
+            weights,
             tokenizer,
             sha256: sha256_hex(safetensors),
         })
@@ -71,6 +80,18 @@ impl BaseModel {
         }
         Ok(())
     }
+}
+
+/// The transformer layers a checkpoint's tensors name (`...encoder.layer.N....`): one more
+/// than the highest N, 0 when none is named so.
+fn layers_in<'a>(names: impl Iterator<Item = &'a String>) -> usize {
+    names
+        .filter_map(|name| {
+            let (_, rest) = name.split_once("encoder.layer.")?;
+            rest.split('.').next()?.parse::<usize>().ok()
+        })
+        .max()
+        .map_or(0, |n| n + 1)
 }
 
 /// `reader.json`: what a shipped reader is and how to rebuild it.
@@ -185,6 +206,21 @@ mod tests {
                 "reader": {{"max_span_width": {width}}}, "retriever_weight": {weight}}}"#
         );
         ReaderCard::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn layers_are_counted_from_the_tensor_names() {
+        let names: Vec<String> = [
+            "embeddings.word_embeddings.weight",
+            "encoder.layer.0.attention.self.query.weight",
+            "encoder.layer.5.output.dense.bias",
+            "bert.encoder.layer.11.output.dense.bias",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(super::layers_in(names[..3].iter()), 6);
+        assert_eq!(super::layers_in(names.iter()), 12);
+        assert_eq!(super::layers_in(names[..1].iter()), 0);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 20)]
     pub max_top_k: usize,
     /// A site whose pages' widgets may ask this server, as scheme://host[:port] (e.g.
-    /// https://example.org), or `*` for every site. Repeatable. None by default: the page at
+    /// https://example.org; `null` for pages opened from files), or `*` for every site. Repeatable. None by default: the page at
     /// `/` needs none, and a page of another site cannot read the answers.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
@@ -60,6 +60,9 @@ impl Cors {
         for origin in allowed {
             if origin == "*" {
                 any = true;
+            } else if origin == "null" {
+                // What a page opened from a file (or a sandboxed frame) sends.
+                origins.insert(origin.clone());
             } else {
                 origins.insert(check_origin(origin)?);
             }
