@@ -9,7 +9,7 @@ use std::rc::Rc;
 use burn::tensor::Device;
 use realm_core::index::shard::Shard;
 use realm_core::linalg::Precision;
-use realm_core::qa::engine::{IndexedCorpus, QaEngine};
+use realm_core::qa::engine::{IndexedCorpus, QaEngine, check_index_width};
 use realm_core::qa::models::{BaseModel, ReaderCard, load_reader};
 use realm_core::qa::report::PageReport;
 use realm_core::text::corpus::parse_corpus;
@@ -101,13 +101,7 @@ impl Files<'_> {
         let (search, ids) = Shard::from_bytes(self.index)
             .and_then(Shard::into_index)
             .map_err(named("index"))?;
-        if search.dim() != embedder.dim() {
-            return Err(JsError::new(&format!(
-                "index: its vectors have {} dimensions, the model embeds in {}: build the index with this model (`realm index --model ...`)",
-                search.dim(),
-                embedder.dim()
-            )));
-        }
+        check_index_width(search.as_ref(), embedder.dim()).map_err(named("index"))?;
         let corpus = IndexedCorpus::new(
             parse_corpus(self.passages).map_err(named("passages"))?,
             search,

@@ -53,6 +53,19 @@ impl IndexedCorpus {
     }
 }
 
+/// An index whose vectors are not as wide as the question embeddings (`embeds`) is an error:
+/// searched anyway, each question would read as several short ones.
+pub fn check_index_width(index: &dyn MipsIndex, embeds: usize) -> Result<(), Error> {
+    if index.dim() != embeds {
+        return Err(Error::Model(format!(
+            "its vectors have {} dimensions, the model embeds in {embeds}: build the index with \
+             this model (`realm index --model ...`)",
+            index.dim()
+        )));
+    }
+    Ok(())
+}
+
 /// Everything answering needs in memory.
 pub struct QaEngine {
     /// `Embed_input`, and the device it runs on.

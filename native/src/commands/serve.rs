@@ -245,8 +245,8 @@ fn serve_one(
             }
         }
         // The browser's preflight before a cross-origin JSON POST.
-        (Method::Options, "/ask") => match (&origin, allowed) {
-            (_, Some(origin)) => {
+        (Method::Options, "/ask") if origin.is_some() => match allowed {
+            Some(origin) => {
                 let mut response = Response::from_data(Vec::new())
                     .with_status_code(204)
                     .with_header(header("Access-Control-Allow-Origin", origin))
@@ -263,7 +263,8 @@ fn serve_one(
                 }
                 response
             }
-            (Some(origin), None) => {
+            None => {
+                let origin = origin.as_deref().unwrap_or_default();
                 cors.refused(origin);
                 error(
                     403,
@@ -271,9 +272,6 @@ fn serve_one(
                         "{origin} may not ask: start realm serve with --allow-origin {origin}"
                     ),
                 )
-            }
-            (None, None) => {
-                error(405, "use POST /ask with a JSON body").with_header(header("Allow", "POST"))
             }
         },
         (_, "/ask") => {

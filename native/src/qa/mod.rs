@@ -10,7 +10,8 @@ pub mod retriever;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use realm_core::qa::engine::QaEngine;
+use realm_core::index::MipsIndex;
+use realm_core::qa::engine::{QaEngine, check_index_width};
 
 use crate::files::model_dir::{BaseModel, read_base};
 use crate::qa::query_model::question_embedder;
@@ -73,7 +74,7 @@ impl QaFiles {
         )?;
         retriever.embedder.bert.freeze(eps, precision);
         let corpus = self.open_corpus()?;
-        check_index_width(&self.index, corpus.index.dim(), retriever.embedder.dim())?;
+        check_width(&self.index, corpus.index.as_ref(), retriever.embedder.dim())?;
         Ok(QaEngine {
             embedder: retriever.embedder,
             embed_device,
@@ -115,17 +116,9 @@ pub fn retriever_base(dir: &Path, base: &BaseModel) -> anyhow::Result<BaseModel>
     Ok(own)
 }
 
-/// An index whose vectors are not as wide as the question embeddings is an error: searched
-/// anyway, each question would read as several short ones.
-pub fn check_index_width(index: &Path, width: usize, embeds: usize) -> anyhow::Result<()> {
-    if width != embeds {
-        anyhow::bail!(
-            "{} holds {width}-d vectors, but the question embedder embeds into {embeds}: build \
-             the index with the same model (`realm index --model ...`)",
-            index.display()
-        );
-    }
-    Ok(())
+/// [`check_index_width`] naming the shard.
+pub fn check_width(index: &Path, search: &dyn MipsIndex, embeds: usize) -> anyhow::Result<()> {
+    check_index_width(search, embeds).with_context(|| index.display().to_string())
 }
 
 /// Reads a corpus and its index shard; a missing index or one built from another corpus is an

@@ -64,7 +64,7 @@ impl Retrieval {
                     .embedder
                     .bert
                     .freeze(base.config.layer_norm_eps, precision);
-                super::check_index_width(&files.index, index.dim(), model.embedder.dim())?;
+                super::check_width(&files.index, index.as_ref(), model.embedder.dim())?;
                 let name = match card {
                     Some(_) => "dense (fine-tuned)",
                     None => "dense (zero-shot)",

@@ -108,8 +108,8 @@ pub fn read_losses(path: &Path) -> anyhow::Result<Vec<(usize, f64)>> {
 /// not a JSON object is an error naming it.
 pub fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, serde_json::Value)>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let complete = bytes.ends_with(b"\n");
-    let count = bytes.split(|&b| b == b'\n').count();
+    // Without a final newline the last piece is a line cut off mid-write.
+    let cut_off = (!bytes.ends_with(b"\n")).then(|| bytes.split(|&b| b == b'\n').count());
     let mut lines = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let number = i + 1;
@@ -118,7 +118,7 @@ pub fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, serde_json::Value)>
         }
         match serde_json::from_slice::<serde_json::Value>(line) {
             Ok(value) if value.is_object() => lines.push((number, value)),
-            Err(_) if !complete && number == count => {}
+            Err(_) if cut_off == Some(number) => {}
             Ok(_) => bail!("{}:{number}: not a JSON object", path.display()),
             Err(e) => bail!("{}:{number}: {e}", path.display()),
         }
