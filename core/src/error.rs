@@ -66,7 +66,7 @@ pub enum Error {
     #[error("not a REALM index shard: {0}")]
     NotAShard(String),
     #[error(
-        "index shard version {found} is not supported (this build reads version {supported}); re-export it with `realm index`"
+        "index shard version {found} is not supported (this build reads versions 1 to {supported}): rebuild it with this build's `realm index`, or read it with the newer realm that wrote it"
     )]
     ShardVersion { found: u32, supported: u32 },
     #[error("index shard is damaged: {0}")]

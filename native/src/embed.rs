@@ -29,6 +29,16 @@ pub fn read_passage_window(
     skip: usize,
     limit: usize,
 ) -> anyhow::Result<Vec<Passage>> {
+    Ok(read_fingerprinted_window(corpus, skip, limit)?.0)
+}
+
+/// [`read_passage_window`] with the fingerprint of the whole corpus (what an index of any
+/// window of it records: its ids are positions in the file).
+pub fn read_fingerprinted_window(
+    corpus: &Path,
+    skip: usize,
+    limit: usize,
+) -> anyhow::Result<(Vec<Passage>, u32)> {
     let bytes = std::fs::read(corpus).with_context(|| {
         format!(
             "reading {} (run `scripts/setup.sh --demo-data`, or pass --corpus FILE)",
@@ -37,6 +47,7 @@ pub fn read_passage_window(
     })?;
     let mut passages =
         parse_corpus(&bytes).with_context(|| format!("parsing {}", corpus.display()))?;
+    let fingerprint = realm_core::text::corpus::fingerprint(&passages);
     if skip > 0 {
         if skip >= passages.len() {
             bail!(
@@ -53,7 +64,7 @@ pub fn read_passage_window(
     if passages.is_empty() {
         bail!("{} holds no passages", corpus.display());
     }
-    Ok(passages)
+    Ok((passages, fingerprint))
 }
 
 /// Embeds texts as one flat `[texts, dim]` buffer.

@@ -616,4 +616,37 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
         "{stderr}"
     );
     assert!(!wrong.exists());
+
+    // So is one of another corpus of the same length (found by the corpus fingerprint the
+    // shard records), by bundle and by ask.
+    let same_length = s.dir.join("same-length");
+    std::fs::create_dir_all(&same_length).unwrap();
+    let (_, three_index) = index_lines(
+        &same_length,
+        &model,
+        concat!(
+            "{\"title\": \"A\", \"text\": \"One passage.\"}\n",
+            "{\"title\": \"B\", \"text\": \"Two.\"}\n",
+            "{\"title\": \"C\", \"text\": \"Three.\"}\n"
+        ),
+    );
+    let out = bundle(&wrong, &three_index, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not index") && stderr.contains("built from another corpus"),
+        "{stderr}"
+    );
+    assert!(!wrong.exists());
+    let mut ask = s.args.clone();
+    let at = ask.iter().position(|a| a == "--index").unwrap() + 1;
+    ask[at] = p(&three_index);
+    ask.push("Who wrote Hamlet?".into());
+    let out = realm(&ask);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("built from another corpus") && stderr.contains("realm index --corpus"),
+        "{stderr}"
+    );
 }

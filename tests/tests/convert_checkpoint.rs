@@ -171,6 +171,14 @@ fn an_openqa_checkpoint_converts_and_loads_with_nothing_missing_or_unused() {
         })
         .collect();
     assert_eq!(passages, blocks);
+    // The shard records the fingerprint of those passages as every command reads them.
+    let read_back =
+        realm_core::text::corpus::parse_corpus(&std::fs::read(out.join("passages.jsonl")).unwrap())
+            .unwrap();
+    assert_eq!(
+        shard.corpus,
+        Some(realm_core::text::corpus::fingerprint(&read_back))
+    );
 
     // The converted folder loads strictly again, block_emb restored from the shard.
     let mut reloaded = converted.clone();

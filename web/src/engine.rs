@@ -98,14 +98,15 @@ impl Files<'_> {
         let eps = base.config.layer_norm_eps;
         reader.freeze(eps, Precision::F32);
         embedder.bert.freeze(eps, Precision::F32);
-        let (search, ids) = Shard::from_bytes(self.index)
-            .and_then(Shard::into_index)
-            .map_err(named("index"))?;
+        let shard = Shard::from_bytes(self.index).map_err(named("index"))?;
+        let recorded = shard.corpus;
+        let (search, ids) = shard.into_index().map_err(named("index"))?;
         check_index_width(search.as_ref(), embedder.dim()).map_err(named("index"))?;
         let corpus = IndexedCorpus::new(
             parse_corpus(self.passages).map_err(named("passages"))?,
             search,
             ids,
+            recorded,
         )
         .map_err(named("index and passages"))?;
         Ok(Engine {

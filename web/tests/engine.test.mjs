@@ -44,7 +44,7 @@ test("abort() rejects the ask in flight, and the engine still answers", async ()
   assertSameAnswer(await realm.ask(native.question), native);
 });
 
-test("a missing file, a truncated shard and an index of the wrong dimension each name the file", async () => {
+test("a missing file, a truncated shard, an index of the wrong dimension or of other passages each name the file", async () => {
   await assert.rejects(load({ ...paths, index: paths.index + ".missing" }), (e) => e.code === "fetch" && e.file === "index");
   const shard = readFileSync(paths.index);
   await assert.rejects(load({ ...paths, index: undefined, files: { index: shard.subarray(0, shard.length - 100) } }),
@@ -55,6 +55,11 @@ test("a missing file, a truncated shard and an index of the wrong dimension each
   await assert.rejects(load({ ...paths, index: undefined, files: { index: small } }),
     (e) => e.code === "file" && e.file === "index" && /8 dimensions.*384/.test(e.message));
   await assert.rejects(load({ ...paths, model: undefined }), (e) => e.code === "options" && /model/.test(e.message));
+  // The same passages in another order: as many as the index has rows, but not its corpus.
+  const [first, second, ...rest] = readFileSync(paths.passages, "utf8").split("\n");
+  const reordered = new TextEncoder().encode([second, first, ...rest].join("\n"));
+  await assert.rejects(load({ ...paths, passages: undefined, files: { passages: reordered } }),
+    (e) => e.code === "file" && e.file === "index" && /another corpus/.test(e.message));
 });
 
 test("one bundle loads the same engine as the seven files, and a cut-off one names the bundle", async () => {

@@ -1,5 +1,6 @@
 //! Any bytes given to the shard reader end in a shard or an error, never a panic; a shard it
-//! accepts writes back to the same bytes and can be searched.
+//! accepts writes back to the same bytes (a version-1 one as the current version) and can be
+//! searched.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,7 +10,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(shard) = Shard::from_bytes(data) else {
         return;
     };
-    assert_eq!(shard.to_bytes(), data, "an accepted shard re-encodes to its own bytes");
+    let again = shard.to_bytes();
+    if data[8..12] == 1u32.to_le_bytes() {
+        // Version 1 is written back as the current version: only that word and the header's
+        // checksum differ.
+        assert_eq!(again[..8], data[..8]);
+        assert_eq!(again[12..44], data[12..44]);
+        assert_eq!(again[48..], data[48..]);
+    } else {
+        assert_eq!(again, data, "an accepted shard re-encodes to its own bytes");
+    }
     if shard.is_empty() {
         return;
     }

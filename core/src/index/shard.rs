@@ -9,16 +9,20 @@
 //! | offset | size | field                                                |
 //! |--------|------|------------------------------------------------------|
 //! | 0      | 8    | magic `REALMIDX`                                     |
-//! | 8      | 4    | format version (1)                                   |
+//! | 8      | 4    | format version (2; 1 is read too)                    |
 //! | 12     | 4    | element type: 1 f32, 2 f16, 3 int8                   |
 //! | 16     | 4    | dimension                                            |
-//! | 20     | 4    | reserved, 0                                          |
+//! | 20     | 4    | corpus fingerprint, 0 if not recorded (version 1: 0) |
 //! | 24     | 8    | vector count                                         |
 //! | 32     | 8    | body length in bytes (everything after the header)   |
 //! | 40     | 4    | CRC-32 of the body                                   |
 //! | 44     | 4    | CRC-32 of bytes 0..44                                |
 //! | 48     | 16   | zero                                                 |
 //! | 64     |      | body: ids (u32 x count), scales (f32 x count, int8 only), vectors |
+//!
+//! The corpus fingerprint ([`crate::text::corpus::fingerprint`]) is that of the passages the
+//! ids are positions in, so that an index is never searched beside passages it was not built
+//! from (another corpus of the same length would pass every other check).
 
 use half::f16;
 
@@ -28,7 +32,9 @@ use crate::index::int8::{Int8Index, check_int8_rows, quantize_rows};
 use crate::index::reference::check_matrix;
 
 pub const MAGIC: [u8; 8] = *b"REALMIDX";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version read: 1, whose bytes 20..24 are zero (no corpus fingerprint).
+pub const OLDEST_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 64;
 const ALIGN: usize = 64;
 /// No dimension above this is a plausible embedding (and a corrupt header stops here).
@@ -100,6 +106,9 @@ pub struct Shard {
     pub dim: usize,
     pub ids: Vec<u32>,
     pub vectors: Vectors,
+    /// The fingerprint of the corpus the ids index ([`crate::text::corpus::fingerprint`]),
+    /// where it was known when the shard was written.
+    pub corpus: Option<u32>,
 }
 
 /// What every constructor checks: finite `[ids.len(), dim]` values that fit `element`.
@@ -149,7 +158,12 @@ impl Shard {
                 Vectors::Int8 { values, scales }
             }
         };
-        Ok(Self { dim, ids, vectors })
+        Ok(Self {
+            dim,
+            ids,
+            vectors,
+            corpus: None,
+        })
     }
 
     /// [`Shard::from_f32`] taking the embeddings by value: an f32 shard keeps the buffer
@@ -168,7 +182,16 @@ impl Shard {
             dim,
             ids,
             vectors: Vectors::F32(embeddings),
+            corpus: None,
         })
+    }
+
+    /// The shard recording the fingerprint of the corpus its ids index.
+    pub fn with_corpus(self, fingerprint: u32) -> Self {
+        Self {
+            corpus: Some(fingerprint).filter(|&f| f != 0),
+            ..self
+        }
     }
 
     pub fn element_type(&self) -> ElementType {
@@ -222,7 +245,7 @@ impl Shard {
         header.extend_from_slice(&VERSION.to_le_bytes());
         header.extend_from_slice(&self.element_type().code().to_le_bytes());
         header.extend_from_slice(&(self.dim as u32).to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&self.corpus.unwrap_or(0).to_le_bytes());
         header.extend_from_slice(&(self.len() as u64).to_le_bytes());
         header.extend_from_slice(&(self.body_len() as u64).to_le_bytes());
         header.extend_from_slice(&crc.finalize().to_le_bytes());
@@ -342,7 +365,12 @@ impl Shard {
                 body.len() - cursor.at
             )));
         }
-        Ok(Self { dim, ids, vectors })
+        Ok(Self {
+            dim,
+            ids,
+            vectors,
+            corpus: header.corpus,
+        })
     }
 }
 
@@ -354,6 +382,8 @@ pub struct ShardHeader {
     pub count: usize,
     pub body_len: u64,
     pub body_crc: u32,
+    /// The corpus fingerprint (version 2), if one was recorded.
+    pub corpus: Option<u32>,
 }
 
 impl ShardHeader {
@@ -376,13 +406,14 @@ impl ShardHeader {
                 "the header's checksum does not match".into(),
             ));
         }
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(Error::ShardVersion {
                 found: version,
                 supported: VERSION,
             });
         }
-        if bytes[20..24] != [0; 4] || bytes[48..HEADER_LEN].iter().any(|&b| b != 0) {
+        let corpus = le_u32(&bytes[20..24]);
+        if (version == 1 && corpus != 0) || bytes[48..HEADER_LEN].iter().any(|&b| b != 0) {
             return Err(Error::CorruptShard(
                 "reserved header bytes are not zero".into(),
             ));
@@ -408,6 +439,7 @@ impl ShardHeader {
             count: count as usize,
             body_len,
             body_crc: le_u32(&bytes[40..44]),
+            corpus: Some(corpus).filter(|&f| f != 0),
         })
     }
 }
@@ -495,7 +527,13 @@ mod tests {
         pad(&mut body);
         let mut file = Vec::new();
         file.extend_from_slice(&MAGIC);
-        for word in [VERSION, shard.element_type().code(), shard.dim as u32, 0] {
+        let corpus = shard.corpus.unwrap_or(0);
+        for word in [
+            VERSION,
+            shard.element_type().code(),
+            shard.dim as u32,
+            corpus,
+        ] {
             file.extend_from_slice(&word.to_le_bytes());
         }
         file.extend_from_slice(&(shard.len() as u64).to_le_bytes());
@@ -559,14 +597,44 @@ mod tests {
         let mut header = bytes.clone();
         header[16] = 9; // dimension, without fixing the header checksum
         assert!(err(&header).contains("header's checksum"));
-        let mut version = bytes.clone();
-        version[8] = 2;
-        let crc = crc32fast::hash(&version[..44]);
-        version[44..48].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(
-            Shard::from_bytes(&version),
-            Err(Error::ShardVersion { found: 2, .. })
-        ));
+        let with_version = |v: u8| {
+            let mut b = bytes.clone();
+            b[8] = v;
+            let crc = crc32fast::hash(&b[..44]);
+            b[44..48].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        for v in [0, 3] {
+            assert!(matches!(
+                Shard::from_bytes(&with_version(v)),
+                Err(Error::ShardVersion { found, .. }) if found == v as u32
+            ));
+        }
+    }
+
+    /// With the header's checksum made right again after `edit`.
+    fn edited(shard: &Shard, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+        let mut b = shard.to_bytes();
+        edit(&mut b);
+        let crc = crc32fast::hash(&b[..44]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn the_corpus_fingerprint_round_trips_and_version_1_has_none() {
+        let recorded = shard(ElementType::F32).with_corpus(0xDEAD_BEEF);
+        let back = Shard::from_bytes(&recorded.to_bytes()).unwrap();
+        assert_eq!(back.corpus, Some(0xDEAD_BEEF));
+        assert_eq!(back, recorded);
+        assert_eq!(shard(ElementType::F32).with_corpus(0).corpus, None);
+        // A version-1 file (as written before fingerprints) reads, with none...
+        let old = edited(&shard(ElementType::Int8), |b| b[8] = 1);
+        assert_eq!(Shard::from_bytes(&old).unwrap(), shard(ElementType::Int8));
+        // ...and one claiming a fingerprint is damaged: version 1 had zero there.
+        let bad = edited(&recorded, |b| b[8] = 1);
+        let err = Shard::from_bytes(&bad).unwrap_err().to_string();
+        assert!(err.contains("reserved header bytes"), "{err}");
     }
 
     #[test]
@@ -612,6 +680,45 @@ mod seed_files {
             let (index, _) = shard.into_index().unwrap();
             let hits = index.search(&[1.0, 0.0], 1).unwrap();
             assert_eq!(hits[0][0].id, 0, "{name}: row 0 is the vector (1, 0)");
+            assert_eq!(shard_corpus(&dir.join(name)), None, "{name}: version 1");
         }
+    }
+
+    fn shard_corpus(path: &std::path::Path) -> Option<u32> {
+        Shard::from_bytes(&std::fs::read(path).unwrap())
+            .unwrap()
+            .corpus
+    }
+
+    /// `f32-v2` records the fingerprint Python computed of the passages below (the same as
+    /// `PASSAGES` in make_seeds.py): ours must be the same number.
+    #[test]
+    fn the_seed_fingerprint_is_the_documented_one() {
+        use crate::text::corpus::{Passage, fingerprint};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        let passages: Vec<Passage> = [
+            ("Alpha", "The first letter."),
+            ("", "A passage without a title."),
+            ("\u{3a9}mega", "Last, \u{fc}n\u{ef}code."),
+        ]
+        .iter()
+        .map(|&(title, text)| Passage {
+            title: title.into(),
+            text: text.into(),
+        })
+        .collect();
+        let recorded = shard_corpus(&dir.join("f32-v2"));
+        assert_eq!(recorded, Some(fingerprint(&passages)));
+        let mut other = passages.clone();
+        other.swap(0, 1);
+        assert_ne!(recorded, Some(fingerprint(&other)), "order matters");
+        let mut moved = passages;
+        moved[0].title.push('.');
+        moved[0].text.remove(0);
+        assert_ne!(
+            recorded,
+            Some(fingerprint(&moved)),
+            "a byte moved between fields"
+        );
     }
 }

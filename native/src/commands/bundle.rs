@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use realm_core::checkpoint::safetensors_file::write_safetensors_f16;
 use realm_core::qa::models::{BaseModel, sha256_hex};
@@ -140,6 +140,14 @@ fn check(args: &BundleArgs) -> anyhow::Result<(BaseModel, ReaderCard)> {
             args.corpus.display()
         );
     }
+    realm_core::qa::engine::check_corpus(shard.corpus, &passages).with_context(|| {
+        format!(
+            "{} does not index {}: build it from that corpus (`realm index --corpus {}`)",
+            args.index.display(),
+            args.corpus.display(),
+            args.corpus.display()
+        )
+    })?;
     Ok((base, card))
 }
 

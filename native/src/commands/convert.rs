@@ -18,6 +18,7 @@ use realm_core::index::shard::{ElementType, Shard};
 use realm_core::model::config::ReaderConfig;
 use realm_core::model::config::read_config;
 use realm_core::model::strict::{LoadReport, check_strict_load};
+use realm_core::text::corpus::fingerprint_of;
 use serde::Serialize;
 
 use crate::files::model_dir::TOKENIZER_FILES;
@@ -139,11 +140,7 @@ pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow:
                 .expect("an open-QA checkpoint has block_emb");
             let (rows, dim) = (emb.shape[0], emb.shape[1]);
             let element: ElementType = element.parse().map_err(anyhow::Error::msg)?;
-            // By value: an f32 shard keeps block_emb's buffer rather than copying gigabytes.
-            let shard = Shard::from_f32_vec(emb.data, dim, (0..rows as u32).collect(), element)?;
-            crate::files::shard_file::write_shard(&tmp.join("index.shard"), &shard)?;
-            element_written = Some(format!("{element:?}").to_lowercase());
-            if source.join("block_records.npy").is_file() {
+            let records = if source.join("block_records.npy").is_file() {
                 let records = read_block_records(&read("block_records.npy")?)?;
                 if records.len() != rows {
                     bail!(
@@ -155,6 +152,20 @@ pub fn convert(source: &Path, out: &Path, element: &str, force: bool) -> anyhow:
                 if let Some(id) = records.iter().position(|t| t.trim().is_empty()) {
                     bail!("block_records.npy: block {id} is empty (every block must hold text)");
                 }
+                Some(records)
+            } else {
+                None
+            };
+            // By value: an f32 shard keeps block_emb's buffer rather than copying gigabytes.
+            let mut shard =
+                Shard::from_f32_vec(emb.data, dim, (0..rows as u32).collect(), element)?;
+            if let Some(records) = &records {
+                // The passages below, as every command reads them back: untitled blocks.
+                shard = shard.with_corpus(fingerprint_of(records.iter().map(|t| ("", t.as_str()))));
+            }
+            crate::files::shard_file::write_shard(&tmp.join("index.shard"), &shard)?;
+            element_written = Some(format!("{element:?}").to_lowercase());
+            if let Some(records) = records {
                 let mut lines = String::new();
                 for (id, text) in records.iter().enumerate() {
                     lines.push_str(&serde_json::to_string(

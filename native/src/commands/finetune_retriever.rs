@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use burn::module::{Module, ParamGroup};
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
@@ -150,6 +150,14 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
             corpus.display()
         );
     }
+    realm_core::qa::engine::check_corpus(shard.corpus, &passages).with_context(|| {
+        format!(
+            "{} does not index {}: rebuild it with `realm index --corpus {}`",
+            index_path.display(),
+            corpus.display(),
+            corpus.display()
+        )
+    })?;
     if shard.dim != base.config.hidden_size {
         bail!(
             "{} holds {}-d vectors, but {} embeds into {} dims: build the index with this model",

@@ -9,7 +9,7 @@ use clap::Args;
 use realm_core::index::int8::dequantize_row;
 use realm_core::index::shard::{ElementType, Shard, Vectors};
 
-use crate::embed::{check_embedding_flags, embed_passages, read_passage_window};
+use crate::embed::{check_embedding_flags, embed_passages, read_fingerprinted_window};
 use crate::files::model_dir::{read_base, sentence_model};
 use crate::files::shard_file::{read_shard, write_shard};
 
@@ -90,26 +90,20 @@ fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard>
         .embedder
         .bert
         .freeze(base.config.layer_norm_eps, precision);
-    let passages = read_passage_window(&args.corpus, args.skip, args.limit)?;
+    let (passages, corpus) = read_fingerprinted_window(&args.corpus, args.skip, args.limit)?;
     let vectors = embed_passages(&model, &passages, args.max_length, args.batch, true)?;
     let first = u32::try_from(args.skip).context("--skip is past u32 ids")?;
     let ids = (first..first + passages.len() as u32).collect();
-    Ok(Shard::from_f32_vec(
-        vectors,
-        model.embedder.dim(),
-        ids,
-        element,
-    )?)
+    Ok(Shard::from_f32_vec(vectors, model.embedder.dim(), ids, element)?.with_corpus(corpus))
 }
 
-/// The same documents stored as `element`.
+/// The same documents stored as `element` (the corpus fingerprint kept).
 pub fn rewrite(shard: &Shard, element: ElementType) -> anyhow::Result<Shard> {
-    Ok(Shard::from_f32_vec(
-        widened(shard),
-        shard.dim,
-        shard.ids.clone(),
-        element,
-    )?)
+    let rewritten = Shard::from_f32_vec(widened(shard), shard.dim, shard.ids.clone(), element)?;
+    Ok(match shard.corpus {
+        Some(corpus) => rewritten.with_corpus(corpus),
+        None => rewritten,
+    })
 }
 
 /// The shard's vectors as f32, `[count, dim]` flat (f16 and int8 widened, their rounding kept).
@@ -183,9 +177,11 @@ mod tests {
     fn rewriting_keeps_ids_and_rounds_only_once() {
         let dim = 3;
         let vectors = [0.5, -1.0, 0.25, 2.0, 0.0, -0.75];
-        let f32_shard = Shard::from_f32(&vectors, dim, vec![7, 9], ElementType::F32).unwrap();
+        let f32_shard = Shard::from_f32(&vectors, dim, vec![7, 9], ElementType::F32)
+            .unwrap()
+            .with_corpus(42);
         let int8 = rewrite(&f32_shard, ElementType::Int8).unwrap();
-        assert_eq!(int8.ids, vec![7, 9]);
+        assert_eq!((int8.ids.clone(), int8.corpus), (vec![7, 9], Some(42)));
         assert_eq!(int8.element_type(), ElementType::Int8);
         // int8 -> f32 -> int8 lands on the same values, and scales within f32 rounding.
         let back = rewrite(

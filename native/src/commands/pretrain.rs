@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commands::finetune::DeviceKind;
 use crate::commands::index::widened;
-use crate::embed::{embed_passages, read_passage_window};
+use crate::embed::{embed_passages, read_fingerprinted_window};
 use crate::files::model_dir::{
     BaseModel, SentenceModel, read_base, sentence_model, write_model_dir,
 };
@@ -617,7 +617,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     let base = read_base(&args.model)?;
     let tokenizer = base.tokenizer.clone();
 
-    let passages = read_passage_window(&corpus_path, z.skip, z.limit)?;
+    let (passages, corpus_fingerprint) = read_fingerprinted_window(&corpus_path, z.skip, z.limit)?;
     if passages.len() <= z.candidates {
         bail!(
             "{} has {} passages: too few for --candidates {} (the query's own passage is never one)",
@@ -679,6 +679,16 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
             passages.len()
         );
     }
+    realm_core::qa::engine::check_fingerprint(shard.corpus, corpus_fingerprint).with_context(|| {
+        format!(
+            "{} does not index {}: build it with `realm index --corpus {} --skip {} --limit {} --out ...`",
+            index_path.display(),
+            corpus_path.display(),
+            corpus_path.display(),
+            z.skip,
+            passages.len()
+        )
+    })?;
     let initial = ExactIndex::new(widened(&shard), shard.dim)?;
     let build = {
         let (passages, tokenizer, ids, length) = (

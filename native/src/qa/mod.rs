@@ -133,8 +133,10 @@ pub fn open_corpus(corpus: &Path, index: &Path) -> anyhow::Result<IndexedCorpus>
             index.display()
         );
     }
-    let (loaded, ids) = crate::files::shard_file::read_shard(index)?.into_index()?;
-    IndexedCorpus::new(passages, loaded, ids).with_context(|| {
+    let shard = crate::files::shard_file::read_shard(index)?;
+    let recorded = shard.corpus;
+    let (loaded, ids) = shard.into_index()?;
+    IndexedCorpus::new(passages, loaded, ids, recorded).with_context(|| {
         format!(
             "{} does not index {}: rebuild it with `realm index --corpus {} --out {} --force`",
             index.display(),
