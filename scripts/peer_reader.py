@@ -20,6 +20,7 @@ import json
 import struct
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -216,11 +217,14 @@ def save_as_ours(reader, model_dir, out):
 
 
 def read_shard(path):
-    """The ids and f32 vectors of a realm index shard (core/src/index/shard.rs's layout)."""
+    """The ids, f32 vectors and corpus fingerprint (0: none) of a realm index shard
+    (core/src/index/shard.rs's layout, versions 1 and 2)."""
     data = Path(path).read_bytes()
     if data[:8] != b"REALMIDX":
         sys.exit(f"{path} is not a realm index shard")
-    element, dim, _, count = struct.unpack_from("<IIIQ", data, 12)
+    version, element, dim, corpus, count = struct.unpack_from("<IIIIQ", data, 8)
+    if version not in (1, 2):
+        sys.exit(f"{path}: shard format version {version}, this script reads 1 and 2")
     align = lambda n: (n + 63) // 64 * 64
     at = 64
     ids = np.frombuffer(data, dtype="<u4", count=count, offset=at)
@@ -234,7 +238,18 @@ def read_shard(path):
         vectors = np.frombuffer(data, dtype="<f2", count=count * dim, offset=at).reshape(count, dim).astype(np.float32)
     else:
         vectors = np.frombuffer(data, dtype="<f4", count=count * dim, offset=at).reshape(count, dim).copy()
-    return ids.copy(), np.ascontiguousarray(vectors)
+    return ids.copy(), np.ascontiguousarray(vectors), corpus
+
+
+def fingerprint(passages):
+    """core/src/text/corpus.rs's corpus fingerprint: CRC-32 of each title and text, each after
+    its UTF-8 length (u32, little-endian); 0 is recorded as 1."""
+    crc = 0
+    for p in passages:
+        for field in (p.get("title", ""), p["text"]):
+            data = field.encode("utf-8")
+            crc = zlib.crc32(struct.pack("<I", len(data)) + data, crc)
+    return max(crc, 1)
 
 
 def read_corpus(path):
@@ -288,7 +303,9 @@ def ask(args):
     reader = load_trained_reader(args.model, args.reader)
     max_length = json.loads((Path(args.reader) / "reader.json").read_text())["max_length"]
     passages = read_corpus(args.corpus)
-    ids, vectors = read_shard(args.index)
+    ids, vectors, corpus = read_shard(args.index)
+    if corpus and corpus != fingerprint(passages):
+        sys.exit(f"{args.index} was built from another corpus than {args.corpus}")
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     questions = [l.strip() for l in open(args.questions) if l.strip()]

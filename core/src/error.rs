@@ -65,9 +65,7 @@ pub enum Error {
     NonFinite { what: &'static str, position: usize },
     #[error("not a REALM index shard: {0}")]
     NotAShard(String),
-    #[error(
-        "index shard version {found} is not supported (this build reads versions 1 to {supported}): rebuild it with this build's `realm index`, or read it with the newer realm that wrote it"
-    )]
+    #[error("{}", shard_version_message(*found, *supported))]
     ShardVersion { found: u32, supported: u32 },
     #[error("index shard is damaged: {0}")]
     CorruptShard(String),
@@ -91,4 +89,18 @@ impl From<safetensors::SafeTensorError> for Error {
     fn from(e: safetensors::SafeTensorError) -> Self {
         Error::Safetensors(e)
     }
+}
+
+/// A shard of a version this build does not read: newer ones come from a newer realm.
+fn shard_version_message(found: u32, supported: u32) -> String {
+    let oldest = crate::index::shard::OLDEST_VERSION;
+    let hint = if found > supported {
+        "read it with the newer realm that wrote it, or rebuild it with this one's `realm index`"
+    } else {
+        "rebuild it with `realm index`"
+    };
+    format!(
+        "index shard version {found} is not supported (this build reads versions {oldest} to \
+         {supported}): {hint}"
+    )
 }

@@ -474,6 +474,18 @@ fn a_corpus_window_keeps_evaluation_articles_out_and_a_converted_realm_encoder_i
     let whole = tmp.path().join("whole.shard");
     assert_ok(&index("0", &whole));
     refused(args.clone(), "--index", &whole, "bad-index", "--skip 5");
+    // So is one of another corpus as long (a passage before the window edited): only the
+    // fingerprint the shard records tells.
+    let edited = tmp.path().join("edited.jsonl");
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    std::fs::write(&edited, text.replacen("Super Bowl 50", "Super Bowl 51", 1)).unwrap();
+    refused(
+        with(args.clone(), "--corpus", edited.to_str().unwrap()),
+        "--index",
+        &shard,
+        "other-corpus",
+        "built from another corpus",
+    );
     let embedder_dir = hf_dir("hf-embedder", &strip_prefix(&all, "embedder."));
     refused(
         args,

@@ -605,10 +605,14 @@ mod tests {
             b
         };
         for v in [0, 3] {
+            let refused = Shard::from_bytes(&with_version(v));
             assert!(matches!(
-                Shard::from_bytes(&with_version(v)),
-                Err(Error::ShardVersion { found, .. }) if found == v as u32
+                &refused,
+                Err(Error::ShardVersion { found, .. }) if *found == v as u32
             ));
+            let said = refused.unwrap_err().to_string();
+            assert!(said.contains("reads versions 1 to 2"), "{said}");
+            assert_eq!(said.contains("newer realm"), v == 3, "{said}");
         }
     }
 

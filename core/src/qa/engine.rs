@@ -320,4 +320,37 @@ mod tests {
         );
         assert_eq!(evidence("Only one", 0, 4), "[[Only]] one");
     }
+
+    #[test]
+    fn an_index_of_other_passages_is_refused_and_one_without_a_fingerprint_is_not() {
+        let passages = |texts: &[&str]| -> Vec<Passage> {
+            texts
+                .iter()
+                .map(|t| Passage {
+                    title: String::new(),
+                    text: t.to_string(),
+                })
+                .collect()
+        };
+        let built = passages(&["one", "two"]);
+        let index = || -> Box<dyn MipsIndex + Send + Sync> {
+            Box::new(crate::index::exact::ExactIndex::new(vec![1.0, 0.0, 0.0, 1.0], 2).unwrap())
+        };
+        let recorded = Some(fingerprint(&built));
+        assert!(IndexedCorpus::new(built.clone(), index(), vec![0, 1], recorded).is_ok());
+        // The same length, other text: only the fingerprint tells.
+        let other = passages(&["one", "three"]);
+        let err = IndexedCorpus::new(other.clone(), index(), vec![0, 1], recorded)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("built from another corpus"), "{err}");
+        // A version-1 shard has none: checked by its ids alone.
+        assert!(IndexedCorpus::new(other.clone(), index(), vec![0, 1], None).is_ok());
+        let err = IndexedCorpus::new(other, index(), vec![0, 2], None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("past the corpus's 2 passages"), "{err}");
+    }
 }

@@ -657,6 +657,18 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
 
     // The starting index, whose rows must name passages we read.
     let shard = read_shard(&index_path)?;
+    let rebuild = if index_path.file_name() == Some(STARTING_INDEX.as_ref()) {
+        // Made by this run (no --index) from the corpus as it was then.
+        "delete it and the run embeds the passages again, or start a new run with another --out"
+            .to_string()
+    } else {
+        format!(
+            "build it with `realm index --corpus {} --skip {} --limit {} --out ...`",
+            corpus_path.display(),
+            z.skip,
+            passages.len()
+        )
+    };
     // Row r holds passage r of those read (the file's passage `--skip` + r), as `realm index`
     // writes them.
     let ids: Vec<u32> = (0..passages.len() as u32).collect();
@@ -668,27 +680,23 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
             .any(|(&id, &r)| id as usize != z.skip + r as usize)
     {
         bail!(
-            "{} holds {} vectors, not one for each of the {} passages read from {} after --skip {}, in order: build it with `realm index --corpus {} --skip {} --limit {} --out ...`",
+            "{} holds {} vectors, not one for each of the {} passages read from {} after --skip {}, in order: {rebuild}",
             index_path.display(),
             shard.ids.len(),
             passages.len(),
             corpus_path.display(),
             z.skip,
-            corpus_path.display(),
-            z.skip,
-            passages.len()
         );
     }
-    realm_core::qa::engine::check_fingerprint(shard.corpus, corpus_fingerprint).with_context(|| {
-        format!(
-            "{} does not index {}: build it with `realm index --corpus {} --skip {} --limit {} --out ...`",
-            index_path.display(),
-            corpus_path.display(),
-            corpus_path.display(),
-            z.skip,
-            passages.len()
-        )
-    })?;
+    realm_core::qa::engine::check_fingerprint(shard.corpus, corpus_fingerprint).with_context(
+        || {
+            format!(
+                "{} does not index {}: {rebuild}",
+                index_path.display(),
+                corpus_path.display(),
+            )
+        },
+    )?;
     let initial = ExactIndex::new(widened(&shard), shard.dim)?;
     let build = {
         let (passages, tokenizer, ids, length) = (
@@ -951,6 +959,9 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     Ok(finished)
 }
 
+/// The file name of the starting index a run given no `--index` makes in its folder.
+const STARTING_INDEX: &str = "start.f32.shard";
+
 /// The starting index of a run given no `--index`: the passages it reads embedded with
 /// `--model` at f32, as `realm index --skip --limit --element f32` writes them, made once in
 /// `dir/start.f32.shard` (a resumed run and the warm-up find it there).
@@ -959,7 +970,7 @@ fn starting_index(
     args: &PretrainArgs,
     z: &Sizes,
 ) -> anyhow::Result<PathBuf> {
-    let out = dir.join("start.f32.shard");
+    let out = dir.join(STARTING_INDEX);
     if !out.exists() {
         eprintln!(
             "pretrain: embedding the passages for the starting index, {}",
