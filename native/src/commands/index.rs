@@ -70,8 +70,12 @@ pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
         None => embed_corpus(args, element)?,
     };
     write_shard(&args.out, &shard)?;
+    let corpus = match shard.corpus {
+        Some(fingerprint) => format!(", corpus fingerprint {fingerprint:08x}"),
+        None => String::new(),
+    };
     eprintln!(
-        "wrote {}: {} vectors of {} dimensions as {}",
+        "wrote {}: {} vectors of {} dimensions as {}{corpus}",
         args.out.display(),
         shard.len(),
         shard.dim,
