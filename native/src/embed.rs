@@ -29,7 +29,7 @@ pub fn read_passage_window(
     skip: usize,
     limit: usize,
 ) -> anyhow::Result<Vec<Passage>> {
-    Ok(read_fingerprinted_window(corpus, skip, limit)?.0)
+    window(corpus, read_corpus(corpus)?, skip, limit)
 }
 
 /// [`read_passage_window`] with the fingerprint of the whole corpus (what an index of any
@@ -39,15 +39,30 @@ pub fn read_fingerprinted_window(
     skip: usize,
     limit: usize,
 ) -> anyhow::Result<(Vec<Passage>, u32)> {
+    let passages = read_corpus(corpus)?;
+    let fingerprint = realm_core::text::corpus::fingerprint(&passages);
+    Ok((window(corpus, passages, skip, limit)?, fingerprint))
+}
+
+/// Every passage of the corpus file.
+fn read_corpus(corpus: &Path) -> anyhow::Result<Vec<Passage>> {
     let bytes = std::fs::read(corpus).with_context(|| {
         format!(
             "reading {} (run `scripts/setup.sh --demo-data`, or pass --corpus FILE)",
             corpus.display()
         )
     })?;
-    let mut passages =
-        parse_corpus(&bytes).with_context(|| format!("parsing {}", corpus.display()))?;
-    let fingerprint = realm_core::text::corpus::fingerprint(&passages);
+    parse_corpus(&bytes).with_context(|| format!("parsing {}", corpus.display()))
+}
+
+/// `passages` (those of the file `corpus`) after the first `skip`: the next `limit` (0: all
+/// the rest), at least one.
+fn window(
+    corpus: &Path,
+    mut passages: Vec<Passage>,
+    skip: usize,
+    limit: usize,
+) -> anyhow::Result<Vec<Passage>> {
     if skip > 0 {
         if skip >= passages.len() {
             bail!(
@@ -64,7 +79,7 @@ pub fn read_fingerprinted_window(
     if passages.is_empty() {
         bail!("{} holds no passages", corpus.display());
     }
-    Ok((passages, fingerprint))
+    Ok(passages)
 }
 
 /// Embeds texts as one flat `[texts, dim]` buffer.

@@ -99,16 +99,12 @@ impl Files<'_> {
         reader.freeze(eps, Precision::F32);
         embedder.bert.freeze(eps, Precision::F32);
         let shard = Shard::from_bytes(self.index).map_err(named("index"))?;
-        let recorded = shard.corpus;
-        let (search, ids) = shard.into_index().map_err(named("index"))?;
-        check_index_width(search.as_ref(), embedder.dim()).map_err(named("index"))?;
-        let corpus = IndexedCorpus::new(
+        let corpus = IndexedCorpus::from_shard(
             parse_corpus(self.passages).map_err(named("passages"))?,
-            search,
-            ids,
-            recorded,
+            shard,
         )
         .map_err(named("index and passages"))?;
+        check_index_width(corpus.index.as_ref(), embedder.dim()).map_err(named("index"))?;
         Ok(Engine {
             inner: Rc::new(QaEngine {
                 embedder,

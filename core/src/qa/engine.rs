@@ -11,6 +11,7 @@ use web_time::Instant;
 use crate::Error;
 use crate::index::MipsIndex;
 use crate::index::reference::Hit;
+use crate::index::shard::Shard;
 use crate::model::embedder::RealmEmbedder;
 use crate::model::reader::SpanReader;
 use crate::qa::read::{AnswerRule, SpanAnswer, read_passages, read_passages_async};
@@ -29,25 +30,10 @@ pub struct IndexedCorpus {
 }
 
 impl IndexedCorpus {
-    /// Checks that the index was built from these passages: by the corpus fingerprint the
-    /// index recorded (`recorded`, [`check_corpus`]), and that every row names a passage.
-    pub fn new(
-        passages: Vec<Passage>,
-        index: Box<dyn MipsIndex + Send + Sync>,
-        ids: Vec<u32>,
-        recorded: Option<u32>,
-    ) -> Result<Self, Error> {
-        if passages.is_empty() {
-            return Err(Error::EmptyCorpus);
-        }
-        check_corpus(recorded, &passages)?;
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= passages.len()) {
-            return Err(Error::Model(format!(
-                "the index names passage {id}, past the corpus's {} passages: it was built from \
-                 another corpus",
-                passages.len()
-            )));
-        }
+    /// The passages searched through `shard`, which must index them ([`check_corpus`]).
+    pub fn from_shard(passages: Vec<Passage>, shard: Shard) -> Result<Self, Error> {
+        check_corpus(&shard.ids, shard.corpus, &passages)?;
+        let (index, ids) = shard.into_index()?;
         Ok(Self {
             passages,
             index,
@@ -56,10 +42,21 @@ impl IndexedCorpus {
     }
 }
 
-/// An index that recorded the fingerprint of another corpus than `passages` is an error:
-/// its rows would name the wrong passages (an index without one, written before fingerprints,
-/// is checked only by its ids).
-pub fn check_corpus(recorded: Option<u32>, passages: &[Passage]) -> Result<(), Error> {
+/// An index's rows (`ids`) must name passages of `passages`, and the corpus fingerprint it
+/// recorded (`recorded`) must be theirs: otherwise it was built from another corpus, and its
+/// rows would name the wrong passages. An index without a fingerprint (shard format version
+/// 1) is checked by its ids alone.
+pub fn check_corpus(ids: &[u32], recorded: Option<u32>, passages: &[Passage]) -> Result<(), Error> {
+    if passages.is_empty() {
+        return Err(Error::EmptyCorpus);
+    }
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= passages.len()) {
+        return Err(Error::Model(format!(
+            "the index names passage {id}, past the corpus's {} passages: it was built from \
+             another corpus",
+            passages.len()
+        )));
+    }
     check_fingerprint(recorded, fingerprint(passages))
 }
 
@@ -323,6 +320,7 @@ mod tests {
 
     #[test]
     fn an_index_of_other_passages_is_refused_and_one_without_a_fingerprint_is_not() {
+        use crate::index::shard::ElementType;
         let passages = |texts: &[&str]| -> Vec<Passage> {
             texts
                 .iter()
@@ -333,21 +331,22 @@ mod tests {
                 .collect()
         };
         let built = passages(&["one", "two"]);
-        let index = || -> Box<dyn MipsIndex + Send + Sync> {
-            Box::new(crate::index::exact::ExactIndex::new(vec![1.0, 0.0, 0.0, 1.0], 2).unwrap())
+        let shard = |ids: Vec<u32>, recorded: Option<u32>| Shard {
+            corpus: recorded,
+            ..Shard::from_f32(&[1.0, 0.0, 0.0, 1.0], 2, ids, ElementType::F32).unwrap()
         };
         let recorded = Some(fingerprint(&built));
-        assert!(IndexedCorpus::new(built.clone(), index(), vec![0, 1], recorded).is_ok());
+        assert!(IndexedCorpus::from_shard(built.clone(), shard(vec![0, 1], recorded)).is_ok());
         // The same length, other text: only the fingerprint tells.
         let other = passages(&["one", "three"]);
-        let err = IndexedCorpus::new(other.clone(), index(), vec![0, 1], recorded)
+        let err = IndexedCorpus::from_shard(other.clone(), shard(vec![0, 1], recorded))
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("built from another corpus"), "{err}");
         // A version-1 shard has none: checked by its ids alone.
-        assert!(IndexedCorpus::new(other.clone(), index(), vec![0, 1], None).is_ok());
-        let err = IndexedCorpus::new(other, index(), vec![0, 2], None)
+        assert!(IndexedCorpus::from_shard(other.clone(), shard(vec![0, 1], None)).is_ok());
+        let err = IndexedCorpus::from_shard(other, shard(vec![0, 2], None))
             .err()
             .unwrap()
             .to_string();

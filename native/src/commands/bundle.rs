@@ -130,7 +130,7 @@ fn check(args: &BundleArgs) -> anyhow::Result<(BaseModel, ReaderCard)> {
             args.model.display()
         );
     }
-    if shard.len() != passages.len() || shard.ids.iter().any(|&id| id as usize >= passages.len()) {
+    if shard.len() != passages.len() {
         bail!(
             "{} holds {} vectors for the {} passages of {}: build it from that corpus (`realm index --corpus {}`)",
             args.index.display(),
@@ -140,14 +140,16 @@ fn check(args: &BundleArgs) -> anyhow::Result<(BaseModel, ReaderCard)> {
             args.corpus.display()
         );
     }
-    realm_core::qa::engine::check_corpus(shard.corpus, &passages).with_context(|| {
-        format!(
-            "{} does not index {}: build it from that corpus (`realm index --corpus {}`)",
-            args.index.display(),
-            args.corpus.display(),
-            args.corpus.display()
-        )
-    })?;
+    realm_core::qa::engine::check_corpus(&shard.ids, shard.corpus, &passages).with_context(
+        || {
+            format!(
+                "{} does not index {}: build it from that corpus (`realm index --corpus {}`)",
+                args.index.display(),
+                args.corpus.display(),
+                args.corpus.display()
+            )
+        },
+    )?;
     Ok((base, card))
 }
 

@@ -142,22 +142,16 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
     // The fixed passage embeddings, and the passages they stand for.
     let passages = read_passages(&corpus, 0)?;
     let shard = read_shard(&index_path)?;
-    if shard.ids.iter().any(|&id| id as usize >= passages.len()) {
-        bail!(
-            "{} names document ids past the {} passages of {}: it was built from another corpus",
-            index_path.display(),
-            passages.len(),
-            corpus.display()
-        );
-    }
-    realm_core::qa::engine::check_corpus(shard.corpus, &passages).with_context(|| {
-        format!(
-            "{} does not index {}: rebuild it with `realm index --corpus {}`",
-            index_path.display(),
-            corpus.display(),
-            corpus.display()
-        )
-    })?;
+    realm_core::qa::engine::check_corpus(&shard.ids, shard.corpus, &passages).with_context(
+        || {
+            format!(
+                "{} does not index {}: rebuild it with `realm index --corpus {}`",
+                index_path.display(),
+                corpus.display(),
+                corpus.display()
+            )
+        },
+    )?;
     if shard.dim != base.config.hidden_size {
         bail!(
             "{} holds {}-d vectors, but {} embeds into {} dims: build the index with this model",

@@ -104,9 +104,9 @@ fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard>
 /// The same documents stored as `element` (the corpus fingerprint kept).
 pub fn rewrite(shard: &Shard, element: ElementType) -> anyhow::Result<Shard> {
     let rewritten = Shard::from_f32_vec(widened(shard), shard.dim, shard.ids.clone(), element)?;
-    Ok(match shard.corpus {
-        Some(corpus) => rewritten.with_corpus(corpus),
-        None => rewritten,
+    Ok(Shard {
+        corpus: shard.corpus,
+        ..rewritten
     })
 }
 

@@ -134,9 +134,7 @@ pub fn open_corpus(corpus: &Path, index: &Path) -> anyhow::Result<IndexedCorpus>
         );
     }
     let shard = crate::files::shard_file::read_shard(index)?;
-    let recorded = shard.corpus;
-    let (loaded, ids) = shard.into_index()?;
-    IndexedCorpus::new(passages, loaded, ids, recorded).with_context(|| {
+    IndexedCorpus::from_shard(passages, shard).with_context(|| {
         format!(
             "{} does not index {}: rebuild it with `realm index --corpus {} --out {} --force`",
             index.display(),
