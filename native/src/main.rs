@@ -75,10 +75,8 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// Draw a training run's loss curve (DIR/loss.svg and .png) and its held-out evaluations
     /// (DIR/eval.svg and .png) from its metrics.jsonl; the trainers draw them as they run.
-    Plot {
-        /// The run directory.
-        dir: std::path::PathBuf,
-    },
+    /// With --metric, one evaluation of several runs in one chart (e.g. an ablation's runs).
+    Plot(PlotArgs),
     /// Answer questions over HTTP on this machine: GET / is a page with the <realm-qa>
     /// widget, POST /ask takes {"question": "...", "top_k": 5} and returns the answer as JSON.
     Serve(serve::ServeArgs),
@@ -88,6 +86,38 @@ enum Command {
     /// The salient spans (entities, dates) pre-training would mask in a corpus's sentences: a
     /// summary, and every sentence with --json.
     Tag(tag::TagArgs),
+}
+
+#[derive(clap::Args)]
+struct PlotArgs {
+    /// The run directory; with --metric, the runs to compare: run directories, or files of
+    /// their evaluation lines (as native/results/ keeps them).
+    #[arg(required = true, value_name = "RUN")]
+    runs: Vec<std::path::PathBuf>,
+    /// One held-out evaluation to compare across the runs (e.g. retrieval_utility, ICT's
+    /// accuracy): a curve per run, named by its folder or file, in the chart --out names.
+    #[arg(long, requires = "out")]
+    metric: Option<String>,
+    /// With --metric: the chart's SVG file (a PNG goes beside it when a font is found).
+    #[arg(long, requires = "metric", value_name = "FILE.svg")]
+    out: Option<std::path::PathBuf>,
+}
+
+fn plot(args: &PlotArgs) -> anyhow::Result<()> {
+    use realm_native::train::plot::{plot_compare, plot_evals, plot_losses};
+    let files = match (&args.metric, &args.out, args.runs.as_slice()) {
+        (Some(metric), Some(out), runs) => plot_compare(runs, metric, out)?,
+        (_, _, [dir]) => {
+            let mut files = plot_losses(dir, "realm: training loss")?;
+            files.extend(plot_evals(dir, "realm: held-out evaluation")?);
+            files
+        }
+        _ => anyhow::bail!(
+            "realm plot: one run directory, or --metric NAME --out FILE.svg to compare several"
+        ),
+    };
+    files.iter().for_each(|f| println!("{}", f.display()));
+    Ok(())
 }
 
 fn main() {
@@ -104,17 +134,7 @@ fn main() {
         Command::Ict(args) => ict::run(&args),
         Command::Index(args) => index::run(&args),
         Command::Pretrain(args) => pretrain::run(&args),
-        Command::Plot { dir } => {
-            let plot = realm_native::train::plot::plot_losses(&dir, "realm: training loss")
-                .and_then(|mut files| {
-                    files.extend(realm_native::train::plot::plot_evals(
-                        &dir,
-                        "realm: held-out evaluation",
-                    )?);
-                    Ok(files)
-                });
-            plot.map(|files| files.iter().for_each(|f| println!("{}", f.display())))
-        }
+        Command::Plot(args) => plot(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Skeleton(args) => skeleton::run(&args),
         Command::Tag(args) => tag::run(&args),

@@ -46,3 +46,71 @@ fn a_bad_argument_is_a_clear_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("k must be at least 1"), "{err}");
 }
+
+#[test]
+fn plot_compares_one_evaluation_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // A run directory (losses and evaluations in metrics.jsonl) and a kept evaluations file.
+    let run = dir.path().join("salient");
+    std::fs::create_dir(&run).unwrap();
+    let eval = |at: u32, u: f64| {
+        format!(
+            "{{\"after_steps\":{at},\"eval\":{{\"held_out_queries\":9,\"retrieval_utility\":{u},\"target_in_z\":0.3}},\"step\":{at}}}\n"
+        )
+    };
+    let metrics = [
+        eval(0, -0.2),
+        "{\"step\":0,\"loss\":7.5}\n".to_owned(),
+        eval(200, -0.01),
+        eval(400, 0.05),
+    ]
+    .concat();
+    std::fs::write(run.join("metrics.jsonl"), metrics).unwrap();
+    let kept = dir.path().join("random-span-evals.jsonl");
+    std::fs::write(&kept, [eval(0, -0.35), eval(200, -0.02)].concat()).unwrap();
+    let out_svg = dir.path().join("charts/utility.svg");
+    let args = |metric: &str| {
+        [
+            "plot",
+            "--metric",
+            metric,
+            "--out",
+            out_svg.to_str().unwrap(),
+            run.to_str().unwrap(),
+            kept.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+    };
+
+    let out = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(args("retrieval_utility"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&out_svg).unwrap();
+    // A dot per evaluation of the metric: 3 of the run, 2 of the file.
+    assert_eq!(svg.matches("<circle").count(), 5, "{svg}");
+    if out_svg.with_extension("png").exists() {
+        // A font was found, so the legend names each run: the folder, the file's stem.
+        let text: Vec<&str> = svg.lines().map(str::trim).collect();
+        assert!(
+            text.contains(&"salient") && text.contains(&"random-span"),
+            "{svg}"
+        );
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(args("recall"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("salient/metrics.jsonl: no evaluation named recall; it has retrieval_utility, target_in_z"),
+        "{err}"
+    );
+}

@@ -1,12 +1,13 @@
 //! Training curves from `metrics.jsonl`: the loss of every step and its running mean over 25
 //! steps, written beside the metrics as `loss.svg` and `loss.png`, and the held-out
-//! evaluations (ICT's accuracy, pre-training's retrieval utility) as `eval.svg`/`eval.png`. Text is drawn with DejaVu
-//! Sans from the system's fonts (`scripts/setup.sh` installs it); without it only the SVG,
-//! whose text the viewer renders, is written.
+//! evaluations (ICT's accuracy, pre-training's retrieval utility) as `eval.svg`/`eval.png`;
+//! and one evaluation of several runs in one chart (`realm plot --metric`). Text is drawn with
+//! DejaVu Sans from the system's fonts (`scripts/setup.sh` installs it); without it only the
+//! SVG, whose text the viewer renders, is written.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use plotters::prelude::*;
 
 use crate::train::metrics::{read_lines, read_losses};
@@ -151,11 +152,14 @@ where
     Ok(())
 }
 
-/// The evaluations of a run (`{"after_steps", "eval": {name: number}}` lines), one series per
-/// name, as `dir/eval.svg` (and `dir/eval.png` with a font); nothing when there are none.
-pub fn plot_evals(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
-    for (_, line) in read_lines(&dir.join("metrics.jsonl"))? {
+/// A run's held-out evaluations, by name in order of first appearance: the points
+/// (`after_steps`, value) of the `{"after_steps", "eval": {name: number}}` lines of a
+/// metrics file.
+type Evals = Vec<(String, Vec<(usize, f64)>)>;
+
+fn read_evals(metrics: &Path) -> anyhow::Result<Evals> {
+    let mut series: Evals = Vec::new();
+    for (_, line) in read_lines(metrics)? {
         let (Some(at), Some(eval)) = (line["after_steps"].as_u64(), line["eval"].as_object())
         else {
             continue;
@@ -172,6 +176,13 @@ pub fn plot_evals(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
             }
         }
     }
+    Ok(series)
+}
+
+/// The evaluations of a run, one series per name, as `dir/eval.svg` (and `dir/eval.png` with
+/// a font); nothing when there are none.
+pub fn plot_evals(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let series = read_evals(&dir.join("metrics.jsonl"))?;
     if series.is_empty() {
         return Ok(Vec::new());
     }
@@ -180,6 +191,81 @@ pub fn plot_evals(dir: &Path, title: &str) -> anyhow::Result<Vec<PathBuf>> {
     ));
     Ok(written)
 }
+
+/// A run's name in a comparison: its folder's name, for a metrics file named `metrics.jsonl`
+/// its folder's, else the file's stem without an `-evals` suffix (the evaluations kept in
+/// `native/results/`).
+fn run_name(run: &Path) -> String {
+    let named = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = if run.is_dir() {
+        named(run)
+    } else if run.file_name().is_some_and(|n| n == "metrics.jsonl") {
+        run.parent().and_then(named)
+    } else {
+        run.file_stem().map(|stem| {
+            let stem = stem.to_string_lossy();
+            stem.strip_suffix("-evals").unwrap_or(&stem).to_owned()
+        })
+    };
+    name.unwrap_or_else(|| run.display().to_string())
+}
+
+/// One held-out evaluation of several runs in one chart, a curve per run (named by
+/// [`run_name`]): `out` must end in `.svg`; the PNG goes beside it when a font is found.
+/// A run is a run directory (its `metrics.jsonl`) or a file of such lines.
+pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if out.extension().is_none_or(|e| e != "svg") {
+        bail!(
+            "--out {}: name the chart's SVG file (e.g. compare.svg; the PNG goes beside it)",
+            out.display()
+        );
+    }
+    let mut series = Vec::new();
+    for run in runs {
+        let file = if run.is_dir() {
+            run.join("metrics.jsonl")
+        } else {
+            run.clone()
+        };
+        let evals = read_evals(&file)?;
+        let names: Vec<&str> = evals.iter().map(|(n, _)| n.as_str()).collect();
+        let Some((_, points)) = evals.iter().find(|(n, _)| n == metric) else {
+            if names.is_empty() {
+                bail!("{}: no held-out evaluations in it", file.display());
+            }
+            bail!(
+                "{}: no evaluation named {metric}; it has {}",
+                file.display(),
+                names.join(", ")
+            );
+        };
+        series.push((run_name(run), points.clone()));
+    }
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out {}: cannot make its folder", out.display()))?;
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    let title = format!("realm: {metric}");
+    let written = svg_and_png!(dir, &stem, |area, text| draw_evals(
+        area, &series, &title, text
+    ));
+    Ok(written)
+}
+
+/// Curves' colours, distinct on white (Tableau 10's first eight).
+const SERIES_COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
 
 fn draw_evals<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
@@ -220,11 +306,13 @@ where
             .configure_mesh()
             .x_desc("step")
             .label_style(("sans-serif", 14))
+            // Two decimals, and no "-0.00" for a value a rounding below zero.
+            .y_label_formatter(&|v| format!("{:.2}", if v.abs() < 5e-3 { 0.0 } else { *v }))
             .draw()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     for (i, (name, points)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = SERIES_COLORS[i % SERIES_COLORS.len()];
         let drawn = chart
             .draw_series(LineSeries::new(
                 points.iter().copied(),
@@ -232,10 +320,14 @@ where
             ))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if text {
-            drawn
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            drawn.label(name.as_str()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 20, y)], color.stroke_width(3))
+            });
         }
+        // A dot at each evaluation: a run evaluated once (stopped early) is a dot, not nothing.
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     if text {
         chart
