@@ -211,7 +211,7 @@ fn run_name(run: &Path) -> String {
 }
 
 /// One held-out evaluation of several runs in one chart, a curve per run (named by
-/// [`run_name`]): `out` must end in `.svg`; the PNG goes beside it when a font is found.
+/// [`run_name`], or by its path where two names agree): `out` must end in `.svg`; the PNG goes beside it when a font is found.
 /// A run is a run directory (its `metrics.jsonl`) or a file of such lines.
 pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if out.extension().is_none_or(|e| e != "svg") {
@@ -241,6 +241,14 @@ pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Resul
         };
         series.push((run_name(run), points.clone()));
     }
+    // Runs of one name (runs/a/x and runs/b/x) are told apart by their paths as given.
+    let mut names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        for ((name, _), run) in series.iter_mut().zip(runs) {
+            *name = run.display().to_string();
+        }
+    }
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -253,6 +261,16 @@ pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Resul
         area, &series, &title, text
     ));
     Ok(written)
+}
+
+/// A tick's value with `decimals` places, and "0.00" rather than "-0.00" for a value a rounding
+/// below zero.
+fn tick_label(value: f64, decimals: usize) -> String {
+    let text = format!("{value:.decimals$}");
+    match text.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_owned(),
+        _ => text,
+    }
 }
 
 /// Curves' colours, distinct on white (Tableau 10's first eight).
@@ -290,6 +308,8 @@ where
         .fold(f64::NEG_INFINITY, f64::max)
         .max(low + 1e-6);
     let pad = (high - low) * 0.05;
+    // Enough decimals that ticks a tenth of the range apart read differently.
+    let decimals = ((-(high - low).log10()).ceil() as i64 + 1).clamp(2, 6) as usize;
     let mut builder = ChartBuilder::on(&area);
     builder.margin(15);
     if text {
@@ -306,8 +326,7 @@ where
             .configure_mesh()
             .x_desc("step")
             .label_style(("sans-serif", 14))
-            // Two decimals, and no "-0.00" for a value a rounding below zero.
-            .y_label_formatter(&|v| format!("{:.2}", if v.abs() < 5e-3 { 0.0 } else { *v }))
+            .y_label_formatter(&|v| tick_label(*v, decimals))
             .draw()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -340,4 +359,18 @@ where
     }
     area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_label;
+
+    #[test]
+    fn tick_labels_drop_the_sign_of_a_rounded_zero_only() {
+        assert_eq!(tick_label(-0.001, 2), "0.00");
+        assert_eq!(tick_label(-0.0, 3), "0.000");
+        assert_eq!(tick_label(-0.25, 2), "-0.25");
+        assert_eq!(tick_label(-0.0012, 4), "-0.0012");
+        assert_eq!(tick_label(0.2, 2), "0.20");
+    }
 }
