@@ -228,11 +228,11 @@ pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Resul
             run.clone()
         };
         let evals = read_evals(&file)?;
-        let names: Vec<&str> = evals.iter().map(|(n, _)| n.as_str()).collect();
         let Some((_, points)) = evals.iter().find(|(n, _)| n == metric) else {
-            if names.is_empty() {
+            if evals.is_empty() {
                 bail!("{}: no held-out evaluations in it", file.display());
             }
+            let names: Vec<&str> = evals.iter().map(|(n, _)| n.as_str()).collect();
             bail!(
                 "{}: no evaluation named {metric}; it has {}",
                 file.display(),
