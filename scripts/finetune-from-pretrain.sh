@@ -11,10 +11,14 @@
 #   minilm      reader on MiniLM, questions and passages embedded by MiniLM (zero-shot);
 #   pretrained  reader on RUN/encoder, questions and passages embedded by RUN/embedder;
 #   encoder     reader on RUN/encoder, MiniLM's retrieval (what the encoder alone brings).
-# The three train side by side, one thread each, and resume where a previous call stopped.
+# The three train side by side, one thread each (THREADS=N for more), and resume where a
+# previous call stopped. An arm whose directory already holds a finished reader (reader.json)
+# is only evaluated: copy native/models/demo-reader to the minilm arm's directory for the
+# shipped reader, which is that arm's command at 2,600 steps.
 # Each is then evaluated (`realm eval`, predictions kept, with its retriever's recall@5) and
 # the answer weight's effect read from its predictions (scripts/answer_weight.py). Prints a
-# Markdown table, also written to target/finetune-from-pretrain/RUN-NAME/table.md. Needs
+# Markdown table, also written to target/finetune-from-pretrain/RUN-NAME-STEPS/table.md (each
+# arm in ARM/ beside it). Needs
 # ../shared/data (or REALM_SHARED_DATA) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,12 +33,12 @@ done
 squad=$S/squad-v1.1-dev/dev-v1.1.reconstructed.json
 corpus=$S/demo-corpus/passages.jsonl
 minilm=$S/all-minilm-l6-v2
-out=target/finetune-from-pretrain/$(basename "$run")
+out=target/finetune-from-pretrain/$(basename "$run")-$steps
 mkdir -p "$out"
 cargo build -q -p realm-native --bin realm
 [ -x "$out/realm" ] || cp target/debug/realm "$out/realm" # later builds cannot swap it mid-run
 realm=$out/realm
-export RAYON_NUM_THREADS=1
+export RAYON_NUM_THREADS=${THREADS:-1}
 
 [ -f data/demo-corpus.int8.shard ] || "$realm" index --model "$minilm" --corpus "$corpus" --out data/demo-corpus.int8.shard
 [ -f "$out/embedder.int8.shard" ] || "$realm" index --model "$run/embedder" --corpus "$corpus" --out "$out/embedder.int8.shard"
