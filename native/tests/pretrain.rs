@@ -1,8 +1,9 @@
 //! `realm pretrain` as a user runs it, on the tiny BERT and SQuAD paragraphs indexed with it:
 //! the marginal masked-LM loss falls; a run killed with SIGKILL after a checkpoint and resumed
 //! gives the uninterrupted run's losses (with the index never refreshed, the run is
-//! deterministic); with a refresh every 5 steps, new indexes land while training runs and
-//! every step logs its staleness.
+//! deterministic, and so is a stale one resumed: the checkpoint keeps the index); with a
+//! refresh every 5 steps, new indexes land while training runs and every step logs its
+//! staleness.
 
 mod common;
 
@@ -112,6 +113,18 @@ fn the_marginal_loss_falls_resumes_exactly_and_the_index_refreshes_while_trainin
         reference_evals.last(),
         "the resumed run evaluates the same"
     );
+
+    // A stale index survives a resume (`--stale-30x` makes every:1 every 30 steps: no refresh
+    // in 30): the resumed run searches the index its checkpoint saved, not one rebuilt from
+    // the weights it resumed with, and so gives the never-refreshed run's losses.
+    let stale = tmp.path().join("stale");
+    let mut args = pretrain_args(&base, &corpus, &shard, &stale, "every:1");
+    args.extend(["--stale-30x", "--checkpoint-every", "5"].map(String::from));
+    kill_then_resume(&args, &stale);
+    assert_same_losses(&losses(&stale), &reference);
+    for line in lines(&stale).iter().filter(|l| l.get("loss").is_some()) {
+        assert_eq!(line["extra"]["index_step"], 0, "{line}");
+    }
 
     let refreshed = tmp.path().join("refreshed");
     let mut args = pretrain_args(&base, &corpus, &shard, &refreshed, "every:5");

@@ -18,6 +18,11 @@ pub trait MipsIndex {
     }
     /// The `min(k, len)` best rows for each `[queries, dim]` query, in [`hit_order`].
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error>;
+    /// The `[len, dim]` f32 rows as given, for an index that keeps them so (the exact f32
+    /// one); `None` for the others. What a training checkpoint saves to rebuild it as it was.
+    fn f32_rows(&self) -> Option<&[f32]> {
+        None
+    }
 }
 
 /// Exact search over f32 vectors on the CPU: blocked, auto-vectorised dot products and a
@@ -300,6 +305,10 @@ pub fn check_search(index: &dyn MipsIndex, queries: &[f32], k: usize) -> Result<
 impl MipsIndex for ExactIndex {
     fn dim(&self) -> usize {
         self.dim
+    }
+
+    fn f32_rows(&self) -> Option<&[f32]> {
+        Some(&self.vectors)
     }
 
     fn len(&self) -> usize {

@@ -268,7 +268,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
             extra: serde_json::Value::Null,
         })
     };
-    let model = match run_steps(&schedule, model, optim, start, micro, None)? {
+    let model = match run_steps(&schedule, model, optim, start, micro, None, None)? {
         Ended::Finished(model) => model,
         Ended::Stopped(_) => return Ok(()),
     };

@@ -311,7 +311,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
             extra: serde_json::Value::Null,
         })
     };
-    let embedder = match run_steps(&schedule, embedder, optim, start, micro, None)? {
+    let embedder = match run_steps(&schedule, embedder, optim, start, micro, None, None)? {
         Ended::Finished(model) => model,
         Ended::Stopped(_) => return Ok(()),
     };

@@ -243,7 +243,7 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
     };
     let evaluate: Option<crate::train::steps::Evaluate<RealmEmbedder>> =
         (args.eval_every > 0).then_some(&mut evaluate);
-    let embedder = match run_steps(&schedule, embedder, optim, start, micro, evaluate)? {
+    let embedder = match run_steps(&schedule, embedder, optim, start, micro, evaluate, None)? {
         Ended::Finished(model) => model,
         Ended::Stopped(_) => return Ok(()),
     };

@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -50,7 +51,7 @@ use crate::files::model_dir::{
 use crate::files::shard_file::{read_shard, write_atomic};
 use crate::train::order::Order;
 use crate::train::refresh::{Built, RefreshSchedule, Refresher};
-use crate::train::run_dir::{Run, open_run, resume_or_start};
+use crate::train::run_dir::{CheckpointExtra, Run, latest_checkpoint, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 /// How queries are masked (the paper's ablation).
@@ -753,15 +754,30 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     let model: RealmModel = model.fork(&train_device).train();
     let (model, optim, start) = resume_or_start(&dir, resuming, model, bert_adamw)?;
     if start > 0 && schedule_kind != RefreshSchedule::Never {
-        // A resumed run rebuilds the index from the weights it resumed with (the one it had
-        // was in memory only); until that lands it searches the starting index.
-        refresher.request(
-            start,
+        // A resumed run searches the index its checkpoint saved, and asks again for the build
+        // that was still to land then (from the weights it resumed with). A checkpoint that
+        // saved none (written before 2026-12-07) has the index rebuilt from those weights;
+        // until that lands the run searches the starting index.
+        let checkpoint = latest_checkpoint(&dir)?.context("a resumed run has a checkpoint")?;
+        let snapshot = || {
             model
                 .embedder
                 .valid()
-                .fork(&realm_core::device::cpu_device()),
-        );
+                .fork(&realm_core::device::cpu_device())
+        };
+        match read_checkpoint_index(&checkpoint, &refresher.current())? {
+            Some((built, last_request)) => {
+                let waiting = last_request > built.step;
+                refresher.restore(built, last_request);
+                if waiting {
+                    refresher.request(start, snapshot());
+                    refresher
+                        .last_request
+                        .store(last_request, Ordering::Relaxed);
+                }
+            }
+            None => refresher.request(start, snapshot()),
+        }
     }
     eprintln!(
         "pretrain: {} passages, {} query sentences; {} candidates per query; refresh {:?}; {} steps of {} x {}",
@@ -836,6 +852,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     };
     let cpu = realm_core::device::cpu_device();
     let eval_refresher = refresher.current.clone();
+    let (searched, requested) = (refresher.current.clone(), refresher.last_request.clone());
     let mut dump = match &args.dump_batches {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -926,13 +943,20 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
         )
     };
     let evaluate: Option<crate::train::steps::Evaluate<RealmModel>> = Some(&mut evaluate);
+    // Each checkpoint keeps the index searched then, so that a resume searches it too.
+    let mut save_index = |folder: &std::path::Path| -> anyhow::Result<()> {
+        let built = searched.read().expect("index lock").clone();
+        write_checkpoint_index(folder, &built, requested.load(Ordering::Relaxed))
+    };
+    let save_index: Option<CheckpointExtra> =
+        (schedule_kind != RefreshSchedule::Never).then_some(&mut save_index);
     // A run stopped with Ctrl-C leaves its weights so far beside its checkpoint (for an
     // evaluation or an ablation cut short); `--resume` overwrites them at the end.
-    let (model, ended, finished) = match run_steps(&schedule, model, optim, start, micro, evaluate)?
-    {
-        Ended::Finished(model) => (model, "done", true),
-        Ended::Stopped(model) => (model, "stopped; the weights so far", false),
-    };
+    let (model, ended, finished) =
+        match run_steps(&schedule, model, optim, start, micro, evaluate, save_index)? {
+            Ended::Finished(model) => (model, "done", true),
+            Ended::Stopped(model) => (model, "stopped; the weights so far", false),
+        };
     let weights = realm_core::checkpoint::module_io::export_params(&model.valid(), |_| true);
     write_atomic(
         &dir.join("realm.safetensors"),
@@ -957,6 +981,86 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
         dir.display()
     );
     Ok(finished)
+}
+
+/// The index a checkpoint saved: `index.json` (the step whose weights built it, the newest
+/// refresh request, its shape) and `index.f32`, its rows (little-endian f32, in id order).
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointIndex {
+    step: usize,
+    last_request: usize,
+    rows: usize,
+    dim: usize,
+}
+
+/// Saves `built` into a checkpoint's `folder` (nothing for an index that keeps no f32 rows:
+/// its resume rebuilds one).
+fn write_checkpoint_index(
+    folder: &std::path::Path,
+    built: &Built,
+    last_request: usize,
+) -> anyhow::Result<()> {
+    let Some(rows) = built.index.f32_rows() else {
+        return Ok(());
+    };
+    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(folder.join("index.f32"), bytes)
+        .with_context(|| format!("writing {}", folder.join("index.f32").display()))?;
+    let meta = CheckpointIndex {
+        step: built.step,
+        last_request,
+        rows: built.index.len(),
+        dim: built.index.dim(),
+    };
+    std::fs::write(folder.join("index.json"), serde_json::to_vec_pretty(&meta)?)
+        .with_context(|| format!("writing {}", folder.join("index.json").display()))?;
+    Ok(())
+}
+
+/// The index `checkpoint` saved, with the step of the newest request then; `None` when it
+/// saved none. Its shape must be that of `starting` (the same passages, the same embedder).
+fn read_checkpoint_index(
+    checkpoint: &std::path::Path,
+    starting: &Built,
+) -> anyhow::Result<Option<(Built, usize)>> {
+    let (meta_path, rows_path) = (checkpoint.join("index.json"), checkpoint.join("index.f32"));
+    if !meta_path.exists() {
+        return Ok(None);
+    }
+    let meta: CheckpointIndex = serde_json::from_slice(&std::fs::read(&meta_path)?)
+        .with_context(|| format!("reading {}", meta_path.display()))?;
+    let (rows, dim) = (starting.index.len(), starting.index.dim());
+    if (meta.rows, meta.dim) != (rows, dim) {
+        bail!(
+            "{} holds an index of {} x {}, but this run's starting index is {rows} x {dim}: \
+             the checkpoint is of another corpus or embedder",
+            meta_path.display(),
+            meta.rows,
+            meta.dim
+        );
+    }
+    let bytes =
+        std::fs::read(&rows_path).with_context(|| format!("reading {}", rows_path.display()))?;
+    if bytes.len() != rows * dim * 4 {
+        bail!(
+            "{} has {} bytes, not the {} of {rows} x {dim} f32 rows that {} names",
+            rows_path.display(),
+            bytes.len(),
+            rows * dim * 4,
+            meta_path.display()
+        );
+    }
+    let vectors: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let index = ExactIndex::new(vectors, dim)
+        .with_context(|| format!("the index in {}", rows_path.display()))?;
+    let built = Built {
+        index: Box::new(index),
+        step: meta.step,
+    };
+    Ok(Some((built, meta.last_request)))
 }
 
 /// The file name of the starting index a run given no `--index` makes in its folder.
@@ -1338,6 +1442,40 @@ fn input_json(input: &BertInput) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_gives_back_its_index_and_refuses_another_shape() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut rng = SplitMix64::new(7);
+        let rows: Vec<f32> = (0..5 * 3).map(|_| rng.next_symmetric()).collect();
+        let built = |rows: Vec<f32>, dim, step| Built {
+            index: Box::new(ExactIndex::new(rows, dim).unwrap()),
+            step,
+        };
+        assert!(
+            read_checkpoint_index(tmp.path(), &built(rows.clone(), 3, 0))
+                .unwrap()
+                .is_none()
+        );
+        write_checkpoint_index(tmp.path(), &built(rows.clone(), 3, 40), 50).unwrap();
+        let (back, last_request) = read_checkpoint_index(tmp.path(), &built(vec![0.0; 15], 3, 0))
+            .unwrap()
+            .unwrap();
+        assert_eq!((back.step, last_request), (40, 50));
+        assert_eq!(back.index.f32_rows().unwrap(), &rows[..]);
+        let other = read_checkpoint_index(tmp.path(), &built(vec![0.0; 15], 5, 0))
+            .err()
+            .unwrap();
+        assert!(
+            format!("{other:#}").contains("another corpus or embedder"),
+            "{other:#}"
+        );
+        std::fs::write(tmp.path().join("index.f32"), [0u8; 7]).unwrap();
+        let cut = read_checkpoint_index(tmp.path(), &built(rows, 3, 0))
+            .err()
+            .unwrap();
+        assert!(format!("{cut:#}").contains("has 7 bytes"), "{cut:#}");
+    }
 
     /// Passages 0..n on a line, the query at 0: the nearest are passages 1, 2, ...; `held`
     /// of them (the nearest) belong to an evaluation-only article.

@@ -4,6 +4,7 @@
 //! search holds an `Arc` of one finished index, and the swap replaces the `Arc`. Each step can
 //! ask how stale its index is (steps since the snapshot it was built from).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -67,7 +68,8 @@ pub struct Refresher<S: Send + 'static> {
     busy: Arc<Mutex<bool>>,
     failure: Arc<Mutex<Option<String>>>,
     schedule: RefreshSchedule,
-    last_request: usize,
+    /// The step of the newest request (shared: a checkpoint records it).
+    pub last_request: Arc<AtomicUsize>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -121,7 +123,7 @@ impl<S: Send + 'static> Refresher<S> {
             busy,
             failure,
             schedule,
-            last_request: 0,
+            last_request: Arc::new(AtomicUsize::new(0)),
             worker: Some(worker),
         }
     }
@@ -134,6 +136,14 @@ impl<S: Send + 'static> Refresher<S> {
     /// Steps since the snapshot the current index was built from.
     pub fn staleness(&self, step: usize) -> usize {
         step.saturating_sub(self.current().step)
+    }
+
+    /// Puts back what a checkpoint recorded: the index searches used then, and the step of the
+    /// newest request (later than `built.step` when a build was still to land; the caller asks
+    /// for it again).
+    pub fn restore(&mut self, built: Built, last_request: usize) {
+        *self.current.write().expect("index lock") = Arc::new(built);
+        self.last_request.store(last_request, Ordering::Relaxed);
     }
 
     /// Whether the worker is building now.
@@ -153,7 +163,7 @@ impl<S: Send + 'static> Refresher<S> {
             RefreshSchedule::BackToBack => {
                 !self.building() && self.pending.lock().expect("pending").is_none()
             }
-            RefreshSchedule::Every(n) => step >= self.last_request + n,
+            RefreshSchedule::Every(n) => step >= self.last_request.load(Ordering::Relaxed) + n,
         };
         if due {
             self.request(step, snapshot());
@@ -163,7 +173,7 @@ impl<S: Send + 'static> Refresher<S> {
 
     /// Queues a rebuild from `snapshot` taken at `step` (newest waiting request wins).
     pub fn request(&mut self, step: usize, snapshot: S) {
-        self.last_request = step;
+        self.last_request.store(step, Ordering::Relaxed);
         *self.pending.lock().expect("pending") = Some((step, snapshot));
         match self.requests.try_send(()) {
             Ok(()) | Err(TrySendError::Full(_)) => {} // a wake-up is already queued

@@ -1,6 +1,7 @@
 //! A training run's directory: `args.json` (the flags it was started with, so `--resume DIR`
 //! needs nothing else), `metrics.jsonl`, and checkpoints `checkpoint-<step>/` holding the
-//! model and optimiser records and `state.json` (step, seed). A checkpoint is written into a
+//! model and optimiser records, `state.json` (step, seed) and whatever the run adds
+//! (pre-training: the index it searched). A checkpoint is written into a
 //! temporary directory and renamed into place, then `latest` (written atomically) names it:
 //! a crash at any moment leaves the previous checkpoint whole.
 
@@ -14,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::shard_file::write_atomic;
 
+/// What a run adds to each checkpoint's folder beside the records (pre-training: its index).
+pub type CheckpointExtra<'a> = &'a mut dyn FnMut(&Path) -> anyhow::Result<()>;
+
 /// What a checkpoint records beside the records: enough to continue the same run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainState {
@@ -22,13 +26,15 @@ pub struct TrainState {
     pub seed: u64,
 }
 
-/// Writes a checkpoint of `model` and `optim` after `state.step` steps, then points `latest`
+/// Writes a checkpoint of `model` and `optim` after `state.step` steps, with whatever
+/// `extra(folder)` adds to its folder before it is renamed into place, then points `latest`
 /// at it and removes older checkpoints.
 pub fn save_checkpoint<M: Module>(
     dir: &Path,
     model: &M,
     optim: &ModuleOptimizer,
     state: &TrainState,
+    extra: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<PathBuf> {
     let name = format!("checkpoint-{:07}", state.step);
     let tmp = tempfile::Builder::new()
@@ -47,6 +53,7 @@ pub fn save_checkpoint<M: Module>(
         &tmp.path().join("state.json"),
         &serde_json::to_vec_pretty(state)?,
     )?;
+    extra(tmp.path())?;
     let target = dir.join(&name);
     if target.exists() {
         std::fs::remove_dir_all(&target)?;

@@ -17,7 +17,7 @@ use realm_core::train::schedule::lr_at;
 
 use crate::train::metrics::{MetricsLog, Phases, StepLine};
 use crate::train::plot::plot_losses;
-use crate::train::run_dir::{TrainState, save_checkpoint};
+use crate::train::run_dir::{CheckpointExtra, TrainState, save_checkpoint};
 use crate::train::stop::StopFlag;
 
 /// The schedule and bookkeeping of a run.
@@ -71,7 +71,7 @@ pub enum Ended<M> {
 
 /// Runs steps `start..steps` of `model`, `micro(model, position)` giving the loss of the
 /// `position`-th micro-batch of the run (the data cursor, so a resumed run reads what the
-/// uninterrupted one would have).
+/// uninterrupted one would have); `checkpoint_extra` adds to each checkpoint.
 pub fn run_steps<M: Module>(
     schedule: &Schedule,
     mut model: M,
@@ -79,6 +79,7 @@ pub fn run_steps<M: Module>(
     start: usize,
     mut micro: impl FnMut(&M, usize) -> anyhow::Result<MicroLoss>,
     mut evaluate: Option<Evaluate<M>>,
+    mut checkpoint_extra: Option<CheckpointExtra>,
 ) -> anyhow::Result<Ended<M>> {
     let s = schedule;
     let mut metrics = MetricsLog::open(s.dir, start)?;
@@ -198,7 +199,12 @@ pub fn run_steps<M: Module>(
                     started.elapsed().as_secs_f64()
                 );
             }
-            save_checkpoint(s.dir, &model, &optim, &TrainState { step, seed: s.seed })?;
+            let state = TrainState { step, seed: s.seed };
+            let extra = |folder: &Path| match checkpoint_extra.as_mut() {
+                Some(extra) => extra(folder),
+                None => Ok(()),
+            };
+            save_checkpoint(s.dir, &model, &optim, &state, extra)?;
             plot_losses(s.dir, s.plot_title)?;
         }
         if stopping {
