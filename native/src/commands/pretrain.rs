@@ -24,6 +24,7 @@ use realm_core::checkpoint::weights::WeightLoader;
 use realm_core::checkpoint::weights::WeightMap;
 use realm_core::index::MipsIndex;
 use realm_core::index::exact::ExactIndex;
+use realm_core::index::shard::{ElementType, Shard};
 use realm_core::model::config::BertConfig;
 use realm_core::model::embedder::RealmEmbedder;
 use realm_core::model::encoder::{
@@ -48,7 +49,7 @@ use crate::embed::{embed_passages, read_fingerprinted_window};
 use crate::files::model_dir::{
     BaseModel, SentenceModel, read_base, sentence_model, write_model_dir,
 };
-use crate::files::shard_file::{read_shard, write_atomic};
+use crate::files::shard_file::{read_shard, write_atomic, write_shard};
 use crate::train::order::Order;
 use crate::train::refresh::{Built, RefreshSchedule, Refresher};
 use crate::train::run_dir::{CheckpointExtra, Run, latest_checkpoint, open_run, resume_or_start};
@@ -765,7 +766,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
                 .valid()
                 .fork(&realm_core::device::cpu_device())
         };
-        match read_checkpoint_index(&checkpoint, &refresher.current())? {
+        match read_checkpoint_index(&checkpoint, &shard)? {
             Some((built, last_request)) => {
                 let waiting = last_request > built.step;
                 refresher.restore(built, last_request);
@@ -852,7 +853,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     };
     let cpu = realm_core::device::cpu_device();
     let eval_refresher = refresher.current.clone();
-    let (searched, requested) = (refresher.current.clone(), refresher.last_request.clone());
+    let requested = refresher.last_request.clone();
     let mut dump = match &args.dump_batches {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -945,8 +946,8 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     let evaluate: Option<crate::train::steps::Evaluate<RealmModel>> = Some(&mut evaluate);
     // Each checkpoint keeps the index searched then, so that a resume searches it too.
     let mut save_index = |folder: &std::path::Path| -> anyhow::Result<()> {
-        let built = searched.read().expect("index lock").clone();
-        write_checkpoint_index(folder, &built, requested.load(Ordering::Relaxed))
+        let built = eval_refresher.read().expect("index lock").clone();
+        write_checkpoint_index(folder, &built, requested.load(Ordering::Relaxed), &shard)
     };
     let save_index: Option<CheckpointExtra> =
         (schedule_kind != RefreshSchedule::Never).then_some(&mut save_index);
@@ -983,81 +984,77 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     Ok(finished)
 }
 
-/// The index a checkpoint saved: `index.json` (the step whose weights built it, the newest
-/// refresh request, its shape) and `index.f32`, its rows (little-endian f32, in id order).
+/// Beside the index a checkpoint saved (`index.f32.shard`, the shard format `realm index`
+/// writes, with the starting index's ids and corpus): the step whose weights built it and the
+/// newest refresh request then (`index.json`).
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointIndex {
     step: usize,
     last_request: usize,
-    rows: usize,
-    dim: usize,
 }
 
-/// Saves `built` into a checkpoint's `folder` (nothing for an index that keeps no f32 rows:
-/// its resume rebuilds one).
+const CHECKPOINT_INDEX: &str = "index.f32.shard";
+
+/// Saves `built` into a checkpoint's `folder` as a shard with `starting`'s ids and corpus
+/// (nothing for an index that keeps no f32 rows: its resume rebuilds one).
 fn write_checkpoint_index(
     folder: &std::path::Path,
     built: &Built,
     last_request: usize,
+    starting: &Shard,
 ) -> anyhow::Result<()> {
     let Some(rows) = built.index.f32_rows() else {
         return Ok(());
     };
-    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(folder.join("index.f32"), bytes)
-        .with_context(|| format!("writing {}", folder.join("index.f32").display()))?;
+    let mut shard = Shard::from_f32(
+        rows,
+        built.index.dim(),
+        starting.ids.clone(),
+        ElementType::F32,
+    )?;
+    shard.corpus = starting.corpus;
+    write_shard(&folder.join(CHECKPOINT_INDEX), &shard)?;
     let meta = CheckpointIndex {
         step: built.step,
         last_request,
-        rows: built.index.len(),
-        dim: built.index.dim(),
     };
-    std::fs::write(folder.join("index.json"), serde_json::to_vec_pretty(&meta)?)
-        .with_context(|| format!("writing {}", folder.join("index.json").display()))?;
-    Ok(())
+    write_atomic(
+        &folder.join("index.json"),
+        &serde_json::to_vec_pretty(&meta)?,
+    )
 }
 
 /// The index `checkpoint` saved, with the step of the newest request then; `None` when it
-/// saved none. Its shape must be that of `starting` (the same passages, the same embedder).
+/// saved none. It must index what `starting` does (the same passages, the same width).
 fn read_checkpoint_index(
     checkpoint: &std::path::Path,
-    starting: &Built,
+    starting: &Shard,
 ) -> anyhow::Result<Option<(Built, usize)>> {
-    let (meta_path, rows_path) = (checkpoint.join("index.json"), checkpoint.join("index.f32"));
-    if !meta_path.exists() {
+    let (meta_path, shard_path) = (
+        checkpoint.join("index.json"),
+        checkpoint.join(CHECKPOINT_INDEX),
+    );
+    if !shard_path.exists() {
         return Ok(None);
     }
     let meta: CheckpointIndex = serde_json::from_slice(&std::fs::read(&meta_path)?)
         .with_context(|| format!("reading {}", meta_path.display()))?;
-    let (rows, dim) = (starting.index.len(), starting.index.dim());
-    if (meta.rows, meta.dim) != (rows, dim) {
+    let shard = read_shard(&shard_path)?;
+    if (shard.dim, &shard.ids, shard.corpus) != (starting.dim, &starting.ids, starting.corpus) {
         bail!(
-            "{} holds an index of {} x {}, but this run's starting index is {rows} x {dim}: \
+            "{} indexes {} vectors of {} for corpus {:?}, not the starting index's {} of {} for {:?}: \
              the checkpoint is of another corpus or embedder",
-            meta_path.display(),
-            meta.rows,
-            meta.dim
+            shard_path.display(),
+            shard.ids.len(),
+            shard.dim,
+            shard.corpus,
+            starting.ids.len(),
+            starting.dim,
+            starting.corpus
         );
     }
-    let bytes =
-        std::fs::read(&rows_path).with_context(|| format!("reading {}", rows_path.display()))?;
-    if bytes.len() != rows * dim * 4 {
-        bail!(
-            "{} has {} bytes, not the {} of {rows} x {dim} f32 rows that {} names",
-            rows_path.display(),
-            bytes.len(),
-            rows * dim * 4,
-            meta_path.display()
-        );
-    }
-    let vectors: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let index = ExactIndex::new(vectors, dim)
-        .with_context(|| format!("the index in {}", rows_path.display()))?;
     let built = Built {
-        index: Box::new(index),
+        index: Box::new(ExactIndex::new(widened(&shard), shard.dim)?),
         step: meta.step,
     };
     Ok(Some((built, meta.last_request)))
@@ -1448,33 +1445,42 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut rng = SplitMix64::new(7);
         let rows: Vec<f32> = (0..5 * 3).map(|_| rng.next_symmetric()).collect();
-        let built = |rows: Vec<f32>, dim, step| Built {
-            index: Box::new(ExactIndex::new(rows, dim).unwrap()),
-            step,
+        let starting = |dim: usize| {
+            let mut shard =
+                Shard::from_f32(&vec![0.0; 5 * dim], dim, (0..5).collect(), ElementType::F32)
+                    .unwrap();
+            shard.corpus = Some(9);
+            shard
+        };
+        let built = Built {
+            index: Box::new(ExactIndex::new(rows.clone(), 3).unwrap()),
+            step: 40,
         };
         assert!(
-            read_checkpoint_index(tmp.path(), &built(rows.clone(), 3, 0))
+            read_checkpoint_index(tmp.path(), &starting(3))
                 .unwrap()
                 .is_none()
         );
-        write_checkpoint_index(tmp.path(), &built(rows.clone(), 3, 40), 50).unwrap();
-        let (back, last_request) = read_checkpoint_index(tmp.path(), &built(vec![0.0; 15], 3, 0))
+        write_checkpoint_index(tmp.path(), &built, 50, &starting(3)).unwrap();
+        let (back, last_request) = read_checkpoint_index(tmp.path(), &starting(3))
             .unwrap()
             .unwrap();
         assert_eq!((back.step, last_request), (40, 50));
         assert_eq!(back.index.f32_rows().unwrap(), &rows[..]);
-        let other = read_checkpoint_index(tmp.path(), &built(vec![0.0; 15], 5, 0))
+        let other = read_checkpoint_index(tmp.path(), &starting(5))
             .err()
             .unwrap();
         assert!(
             format!("{other:#}").contains("another corpus or embedder"),
             "{other:#}"
         );
-        std::fs::write(tmp.path().join("index.f32"), [0u8; 7]).unwrap();
-        let cut = read_checkpoint_index(tmp.path(), &built(rows, 3, 0))
+        let path = tmp.path().join(CHECKPOINT_INDEX);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let cut = read_checkpoint_index(tmp.path(), &starting(3))
             .err()
             .unwrap();
-        assert!(format!("{cut:#}").contains("has 7 bytes"), "{cut:#}");
+        assert!(format!("{cut:#}").contains(CHECKPOINT_INDEX), "{cut:#}");
     }
 
     /// Passages 0..n on a line, the query at 0: the nearest are passages 1, 2, ...; `held`

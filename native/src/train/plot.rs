@@ -211,7 +211,8 @@ fn run_name(run: &Path) -> String {
 }
 
 /// One held-out evaluation of several runs in one chart, a curve per run (named by
-/// [`run_name`], or by its path where two names agree): `out` must end in `.svg`; the PNG goes beside it when a font is found.
+/// [`run_name`], or by its path where two names agree): `out` must end in `.svg`; the PNG goes
+/// beside it when a font is found.
 /// A run is a run directory (its `metrics.jsonl`) or a file of such lines.
 pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if out.extension().is_none_or(|e| e != "svg") {
