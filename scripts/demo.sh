@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     -q|--question) [ $# -ge 2 ] || { echo "demo.sh: $1 needs a question" >&2; exit 2; }
                    questions+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) flags+=("$1"); shift ;;
   esac
 done

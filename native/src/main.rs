@@ -1,7 +1,7 @@
 //! The `realm` command line: a thin layer that turns flags into `realm-core` and
 //! `realm-shaders` calls and prints their results.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use realm_native::commands::{
     ask, bundle, convert, demo, eval, finetune, finetune_retriever, ict, index, pretrain, serve,
     skeleton, tag,
@@ -24,6 +24,18 @@ fn keep_freed_pages() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one integer option; mimalloc allows it at any time.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
+/// A closed standard output (`realm ask < questions.txt | head -1`) ends the process quietly,
+/// as it ends `cat` or `grep`, instead of a panic in `println!` or an "error: Broken pipe":
+/// Rust ignores SIGPIPE, this gives it back its default action. Not for `serve`, which writes
+/// to sockets a client may close at any time.
+fn end_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal, before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -108,8 +120,20 @@ fn plot(args: &PlotArgs) -> anyhow::Result<()> {
     let files = match (&args.metric, &args.out, args.runs.as_slice()) {
         (Some(metric), Some(out), runs) => plot_compare(runs, metric, out)?,
         (_, _, [dir]) => {
+            if dir.is_file() {
+                anyhow::bail!(
+                    "{} is a file: realm plot redraws a run directory; to chart a file of evaluation lines, add --metric NAME --out FILE.svg",
+                    dir.display()
+                );
+            }
             let mut files = plot_losses(dir, "realm: training loss")?;
             files.extend(plot_evals(dir, "realm: held-out evaluation")?);
+            if files.is_empty() {
+                anyhow::bail!(
+                    "{}: no step logged yet, nothing to draw",
+                    dir.join("metrics.jsonl").display()
+                );
+            }
             files
         }
         _ => anyhow::bail!(
@@ -120,9 +144,52 @@ fn plot(args: &PlotArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A trainer's `--resume DIR` continues with the flags saved in `DIR/args.json`: any other flag
+/// but `--quiet` would be ignored, so it is refused, naming it.
+fn refuse_flags_beside_resume(matches: &clap::ArgMatches) {
+    let Some((name, sub)) = matches.subcommand() else {
+        return;
+    };
+    let mut command = Cli::command();
+    let Some(command) = command.find_subcommand_mut(name) else {
+        return;
+    };
+    let given = |id: &str| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let has_resume = command.get_arguments().any(|a| a.get_id() == "resume");
+    if !has_resume || !given("resume") {
+        return;
+    }
+    let others: Vec<String> = command
+        .get_arguments()
+        .filter(|a| {
+            !["resume", "quiet"].contains(&a.get_id().as_str()) && given(a.get_id().as_str())
+        })
+        .map(|a| match a.get_long() {
+            Some(long) => format!("--{long}"),
+            None => a.get_id().to_string(),
+        })
+        .collect();
+    if !others.is_empty() {
+        command.set_bin_name(format!("realm {name}"));
+        let message = format!(
+            "--resume DIR continues with the flags saved in DIR/args.json; {} would be ignored: drop {}, or start a new run with --out",
+            others.join(", "),
+            if others.len() == 1 { "it" } else { "them" }
+        );
+        command
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
+}
+
 fn main() {
     keep_freed_pages();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    refuse_flags_beside_resume(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Ask(args) => ask::run(&args),
         Command::Bundle(args) => bundle::run(&args),

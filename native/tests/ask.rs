@@ -1,7 +1,7 @@
 //! `realm ask` as a user runs it, over a tiny reader trained for two steps and a three-passage
 //! corpus: an answer with its evidence, JSON lines from stdin, and clear errors for an empty
-//! or non-UTF-8 question; a 100,000-character question is truncated with a warning and still
-//! answered.
+//! or non-UTF-8 question; a closed standard output ends it quietly; a 100,000-character
+//! question is truncated with a warning and still answered.
 
 mod common;
 
@@ -140,6 +140,9 @@ fn ask_answers_with_evidence_and_refuses_bad_questions() {
         String::from_utf8_lossy(&out.stderr).contains("stdin line 2: the question is not UTF-8")
     );
 
+    #[cfg(unix)]
+    closed_stdout_ends_quietly(&json);
+
     // A 100,000-character question is cut to the model's length, with a warning, and answered.
     let mut long = json.clone();
     long.push("who painted the mona lisa ".repeat(4000));
@@ -180,6 +183,42 @@ fn ask_answers_with_evidence_and_refuses_bad_questions() {
         })
         .collect();
     assert_eq!(top, ["Hamlet", "Mona Lisa", "Canberra"]);
+}
+
+/// Standard output closed after the first answer (`realm ask < questions | head -1`): the
+/// process ends as `cat` would, by SIGPIPE, not with Rust's panic "failed printing to stdout"
+/// (exit code 101). 400 answers are more than the pipe's buffer holds.
+#[cfg(unix)]
+fn closed_stdout_ends_quietly(json: &[String]) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(json)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let questions = "Who wrote Hamlet?\n".repeat(400);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(questions.as_bytes())
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"answer\""), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "SIGPIPE: {:?} {stderr}",
+        out.status
+    );
 }
 
 /// The reader the repo ships, over all-MiniLM-L6-v2 and a three-passage corpus.

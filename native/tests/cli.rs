@@ -48,6 +48,44 @@ fn a_bad_argument_is_a_clear_error() {
 }
 
 #[test]
+fn flags_that_would_be_ignored_or_unusable_and_a_plot_of_nothing_are_clear_errors() {
+    // A resumed run takes its saved flags: others would be ignored, so they are refused.
+    let out = realm(&[
+        "pretrain", "--resume", "/no/run", "--steps", "5", "--lr", "1", "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--steps, --lr would be ignored"), "{err}");
+    let out = realm(&["finetune", "--resume", "/no/run", "--quiet"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("/no/run is not a run directory"), "{err}");
+
+    // `realm serve`'s default top_k beyond what a request may ask: refused at the start, not
+    // on every request that gives none.
+    let out = realm(&["serve", "-k", "30", "--max-top-k", "20"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("-k 30 is the top_k of a request that gives none"),
+        "{err}"
+    );
+
+    // `realm plot` of a run with no step yet, and of an evaluation file without --metric.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("metrics.jsonl"), "").unwrap();
+    let out = realm(&["plot", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("metrics.jsonl: no step logged yet"), "{err}");
+    let file = dir.path().join("metrics.jsonl");
+    let out = realm(&["plot", file.to_str().unwrap()]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("is a file: realm plot redraws a run directory"),
+        "{err}"
+    );
+}
+
+#[test]
 fn plot_compares_one_evaluation_across_runs() {
     let dir = tempfile::tempdir().unwrap();
     // A run directory (losses and evaluations in metrics.jsonl) and a kept evaluations file.

@@ -1,7 +1,8 @@
 //! `realm finetune-retriever` as a user runs it, on the tiny BERT and a corpus of SQuAD
 //! paragraphs indexed with it: the retriever loss falls; a run killed with SIGKILL after a
 //! checkpoint and resumed gives the uninterrupted run's losses; the exported question
-//! embedder is used by `realm eval` when it sits beside the reader, and refused when damaged.
+//! embedder is used by `realm eval` when it sits beside the reader (alone, for `--recall-only`,
+//! which loads no reader), and refused when damaged.
 
 mod common;
 
@@ -79,7 +80,7 @@ fn the_retriever_loss_falls_resumes_exactly_and_the_embedder_is_used_beside_the_
     // A reader with the question embedder beside it: eval retrieves with the fine-tuned one.
     let reader = tmp.path().join("reader");
     assert_ok(&realm(&finetune_args(&base, &squad, &reader, "2")));
-    let eval = |reader: &Path, retriever: &str| {
+    let eval = |reader: &Path, retriever: &str, extra: &[&str]| {
         let args = [
             "eval",
             "--questions",
@@ -99,16 +100,17 @@ fn the_retriever_loss_falls_resumes_exactly_and_the_embedder_is_used_beside_the_
             "--retriever",
             retriever,
         ];
-        realm(&args.map(String::from))
+        let args: Vec<String> = args.iter().chain(extra).map(|a| a.to_string()).collect();
+        realm(&args)
     };
-    let before = eval(&reader, "dense");
+    let before = eval(&reader, "dense", &[]);
     assert_ok(&before);
     for file in ["query.json", "query.safetensors"] {
         std::fs::copy(whole.join(file), reader.join(file)).unwrap();
     }
-    let after = eval(&reader, "dense");
+    let after = eval(&reader, "dense", &[]);
     assert_ok(&after);
-    let zero_shot = eval(&reader, "zero-shot");
+    let zero_shot = eval(&reader, "zero-shot", &[]);
     assert_ok(&zero_shot);
     let table = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
     // The last row's cells: file, n, mode, EM, R@1, R@5, R@20, R@100.
@@ -137,12 +139,28 @@ fn the_retriever_loss_falls_resumes_exactly_and_the_embedder_is_used_beside_the_
         table(&zero_shot)
     );
 
+    // --recall-only loads no reader: a folder holding only the question embedder retrieves as
+    // the reader's folder with it does, and there is no EM.
+    let query_only = tmp.path().join("query-only");
+    std::fs::create_dir(&query_only).unwrap();
+    for file in ["query.json", "query.safetensors"] {
+        std::fs::copy(whole.join(file), query_only.join(file)).unwrap();
+    }
+    let recall_only = eval(&query_only, "dense", &["--recall-only"]);
+    assert_ok(&recall_only);
+    assert_eq!(cells(&recall_only)[2], "open, dense (fine-tuned), top-5");
+    assert_eq!(
+        cells(&recall_only)[3..],
+        numbers(&after)[1..],
+        "R@1..100 as with the reader"
+    );
+
     // A damaged copy is refused, naming the file.
     let mut bytes = std::fs::read(reader.join("query.safetensors")).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(reader.join("query.safetensors"), bytes).unwrap();
-    let damaged = eval(&reader, "dense");
+    let damaged = eval(&reader, "dense", &[]);
     assert!(!damaged.status.success());
     assert!(
         String::from_utf8_lossy(&damaged.stderr).contains("query.safetensors"),

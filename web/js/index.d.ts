@@ -48,7 +48,7 @@ export interface LoadOptions {
   worker?: boolean;
   /** Keep fetched files in the Cache API (true: the versioned CACHE_NAME; a string: that cache). Default true. */
   cache?: boolean | string;
-  /** The CPU build's .wasm: its URL or bytes (default: the package's own). The WebGPU build (device "webgpu", or "auto" on a GPU) always loads the package's own realm-webgpu.wasm. */
+  /** The CPU build's .wasm: its URL (a relative one resolves against `base`, as the other files) or bytes (default: the package's own). The WebGPU build (device "webgpu", or "auto" on a GPU) always loads the package's own realm-webgpu.wasm. */
   wasm?: string | URL | Uint8Array | ArrayBuffer;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;

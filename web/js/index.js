@@ -140,6 +140,16 @@ export class Realm {
 }
 
 /**
+ * The `wasm` option as the engine takes it: a URL string resolved against `base` like the
+ * other files (the worker would otherwise resolve it against its own script), bytes as given.
+ */
+function wasmSource(wasm, base) {
+  if (wasm instanceof URL) return wasm.href;
+  if (typeof wasm !== "string" || base === undefined) return wasm;
+  try { return new URL(wasm, base).href; } catch { throw new RealmError("options", `realm.wasm: not a URL: ${wasm}`, "realm.wasm"); }
+}
+
+/**
  * Loads the engine. Options: `model` (URL of a directory holding config.json, tokenizer.json,
  * model.safetensors, reader.json, reader.safetensors), `index` (an index shard's URL),
  * `passages` (the passages' URL), or `bundle` (the URL of one file holding all seven: `realm
@@ -150,15 +160,17 @@ export class Realm {
  */
 export async function load(options = {}) {
   const { onProgress, signal, worker, ...rest } = options;
-  const urls = fileList(rest, options.base ?? pageBase());
+  const base = options.base ?? pageBase();
+  const urls = fileList(rest, base);
+  const files = rest.files ?? {};
+  const wasm = wasmSource(rest.wasm, base);
+  const message = { type: "load", options: { urls, files, cache: rest.cache ?? true, wasm, device: rest.device ?? "auto" } };
+  // Before the worker starts: an aborted load leaves nothing running.
+  if (signal?.aborted) throw new RealmError("aborted", "aborted");
   const useWorker = worker ?? typeof Worker !== "undefined";
   const transport = useWorker
     ? new WorkerTransport(new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "realm-qa" }))
     : new LocalTransport();
-  const files = rest.files ?? {};
-  const wasm = rest.wasm instanceof URL ? rest.wasm.href : rest.wasm;
-  const message = { type: "load", options: { urls, files, cache: rest.cache ?? true, wasm, device: rest.device ?? "auto" } };
-  if (signal?.aborted) throw new RealmError("aborted", "aborted");
   const onAbort = () => transport.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {

@@ -14,7 +14,10 @@ export async function serveFiles(locate, extra = {}) {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
     if (path.includes("..")) return res.writeHead(400).end();
-    if (extra[path]) return res.writeHead(200, { "content-length": extra[path].length }).end(extra[path]);
+    if (extra[path]) {
+      const type = TYPES[extname(path)] ?? "application/octet-stream";
+      return res.writeHead(200, { "content-type": type, "content-length": extra[path].length }).end(extra[path]);
+    }
     try {
       const body = await readFile(locate(path));
       res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream", "content-length": body.length }).end(body);

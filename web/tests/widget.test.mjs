@@ -29,6 +29,9 @@ initSync({ module: readFileSync(new URL("../pkg/realm_bg.wasm", import.meta.url)
 const EXTRA = {
   "/fixture/truncated.shard": shard.subarray(0, shard.length - 100),
   "/fixture/cut.realm.tar": bundle.subarray(0, bundle.length >> 1),
+  // The CPU build where only a URL relative to the page finds it (web/www/), not one relative
+  // to the worker's script (web/js/).
+  "/www/copy-of-realm.wasm": readFileSync(new URL("../pkg/realm_bg.wasm", import.meta.url)),
   "/fixture/small.shard": buildShard(new Float32Array(8 * 3).fill(0.5), 8, Uint32Array.from([0, 1, 2]), "int8"),
 };
 
@@ -144,6 +147,20 @@ test("a bad URL, a truncated shard, a wrong-dimension index and an empty questio
   assert.match((await bundleAlert("/fixture/cut.realm.tar")).alert, /^bundle: .*cut off/);
   assert.deepEqual(await bundleAlert("/fixture/demo.realm.tar"), { state: "ready", alert: "" });
   assertSameAnswer(await askByKeyboard(page, nativeAnswers()[0].question), nativeAnswers()[0]);
+
+  // The package's load() itself: an already aborted signal rejects at once; a relative `wasm`
+  // resolves against the page, as the files do (the worker would resolve it against js/).
+  const direct = await page.evaluate(async (question) => {
+    const { load } = await import("../js/index.js");
+    const bundle = "/fixture/demo.realm.tar";
+    const aborted = await load({ bundle, signal: AbortSignal.abort() }).then(() => "loaded", (e) => e.code);
+    const realm = await load({ bundle, wasm: "copy-of-realm.wasm", cache: false });
+    const answer = await realm.ask(question);
+    realm.dispose();
+    return { aborted, answer };
+  }, nativeAnswers()[1].question);
+  assert.equal(direct.aborted, "aborted");
+  assertSameAnswer(direct.answer, nativeAnswers()[1]);
   await page.close();
 });
 

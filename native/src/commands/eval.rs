@@ -36,8 +36,8 @@ pub struct EvalArgs {
     /// Read each question's own paragraph instead of retrieving (SQuAD only).
     #[arg(long)]
     pub gold_passages: bool,
-    /// Measure retrieval only (recall@k), reading nothing: no EM, and seconds instead of
-    /// minutes.
+    /// Measure retrieval only (recall@k), reading nothing (the reader is not loaded): no EM,
+    /// and seconds instead of minutes.
     #[arg(long, conflicts_with = "gold_passages")]
     pub recall_only: bool,
     #[command(flatten)]
@@ -49,7 +49,7 @@ pub struct EvalArgs {
     /// Weight of the retriever's score in picking the answer (REALM's marginal; see `realm
     /// ask`). Default: the reader card's for the dense retrievers, 0 for BM25 (another scale)
     /// and for --gold-passages.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recall_only")]
     pub retriever_weight: Option<f32>,
     /// Only every Nth question, from the first (a sample spread over the whole file; before
     /// --limit).
@@ -68,8 +68,11 @@ pub struct EvalArgs {
 struct Prediction<'a> {
     id: &'a str,
     question: &'a str,
-    prediction: String,
-    correct: bool,
+    /// None with `--recall-only` (nothing read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prediction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correct: Option<bool>,
     /// Rank of the first retrieved passage holding an answer (open retrieval only).
     answer_rank: Option<usize>,
     /// What the reader found in each passage read, in retrieval order.
@@ -89,8 +92,9 @@ pub struct Table {
     pub questions_file: String,
     pub questions: usize,
     pub mode: String,
-    /// Weight of the retriever's score in picking the answer (`--retriever-weight`).
-    pub retriever_weight: f32,
+    /// Weight of the retriever's score in picking the answer (`--retriever-weight`); None
+    /// with `--recall-only`.
+    pub retriever_weight: Option<f32>,
     /// None with `--recall-only`.
     pub exact_match: Option<f64>,
     /// recall@1/5/20/100 (open retrieval only): share with an answer in the top k.
@@ -134,9 +138,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let device = args.files.device.device();
     let base = read_base(&args.files.model)?;
-    let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
-    let precision = args.files.precision.resolve()?;
-    reader.freeze(base.config.layer_norm_eps, precision);
+    // --recall-only reads nothing: no reader to load (nor to have trained).
+    let reader = match args.recall_only {
+        true => None,
+        false => {
+            let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
+            let precision = args.files.precision.resolve()?;
+            reader.freeze(base.config.layer_norm_eps, precision);
+            Some((reader, card))
+        }
+    };
     let tokenizer = base.tokenizer.clone();
 
     let started = Instant::now();
@@ -154,14 +165,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         false => Some(Retrieval::open(args.retriever, &base, &args.files)?),
     };
     let dense = !args.gold_passages && args.retriever != RetrieverKind::Bm25;
-    let rule = AnswerRule {
+    let rule = reader.as_ref().map(|(_, card)| AnswerRule {
         retriever_weight: args.retriever_weight.unwrap_or(if dense {
             card.retriever_weight
         } else {
             0.0
         }),
-    };
-    if !args.recall_only {
+    });
+    if let Some(rule) = &rule {
         eprintln!(
             "eval: answers by REALM's marginal over the passages read, retriever weight {}",
             rule.retriever_weight
@@ -189,38 +200,39 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 (docs[..top].to_vec(), scores, rank.map(|r| r + 1))
             }
         };
-        let spans = match args.recall_only {
-            true => Vec::new(),
-            false => read_passages(
-                &reader,
-                &tokenizer,
-                &q.question,
-                &read,
-                card.max_length,
-                &device,
-            )?,
+        let prediction = match (&reader, &rule) {
+            (Some((reader, card)), Some(rule)) => {
+                let spans = read_passages(
+                    reader,
+                    &tokenizer,
+                    &q.question,
+                    &read,
+                    card.max_length,
+                    &device,
+                )?;
+                let text = rule
+                    .choose(&spans, &retriever_scores)
+                    .map(|c| spans[c.span].text.clone())
+                    .unwrap_or_default();
+                let mut prediction = score(q, Some(text), rank);
+                prediction.read = retriever_scores
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &retriever_score)| PassageRead {
+                        retriever_score,
+                        spans: spans
+                            .iter()
+                            .filter(|s| s.passage == p)
+                            .map(|s| (s.text.clone(), s.reader_score))
+                            .collect(),
+                    })
+                    .collect();
+                prediction
+            }
+            _ => score(q, None, rank),
         };
-        let text = rule
-            .choose(&spans, &retriever_scores)
-            .map(|c| spans[c.span].text.clone())
-            .unwrap_or_default();
-        let mut prediction = score(q, text, rank);
-        if !args.recall_only {
-            prediction.read = retriever_scores
-                .iter()
-                .enumerate()
-                .map(|(p, &retriever_score)| PassageRead {
-                    retriever_score,
-                    spans: spans
-                        .iter()
-                        .filter(|s| s.passage == p)
-                        .map(|s| (s.text.clone(), s.reader_score))
-                        .collect(),
-                })
-                .collect();
-        }
         predictions.push(prediction);
-        correct += usize::from(predictions.last().is_some_and(|p| p.correct));
+        correct += usize::from(predictions.last().is_some_and(|p| p.correct == Some(true)));
         let em = 100.0 * correct as f64 / predictions.len() as f64;
         bar.set_message(format!("{em:.1}"));
         bar.inc(1);
@@ -245,8 +257,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             let by = open.as_ref().map_or("", |r| r.name.as_str());
             format!("open, {by}, top-{}", args.files.top_k)
         },
-        retriever_weight: rule.retriever_weight,
-        exact_match: (!args.recall_only).then_some(100.0 * correct as f64 / n),
+        retriever_weight: rule.as_ref().map(|r| r.retriever_weight),
+        exact_match: rule.is_some().then_some(100.0 * correct as f64 / n),
         recall: if args.gold_passages {
             Vec::new()
         } else {
@@ -271,8 +283,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn score(q: &Question, prediction: String, answer_rank: Option<usize>) -> Prediction<'_> {
-    let correct = q.gold.is_correct(&prediction);
+/// What `eval` writes of one question: with the reader's `prediction`, whether it is correct.
+fn score(q: &Question, prediction: Option<String>, answer_rank: Option<usize>) -> Prediction<'_> {
+    let correct = prediction.as_ref().map(|p| q.gold.is_correct(p));
     Prediction {
         id: &q.id,
         question: &q.question,

@@ -24,7 +24,7 @@ pub struct IndexArgs {
     pub element: String,
     /// Re-write this shard in `--element` instead of embedding a corpus (same ids; an int8 or
     /// f16 source is widened first, so its rounding stays).
-    #[arg(long, conflicts_with_all = ["model", "corpus", "limit", "skip"])]
+    #[arg(long, conflicts_with_all = ["model", "corpus", "limit", "skip", "max_length", "batch", "precision"])]
     pub from: Option<PathBuf>,
     /// A sentence-transformers BERT directory (config.json, model.safetensors, tokenizer).
     #[arg(long, default_value = "data/all-minilm-l6-v2")]

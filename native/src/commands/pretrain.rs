@@ -117,9 +117,9 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Leave out the corpus's first N passages (`realm index --skip N` builds the matching
-    /// index) (default: 0, but for `--config demo` on the default corpus 10,033: the demo
-    /// reads the demo corpus's SQuAD paragraphs, whose articles repeat their entities, not
-    /// its Wikipedia leads).
+    /// index) (default: 0, but for `--config demo` on the demo corpus, recognised by its
+    /// sha256 wherever it lies, 10,033: the demo reads its SQuAD paragraphs, whose articles
+    /// repeat their entities, not its Wikipedia leads).
     #[arg(long)]
     #[serde(default = "no_skip")]
     pub skip: Option<usize>,
@@ -152,10 +152,11 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub lr: Option<f64>,
     /// Query sentences held out for the retrieval utility (the corpus's last passages'; 0:
-    /// no evaluation).
+    /// no evaluation) (default: the `--config` preset's, 500 for both).
     #[arg(long)]
     pub held_out: Option<usize>,
-    /// Steps between evaluations of the held-out sentences.
+    /// Steps between evaluations of the held-out sentences (default: the `--config`
+    /// preset's: demo 200, paper 1,000).
     #[arg(long)]
     pub eval_every: Option<usize>,
     /// f(x, z) is this times the inner product of the unit-length embeddings (which lies in
@@ -587,6 +588,8 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
             "--mlm-warmup needs retrieval on (--candidates 2 or more): it is what comes before it"
         );
     }
+    // Checked before the starting index is embedded (minutes), not after.
+    let mut schedule_kind = RefreshSchedule::parse(&z.refresh, args.stale_30x)?;
     let args = match args.index {
         Some(_) => args,
         None => PretrainArgs {
@@ -607,7 +610,6 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
     } else {
         args
     };
-    let mut schedule_kind = RefreshSchedule::parse(&z.refresh, args.stale_30x)?;
     if z.candidates == 1 {
         // Retrieval off: the starting index only serves the held-out evaluation.
         schedule_kind = RefreshSchedule::Never;

@@ -144,6 +144,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if args.threads == 0 || args.max_top_k == 0 {
         bail!("--threads and --max-top-k must be at least 1");
     }
+    if args.files.top_k == 0 || args.files.top_k > args.max_top_k {
+        bail!(
+            "-k {} is the top_k of a request that gives none: it must be 1 to --max-top-k ({})",
+            args.files.top_k,
+            args.max_top_k
+        );
+    }
     let cors = Arc::new(Cors::new(&args.allow_origin)?);
     let t_load = Instant::now();
     let engine = Arc::new(args.files.open_engine()?);

@@ -103,6 +103,12 @@ impl QaFiles {
 
 /// The BERT in `dir` as the question embedder beside `base`, whose tokenizer both share.
 pub fn retriever_base(dir: &Path, base: &BaseModel) -> anyhow::Result<BaseModel> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--retriever-model {}: no such model directory (a sentence BERT's: config.json, model.safetensors, tokenizer.json or vocab.txt)",
+            dir.display()
+        );
+    }
     let own = read_base(dir)?;
     let (a, b) = (&own.tokenizer, &base.tokenizer);
     if !crate::files::model_dir::shares_vocabulary(a, b) {
