@@ -3,7 +3,8 @@ import type { AskResult } from "../pkg/realm.js";
 import type { LoadProgress, RealmError } from "./index.js";
 
 export interface RealmQaLoadInfo {
-  device: "cpu" | "webgpu";
+  /** "server" for a widget with an `endpoint` (nothing loaded: fromCache false, downloaded 0). */
+  device: "cpu" | "webgpu" | "server";
   fromCache: boolean;
   downloaded: number;
 }

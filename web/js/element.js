@@ -167,8 +167,16 @@ export class RealmQaElement extends HTMLElement {
   /** Loads the engine; resolves when it can answer. Rejects (and shows the error) on failure. */
   load() {
     if (this.endpoint) {
-      this.#setState("ready");
-      this.#readyResolve();
+      // Nothing to load, but the same events as a load, so a page that waits for `load` works
+      // with either kind of widget.
+      if (this.#state === "idle" || this.#state === "error") {
+        this.dispatchEvent(new Event("loadstart"));
+        this.#setState("ready");
+        this.#loadInfo = { device: "server", fromCache: false, downloaded: 0 };
+        this.#readyResolve();
+        this.dispatchEvent(new CustomEvent("load", { detail: this.#loadInfo }));
+        this.dispatchEvent(new Event("loadend"));
+      }
       return Promise.resolve();
     }
     if (this.#realm) return Promise.resolve();

@@ -159,7 +159,10 @@ export async function buildEngine(Engine, bytes, device = "cpu") {
   } catch (e) {
     const message = String(e?.message ?? e);
     const file = order.find((n) => message.startsWith(n)) ?? null;
-    throw new RealmError("file", message, file);
+    // The engine names the file it refuses first; a WebGPU device it could not get is a
+    // `device` error, anything else the engine's own.
+    const code = file ? "file" : message.startsWith("webgpu:") ? "device" : "engine";
+    throw new RealmError(code, message, file);
   }
 }
 

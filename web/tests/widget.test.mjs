@@ -180,6 +180,19 @@ test("realm serve answers through the widget, on its own page and on an allowed 
       assertSameAnswer(result, native);
     }
     assert.equal(await page.evaluate(() => document.querySelector("realm-qa").device), "server");
+    // A widget given an endpoint fires the events of a load, as one loading the engine does.
+    const events = await page.evaluate(async (url) => {
+      const el = document.createElement("realm-qa");
+      const seen = [];
+      for (const type of ["loadstart", "load", "loadend"]) el.addEventListener(type, (e) => seen.push([type, e.detail?.device ?? null]));
+      el.setAttribute("endpoint", url);
+      document.body.append(el);
+      await el.ready;
+      await el.load();
+      el.remove();
+      return seen;
+    }, url);
+    assert.deepEqual(events, [["loadstart", null], ["load", "server"], ["loadend", null]]);
     await page.close();
 
     // A page of the test's own server (another origin, allowed by --allow-origin) asks it too;
