@@ -37,8 +37,9 @@ pub enum Error {
     NotTied { tied: String, original: String },
     #[error("invalid config: {0}")]
     Config(String),
+    /// The parse error is in the message, not a source, so a chain (`{:#}`) says it once.
     #[error("cannot parse config.json: {0}")]
-    ConfigJson(#[from] serde_json::Error),
+    ConfigJson(serde_json::Error),
     #[error("corpus: {0}")]
     Corpus(String),
     #[error("the corpus is empty: embed at least one passage before searching")]
@@ -83,6 +84,12 @@ pub enum Error {
         line: usize,
         message: String,
     },
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::ConfigJson(e)
+    }
 }
 
 impl From<safetensors::SafeTensorError> for Error {

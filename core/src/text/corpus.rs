@@ -74,8 +74,10 @@ pub fn parse_corpus(bytes: &[u8]) -> Result<Vec<Passage>, Error> {
         .is_some_and(|l| l.trim() == "{");
     let is_summaries = opens_object
         || match serde_json::from_str::<serde_json::Value>(text) {
+            // Every value an object (a JSON line's are strings): a summaries object, whose
+            // entries' errors (a missing "extract") are then that format's.
             Ok(serde_json::Value::Object(map)) => {
-                !map.is_empty() && map.values().all(|v| v.get("extract").is_some())
+                !map.is_empty() && map.values().all(serde_json::Value::is_object)
             }
             _ => false,
         };
@@ -85,7 +87,9 @@ pub fn parse_corpus(bytes: &[u8]) -> Result<Vec<Passage>, Error> {
         parse_json_lines(text)?
     };
     if passages.is_empty() {
-        return Err(Error::EmptyCorpus);
+        return Err(Error::Corpus(
+            "no passages: the file is empty (it takes JSON lines of {\"title\", \"text\"}, or a JSON object of Wikipedia summaries)".into(),
+        ));
     }
     Ok(passages)
 }
@@ -201,7 +205,11 @@ mod tests {
 
     #[test]
     fn bad_corpora_are_clear_errors() {
-        assert!(matches!(parse_corpus(b""), Err(Error::EmptyCorpus)));
+        let e = parse_corpus(b"\n\n").unwrap_err();
+        assert!(
+            e.to_string().contains("no passages: the file is empty"),
+            "{e}"
+        );
         let e = parse_corpus(b"{\"text\": \"ok\"}\n{\"title\": \"x\"}\n").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         let e = parse_corpus(b"{\"text\": \"  \"}").unwrap_err();
@@ -224,5 +232,8 @@ mod tests {
             e.to_string().contains("missing field `extract` at line 3"),
             "{e}"
         );
+        // The same object on one line: still read as summaries, not as one JSON line.
+        let e = parse_corpus(br#"{"A": {"extract": "a"}, "B": {"text": "b"}}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `extract`"), "{e}");
     }
 }

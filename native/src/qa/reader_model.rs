@@ -61,10 +61,8 @@ pub fn load_reader(
         .with_context(|| format!("reading {}", weights_path.display()))?;
     let model =
         realm_core::qa::models::load_reader(base, &card, &bytes, device).with_context(|| {
-            format!(
-                "loading the reader in {} (pass its base with --model)",
-                dir.display()
-            )
+            // The causes (a damaged file, another base: `--model`) are named beneath.
+            format!("loading the reader in {}", dir.display())
         })?;
     Ok((model, card))
 }
