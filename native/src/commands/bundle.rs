@@ -61,7 +61,8 @@ fn members(args: &BundleArgs) -> Vec<(&'static str, PathBuf)> {
 }
 
 pub fn run(args: &BundleArgs) -> anyhow::Result<()> {
-    if args.out.exists() && !args.force {
+    // A folder is refused by check_out below, with or without --force.
+    if args.out.exists() && !args.out.is_dir() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }
     let (base, card) = check(args)?;

@@ -56,7 +56,8 @@ pub struct IndexArgs {
 
 pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
     let element: ElementType = args.element.parse().map_err(anyhow::Error::msg)?;
-    if args.out.exists() && !args.force {
+    // A folder is refused by check_out below, with or without --force.
+    if args.out.exists() && !args.out.is_dir() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }
     // A shard re-written in place is read whole before the new one is renamed over it.
