@@ -9,7 +9,7 @@
 #
 # Sets: held-out SQuAD-open (2,777), NQ-open dev, WebQuestions test, CuratedTrec test (first
 # LIMIT each, default 1000). SKIP=10033 indexes only the demo corpus's SQuAD paragraphs (the
-# pre-training window; seconds instead of minutes) and retrieves for SQuAD alone. The shipped reader loads (over MiniLM) but reads nothing. Indexes are kept in target/pretrain-recall/ and reused. Needs
+# pre-training window; seconds instead of minutes) and retrieves for SQuAD alone. No reader loads (`--recall-only`). Indexes are kept in target/pretrain-recall/ and reused. Needs
 # ../shared/data (or REALM_SHARED_DATA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
