@@ -52,6 +52,8 @@ pub enum Error {
     Backend(String),
     #[error("the question is empty")]
     EmptyQuestion,
+    #[error("the question is empty: it has no word the tokenizer reads")]
+    QuestionWithoutWords,
     #[error("k must be at least 1")]
     ZeroK,
     #[error("{what} hold {found} vectors but the index holds {expected}")]

@@ -79,7 +79,8 @@ fn index_lines(dir: &Path, model: &Path, lines: &str) -> (PathBuf, PathBuf) {
     (corpus, index)
 }
 
-fn ask_stdin(args: &[String], input: &[u8]) -> std::process::Output {
+/// `realm` with `args`, `input` written to its stdin (then closed), its outputs piped.
+fn spawn_with_stdin(args: &[String], input: &[u8]) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
         .args(args)
         .stdin(Stdio::piped())
@@ -88,7 +89,11 @@ fn ask_stdin(args: &[String], input: &[u8]) -> std::process::Output {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    child
+}
+
+fn ask_stdin(args: &[String], input: &[u8]) -> std::process::Output {
+    spawn_with_stdin(args, input).wait_with_output().unwrap()
 }
 
 #[test]
@@ -191,20 +196,8 @@ fn ask_answers_with_evidence_and_refuses_bad_questions() {
 #[cfg(unix)]
 fn closed_stdout_ends_quietly(json: &[String]) {
     use std::os::unix::process::ExitStatusExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
-        .args(json)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let questions = "Who wrote Hamlet?\n".repeat(400);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(questions.as_bytes())
-        .unwrap();
+    let mut child = spawn_with_stdin(json, questions.as_bytes());
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)

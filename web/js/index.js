@@ -1,7 +1,7 @@
 // realm-qa: REALM question answering in the page. `load()` fetches the model, the index and
 // the passages (progress per file, Cache API), builds the engine in a Web Worker by default,
 // and resolves to a `Realm` whose `ask()` answers with the span, its passage and offsets.
-import { RealmError, fileList, fromPlain, askEngine } from "./loader.js";
+import { RealmError, fileList, fromPlain, askEngine, freeEngine } from "./loader.js";
 
 export { RealmError, MODEL_FILES, BUNDLE_MEMBERS, CACHE_NAME } from "./loader.js";
 
@@ -66,7 +66,7 @@ class LocalTransport {
       const { openLocal } = await import("./local.js");
       this.controller = new AbortController();
       const opened = await openLocal(message.options, onProgress, this.controller.signal);
-      this.engine?.free();
+      freeEngine(this.engine);
       this.engine = opened.engine;
       return { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: this.engine.passageCount };
     }
@@ -92,7 +92,7 @@ class LocalTransport {
   close() {
     this.failAll(new RealmError("disposed", "this engine was disposed"));
     this.closed = true;
-    this.engine?.free();
+    freeEngine(this.engine);
     this.engine = null;
   }
 }

@@ -55,13 +55,18 @@ export function unbundle(bytes) {
     // The checksum: the header's bytes summed with its own 8-byte field as spaces.
     const sum = header.reduce((s, b, i) => s + (i >= 148 && i < 156 ? 32 : b), 0);
     if (parseInt(field(at + 148, 8).trim(), 8) !== sum) fail(`no tar header at byte ${at} (damaged, or not a bundle from \`realm bundle\`)`);
-    const size = parseInt(field(at + 124, 12).trim() || "0", 8);
+    const sizeField = field(at + 124, 12).trim() || "0";
+    if (!/^[0-7]+$/.test(sizeField)) fail(`the member at byte ${at} has no size (its field reads "${sizeField}"): damaged, or not a bundle from \`realm bundle\``);
+    const size = parseInt(sizeField, 8);
     const prefix = field(at + 345, 155);
     const name = (prefix ? `${prefix}/` : "") + field(at, 100).replace(/^\.\//, "");
     const start = at + 512;
     if (start + size > bytes.length) fail(`${name} is cut off (${bytes.length - start} of its ${size} bytes): the download was truncated`);
     const regular = header[156] === 0 || header[156] === 48; // "0" or NUL: a file
-    if (regular && name in BUNDLE_MEMBERS) files[BUNDLE_MEMBERS[name]] = bytes.subarray(start, start + size);
+    if (regular && Object.hasOwn(BUNDLE_MEMBERS, name)) {
+      if (BUNDLE_MEMBERS[name] in files) fail(`${name} is in it twice (not a bundle from \`realm bundle\`)`);
+      files[BUNDLE_MEMBERS[name]] = bytes.subarray(start, start + size);
+    }
     at = start + Math.ceil(size / 512) * 512;
   }
   const missing = Object.keys(BUNDLE_MEMBERS).filter((m) => !(BUNDLE_MEMBERS[m] in files));
@@ -166,13 +171,27 @@ export async function buildEngine(Engine, bytes, device = "cpu") {
   }
 }
 
+/**
+ * Frees a wasm engine. One left borrowed by a trap inside it (a bug: nothing the engine is
+ * given should make it panic) cannot be freed; it is dropped rather than thrown from dispose().
+ */
+export function freeEngine(engine) {
+  try {
+    engine?.free();
+  } catch {
+    // Its memory stays with the module until the page or worker goes.
+  }
+}
+
 /** Asks the built engine; an empty question is refused before it reaches the model. */
 export async function askEngine(engine, question, topK) {
   if (typeof question !== "string" || question.trim() === "") throw new RealmError("question", "the question is empty");
-  if (!Number.isInteger(topK) || topK < 1) throw new RealmError("options", `topK must be a whole number of at least 1, not ${topK}`);
+  // 2^32 and up would wrap on the way into the engine (a u32); the engine reads at most all passages.
+  if (!Number.isInteger(topK) || topK < 1 || topK > 0xffffffff) throw new RealmError("options", `topK must be a whole number from 1 to 4294967295, not ${topK}`);
   try {
     return engine.device === "webgpu" ? await engine.askAsync(question, topK) : engine.ask(question, topK);
   } catch (e) {
-    throw new RealmError("engine", String(e?.message ?? e));
+    const message = String(e?.message ?? e);
+    throw new RealmError(message.startsWith("the question is empty") ? "question" : "engine", message);
   }
 }

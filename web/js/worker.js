@@ -3,7 +3,7 @@
 // | { type: "abort" };
 // out: { id, type: "progress", progress } | { id, ok: true, value } | { id, ok: false, error }.
 import { openLocal, wasmMemoryBytes } from "./local.js";
-import { askEngine, toPlain, RealmError } from "./loader.js";
+import { askEngine, freeEngine, toPlain, RealmError } from "./loader.js";
 
 let engine = null;
 let controller = null;
@@ -19,7 +19,7 @@ self.onmessage = async ({ data }) => {
       controller = new AbortController();
       const progress = (p) => self.postMessage({ id, type: "progress", progress: p });
       const opened = await openLocal(data.options, progress, controller.signal);
-      engine?.free();
+      freeEngine(engine);
       engine = opened.engine;
       self.postMessage({ id, ok: true, value: { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: engine.passageCount } });
     } else if (type === "stats") {

@@ -87,9 +87,18 @@ impl Files<'_> {
     fn build(&self, device: Device, name: &'static str) -> Result<Engine, JsError> {
         let tokenizer = WordPieceTokenizer::from_tokenizer_json(self.tokenizer)
             .map_err(named("tokenizer.json"))?;
-        let base = BaseModel::from_bytes(self.config, self.model, tokenizer)
-            .map_err(named("config.json and model.safetensors"))?;
-        let card = ReaderCard::from_json(self.reader_card).map_err(named("reader.json"))?;
+        let base =
+            BaseModel::from_bytes(self.config, self.model, tokenizer).map_err(|e| match e {
+                // Ids past the model's embedding tables: the tokenizer is the odd one out.
+                realm_core::Error::Tokenizer(_) => named("tokenizer.json")(e),
+                e => named("config.json and model.safetensors")(e),
+            })?;
+        // Their messages start with "reader.json" already. The sizes are checked here too
+        // (load_reader checks them after the weights' sums) so that it is the file named.
+        let as_is = |e: realm_core::Error| JsError::new(&e.to_string());
+        let card = ReaderCard::from_json(self.reader_card).map_err(as_is)?;
+        card.check_sizes(base.config.max_position_embeddings)
+            .map_err(as_is)?;
         let mut reader =
             load_reader(&base, &card, self.reader, &device).map_err(named("reader.safetensors"))?;
         let mut embedder = base

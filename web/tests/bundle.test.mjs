@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { unbundle, fileList, BUNDLE_MEMBERS, RealmError } from "../js/loader.js";
 
-function archive(names, format = "ustar") {
+/** A tar archive of `names` (then `appended` again, each a second member of its name). */
+function archive(names, format = "ustar", appended = []) {
   const dir = mkdtempSync(join(tmpdir(), "realm-bundle-"));
   const contents = {};
   names.forEach((name, i) => {
@@ -19,6 +20,8 @@ function archive(names, format = "ustar") {
     contents[name] = bytes;
   });
   execFileSync("tar", [`--format=${format}`, "-cf", join(dir, "b.tar"), "-C", dir, ...names]);
+  // Appended, not listed twice: tar stores a name listed twice as a link to the first.
+  if (appended.length) execFileSync("tar", [`--format=${format}`, "-rf", join(dir, "b.tar"), "-C", dir, ...appended]);
   return { bytes: new Uint8Array(readFileSync(join(dir, "b.tar"))), contents };
 }
 
@@ -50,7 +53,32 @@ test("a cut-off, damaged or incomplete bundle names the bundle", () => {
   assert.throws(() => unbundle(new TextEncoder().encode("{\"not\": \"a tar\"}".padEnd(600))), isBundleError(/no tar header/));
   const partial = archive(["config.json", "tokenizer.json", "index.shard"]).bytes;
   assert.throws(() => unbundle(partial), isBundleError(/model\.safetensors, reader\.json, reader\.safetensors, passages\.jsonl missing/));
+  // A size field that is no octal number, with a checksum that holds: "-1000" once kept the
+  // reader at the same header for ever, "zzz" read as no bytes.
+  for (const size of ["-1000", "zzz"]) {
+    const odd = withSizeField(bytes, 0, size);
+    assert.throws(() => unbundle(odd), isBundleError(new RegExp(`member at byte 0 has no size \\(its field reads "${size}"\\)`)));
+  }
+  // A member twice.
+  const twice = archive(Object.keys(BUNDLE_MEMBERS), "ustar", ["config.json"]).bytes;
+  assert.throws(() => unbundle(twice), isBundleError(/config\.json is in it twice/));
 });
+
+test("members named like an object's own properties are other files, not engine files", () => {
+  const { bytes } = archive([...Object.keys(BUNDLE_MEMBERS), "toString", "constructor"]);
+  assert.deepEqual(Object.keys(unbundle(bytes)).sort(), Object.values(BUNDLE_MEMBERS).sort());
+});
+
+/** A copy of the tar `bytes` whose header at `at` says `size` as its size, checksum redone. */
+function withSizeField(bytes, at, size) {
+  const copy = bytes.slice();
+  const header = copy.subarray(at, at + 512);
+  header.fill(0, 124, 136);
+  header.set(new TextEncoder().encode(size), 124);
+  const sum = header.reduce((s, b, i) => s + (i >= 148 && i < 156 ? 32 : b), 0);
+  header.set(new TextEncoder().encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+  return copy;
+}
 
 test("a bundle is the only file fetched, and not given beside the separate files", () => {
   assert.deepEqual(fileList({ bundle: "demo.realm.tar" }, "https://example.org/qa/"),

@@ -32,6 +32,9 @@ test("the demo questions get native realm ask's answers", async () => {
 test("an empty question and a bad topK are typed errors, and the engine still answers", async () => {
   await assert.rejects(realm.ask("   "), (e) => e instanceof RealmError && e.code === "question");
   await assert.rejects(realm.ask("Who wrote Hamlet?", { topK: 0 }), (e) => e.code === "options" && /topK/.test(e.message));
+  // 2^32 would wrap to 0 on its way into the engine; text the tokenizer drops whole is no question.
+  await assert.rejects(realm.ask("Who wrote Hamlet?", { topK: 2 ** 32 }), (e) => e.code === "options" && /topK/.test(e.message));
+  await assert.rejects(realm.ask("\u200b\u0000\u0301"), (e) => e.code === "question" && /no word/.test(e.message));
   const native = nativeAnswers()[0];
   assertSameAnswer(await realm.ask(native.question), native);
 });
@@ -60,6 +63,18 @@ test("a missing file, a truncated shard, an index of the wrong dimension or of o
   const reordered = new TextEncoder().encode([second, first, ...rest].join("\n"));
   await assert.rejects(load({ ...paths, passages: undefined, files: { passages: reordered } }),
     (e) => e.code === "file" && e.file === "index" && /another corpus/.test(e.message));
+  // A tokenizer whose ids or segments the model's tables do not hold: refused at load, naming
+  // it (it once loaded, and trapped the module at the first question).
+  const tokenizer = JSON.parse(readFileSync(`${paths.model}tokenizer.json`, "utf8"));
+  const farId = structuredClone(tokenizer);
+  farId.model.vocab.zzzz = 40000;
+  const farSegment = structuredClone(tokenizer);
+  farSegment.post_processor.single = farSegment.post_processor.single.map((p) =>
+    p.Sequence ? { Sequence: { ...p.Sequence, type_id: 5 } } : p);
+  for (const [bad, why] of [[farId, /token id 40000, but the model's vocab_size is 30522/], [farSegment, /segment id 5/]]) {
+    await assert.rejects(load({ ...paths, files: { "tokenizer.json": new TextEncoder().encode(JSON.stringify(bad)) } }),
+      (e) => e.code === "file" && e.file === "tokenizer.json" && why.test(e.message), String(why));
+  }
 });
 
 test("one bundle loads the same engine as the seven files, and a cut-off one names the bundle", async () => {

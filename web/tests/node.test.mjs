@@ -46,6 +46,11 @@ test("a shard built from bytes searches like brute force, and damaged bytes thro
   const hits = index.search(query, 5);
   assert.deepEqual(hits.map((h) => h.id), best.map(([, r]) => 1000 + r));
   for (const [h, [s]] of hits.map((h, i) => [h, best[i]])) assert.ok(Math.abs(h.score - s) < 1e-4);
+  // A k past the rows (here the largest a u32 holds) gives them all, once any row was removed
+  // too: no capacity overflow trapping the module, no wrapped count.
+  index.remove(1000);
+  index.remove(1001);
+  assert.equal(index.search(query, 2 ** 32 - 1).length, n - 2);
 
   const int8 = ShardIndex.fromBytes(buildShard(vectors, dim, ids, "int8"));
   assert.equal(int8.elementType, "int8");

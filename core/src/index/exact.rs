@@ -427,6 +427,8 @@ mod tests {
         let hits = index.search(&[1.0, 0.0], 2).unwrap();
         assert_eq!(hits[0].iter().map(|h| h.id).collect::<Vec<_>>(), vec![0, 1]);
         assert!(matches!(index.search(&[1.0, 0.0], 0), Err(Error::ZeroK)));
+        // A k beyond the rows (any usize) gives them all and reserves nothing for k.
+        assert_eq!(index.search(&[1.0, 0.0], usize::MAX).unwrap()[0].len(), 3);
         assert!(matches!(
             index.search(&[f32::NAN, 0.0], 1),
             Err(Error::NonFinite { .. })

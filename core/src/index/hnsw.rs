@@ -631,6 +631,8 @@ impl HnswIndex {
         if ef == 0 {
             return Err(Error::Config("HNSW ef must be at least 1".into()));
         }
+        // No more hits than points, whatever k asks (and no overflow in k + k below).
+        let k = k.min(self.len());
         let n_queries = queries.len() / self.dim;
         let threads = self.threads.min(cores()).clamp(1, n_queries.max(1));
         if threads == 1 {
@@ -1148,5 +1150,7 @@ mod tests {
             Err(Error::DimensionMismatch { .. })
         ));
         assert_eq!(index.search(&[1.0, 0.0], 5).unwrap()[0].len(), 2);
+        // Any k, even one that would overflow k + k: every point, once.
+        assert_eq!(index.search(&[1.0, 0.0], usize::MAX).unwrap()[0].len(), 2);
     }
 }

@@ -120,7 +120,7 @@ impl MipsIndex for LiveIndex {
         let mut parts = Vec::with_capacity(2);
         if self.removed_count < self.base_ids.len() {
             // Ask for enough extra hits that k survive even if every removed row ranks first.
-            let wanted = (k + self.removed_count).min(self.base.len());
+            let wanted = k.saturating_add(self.removed_count).min(self.base.len());
             let base_hits = self.base.search(queries, wanted)?;
             parts.push(
                 base_hits
@@ -230,6 +230,15 @@ mod tests {
         assert!(live.add(5, &[f32::NAN, 1.0]).is_err());
         live.add(5, &[2.0, 0.0]).unwrap();
         assert_eq!(live.search(&[1.0, 0.0], 1).unwrap()[0][0].id, 5);
+        // A k beyond every row (from JavaScript, up to u32::MAX; natively any usize) gives all
+        // of them: no overflow with the removed rows added, no allocation of k.
+        for k in [u32::MAX as usize, usize::MAX] {
+            let ids: Vec<u32> = live.search(&[1.0, 0.0], k).unwrap()[0]
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            assert_eq!(ids, vec![5, 9, 8], "k {k}");
+        }
         assert!(
             LiveIndex::new(
                 Box::new(Int8Index::from_f32(&docs, 2).unwrap()),

@@ -38,7 +38,9 @@ impl TopK {
     pub fn new(k: usize) -> Self {
         Self {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // Grows past this only when k is larger than a screenful and that many rows come:
+            // a k beyond the index (any usize) allocates nothing up front.
+            heap: BinaryHeap::with_capacity(k.min(1024) + 1),
             floor: f32::NEG_INFINITY,
         }
     }

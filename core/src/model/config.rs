@@ -97,6 +97,12 @@ impl BertConfig {
                 "vocab_size, max_position_embeddings and type_vocab_size must be positive".into(),
             );
         }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return fail(format!(
+                "layer_norm_eps {} is not a positive number",
+                self.layer_norm_eps
+            ));
+        }
         if self.pad_token_id >= self.vocab_size {
             return fail(format!(
                 "pad_token_id {} is outside the vocabulary",

@@ -57,6 +57,15 @@ pub fn check_corpus(ids: &[u32], recorded: Option<u32>, passages: &[Passage]) ->
             passages.len()
         )));
     }
+    // Two rows of one passage would list it twice among the retrieved.
+    let mut seen = vec![false; passages.len()];
+    for &id in ids {
+        if std::mem::replace(&mut seen[id as usize], true) {
+            return Err(Error::Model(format!(
+                "the index names passage {id} twice: rebuild it with `realm index`"
+            )));
+        }
+    }
     check_fingerprint(recorded, fingerprint(passages))
 }
 
@@ -184,6 +193,11 @@ impl QaEngine {
         }
         if k == 0 {
             return Err(Error::ZeroK);
+        }
+        // Control characters, zero-width spaces, lone combining marks: text the tokenizer
+        // drops whole, which would leave the reader a question of nothing.
+        if self.tokenizer.tokens(question)?.is_empty() {
+            return Err(Error::QuestionWithoutWords);
         }
         truncate_question(&self.tokenizer, question, self.max_length / 2)
     }
@@ -351,5 +365,10 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("past the corpus's 2 passages"), "{err}");
+        let err = IndexedCorpus::from_shard(built, shard(vec![1, 1], None))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("names passage 1 twice"), "{err}");
     }
 }

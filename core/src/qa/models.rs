@@ -28,6 +28,39 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Refuses a `model.safetensors` whose embedding tables have other sizes than `config.json`
+/// says, naming the two files (the mismatch would otherwise surface as a shape error of the
+/// reader's weights, which hold the base's).
+fn check_embedding_tables(config: &BertConfig, weights: &WeightMap) -> Result<(), Error> {
+    let tables = [
+        ("word_embeddings", "vocab_size", config.vocab_size),
+        (
+            "position_embeddings",
+            "max_position_embeddings",
+            config.max_position_embeddings,
+        ),
+        (
+            "token_type_embeddings",
+            "type_vocab_size",
+            config.type_vocab_size,
+        ),
+    ];
+    for (table, field, rows) in tables {
+        let suffix = format!("embeddings.{table}.weight");
+        let Some((name, tensor)) = weights.iter().find(|(name, _)| name.ends_with(&suffix)) else {
+            continue;
+        };
+        if tensor.shape != [rows, config.hidden_size] {
+            return Err(Error::Model(format!(
+                "config.json says {field} {rows} and hidden_size {}, but model.safetensors' \
+                 {name} has shape {:?}: the two files are not of one model",
+                config.hidden_size, tensor.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A base BERT read into memory, with the sha256 of its weights file.
 pub struct BaseModel {
     pub config: BertConfig,
@@ -53,6 +86,8 @@ impl BaseModel {
                 config.num_hidden_layers
             )));
         }
+        check_embedding_tables(&config, &weights)?;
+        tokenizer.check_fits(config.vocab_size, config.type_vocab_size)?;
         Ok(Self {
             config,
             weights,
@@ -148,6 +183,12 @@ impl ReaderCard {
                 self.retriever_weight
             ));
         }
+        let eps = self.reader.reader_layer_norm_eps;
+        if !(eps > 0.0 && eps.is_finite()) {
+            return bad(format!(
+                "reader.reader_layer_norm_eps {eps} is not a positive number"
+            ));
+        }
         Ok(())
     }
 
@@ -209,6 +250,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tokenizer_or_embedding_table_of_another_size_is_refused() {
+        use crate::checkpoint::weights::{HostTensor, WeightMap};
+        use crate::model::config::BertConfig;
+        use crate::text::wordpiece::WordPieceTokenizer;
+
+        // Seven wordpieces (ids 0..=6), two segments (BERT's [CLS] a [SEP] b [SEP]).
+        let tokenizer =
+            WordPieceTokenizer::from_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\n").unwrap();
+        assert!(tokenizer.check_fits(7, 2).is_ok());
+        let e = tokenizer.check_fits(6, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("token id 6, but the model's vocab_size is 6"),
+            "{e}"
+        );
+        let e = tokenizer.check_fits(7, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("segment id 1, but the model's type_vocab_size is 1"),
+            "{e}"
+        );
+
+        let table = |rows: usize| {
+            let tensor = HostTensor::new("w", vec![rows, 4], vec![0.0; rows * 4]).unwrap();
+            WeightMap::from([("bert.embeddings.word_embeddings.weight".to_string(), tensor)])
+        };
+        let config = BertConfig::new(10, 4, 1, 1, 8);
+        assert!(super::check_embedding_tables(&config, &table(10)).is_ok());
+        let e = super::check_embedding_tables(&config, &table(12))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("vocab_size 10 and hidden_size 4, but model.safetensors' bert.embeddings.word_embeddings.weight has shape [12, 4]"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn layers_are_counted_from_the_tensor_names() {
         let names: Vec<String> = [
             "embeddings.word_embeddings.weight",
@@ -237,6 +314,10 @@ mod tests {
             let e = bad.check_sizes(512).unwrap_err().to_string();
             assert!(e.contains("reader.json") && e.contains(names), "{e}");
         }
+        let mut eps = card(256, 10, "0");
+        eps.reader.reader_layer_norm_eps = -1.0;
+        let e = eps.check_sizes(512).unwrap_err().to_string();
+        assert!(e.contains("reader_layer_norm_eps -1"), "{e}");
         // JSON has no NaN: a card can only say it through a value set in code.
         let mut nan = card(256, 10, "0");
         nan.retriever_weight = f32::NAN;

@@ -65,6 +65,8 @@ pub fn parse_corpus(bytes: &[u8]) -> Result<Vec<Passage>, Error> {
             column + 1
         ))
     })?;
+    // A byte-order mark (as some Windows editors save UTF-8) is no part of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // A summaries object spread over lines opens with a line of its own: its errors are
     // then reported as that format's (a JSON-lines reading would stop at line 1).
     let opens_object = text
@@ -194,6 +196,8 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].embedding_text(), "B. bee");
         assert_eq!(p[1].embedding_text(), "no title");
+        let with_bom = [&b"\xef\xbb\xbf"[..], lines].concat();
+        assert_eq!(parse_corpus(&with_bom).unwrap(), p);
 
         let summaries = br#"{"Zebra": {"title": "Zebra", "extract": "A horse."}, "Ant": {"extract": "An insect."}}"#;
         let p = parse_corpus(summaries).unwrap();

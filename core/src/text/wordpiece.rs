@@ -123,6 +123,37 @@ impl WordPieceTokenizer {
         })
     }
 
+    /// Refuses a tokenizer whose ids do not fit the model's embedding tables: a wordpiece id
+    /// (its own or its template's special tokens) of `vocab_size` or more, or a segment id of
+    /// `type_vocab_size` or more. Checked when a model is loaded; the encoder would otherwise
+    /// stop at the first question.
+    pub fn check_fits(&self, vocab_size: usize, type_vocab_size: usize) -> Result<(), Error> {
+        let largest = self.inner.get_vocab(true).into_values().max().unwrap_or(0);
+        let single = self.encode("a", None)?;
+        let pair = self.run(
+            tokenizers::EncodeInput::Dual("a".into(), "b".into()),
+            None,
+            Truncation::LongestFirst,
+        )?;
+        let ids = single.ids.iter().chain(&pair.ids);
+        let largest = ids.copied().fold(largest, u32::max) as usize;
+        if largest >= vocab_size {
+            return Err(error(&format!(
+                "it has token id {largest}, but the model's vocab_size is {vocab_size}: the \
+                 tokenizer is not the model's"
+            )));
+        }
+        let segments = single.type_ids.iter().chain(&pair.type_ids);
+        let segment = segments.copied().max().unwrap_or(0) as usize;
+        if segment >= type_vocab_size {
+            return Err(error(&format!(
+                "its template gives segment id {segment}, but the model's type_vocab_size is \
+                 {type_vocab_size}: the tokenizer is not the model's"
+            )));
+        }
+        Ok(())
+    }
+
     /// The vocabulary size, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
