@@ -46,7 +46,8 @@ pub enum Error {
     EmptyCorpus,
     #[error("embedding length {len} is not a multiple of the dimension {dim}")]
     EmbeddingLength { len: usize, dim: usize },
-    #[error("query dimension {query} does not match the index dimension {index}")]
+    /// A query, or a vector added to a live index, of another width than the index's rows.
+    #[error("a vector of {query} dimensions does not match the index's {index}")]
     DimensionMismatch { query: usize, index: usize },
     #[error("the search backend failed: {0}")]
     Backend(String),
@@ -66,6 +67,10 @@ pub enum Error {
     ZeroFactor,
     #[error("{what} contains a non-finite value (NaN or infinity) at position {position}")]
     NonFinite { what: &'static str, position: usize },
+    #[error(
+        "the int8 scale at position {position} is negative ({scale}): a row's scale is max|x| / 127"
+    )]
+    NegativeScale { position: usize, scale: f32 },
     #[error("not a REALM index shard: {0}")]
     NotAShard(String),
     #[error("{}", shard_version_message(*found, *supported))]

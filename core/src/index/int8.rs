@@ -107,11 +107,15 @@ pub fn check_int8_rows(values_len: usize, scales: &[f32], dim: usize) -> Result<
             dim,
         });
     }
-    if let Some(position) = scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
+    if let Some(position) = scales.iter().position(|s| !s.is_finite()) {
         return Err(Error::NonFinite {
             what: "the int8 scales",
             position,
         });
+    }
+    if let Some(position) = scales.iter().position(|&s| s < 0.0) {
+        let scale = scales[position];
+        return Err(Error::NegativeScale { position, scale });
     }
     Ok(())
 }
@@ -437,6 +441,13 @@ mod tests {
             Err(Error::NonFinite { .. })
         ));
         assert!(Int8Index::new(vec![0; 3], vec![1.0], 2).is_err());
-        assert!(Int8Index::new(vec![0; 2], vec![f32::NAN], 2).is_err());
+        assert!(matches!(
+            Int8Index::new(vec![0; 2], vec![f32::NAN], 2),
+            Err(Error::NonFinite { .. })
+        ));
+        assert!(matches!(
+            Int8Index::new(vec![0; 4], vec![1.0, -0.5], 2),
+            Err(Error::NegativeScale { position: 1, .. })
+        ));
     }
 }
