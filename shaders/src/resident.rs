@@ -173,7 +173,7 @@ impl GpuShard {
         if k == 0 {
             return Err(realm_core::Error::ZeroK.into());
         }
-        if queries.len() % self.dim != 0 {
+        if !queries.len().is_multiple_of(self.dim) {
             return Err(realm_core::Error::DimensionMismatch {
                 query: queries.len(),
                 index: self.dim,

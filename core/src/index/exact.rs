@@ -292,7 +292,7 @@ pub fn check_search(index: &dyn MipsIndex, queries: &[f32], k: usize) -> Result<
     if index.is_empty() {
         return Err(Error::EmptyCorpus);
     }
-    if queries.len() % index.dim() != 0 {
+    if !queries.len().is_multiple_of(index.dim()) {
         return Err(Error::DimensionMismatch {
             query: queries.len(),
             index: index.dim(),

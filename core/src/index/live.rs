@@ -194,7 +194,7 @@ mod tests {
         let mut live = LiveIndex::new(Box::new(ExactIndex::new(base, dim).unwrap()), ids).unwrap();
         for step in 0..400 {
             let id = 1000 + (rng.next_u64() % 700) as u32;
-            if rng.next_u64() % 3 == 0 {
+            if rng.next_u64().is_multiple_of(3) {
                 let removed = live.remove(id);
                 assert_eq!(removed.is_ok(), model.remove(&id).is_some(), "step {step}");
             } else {

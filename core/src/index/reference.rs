@@ -17,7 +17,7 @@ pub fn hit_order(a: &Hit, b: &Hit) -> std::cmp::Ordering {
 
 /// Checks that a flat `[rows, dim]` buffer is well formed and finite.
 pub fn check_matrix(values: &[f32], dim: usize, what: &'static str) -> Result<usize, Error> {
-    if dim == 0 || values.len() % dim != 0 {
+    if dim == 0 || !values.len().is_multiple_of(dim) {
         return Err(Error::EmbeddingLength {
             len: values.len(),
             dim,

@@ -128,13 +128,13 @@ fn check_embeddings(
     if dim > MAX_DIM {
         return Err(Error::Config(format!("dimension {dim} exceeds {MAX_DIM}")));
     }
-    if element == ElementType::F16 {
-        if let Some(position) = embeddings.iter().position(|v| v.abs() > f16::MAX.to_f32()) {
-            return Err(Error::Config(format!(
-                "value {} at position {position} does not fit in f16; store f32 or int8",
-                embeddings[position]
-            )));
-        }
+    if element == ElementType::F16
+        && let Some(position) = embeddings.iter().position(|v| v.abs() > f16::MAX.to_f32())
+    {
+        return Err(Error::Config(format!(
+            "value {} at position {position} does not fit in f16; store f32 or int8",
+            embeddings[position]
+        )));
     }
     Ok(())
 }

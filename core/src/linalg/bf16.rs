@@ -282,7 +282,7 @@ unsafe fn multiply(
     c: &mut [f32],
     ldc: usize,
 ) {
-    debug_assert!(m_pad % 32 == 0 && k_pad % 32 == 0 && n_pad % 32 == 0);
+    debug_assert!(m_pad.is_multiple_of(32) && k_pad.is_multiple_of(32) && n_pad.is_multiple_of(32));
     debug_assert!(a.len() >= m_pad * k_pad && ldc >= n_pad);
     debug_assert!(m_pad == 0 || c.len() >= (m_pad - 1) * ldc + n_pad);
     debug_assert!(b.len() == n_pad / 16 * (k_pad / 32) * TILE);

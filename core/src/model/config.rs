@@ -86,7 +86,9 @@ impl BertConfig {
     /// Checks the relations between fields that a forward pass relies on.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let fail = |msg: String| Err(crate::Error::Config(msg));
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return fail(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -863,7 +863,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
         None => None,
     };
     let micro = |model: &RealmModel, position: usize| {
-        if position % z.accumulate == 0 {
+        if position.is_multiple_of(z.accumulate) {
             let step = position / z.accumulate;
             refresher.after_step(step, || model.embedder.valid().fork(&cpu))?;
         }

@@ -184,11 +184,11 @@ pub fn run_steps<M: Module>(
         bar.set_message(format!("loss {loss_sum:.3}"));
         bar.inc(1);
 
-        if s.eval_every > 0 && (step % s.eval_every == 0 || step == s.steps) {
+        if s.eval_every > 0 && (step.is_multiple_of(s.eval_every) || step == s.steps) {
             eval_now(&model, step, &mut metrics)?;
         }
         let stopping = stop.requested();
-        if step % s.checkpoint_every == 0 || step == s.steps || stopping {
+        if step.is_multiple_of(s.checkpoint_every) || step == s.steps || stopping {
             if !s.quiet && !std::io::stderr().is_terminal() {
                 // No bar off a terminal (a log file under nohup): a line per checkpoint instead.
                 eprintln!(
