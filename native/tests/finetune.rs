@@ -1,7 +1,8 @@
 //! `realm finetune` as a user runs it, on a tiny BERT (the parity fixture's reader encoder,
 //! 2 layers, 32 wide) and a few SQuAD questions: the loss falls; a run killed with SIGKILL
 //! after a checkpoint and resumed gives the uninterrupted run's losses; a diverging run stops
-//! with the step named and no checkpoint past it; the wgpu backend's losses agree with the
+//! with the step named and no checkpoint past it; SIGTERM saves and stops; one process at a
+//! time trains in a run folder, which holds nothing else; the wgpu backend's losses agree with the
 //! CPU's within 1e-4; with retrieved negatives the loss still falls, and a corpus too small to
 //! give them is a clear error.
 
@@ -48,6 +49,89 @@ fn the_loss_falls_and_a_killed_run_resumes_to_the_same_curve() {
     let again = realm(&finetune_args(&base, &squad, &whole, steps));
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    // What a process killed while saving leaves (a temporary checkpoint folder, a temporary
+    // file) is removed by the next resume, here of the finished run, which only exports.
+    std::fs::create_dir(whole.join(".checkpoint-left")).unwrap();
+    std::fs::write(whole.join(".realm-left.partial"), b"half").unwrap();
+    assert_ok(&realm(
+        &["finetune", "--resume", whole.to_str().unwrap(), "--quiet"].map(String::from),
+    ));
+    assert!(
+        !whole.join(".checkpoint-left").exists() && !whole.join(".realm-left.partial").exists()
+    );
+
+    // A folder of other files is no place for a run: it would overwrite or remove them.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(other.join("checkpoint-backup")).unwrap();
+    let out = realm(&finetune_args(&base, &squad, &other, steps));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already holds other files"), "{stderr}");
+    assert!(other.join("checkpoint-backup").is_dir());
+}
+
+#[test]
+fn sigterm_saves_and_stops_and_one_process_at_a_time_trains_in_a_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    // Long enough to be running when stopped; no checkpoint but the one the stop writes.
+    let run = tmp.path().join("run");
+    let mut args = finetune_args(&base, &squad, &run, "5000");
+    args.extend(["--checkpoint-every".into(), "10000".into()]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let logged =
+        || std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| m.contains("\"loss\""));
+    while !logged() {
+        assert!(started.elapsed().as_secs() < 300, "no step was logged");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+
+    // A second process on the same folder is refused while the first trains.
+    let resume = ["finetune", "--resume", run.to_str().unwrap(), "--quiet"].map(String::from);
+    let second = realm(&resume);
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another realm process is training in"),
+        "{stderr}"
+    );
+
+    // SIGTERM (`kill`, `timeout`, a scheduler) stops the run as Ctrl-C does: a checkpoint of
+    // the step it was in, exit 0.
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped at step"), "{stderr}");
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    let step: usize = latest
+        .trim()
+        .trim_start_matches("checkpoint-")
+        .parse()
+        .unwrap();
+    assert!((1..5000).contains(&step), "{latest}");
+
+    // Its `latest` deleted: a resume names the checkpoint rather than start again from 0.
+    std::fs::remove_file(run.join("latest")).unwrap();
+    let out = realm(&resume);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("holds {} but no `latest`", latest.trim())),
+        "{stderr}"
+    );
 }
 
 #[test]

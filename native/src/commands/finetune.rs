@@ -135,15 +135,18 @@ pub struct FinetuneArgs {
 }
 
 pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
+    // `_lock` (not `_`) keeps the run directory locked to the end of the run.
     let Run {
         dir,
         args,
         resuming,
+        lock: _lock,
     } = match &args.dump_batches {
         Some(_) => Run {
             dir: PathBuf::new(),
             args: args.clone(),
             resuming: false,
+            lock: None,
         },
         None => open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
             FinetuneArgs {

@@ -110,10 +110,12 @@ pub struct RetrieverArgs {
 }
 
 pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
+    // `_lock` (not `_`) keeps the run directory locked to the end of the run.
     let Run {
         dir,
         args,
         resuming,
+        lock: _lock,
     } = open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
         RetrieverArgs {
             quiet: args.quiet,

@@ -133,10 +133,12 @@ impl Block {
 }
 
 pub fn run(args: &IctArgs) -> anyhow::Result<()> {
+    // `_lock` (not `_`) keeps the run directory locked to the end of the run.
     let Run {
         dir,
         args,
         resuming,
+        lock: _lock,
     } = open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
         IctArgs {
             quiet: args.quiet,

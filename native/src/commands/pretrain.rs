@@ -554,10 +554,12 @@ pub fn run(args: &PretrainArgs) -> anyhow::Result<()> {
 /// The run `args` names, its warm-up first when it has one: whether every step ran (not
 /// stopped with Ctrl-C).
 fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
+    // `_lock` (not `_`) keeps the run directory locked to the end of the run.
     let Run {
         dir,
         args,
         resuming,
+        lock: _lock,
     } = open_run(args.out.as_deref(), args.resume.as_deref(), args, |saved| {
         PretrainArgs {
             quiet: args.quiet,
@@ -1039,7 +1041,9 @@ fn read_checkpoint_index(
     if !shard_path.exists() {
         return Ok(None);
     }
-    let meta: CheckpointIndex = serde_json::from_slice(&std::fs::read(&meta_path)?)
+    let bytes =
+        std::fs::read(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?;
+    let meta: CheckpointIndex = serde_json::from_slice(&bytes)
         .with_context(|| format!("reading {}", meta_path.display()))?;
     let shard = read_shard(&shard_path)?;
     if (shard.dim, &shard.ids, shard.corpus) != (starting.dim, &starting.ids, starting.corpus) {

@@ -65,11 +65,20 @@ pub fn save_checkpoint<M: Module>(
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if file.starts_with("checkpoint-") && file != name {
+        if checkpoint_step(file).is_some() && file != name {
             std::fs::remove_dir_all(&path).ok();
         }
     }
     Ok(target)
+}
+
+/// The step a checkpoint folder's name (`checkpoint-` and seven digits) says; None for any
+/// other name, which the run never wrote and never removes.
+fn checkpoint_step(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("checkpoint-")?;
+    (digits.len() == 7 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// The checkpoint `latest` names, if any.
@@ -78,7 +87,8 @@ pub fn latest_checkpoint(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     if !latest.exists() {
         return Ok(None);
     }
-    let name = std::fs::read_to_string(&latest)?;
+    let name = std::fs::read_to_string(&latest)
+        .with_context(|| format!("reading {}", latest.display()))?;
     let path = dir.join(name.trim());
     if !path.join("state.json").is_file() {
         bail!(
@@ -98,8 +108,19 @@ pub fn load_checkpoint<M: Module>(
     model: M,
     make_optim: impl FnOnce(&M) -> ModuleOptimizer,
 ) -> anyhow::Result<(M, ModuleOptimizer, TrainState)> {
-    let state: TrainState = serde_json::from_slice(&std::fs::read(path.join("state.json"))?)
-        .with_context(|| format!("reading {}", path.join("state.json").display()))?;
+    let state_path = path.join("state.json");
+    let bytes =
+        std::fs::read(&state_path).with_context(|| format!("reading {}", state_path.display()))?;
+    let state: TrainState = serde_json::from_slice(&bytes)
+        .with_context(|| format!("reading {}", state_path.display()))?;
+    let folder = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if checkpoint_step(folder).is_some_and(|step| step != state.step) {
+        bail!(
+            "{} says step {}, but its folder is {folder}: the checkpoint was altered",
+            state_path.display(),
+            state.step
+        );
+    }
     let record = ModuleRecord::load(path.join("model.bpk"))
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.join("model.bpk").display()))?;
     let model = model
@@ -116,6 +137,56 @@ pub struct Run<A> {
     pub dir: PathBuf,
     pub args: A,
     pub resuming: bool,
+    /// The run directory's lock, held while this lives (None for a run that writes no
+    /// directory): a second process on the same directory is refused.
+    pub lock: Option<RunLock>,
+}
+
+/// An exclusive lock on a run directory's `.lock` file: held while the value lives, let go
+/// by the system when the process ends in any way (no stale lock after a crash).
+pub struct RunLock(#[allow(dead_code)] std::fs::File);
+
+/// Locks `dir` for this process, or says which directory another `realm` is using.
+pub fn lock_run(dir: &Path) -> anyhow::Result<RunLock> {
+    let path = dir.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another realm process is training in {} (it holds {}): wait for it to end, or stop it first",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// The lock file's name in a run directory.
+const LOCK: &str = ".lock";
+
+/// Removes what a process killed while saving left behind in `dir` (a temporary checkpoint
+/// folder, a temporary file of an atomic write): only called with the run's lock held, so
+/// nothing else is writing them.
+fn remove_leftovers(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(".checkpoint-") || name.starts_with(".realm-") {
+            let removed = match path.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            removed.with_context(|| format!("removing the leftover {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens the run a trainer was asked for: with `resume`, the directory's `args.json` (then
@@ -134,10 +205,13 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
             .with_context(|| format!("{} is not a run directory (no args.json)", dir.display()))?;
         let saved: A = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not this command's args.json", path.display()))?;
+        let lock = lock_run(dir)?;
+        remove_leftovers(dir)?;
         return Ok(Run {
             dir: dir.to_path_buf(),
             args: keep(saved),
             resuming: true,
+            lock: Some(lock),
         });
     }
     let dir = out.context("--out DIR is needed without --resume")?;
@@ -147,21 +221,31 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
             dir.display()
         );
     }
+    // Files of something else: a run would overwrite or remove them.
+    if dir.is_dir() && !dir.join("args.json").exists() && !only_args(dir)? {
+        bail!(
+            "{} already holds other files: a run starts in a new or empty folder; choose another --out",
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = lock_run(dir)?;
     write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
     Ok(Run {
         dir: dir.to_path_buf(),
         args: args.clone(),
         resuming: false,
+        lock: Some(lock),
     })
 }
 
-/// Whether `dir` holds nothing but an `args.json`: a run refused before its first step (bad
-/// flags or input), which a corrected command may start again in place.
+/// Whether `dir` holds nothing but an `args.json` (and the lock file): a run refused before
+/// its first step (bad flags or input), which a corrected command may start again in place;
+/// an empty folder too.
 fn only_args(dir: &Path) -> anyhow::Result<bool> {
     let mut entries =
         std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    Ok(entries.all(|e| e.is_ok_and(|e| e.file_name() == "args.json")))
+    Ok(entries.all(|e| e.is_ok_and(|e| e.file_name() == "args.json" || e.file_name() == LOCK)))
 }
 
 /// The model, its optimiser and the steps done: from the run's latest checkpoint when
@@ -172,7 +256,27 @@ pub fn resume_or_start<M: Module>(
     model: M,
     make_optim: impl FnOnce(&M) -> ModuleOptimizer,
 ) -> anyhow::Result<(M, ModuleOptimizer, usize)> {
-    match latest_checkpoint(run_dir)?.filter(|_| resuming) {
+    let latest = latest_checkpoint(run_dir)?.filter(|_| resuming);
+    if resuming && latest.is_none() {
+        // Checkpoints without `latest` (deleted by hand): starting over would discard them.
+        let mut names: Vec<String> = std::fs::read_dir(run_dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| checkpoint_step(n).is_some())
+            .collect();
+        names.sort();
+        if let Some(newest) = names.last() {
+            bail!(
+                "{} holds {newest} but no `latest` naming it: write its name into {} to resume from it",
+                run_dir.display(),
+                run_dir.join("latest").display()
+            );
+        }
+        eprintln!(
+            "{}: no checkpoint yet, starting from step 0",
+            run_dir.display()
+        );
+    }
+    match latest {
         Some(checkpoint) => {
             let (model, optim, state) = load_checkpoint(&checkpoint, model, make_optim)?;
             eprintln!("resumed {} at step {}", checkpoint.display(), state.step);
@@ -206,5 +310,28 @@ mod tests {
         std::fs::write(out.join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
         let refused = open(&args).err().unwrap().to_string();
         assert!(refused.contains("already holds a run"), "{refused}");
+    }
+
+    #[test]
+    fn only_the_runs_own_checkpoint_names_are_its_and_a_locked_folder_is_refused() {
+        use super::{checkpoint_step, lock_run};
+        assert_eq!(checkpoint_step("checkpoint-0000050"), Some(50));
+        for other in [
+            "checkpoint-backup",
+            "checkpoint-50",
+            "checkpoint-00000500",
+            "latest",
+        ] {
+            assert_eq!(checkpoint_step(other), None, "{other}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let held = lock_run(tmp.path()).unwrap();
+        let refused = lock_run(tmp.path()).err().unwrap().to_string();
+        assert!(
+            refused.contains("another realm process is training in"),
+            "{refused}"
+        );
+        drop(held);
+        assert!(lock_run(tmp.path()).is_ok());
     }
 }

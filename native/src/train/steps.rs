@@ -109,7 +109,8 @@ pub fn run_steps<M: Module>(
     if start == 0 && s.eval_every > 0 {
         eval_now(&model, 0, &mut metrics)?;
     }
-    let last_checkpoint = |step: usize| (step / s.checkpoint_every) * s.checkpoint_every;
+    // The step of the newest checkpoint (the one resumed from, or 0 before any).
+    let mut saved_at = start;
     let started = Instant::now();
     let mut step = start;
     while step < s.steps {
@@ -135,7 +136,7 @@ pub fn run_steps<M: Module>(
                 bail!(
                     "step {step}, micro-batch {m}: the loss is {value} ({describe}); no checkpoint was written past step {}: \
                      lower --lr or check the data, then --resume {}",
-                    last_checkpoint(step),
+                    saved_at,
                     s.dir.display()
                 );
             }
@@ -153,7 +154,7 @@ pub fn run_steps<M: Module>(
             bail!(
                 "step {step}: the gradient norm is {grad_norm}; the weights were not updated and no checkpoint was \
                  written past step {}: lower --lr or check the data, then --resume {}",
-                last_checkpoint(step),
+                saved_at,
                 s.dir.display()
             );
         }
@@ -205,9 +206,12 @@ pub fn run_steps<M: Module>(
                 None => Ok(()),
             };
             save_checkpoint(s.dir, &model, &optim, &state, extra)?;
+            saved_at = step;
             plot_losses(s.dir, s.plot_title)?;
         }
-        if stopping {
+        // A stop asked for during the last step comes too late to stop anything: the run ends
+        // as finished (its exports written), not as stopped.
+        if stopping && step < s.steps {
             bar.abandon();
             eprintln!(
                 "{}: stopped at step {step}; continue with `realm {} --resume {}`",

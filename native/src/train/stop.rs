@@ -1,5 +1,6 @@
 //! Ctrl-C during training: the first press asks the loop to finish its step, save a
-//! checkpoint and exit 0; a second press ends the process at once.
+//! checkpoint and exit 0; a second press ends the process at once. SIGTERM and SIGHUP (`kill`,
+//! `timeout`, a batch scheduler's stop, a closed terminal) count as a press.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -20,11 +21,11 @@ impl StopFlag {
         let handler = flag.clone();
         ctrlc::set_handler(move || {
             if handler.swap(true, Ordering::SeqCst) {
-                eprintln!("\nstopping now (second Ctrl-C); the last checkpoint is intact");
+                eprintln!("\nstopping now (second stop request); the last checkpoint is intact");
                 std::process::exit(130);
             }
             eprintln!(
-                "\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to quit at once)"
+                "\nstop requested (Ctrl-C or SIGTERM): finishing this step, then saving a checkpoint (Ctrl-C again to quit at once)"
             );
         })?;
         Ok(Self(FLAG.get_or_init(|| flag).clone()))
