@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     assert_ok, assert_same_losses, finetune_args, kill_then_resume, losses, realm,
-    squad_paragraphs, tiny_base, write_indexed_corpus,
+    squad_paragraphs, start_until_a_step, stop_with, tiny_base, write_indexed_corpus,
 };
 
 #[test]
@@ -81,18 +81,7 @@ fn sigterm_saves_and_stops_and_one_process_at_a_time_trains_in_a_folder() {
     let run = tmp.path().join("run");
     let mut args = finetune_args(&base, &squad, &run, "5000");
     args.extend(["--checkpoint-every".into(), "10000".into()]);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realm"))
-        .args(&args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let logged =
-        || std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| m.contains("\"loss\""));
-    while !logged() {
-        assert!(started.elapsed().as_secs() < 300, "no step was logged");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let child = start_until_a_step(&args, &run);
 
     // A second process on the same folder is refused while the first trains.
     let resume = ["finetune", "--resume", run.to_str().unwrap(), "--quiet"].map(String::from);
@@ -106,14 +95,7 @@ fn sigterm_saves_and_stops_and_one_process_at_a_time_trains_in_a_folder() {
 
     // SIGTERM (`kill`, `timeout`, a scheduler) stops the run as Ctrl-C does: a checkpoint of
     // the step it was in, exit 0.
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = stop_with(child, "TERM");
     assert!(stderr.contains("stopped at step"), "{stderr}");
     let latest = std::fs::read_to_string(run.join("latest")).unwrap();
     let step: usize = latest

@@ -12,8 +12,8 @@ use std::path::Path;
 use realm_core::checkpoint::safetensors_file::{read_safetensors, strip_prefix, write_safetensors};
 
 use common::{
-    assert_ok, assert_same_losses, kill_then_resume, losses, realm, squad_paragraphs, tiny_base,
-    write_indexed_corpus,
+    assert_ok, assert_same_losses, kill_then_resume, losses, realm, squad_paragraphs, stop_with,
+    tiny_base, write_indexed_corpus,
 };
 
 fn pretrain_args(
@@ -527,28 +527,8 @@ fn ctrl_c_stops_after_a_step_and_leaves_the_weights_so_far() {
         "--held-out",
         "0",
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_realm"))
-        .args(&args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !run.join("metrics.jsonl").exists()
-        || std::fs::read_to_string(run.join("metrics.jsonl"))
-            .unwrap()
-            .is_empty()
-    {
-        assert!(started.elapsed().as_secs() < 300, "no step was logged");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let child = start_until_a_step(&args, &run);
+    let stderr = stop_with(child, "INT");
     assert!(stderr.contains("stopped; the weights so far"), "{stderr}");
     let steps = losses(&run).len();
     assert!((1..100000).contains(&steps), "{steps} steps");

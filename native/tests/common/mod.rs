@@ -189,6 +189,37 @@ pub fn kill_then_resume(args: &[String], run: &Path) {
     assert_ok(&realm(&resume.map(String::from)));
 }
 
+/// Starts `realm args` (stderr piped) and returns once its `run/metrics.jsonl` logs a step.
+pub fn start_until_a_step(args: &[String], run: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let logged =
+        || std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| m.contains("\"loss\""));
+    while !logged() {
+        assert!(started.elapsed().as_secs() < 300, "no step was logged");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child
+}
+
+/// Sends `signal` ("INT", "TERM") to a run started with its stderr piped, waits for it, asserts
+/// that it exited 0 (stopped and saved), and gives back its stderr.
+pub fn stop_with(child: std::process::Child, signal: &str) -> String {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 /// The two runs' losses agree step by step within 1e-6.
 pub fn assert_same_losses(resumed: &[(usize, f64)], reference: &[(usize, f64)]) {
     assert_eq!(
