@@ -12,8 +12,8 @@ use std::path::Path;
 use realm_core::checkpoint::safetensors_file::{read_safetensors, strip_prefix, write_safetensors};
 
 use common::{
-    assert_ok, assert_same_losses, kill_then_resume, losses, realm, squad_paragraphs, stop_with,
-    tiny_base, write_indexed_corpus,
+    assert_ok, assert_same_losses, kill_then_resume, losses, realm, squad_paragraphs,
+    start_until_a_step, stop_with, tiny_base, write_indexed_corpus,
 };
 
 fn pretrain_args(
