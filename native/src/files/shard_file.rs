@@ -47,11 +47,27 @@ pub fn write_atomic_with(
     }
     tmp.persist(path)
         .with_context(|| format!("moving the new file into place at {}", path.display()))?;
+    sync_folder(dir);
     Ok(())
 }
 
+/// Flushes `dir`'s entries (a rename into it) to disk, so that a power cut after the call
+/// finds the new name. Best effort: where folders cannot be opened (Windows) it does nothing.
+fn sync_folder(dir: &Path) {
+    #[cfg(unix)]
+    {
+        if let Ok(folder) = std::fs::File::open(dir) {
+            folder.sync_all().ok();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
 /// Writes the folder `dir` atomically: `fill` writes into a temporary folder beside it, which
-/// then replaces `dir` (an older one is removed first) with ordinary permissions.
+/// then replaces `dir` with ordinary permissions. An older `dir` is moved aside first and
+/// removed after, so a crash between the two renames leaves it whole under a `.realm-old-`
+/// name rather than gone.
 pub fn write_dir_atomic(
     dir: &Path,
     fill: impl FnOnce(&Path) -> anyhow::Result<()>,
@@ -66,9 +82,20 @@ pub fn write_dir_atomic(
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
     fill(tmp.path())?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("replacing {}", dir.display()))?;
-    }
+    let old = match dir.exists() {
+        true => {
+            let aside = tempfile::Builder::new()
+                .prefix(".realm-old-")
+                .tempdir_in(parent)
+                .with_context(|| format!("creating a temporary folder in {}", parent.display()))?
+                .keep()
+                .join("old");
+            std::fs::rename(dir, &aside)
+                .with_context(|| format!("moving the old {} aside", dir.display()))?;
+            aside.parent().map(Path::to_path_buf)
+        }
+        false => None,
+    };
     let tmp = tmp.keep();
     // Temporary folders are private (0700); the written one is an ordinary folder.
     #[cfg(unix)]
@@ -77,7 +104,14 @@ pub fn write_dir_atomic(
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("moving the folder to {}", dir.display()))
+    std::fs::rename(&tmp, dir)
+        .with_context(|| format!("moving the folder to {}", dir.display()))?;
+    sync_folder(parent);
+    if let Some(old) = old {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("removing the old {} ({})", dir.display(), old.display()))?;
+    }
+    Ok(())
 }
 
 /// Writes a shard atomically, streamed: no copy of the file is built in memory.
@@ -137,6 +171,23 @@ mod tests {
         assert!(format!("{:#}", failed.unwrap_err()).contains("disk full"));
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_folder_is_replaced_whole_and_a_failed_fill_keeps_the_old_one() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("embedder");
+        let fill = |text: &'static str| {
+            move |p: &Path| -> anyhow::Result<()> { Ok(std::fs::write(p.join("a"), text)?) }
+        };
+        write_dir_atomic(&dir, fill("one")).unwrap();
+        write_dir_atomic(&dir, fill("two")).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "two");
+        let failed = write_dir_atomic(&dir, |_| anyhow::bail!("out of space"));
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "two");
+        // Nothing beside it: no temporary folder, no old one set aside.
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 1);
     }
 
     #[test]
