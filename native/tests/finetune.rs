@@ -61,6 +61,22 @@ fn the_loss_falls_and_a_killed_run_resumes_to_the_same_curve() {
         !whole.join(".checkpoint-left").exists() && !whole.join(".realm-left.partial").exists()
     );
 
+    // A record changed on disk (one byte) is refused by its sum, which burn's format lacks.
+    let latest = std::fs::read_to_string(whole.join("latest")).unwrap();
+    let record = whole.join(latest.trim()).join("model.bpk");
+    let mut bytes = std::fs::read(&record).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&record, bytes).unwrap();
+    let out =
+        realm(&["finetune", "--resume", whole.to_str().unwrap(), "--quiet"].map(String::from));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("model.bpk has sha256") && stderr.contains("the checkpoint is damaged"),
+        "{stderr}"
+    );
+
     // A folder of other files is no place for a run: it would overwrite or remove them.
     let other = tmp.path().join("other");
     std::fs::create_dir_all(other.join("checkpoint-backup")).unwrap();

@@ -19,11 +19,25 @@ use crate::files::shard_file::write_atomic;
 pub type CheckpointExtra<'a> = &'a mut dyn FnMut(&Path) -> anyhow::Result<()>;
 
 /// What a checkpoint records beside the records: enough to continue the same run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TrainState {
     /// Steps completed.
     pub step: usize,
     pub seed: u64,
+    /// sha256 of each record file (`model.bpk`, `optim.bpk`), filled in by [`save_checkpoint`]
+    /// and checked on loading: burn's records carry no checksum of their own. Empty in
+    /// checkpoints written before 2026-12-07, which are loaded unchecked.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+/// The record files a checkpoint's `state.json` keeps the sums of.
+const RECORDS: [&str; 2] = ["model.bpk", "optim.bpk"];
+
+/// Lower-case hex sha256 of the file at `path`.
+fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(crate::files::model_dir::sha256_hex(&bytes))
 }
 
 /// Writes a checkpoint of `model` and `optim` after `state.step` steps, with whatever
@@ -49,9 +63,15 @@ pub fn save_checkpoint<M: Module>(
     optim
         .save(tmp.path().join("optim.bpk"))
         .map_err(|e| anyhow::anyhow!("saving the optimiser record: {e}"))?;
+    let mut state = state.clone();
+    for record in RECORDS {
+        state
+            .sha256
+            .insert(record.into(), file_sha256(&tmp.path().join(record))?);
+    }
     write_atomic(
         &tmp.path().join("state.json"),
-        &serde_json::to_vec_pretty(state)?,
+        &serde_json::to_vec_pretty(&state)?,
     )?;
     extra(tmp.path())?;
     let target = dir.join(&name);
@@ -120,6 +140,17 @@ pub fn load_checkpoint<M: Module>(
             state_path.display(),
             state.step
         );
+    }
+    for (record, expected) in &state.sha256 {
+        let found = file_sha256(&path.join(record))?;
+        if &found != expected {
+            bail!(
+                "{} has sha256 {found}, but {} says {expected}: the checkpoint is damaged; \
+                 start the run again, or resume from a copy",
+                path.join(record).display(),
+                state_path.display()
+            );
+        }
     }
     let record = ModuleRecord::load(path.join("model.bpk"))
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.join("model.bpk").display()))?;

@@ -200,7 +200,11 @@ pub fn run_steps<M: Module>(
                     started.elapsed().as_secs_f64()
                 );
             }
-            let state = TrainState { step, seed: s.seed };
+            let state = TrainState {
+                step,
+                seed: s.seed,
+                ..TrainState::default()
+            };
             let extra = |folder: &Path| match checkpoint_extra.as_mut() {
                 Some(extra) => extra(folder),
                 None => Ok(()),
