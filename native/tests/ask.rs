@@ -399,6 +399,11 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
         (&b"{not json"[..], 400, "not {"),
         (&br#"{"question": "   "}"#[..], 400, "the question is empty"),
         (
+            &br#"{"question": "\u200b\u0000"}"#[..],
+            400,
+            "it has no word the tokenizer reads",
+        ),
+        (
             &br#"{"question": "x", "top_k": 0}"#[..],
             400,
             "top_k must be 1 to",

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{
-    assert_ok, assert_same_losses, finetune_args, kill_then_resume, losses, realm,
+    assert_ok, assert_same_losses, finetune_args, kill_then_resume, losses, realm, send,
     squad_paragraphs, start_until_a_step, stop_with, tiny_base, write_indexed_corpus,
 };
 
@@ -97,7 +97,7 @@ fn sigterm_saves_and_stops_and_one_process_at_a_time_trains_in_a_folder() {
     let run = tmp.path().join("run");
     let mut args = finetune_args(&base, &squad, &run, "5000");
     args.extend(["--checkpoint-every".into(), "10000".into()]);
-    let child = start_until_a_step(&args, &run);
+    let child = start_until_a_step(&args, &run, false);
 
     // A second process on the same folder is refused while the first trains.
     let resume = ["finetune", "--resume", run.to_str().unwrap(), "--quiet"].map(String::from);
@@ -130,6 +130,20 @@ fn sigterm_saves_and_stops_and_one_process_at_a_time_trains_in_a_folder() {
         stderr.contains(&format!("holds {} but no `latest`", latest.trim())),
         "{stderr}"
     );
+
+    // Under `nohup` a hang-up does not stop the run (it outlives its terminal); SIGTERM does.
+    let run = tmp.path().join("nohup");
+    let mut args = finetune_args(&base, &squad, &run, "5000");
+    args.extend(["--checkpoint-every".into(), "10000".into()]);
+    let mut child = start_until_a_step(&args, &run, true);
+    send(&child, "HUP");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a SIGHUP stopped a run under nohup"
+    );
+    let stderr = stop_with(child, "TERM");
+    assert!(stderr.contains("stopped at step"), "{stderr}");
 }
 
 #[test]

@@ -527,7 +527,7 @@ fn ctrl_c_stops_after_a_step_and_leaves_the_weights_so_far() {
         "--held-out",
         "0",
     );
-    let child = start_until_a_step(&args, &run);
+    let child = start_until_a_step(&args, &run, false);
     let stderr = stop_with(child, "INT");
     assert!(stderr.contains("stopped; the weights so far"), "{stderr}");
     let steps = losses(&run).len();

@@ -93,6 +93,11 @@ impl Files<'_> {
                 realm_core::Error::Tokenizer(_) => named("tokenizer.json")(e),
                 e => named("config.json and model.safetensors")(e),
             })?;
+        // The reader reads pairs: their segment ids too (named here, before the reader's load).
+        let sizes = (base.config.vocab_size, base.config.type_vocab_size);
+        (base.tokenizer)
+            .check_fits(sizes.0, sizes.1, true)
+            .map_err(named("tokenizer.json"))?;
         // Their messages start with "reader.json" already. The sizes are checked here too
         // (load_reader checks them after the weights' sums) so that it is the file named.
         let as_is = |e: realm_core::Error| JsError::new(&e.to_string());

@@ -87,7 +87,9 @@ impl BaseModel {
             )));
         }
         check_embedding_tables(&config, &weights)?;
-        tokenizer.check_fits(config.vocab_size, config.type_vocab_size)?;
+        // Single texts only: a retriever's base embeds no pairs (a reader's is checked for
+        // them in `fresh_reader`).
+        tokenizer.check_fits(config.vocab_size, config.type_vocab_size, false)?;
         Ok(Self {
             config,
             weights,
@@ -205,6 +207,8 @@ pub fn fresh_reader(
     seed: u64,
     device: &Device,
 ) -> Result<SpanReader, Error> {
+    let config = &base.config;
+    (base.tokenizer).check_fits(config.vocab_size, config.type_vocab_size, true)?;
     let weights = reader_from_bert(&base.config, reader, &base.weights, seed);
     let mut loader = WeightLoader::new(weights, device);
     let model = SpanReader::load(&base.config, reader, &mut loader, device)?;
@@ -258,13 +262,15 @@ mod tests {
         // Seven wordpieces (ids 0..=6), two segments (BERT's [CLS] a [SEP] b [SEP]).
         let tokenizer =
             WordPieceTokenizer::from_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\n").unwrap();
-        assert!(tokenizer.check_fits(7, 2).is_ok());
-        let e = tokenizer.check_fits(6, 2).unwrap_err().to_string();
+        assert!(tokenizer.check_fits(7, 2, true).is_ok());
+        let e = tokenizer.check_fits(6, 2, false).unwrap_err().to_string();
         assert!(
             e.contains("token id 6, but the model's vocab_size is 6"),
             "{e}"
         );
-        let e = tokenizer.check_fits(7, 1).unwrap_err().to_string();
+        // One segment serves single texts (a retriever); a pair needs the second.
+        assert!(tokenizer.check_fits(7, 1, false).is_ok());
+        let e = tokenizer.check_fits(7, 1, true).unwrap_err().to_string();
         assert!(
             e.contains("segment id 1, but the model's type_vocab_size is 1"),
             "{e}"

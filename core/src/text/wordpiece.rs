@@ -125,16 +125,25 @@ impl WordPieceTokenizer {
 
     /// Refuses a tokenizer whose ids do not fit the model's embedding tables: a wordpiece id
     /// (its own or its template's special tokens) of `vocab_size` or more, or a segment id of
-    /// `type_vocab_size` or more. Checked when a model is loaded; the encoder would otherwise
-    /// stop at the first question.
-    pub fn check_fits(&self, vocab_size: usize, type_vocab_size: usize) -> Result<(), Error> {
+    /// `type_vocab_size` or more, in a single text and, with `pairs` (a reader's or encoder's
+    /// base), in a pair. Checked when a model is loaded; the encoder would otherwise stop at
+    /// the first question.
+    pub fn check_fits(
+        &self,
+        vocab_size: usize,
+        type_vocab_size: usize,
+        pairs: bool,
+    ) -> Result<(), Error> {
         let largest = self.inner.get_vocab(true).into_values().max().unwrap_or(0);
         let single = self.encode("a", None)?;
-        let pair = self.run(
-            tokenizers::EncodeInput::Dual("a".into(), "b".into()),
-            None,
-            Truncation::LongestFirst,
-        )?;
+        let pair = match pairs {
+            true => self.run(
+                tokenizers::EncodeInput::Dual("a".into(), "b".into()),
+                None,
+                Truncation::LongestFirst,
+            )?,
+            false => single.clone(),
+        };
         let ids = single.ids.iter().chain(&pair.ids);
         let largest = ids.copied().fold(largest, u32::max) as usize;
         if largest >= vocab_size {

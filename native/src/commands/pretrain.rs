@@ -1102,8 +1102,8 @@ fn starting_index(
 
 /// Runs the masked-LM warm-up of the run in `dir` in `dir/warm-up`: `args` with retrieval
 /// off for `steps` steps, started, resumed where it stopped, or (finished) resumed with no
-/// step left, which only writes its weights again. Their file, or None when the warm-up was
-/// stopped with Ctrl-C.
+/// step left, which only writes its weights again. Their file, or None when the run was
+/// stopped with Ctrl-C (in the warm-up, or as it finished).
 fn warm_up(
     dir: &std::path::Path,
     args: &PretrainArgs,
@@ -1131,7 +1131,16 @@ fn warm_up(
         warm.display(),
         dir.display()
     );
-    Ok(train(&phase)?.then(|| warm.join("realm.safetensors")))
+    let finished = train(&phase)?;
+    // A stop asked for in the warm-up's last step finished it; it still ends the command.
+    if finished && crate::train::stop::StopFlag::install()?.requested() {
+        eprintln!(
+            "pretrain: stopped after the warm-up; continue with `realm pretrain --resume {}`",
+            dir.display()
+        );
+        return Ok(None);
+    }
+    Ok(finished.then(|| warm.join("realm.safetensors")))
 }
 
 fn masking_of(arg: MaskingArg) -> Masking {

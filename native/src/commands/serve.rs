@@ -340,6 +340,9 @@ fn ask(
                 serde_json::to_string(&page).expect("a serialisable report"),
             )
         }
+        // The client's fault (a question of no words the tokenizer reads): 400, as in the
+        // browser engine, where it is a `question` error.
+        Err(e @ realm_core::Error::QuestionWithoutWords) => error(400, &e.to_string()),
         Err(e) => error(500, &format!("answering failed: {e}")),
     }
 }

@@ -66,8 +66,9 @@ fn sync_folder(dir: &Path) {
 
 /// Writes the folder `dir` atomically: `fill` writes into a temporary folder beside it, which
 /// then replaces `dir` with ordinary permissions. An older `dir` is moved aside first and
-/// removed after, so a crash between the two renames leaves it whole under a `.realm-old-`
-/// name rather than gone.
+/// removed after (put back if the new one cannot take its place), so a crash between the two
+/// renames leaves it whole under a `.realm-old-` name rather than gone, until a resumed run
+/// clears such leftovers and writes the folder again.
 pub fn write_dir_atomic(
     dir: &Path,
     fill: impl FnOnce(&Path) -> anyhow::Result<()>,
@@ -82,6 +83,13 @@ pub fn write_dir_atomic(
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
     fill(tmp.path())?;
+    // Temporary folders are private (0700); the written one is an ordinary folder.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the permissions of {}", tmp.path().display()))?;
+    }
     let old = match dir.exists() {
         true => {
             let aside = tempfile::Builder::new()
@@ -97,15 +105,13 @@ pub fn write_dir_atomic(
         false => None,
     };
     let tmp = tmp.keep();
-    // Temporary folders are private (0700); the written one is an ordinary folder.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, dir) {
+        // The old folder goes back where it was.
+        if let Some(old) = &old {
+            std::fs::rename(old.join("old"), dir).ok();
+        }
+        return Err(e).with_context(|| format!("moving the folder to {}", dir.display()));
     }
-    std::fs::rename(&tmp, dir)
-        .with_context(|| format!("moving the folder to {}", dir.display()))?;
     sync_folder(parent);
     if let Some(old) = old {
         std::fs::remove_dir_all(&old)

@@ -34,10 +34,19 @@ pub struct TrainState {
 /// The record files a checkpoint's `state.json` keeps the sums of.
 const RECORDS: [&str; 2] = ["model.bpk", "optim.bpk"];
 
-/// Lower-case hex sha256 of the file at `path`.
+/// Lower-case hex sha256 of the file at `path`, streamed (an optimiser's record can be over a
+/// gigabyte).
 fn file_sha256(path: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(crate::files::model_dir::sha256_hex(&bytes))
+    use sha2::Digest;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Writes a checkpoint of `model` and `optim` after `state.step` steps, with whatever
@@ -92,11 +101,12 @@ pub fn save_checkpoint<M: Module>(
     Ok(target)
 }
 
-/// The step a checkpoint folder's name (`checkpoint-` and seven digits) says; None for any
-/// other name, which the run never wrote and never removes.
+/// The step a checkpoint folder's name (`checkpoint-` and at least seven digits, as
+/// `{:07}` writes it) says; None for any other name, which the run never wrote and never
+/// removes.
 fn checkpoint_step(name: &str) -> Option<usize> {
     let digits = name.strip_prefix("checkpoint-")?;
-    (digits.len() == 7 && digits.bytes().all(|b| b.is_ascii_digit()))
+    (digits.len() >= 7 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
 }
@@ -246,6 +256,10 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
         });
     }
     let dir = out.context("--out DIR is needed without --resume")?;
+    // Locked before it is looked at: a run that ends between the look and the lock would
+    // otherwise be written over.
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = lock_run(dir)?;
     if dir.join("args.json").exists() && !only_args(dir)? {
         bail!(
             "{} already holds a run: continue it with --resume {0}, or choose another --out",
@@ -259,8 +273,6 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
             dir.display()
         );
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let lock = lock_run(dir)?;
     write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
     Ok(Run {
         dir: dir.to_path_buf(),
@@ -337,6 +349,7 @@ mod tests {
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(run.dir.join("args.json")).unwrap()).unwrap();
         assert_eq!(saved, fixed);
+        drop(run); // its lock: the process "ends"
         // A run that wrote a step is kept: --resume or another --out.
         std::fs::write(out.join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
         let refused = open(&args).err().unwrap().to_string();
@@ -347,10 +360,11 @@ mod tests {
     fn only_the_runs_own_checkpoint_names_are_its_and_a_locked_folder_is_refused() {
         use super::{checkpoint_step, lock_run};
         assert_eq!(checkpoint_step("checkpoint-0000050"), Some(50));
+        assert_eq!(checkpoint_step("checkpoint-12345678"), Some(12_345_678));
         for other in [
             "checkpoint-backup",
             "checkpoint-50",
-            "checkpoint-00000500",
+            "checkpoint-00005x0",
             "latest",
         ] {
             assert_eq!(checkpoint_step(other), None, "{other}");

@@ -189,10 +189,19 @@ pub fn kill_then_resume(args: &[String], run: &Path) {
     assert_ok(&realm(&resume.map(String::from)));
 }
 
-/// Starts `realm args` (stderr piped) and returns once its `run/metrics.jsonl` logs a step.
-pub fn start_until_a_step(args: &[String], run: &Path) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_realm"))
+/// Starts `realm args` (stderr piped; under `nohup` when `nohup`) and returns once its
+/// `run/metrics.jsonl` logs a step.
+pub fn start_until_a_step(args: &[String], run: &Path, nohup: bool) -> std::process::Child {
+    let mut command = match nohup {
+        true => Command::new("nohup"),
+        false => Command::new(env!("CARGO_BIN_EXE_realm")),
+    };
+    if nohup {
+        command.arg(env!("CARGO_BIN_EXE_realm"));
+    }
+    let child = command
         .args(args)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -206,14 +215,19 @@ pub fn start_until_a_step(args: &[String], run: &Path) -> std::process::Child {
     child
 }
 
-/// Sends `signal` ("INT", "TERM") to a run started with its stderr piped, waits for it, asserts
-/// that it exited 0 (stopped and saved), and gives back its stderr.
-pub fn stop_with(child: std::process::Child, signal: &str) -> String {
+/// Sends `signal` ("INT", "TERM", "HUP") to `child`.
+pub fn send(child: &std::process::Child, signal: &str) {
     let sent = Command::new("kill")
         .args([format!("-{signal}"), child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
+}
+
+/// Sends `signal` ("INT", "TERM") to a run started with its stderr piped, waits for it, asserts
+/// that it exited 0 (stopped and saved), and gives back its stderr.
+pub fn stop_with(child: std::process::Child, signal: &str) -> String {
+    send(&child, signal);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
