@@ -71,6 +71,17 @@ fn named<E: std::fmt::Display>(file: &str) -> impl Fn(E) -> JsError {
     move |e| JsError::new(&format!("{file}: {e}"))
 }
 
+/// [`named`] for a step that reads `file` and may also find fault with another: a tokenizer
+/// whose ids the model's tables do not hold is `tokenizer.json`'s fault, and a message that
+/// already names `reader.json` (the card's sizes) stays as it is.
+fn blamed(file: &'static str) -> impl Fn(realm_core::Error) -> JsError {
+    move |e| match e {
+        realm_core::Error::Tokenizer(_) => named("tokenizer.json")(e),
+        e if e.to_string().starts_with("reader.json") => JsError::new(&e.to_string()),
+        e => named(file)(e),
+    }
+}
+
 /// The seven files' bytes, in the order the constructors take them.
 struct Files<'a> {
     config: &'a [u8],
@@ -87,25 +98,12 @@ impl Files<'_> {
     fn build(&self, device: Device, name: &'static str) -> Result<Engine, JsError> {
         let tokenizer = WordPieceTokenizer::from_tokenizer_json(self.tokenizer)
             .map_err(named("tokenizer.json"))?;
-        let base =
-            BaseModel::from_bytes(self.config, self.model, tokenizer).map_err(|e| match e {
-                // Ids past the model's embedding tables: the tokenizer is the odd one out.
-                realm_core::Error::Tokenizer(_) => named("tokenizer.json")(e),
-                e => named("config.json and model.safetensors")(e),
-            })?;
-        // The reader reads pairs: their segment ids too (named here, before the reader's load).
-        let sizes = (base.config.vocab_size, base.config.type_vocab_size);
-        (base.tokenizer)
-            .check_fits(sizes.0, sizes.1, true)
-            .map_err(named("tokenizer.json"))?;
-        // Their messages start with "reader.json" already. The sizes are checked here too
-        // (load_reader checks them after the weights' sums) so that it is the file named.
-        let as_is = |e: realm_core::Error| JsError::new(&e.to_string());
-        let card = ReaderCard::from_json(self.reader_card).map_err(as_is)?;
-        card.check_sizes(base.config.max_position_embeddings)
-            .map_err(as_is)?;
-        let mut reader =
-            load_reader(&base, &card, self.reader, &device).map_err(named("reader.safetensors"))?;
+        let base = BaseModel::from_bytes(self.config, self.model, tokenizer)
+            .map_err(blamed("config.json and model.safetensors"))?;
+        let card = ReaderCard::from_json(self.reader_card).map_err(blamed("reader.json"))?;
+        // It also checks the card's sizes and the tokenizer's pairs: `blamed` names those files.
+        let mut reader = load_reader(&base, &card, self.reader, &device)
+            .map_err(blamed("reader.safetensors"))?;
         let mut embedder = base
             .sentence_embedder(&device)
             .map_err(named("model.safetensors"))?;

@@ -138,14 +138,27 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let device = args.files.device.device();
     let base = read_base(&args.files.model)?;
-    // --recall-only reads nothing: no reader to load (nor to have trained).
-    let reader = match args.recall_only {
+    // The reader, the length it reads and how it picks an answer; --recall-only reads nothing,
+    // so it loads no reader (nor needs one trained).
+    let dense = !args.gold_passages && args.retriever != RetrieverKind::Bm25;
+    let reading = match args.recall_only {
         true => None,
         false => {
             let (mut reader, card) = load_reader(&args.files.reader, &base, &device)?;
             let precision = args.files.precision.resolve()?;
             reader.freeze(base.config.layer_norm_eps, precision);
-            Some((reader, card))
+            let rule = AnswerRule {
+                retriever_weight: args.retriever_weight.unwrap_or(if dense {
+                    card.retriever_weight
+                } else {
+                    0.0
+                }),
+            };
+            eprintln!(
+                "eval: answers by REALM's marginal over the passages read, retriever weight {}",
+                rule.retriever_weight
+            );
+            Some((reader, card.max_length, rule))
         }
     };
     let tokenizer = base.tokenizer.clone();
@@ -164,20 +177,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         true => None,
         false => Some(Retrieval::open(args.retriever, &base, &args.files)?),
     };
-    let dense = !args.gold_passages && args.retriever != RetrieverKind::Bm25;
-    let rule = reader.as_ref().map(|(_, card)| AnswerRule {
-        retriever_weight: args.retriever_weight.unwrap_or(if dense {
-            card.retriever_weight
-        } else {
-            0.0
-        }),
-    });
-    if let Some(rule) = &rule {
-        eprintln!(
-            "eval: answers by REALM's marginal over the passages read, retriever weight {}",
-            rule.retriever_weight
-        );
-    }
     for q in &questions {
         let (read, retriever_scores, rank): (Vec<&str>, Vec<f32>, Option<usize>) = match &open {
             None => (
@@ -200,16 +199,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                 (docs[..top].to_vec(), scores, rank.map(|r| r + 1))
             }
         };
-        let prediction = match (&reader, &rule) {
-            (Some((reader, card)), Some(rule)) => {
-                let spans = read_passages(
-                    reader,
-                    &tokenizer,
-                    &q.question,
-                    &read,
-                    card.max_length,
-                    &device,
-                )?;
+        let prediction = match &reading {
+            Some((reader, max_length, rule)) => {
+                let spans =
+                    read_passages(reader, &tokenizer, &q.question, &read, *max_length, &device)?;
                 let text = rule
                     .choose(&spans, &retriever_scores)
                     .map(|c| spans[c.span].text.clone())
@@ -229,7 +222,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                     .collect();
                 prediction
             }
-            _ => score(q, None, rank),
+            None => score(q, None, rank),
         };
         predictions.push(prediction);
         correct += usize::from(predictions.last().is_some_and(|p| p.correct == Some(true)));
@@ -257,8 +250,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             let by = open.as_ref().map_or("", |r| r.name.as_str());
             format!("open, {by}, top-{}", args.files.top_k)
         },
-        retriever_weight: rule.as_ref().map(|r| r.retriever_weight),
-        exact_match: rule.is_some().then_some(100.0 * correct as f64 / n),
+        retriever_weight: reading.as_ref().map(|(_, _, rule)| rule.retriever_weight),
+        exact_match: reading.is_some().then_some(100.0 * correct as f64 / n),
         recall: if args.gold_passages {
             Vec::new()
         } else {

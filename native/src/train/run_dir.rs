@@ -260,18 +260,18 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
     // otherwise be written over.
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let lock = lock_run(dir)?;
-    if dir.join("args.json").exists() && !only_args(dir)? {
-        bail!(
-            "{} already holds a run: continue it with --resume {0}, or choose another --out",
-            dir.display()
-        );
-    }
-    // Files of something else: a run would overwrite or remove them.
-    if dir.is_dir() && !dir.join("args.json").exists() && !only_args(dir)? {
-        bail!(
-            "{} already holds other files: a run starts in a new or empty folder; choose another --out",
-            dir.display()
-        );
+    if !only_args(dir)? {
+        match dir.join("args.json").exists() {
+            true => bail!(
+                "{} already holds a run: continue it with --resume {0}, or choose another --out",
+                dir.display()
+            ),
+            // Files of something else: a run would overwrite or remove them.
+            false => bail!(
+                "{} already holds other files: a run starts in a new or empty folder; choose another --out",
+                dir.display()
+            ),
+        }
     }
     write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
     Ok(Run {
@@ -302,12 +302,11 @@ pub fn resume_or_start<M: Module>(
     let latest = latest_checkpoint(run_dir)?.filter(|_| resuming);
     if resuming && latest.is_none() {
         // Checkpoints without `latest` (deleted by hand): starting over would discard them.
-        let mut names: Vec<String> = std::fs::read_dir(run_dir)?
+        let newest = std::fs::read_dir(run_dir)?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| checkpoint_step(n).is_some())
-            .collect();
-        names.sort();
-        if let Some(newest) = names.last() {
+            .filter_map(|n| Some((checkpoint_step(&n)?, n)))
+            .max();
+        if let Some((_, newest)) = newest {
             bail!(
                 "{} holds {newest} but no `latest` naming it: write its name into {} to resume from it",
                 run_dir.display(),
