@@ -8,7 +8,7 @@
 //! checkpoints, Ctrl-C) is `train::steps`; this file says what a micro-batch is.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -29,7 +29,7 @@ use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_spli
 use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
 use crate::qa::{IndexedCorpus, open_corpus};
 use crate::train::order::Order;
-use crate::train::run_dir::{Run, open_run, resume_or_start};
+use crate::train::run_dir::{Run, RunInputs, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 /// Where a run's tensors live.
@@ -55,7 +55,8 @@ pub struct FinetuneArgs {
     /// The run directory to create (checkpoints, metrics.jsonl, the exported reader).
     #[arg(long, required_unless_present_any = ["resume", "dump_batches"])]
     pub out: Option<PathBuf>,
-    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with.
+    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with
+    /// (refused when a file they name changed since: DIR/inputs.json has their sha256).
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
@@ -132,6 +133,20 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "FILE", hide = true, conflicts_with = "resume")]
     #[serde(skip)]
     pub dump_batches: Option<PathBuf>,
+}
+
+impl RunInputs for FinetuneArgs {
+    fn inputs(&self) -> Vec<&Path> {
+        let given = [
+            &self.squad,
+            &self.index,
+            &self.corpus,
+            &self.retriever_model,
+        ];
+        std::iter::once(self.model.as_path())
+            .chain(given.into_iter().flatten().map(PathBuf::as_path))
+            .collect()
+    }
 }
 
 pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@
 //! stay small); the result is `query.safetensors` and `query.json` in the run directory, which
 //! `realm ask` and `realm eval` use when they sit beside the reader.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -32,7 +32,7 @@ use crate::files::shard_file::read_shard;
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
 use crate::qa::query_model::{QueryCard, export_query_encoder};
 use crate::train::order::Order;
-use crate::train::run_dir::{Run, open_run, resume_or_start};
+use crate::train::run_dir::{Run, RunInputs, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
@@ -40,7 +40,8 @@ pub struct RetrieverArgs {
     /// The run directory to create (checkpoints, metrics.jsonl, query.safetensors).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with.
+    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with
+    /// (refused when a file they name changed since: DIR/inputs.json has their sha256).
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
@@ -107,6 +108,15 @@ pub struct RetrieverArgs {
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
+}
+
+impl RunInputs for RetrieverArgs {
+    fn inputs(&self) -> Vec<&Path> {
+        let given = [&self.squad, &self.index, &self.corpus];
+        std::iter::once(self.model.as_path())
+            .chain(given.into_iter().flatten().map(PathBuf::as_path))
+            .collect()
+    }
 }
 
 pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@
 //! `--eval-every` steps, each of their first sentences retrieves among their blocks (sentence
 //! removed), and the share that finds its own block first is logged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::bail;
@@ -28,7 +28,7 @@ use crate::embed::read_passages;
 use crate::files::model_dir::{read_base, sentence_model, write_model_dir};
 use crate::files::shard_file::write_atomic;
 use crate::train::order::Order;
-use crate::train::run_dir::{Run, open_run, resume_or_start};
+use crate::train::run_dir::{Run, RunInputs, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
@@ -36,7 +36,8 @@ pub struct IctArgs {
     /// The run directory to create (checkpoints, metrics.jsonl, embedder.safetensors).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with.
+    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with
+    /// (refused when a file they name changed since: DIR/inputs.json has their sha256).
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
@@ -97,6 +98,15 @@ pub struct IctArgs {
     #[arg(long)]
     #[serde(skip)]
     pub quiet: bool,
+}
+
+impl RunInputs for IctArgs {
+    fn inputs(&self) -> Vec<&Path> {
+        let given = [&self.corpus];
+        std::iter::once(self.model.as_path())
+            .chain(given.into_iter().flatten().map(PathBuf::as_path))
+            .collect()
+    }
 }
 
 /// A passage cut into its sentences.

@@ -9,7 +9,7 @@
 //! positions only; the loss is -log sum_z p(y_j|z,x) p(z|x) per masked token.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -52,7 +52,9 @@ use crate::files::model_dir::{
 use crate::files::shard_file::{read_shard, write_atomic, write_shard};
 use crate::train::order::Order;
 use crate::train::refresh::{Built, RefreshSchedule, Refresher};
-use crate::train::run_dir::{CheckpointExtra, Run, latest_checkpoint, open_run, resume_or_start};
+use crate::train::run_dir::{
+    CheckpointExtra, Run, RunInputs, latest_checkpoint, open_run, resume_or_start,
+};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
 
 /// How queries are masked (the paper's ablation).
@@ -68,7 +70,8 @@ pub struct PretrainArgs {
     /// The run directory to create (checkpoints, metrics.jsonl, the trained weights).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with.
+    /// Continue the run in DIR from its latest checkpoint, with the flags it was started with
+    /// (refused when a file they name changed since: DIR/inputs.json has their sha256).
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
@@ -210,6 +213,15 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "FILE", hide = true)]
     #[serde(skip)]
     pub dump_batches: Option<PathBuf>,
+}
+
+impl RunInputs for PretrainArgs {
+    fn inputs(&self) -> Vec<&Path> {
+        let given = [&self.encoder, &self.init, &self.corpus, &self.index];
+        std::iter::once(self.model.as_path())
+            .chain(given.into_iter().flatten().map(PathBuf::as_path))
+            .collect()
+    }
 }
 
 /// The `--scale` of runs started before it existed (their args.json has none): 1.

@@ -230,11 +230,114 @@ fn remove_leftovers(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The files a trainer's flags name as its input (data, base models, starting weights):
+/// fingerprinted into the run's `inputs.json` when it starts and checked when it resumes, so
+/// that a resumed run trains on what it started on.
+pub trait RunInputs {
+    /// The input files and model folders the flags name, as given.
+    fn inputs(&self) -> Vec<&Path>;
+}
+
+/// A model folder's files a trainer reads (those of them that are there).
+const MODEL_FILES: [&str; 6] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "vocab.txt",
+    "reader.json",
+    "reader.safetensors",
+];
+
+/// The file a run records the fingerprints of its inputs in.
+const INPUTS: &str = "inputs.json";
+
+/// What a run records of one input file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fingerprint {
+    bytes: u64,
+    sha256: String,
+}
+
+/// The fingerprint of every file `paths` name (a folder: its [`MODEL_FILES`]), keyed by the
+/// file's path as given; paths that are not there are left out (the trainer names them).
+fn fingerprint_inputs(
+    paths: &[&Path],
+) -> anyhow::Result<std::collections::BTreeMap<String, Fingerprint>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(
+                MODEL_FILES
+                    .iter()
+                    .map(|f| path.join(f))
+                    .filter(|f| f.is_file()),
+            );
+        } else if path.is_file() {
+            files.push(path.to_path_buf());
+        }
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::metadata(&file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .len();
+            let sha256 = file_sha256(&file)?;
+            Ok((file.display().to_string(), Fingerprint { bytes, sha256 }))
+        })
+        .collect()
+}
+
+/// Refuses to resume the run in `dir` when a file it read at its start has changed, is gone,
+/// or has appeared in a model folder since (runs from before `inputs.json` are not checked).
+fn check_inputs(dir: &Path, paths: &[&Path]) -> anyhow::Result<()> {
+    let path = dir.join(INPUTS);
+    if !path.exists() {
+        return Ok(());
+    }
+    let saved: std::collections::BTreeMap<String, Fingerprint> = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let now = fingerprint_inputs(paths)?;
+    let advice = format!(
+        "put back what the run started on, or start a new run with --out (deleting {} resumes without this check)",
+        path.display()
+    );
+    for (file, was) in &saved {
+        match now.get(file) {
+            None => bail!(
+                "{file}, which the run in {} read when it started, is not there: resume from the \
+                 folder the run was started in (its paths are as they were given); or {advice}",
+                dir.display()
+            ),
+            Some(is) if is != was => bail!(
+                "{file} has changed since the run in {} started ({} bytes, sha256 {}; now {} \
+                 bytes, sha256 {}): resuming would train on other data; {advice}",
+                dir.display(),
+                was.bytes,
+                &was.sha256[..was.sha256.len().min(12)],
+                is.bytes,
+                &is.sha256[..is.sha256.len().min(12)]
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(file) = now.keys().find(|f| !saved.contains_key(*f)) {
+        bail!(
+            "{file} was not there when the run in {} started, and the run would read it now; {advice}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Opens the run a trainer was asked for: with `resume`, the directory's `args.json` (then
-/// `keep` carries over what the command line may change on a resume, such as `--quiet`);
-/// else a new `out` directory with `args` written to its `args.json`, refused when `out`
-/// already holds a run (one that wrote more than its `args.json`).
-pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
+/// `keep` carries over what the command line may change on a resume, such as `--quiet`) after
+/// checking its inputs against `inputs.json`; else a new `out` directory with `args` written
+/// to its `args.json` and their inputs' fingerprints to `inputs.json`, refused when `out`
+/// already holds a run (one that wrote more than those).
+pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone + RunInputs>(
     out: Option<&Path>,
     resume: Option<&Path>,
     args: &A,
@@ -248,6 +351,7 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
             .with_context(|| format!("{} is not this command's args.json", path.display()))?;
         let lock = lock_run(dir)?;
         remove_leftovers(dir)?;
+        check_inputs(dir, &saved.inputs())?;
         return Ok(Run {
             dir: dir.to_path_buf(),
             args: keep(saved),
@@ -274,6 +378,10 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
         }
     }
     write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
+    write_atomic(
+        &dir.join(INPUTS),
+        &serde_json::to_vec_pretty(&fingerprint_inputs(&args.inputs())?)?,
+    )?;
     Ok(Run {
         dir: dir.to_path_buf(),
         args: args.clone(),
@@ -282,13 +390,19 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone>(
     })
 }
 
-/// Whether `dir` holds nothing but an `args.json` (and the lock file): a run refused before
-/// its first step (bad flags or input), which a corrected command may start again in place;
-/// an empty folder too.
+/// Whether `dir` holds nothing but an `args.json` and `inputs.json` (and the lock file): a
+/// run refused before its first step (bad flags or input), which a corrected command may
+/// start again in place; an empty folder too.
 fn only_args(dir: &Path) -> anyhow::Result<bool> {
     let mut entries =
         std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    Ok(entries.all(|e| e.is_ok_and(|e| e.file_name() == "args.json" || e.file_name() == LOCK)))
+    Ok(entries.all(|e| {
+        e.is_ok_and(|e| {
+            ["args.json", INPUTS, LOCK]
+                .iter()
+                .any(|n| e.file_name() == *n)
+        })
+    }))
 }
 
 /// The model, its optimiser and the steps done: from the run's latest checkpoint when
@@ -333,7 +447,76 @@ pub fn resume_or_start<M: Module>(
 
 #[cfg(test)]
 mod tests {
-    use super::open_run;
+    use super::{RunInputs, open_run};
+    use std::path::Path;
+
+    /// Test runs name their inputs in an `inputs` list.
+    impl RunInputs for serde_json::Value {
+        fn inputs(&self) -> Vec<&Path> {
+            self["inputs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(Path::new))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_resume_is_refused_when_an_input_changed_went_or_came() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, model, out) = (
+            tmp.path().join("train.json"),
+            tmp.path().join("model"),
+            tmp.path().join("run"),
+        );
+        std::fs::write(&data, "{\"data\": []}").unwrap();
+        std::fs::create_dir(&model).unwrap();
+        std::fs::write(model.join("config.json"), "{}").unwrap();
+        std::fs::write(model.join("model.safetensors"), [0u8; 64]).unwrap();
+        std::fs::write(model.join("notes.md"), "not read").unwrap();
+        let args = serde_json::json!({ "inputs": [data, model] });
+        drop(open_run(Some(&out), None, &args, |a| a).unwrap());
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("inputs.json")).unwrap()).unwrap();
+        assert_eq!(saved.as_object().unwrap().len(), 3, "{saved}");
+        let resume = || {
+            open_run::<serde_json::Value>(None, Some(&out), &args, |a| a)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        resume().unwrap();
+        // A folder's other files are not its inputs.
+        std::fs::write(model.join("notes.md"), "edited").unwrap();
+        resume().unwrap();
+
+        std::fs::write(&data, "{\"data\": [1]}").unwrap();
+        let refused = resume().unwrap_err();
+        assert!(
+            refused.contains("train.json has changed since the run"),
+            "{refused}"
+        );
+        std::fs::write(&data, "{\"data\": []}").unwrap();
+        resume().unwrap();
+
+        std::fs::write(model.join("vocab.txt"), "[PAD]").unwrap();
+        let refused = resume().unwrap_err();
+        assert!(
+            refused.contains("vocab.txt was not there when the run"),
+            "{refused}"
+        );
+        std::fs::remove_file(model.join("vocab.txt")).unwrap();
+
+        std::fs::remove_file(model.join("config.json")).unwrap();
+        let refused = resume().unwrap_err();
+        assert!(
+            refused.contains("config.json, which the run in"),
+            "{refused}"
+        );
+        // The way out the message names.
+        std::fs::remove_file(out.join("inputs.json")).unwrap();
+        resume().unwrap();
+    }
 
     #[test]
     fn a_run_refused_before_its_first_step_may_start_again_but_not_one_that_ran() {
