@@ -25,9 +25,10 @@ export function fixtureBundleF16() {
   return new URL("demo-f16.realm.tar", FIXTURE).pathname;
 }
 
-/** `realm ask --json` on the demo questions, one report per question. */
-export function nativeAnswers() {
-  return readFileSync(new URL("native-answers.jsonl", FIXTURE), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+/** `realm ask --json` on the demo questions, one report per question (`native-answers-k1.jsonl`:
+ * the first question from its top passage alone). */
+export function nativeAnswers(file = "native-answers.jsonl") {
+  return readFileSync(new URL(file, FIXTURE), "utf8").trim().split("\n").map((l) => JSON.parse(l));
 }
 
 /** JavaScript string index of UTF-8 byte offset `byte` in `text`. */
