@@ -88,11 +88,14 @@ fn the_loss_falls_and_a_killed_run_resumes_to_the_same_curve() {
 }
 
 #[test]
-fn sigterm_saves_and_stops_and_one_process_at_a_time_trains_in_a_folder() {
+fn sigterm_saves_and_stops_one_process_at_a_time_trains_in_a_folder_and_its_inputs_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((base, squad)) = tiny_base(tmp.path()) else {
+    let Some((base, shared_squad)) = tiny_base(tmp.path()) else {
         return;
     };
+    // A copy, which the test edits.
+    let squad = tmp.path().join("squad.json");
+    std::fs::copy(&shared_squad, &squad).unwrap();
     // Long enough to be running when stopped; no checkpoint but the one the stop writes.
     let run = tmp.path().join("run");
     let mut args = finetune_args(&base, &squad, &run, "5000");
@@ -130,6 +133,17 @@ fn sigterm_saves_and_stops_and_one_process_at_a_time_trains_in_a_folder() {
         stderr.contains(&format!("holds {} but no `latest`", latest.trim())),
         "{stderr}"
     );
+
+    // Its --squad file edited since it started: a resume would train on other data.
+    std::fs::write(run.join("latest"), &latest).unwrap();
+    let original = std::fs::read(&squad).unwrap();
+    std::fs::write(&squad, [original.as_slice(), b"\n"].concat()).unwrap();
+    let out = realm(&resume);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let changed = format!("{} has changed since the run", squad.display());
+    assert!(stderr.contains(&changed), "{stderr}");
+    std::fs::write(&squad, original).unwrap();
 
     // Under `nohup` a hang-up does not stop the run (it outlives its terminal); SIGTERM does.
     let run = tmp.path().join("nohup");
