@@ -111,11 +111,13 @@ pub struct RetrieverArgs {
 }
 
 impl RunInputs for RetrieverArgs {
-    fn inputs(&self) -> Vec<&Path> {
-        let given = [&self.squad, &self.index, &self.corpus];
-        std::iter::once(self.model.as_path())
-            .chain(given.into_iter().flatten().map(PathBuf::as_path))
-            .collect()
+    fn inputs(&self) -> Vec<Option<&Path>> {
+        vec![
+            Some(self.model.as_path()),
+            self.squad.as_deref(),
+            self.index.as_deref(),
+            self.corpus.as_deref(),
+        ]
     }
 }
 

@@ -101,11 +101,8 @@ pub struct IctArgs {
 }
 
 impl RunInputs for IctArgs {
-    fn inputs(&self) -> Vec<&Path> {
-        let given = [&self.corpus];
-        std::iter::once(self.model.as_path())
-            .chain(given.into_iter().flatten().map(PathBuf::as_path))
-            .collect()
+    fn inputs(&self) -> Vec<Option<&Path>> {
+        vec![Some(self.model.as_path()), self.corpus.as_deref()]
     }
 }
 

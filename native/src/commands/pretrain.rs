@@ -216,11 +216,14 @@ pub struct PretrainArgs {
 }
 
 impl RunInputs for PretrainArgs {
-    fn inputs(&self) -> Vec<&Path> {
-        let given = [&self.encoder, &self.init, &self.corpus, &self.index];
-        std::iter::once(self.model.as_path())
-            .chain(given.into_iter().flatten().map(PathBuf::as_path))
-            .collect()
+    fn inputs(&self) -> Vec<Option<&Path>> {
+        vec![
+            Some(self.model.as_path()),
+            self.encoder.as_deref(),
+            self.init.as_deref(),
+            self.corpus.as_deref(),
+            self.index.as_deref(),
+        ]
     }
 }
 

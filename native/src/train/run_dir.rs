@@ -234,8 +234,8 @@ fn remove_leftovers(dir: &Path) -> anyhow::Result<()> {
 /// fingerprinted into the run's `inputs.json` when it starts and checked when it resumes, so
 /// that a resumed run trains on what it started on.
 pub trait RunInputs {
-    /// The input files and model folders the flags name, as given.
-    fn inputs(&self) -> Vec<&Path>;
+    /// The input files and model folders the flags name, as given (None: a flag not given).
+    fn inputs(&self) -> Vec<Option<&Path>>;
 }
 
 /// A model folder's files a trainer reads (those of them that are there).
@@ -261,10 +261,10 @@ struct Fingerprint {
 /// The fingerprint of every file `paths` name (a folder: its [`MODEL_FILES`]), keyed by the
 /// file's path as given; paths that are not there are left out (the trainer names them).
 fn fingerprint_inputs(
-    paths: &[&Path],
+    paths: &[Option<&Path>],
 ) -> anyhow::Result<std::collections::BTreeMap<String, Fingerprint>> {
     let mut files = Vec::new();
-    for path in paths {
+    for path in paths.iter().flatten() {
         if path.is_dir() {
             files.extend(
                 MODEL_FILES
@@ -290,7 +290,7 @@ fn fingerprint_inputs(
 
 /// Refuses to resume the run in `dir` when a file it read at its start has changed, is gone,
 /// or has appeared in a model folder since (runs from before `inputs.json` are not checked).
-fn check_inputs(dir: &Path, paths: &[&Path]) -> anyhow::Result<()> {
+fn check_inputs(dir: &Path, paths: &[Option<&Path>]) -> anyhow::Result<()> {
     let path = dir.join(INPUTS);
     if !path.exists() {
         return Ok(());
@@ -316,9 +316,9 @@ fn check_inputs(dir: &Path, paths: &[&Path]) -> anyhow::Result<()> {
                  bytes, sha256 {}): resuming would train on other data; {advice}",
                 dir.display(),
                 was.bytes,
-                &was.sha256[..was.sha256.len().min(12)],
+                was.sha256.get(..12).unwrap_or(&was.sha256),
                 is.bytes,
-                &is.sha256[..is.sha256.len().min(12)]
+                is.sha256.get(..12).unwrap_or(&is.sha256)
             ),
             Some(_) => {}
         }
@@ -452,12 +452,12 @@ mod tests {
 
     /// Test runs name their inputs in an `inputs` list.
     impl RunInputs for serde_json::Value {
-        fn inputs(&self) -> Vec<&Path> {
+        fn inputs(&self) -> Vec<Option<&Path>> {
             self["inputs"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|p| p.as_str().map(Path::new))
+                .map(|p| p.as_str().map(Path::new))
                 .collect()
         }
     }
