@@ -4,12 +4,14 @@
 //! with the step named and no checkpoint past it; SIGTERM saves and stops; one process at a
 //! time trains in a run folder, which holds nothing else; the wgpu backend's losses agree with the
 //! CPU's within 1e-4; with retrieved negatives the loss still falls, and a corpus too small to
-//! give them is a clear error.
+//! give them is a clear error; with `--retriever-layers` the question embedder trains beside
+//! the reader (the loss falls, a killed run resumes to the same curve and files, the reader's
+//! marginal alone moves the retriever, `realm eval` uses it).
 
 mod common;
 
 use common::{
-    assert_ok, assert_same_losses, finetune_args, kill_then_resume, losses, realm, send,
+    assert_ok, assert_same_losses, eval_args, finetune_args, kill_then_resume, losses, realm, send,
     squad_paragraphs, start_until_a_step, stop_with, tiny_base, write_indexed_corpus,
 };
 
@@ -285,4 +287,117 @@ fn retrieved_negatives_share_the_softmax_and_the_loss_still_falls() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--negatives 2"), "{stderr}");
+}
+
+#[test]
+fn the_retriever_trains_beside_the_reader_resumes_exactly_and_is_used_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let paragraphs = squad_paragraphs(&squad, 30);
+    let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
+    let joint = |out: &std::path::Path, steps: &str, extra: &[&str]| {
+        let mut args = finetune_args(&base, &squad, out, steps);
+        args.extend(
+            [
+                "--index",
+                shard.to_str().unwrap(),
+                "--corpus",
+                corpus.to_str().unwrap(),
+                "--negatives",
+                "2",
+                "--retriever-layers",
+                "1",
+                "--top-b",
+                "8",
+            ]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string()),
+        );
+        args
+    };
+
+    let whole = tmp.path().join("whole");
+    assert_ok(&realm(&joint(&whole, "40", &["--checkpoint-every", "100"])));
+    let reference = losses(&whole);
+    assert_eq!(reference.len(), 40);
+    let mean = |s: &[(usize, f64)]| s.iter().map(|l| l.1).sum::<f64>() / s.len() as f64;
+    assert!(
+        mean(&reference[30..]) < 0.8 * mean(&reference[..10]),
+        "the loss falls: {reference:?}"
+    );
+    // Each step's loss is the reader's marginal plus the retriever's.
+    let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let part = |name: &str| first["extra"][name].as_f64().unwrap();
+    assert!(
+        (part("reader_loss") + part("retriever_loss") - first["loss"].as_f64().unwrap()).abs()
+            < 1e-4,
+        "{first}"
+    );
+    // The reader expects f(x, z) at the training scale, and the question embedder sits beside it.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(whole.join("reader.json")).unwrap()).unwrap();
+    assert_eq!(card["retriever_weight"], 20.0, "{card}");
+    let query = std::fs::read(whole.join("query.safetensors")).unwrap();
+    let header = String::from_utf8_lossy(&query[8..]);
+    assert!(
+        header.contains("bert.layers.1.") && !header.contains("bert.layers.0."),
+        "only the top layer trains"
+    );
+
+    // Killed as soon as its first checkpoint is in place, then resumed: the same run.
+    let killed = tmp.path().join("killed");
+    kill_then_resume(&joint(&killed, "40", &["--checkpoint-every", "5"]), &killed);
+    assert_same_losses(&losses(&killed), &reference);
+    for file in ["reader.safetensors", "query.safetensors"] {
+        assert_eq!(
+            std::fs::read(killed.join(file)).unwrap(),
+            std::fs::read(whole.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+
+    // Without the retriever loss the reader's marginal alone moves the question embedder
+    // (REALM's gradient through p(z|x)): against a run whose retriever barely learns.
+    let alone = |name: &str, factor: &str| {
+        let out = tmp.path().join(name);
+        let mut args = joint(&out, "3", &["--retriever-lr-factor", factor]);
+        let at = args.iter().position(|a| a == "--top-b").unwrap() + 1;
+        args[at] = "0".into();
+        assert_ok(&realm(&args));
+        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert!(!metrics.contains("retriever_loss"), "{metrics}");
+        std::fs::read(out.join("query.safetensors")).unwrap()
+    };
+    assert_ne!(alone("reader-marginal", "1"), alone("still", "1e-30"));
+
+    // `realm eval` retrieves with the trained question embedder beside the reader.
+    let out = realm(&eval_args(&squad, "10", &base, &whole, &corpus, &shard));
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("open, dense (fine-tuned), top-5"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A retriever deeper than the model, or a marginal of one passage, is refused.
+    for (flag, value, says) in [
+        (
+            "--retriever-layers",
+            "3",
+            "--retriever-layers must be in 0..=2",
+        ),
+        ("--top-b", "1", "--top-b must be 0"),
+    ] {
+        let mut args = joint(&tmp.path().join(format!("bad{flag}")), "2", &[]);
+        let at = args.iter().position(|a| a == flag).unwrap() + 1;
+        args[at] = value.into();
+        let out = realm(&args);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
 }

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::{
-    assert_ok, assert_same_losses, finetune_args, kill_then_resume, losses, realm,
+    assert_ok, assert_same_losses, eval_args, finetune_args, kill_then_resume, losses, realm,
     squad_paragraphs, tiny_base, write_indexed_corpus,
 };
 
@@ -81,26 +81,13 @@ fn the_retriever_loss_falls_resumes_exactly_and_the_embedder_is_used_beside_the_
     let reader = tmp.path().join("reader");
     assert_ok(&realm(&finetune_args(&base, &squad, &reader, "2")));
     let eval = |reader: &Path, retriever: &str, extra: &[&str]| {
-        let args = [
-            "eval",
-            "--questions",
-            squad.to_str().unwrap(),
-            "--split",
-            "train",
-            "--limit",
-            "40",
-            "--model",
-            base.to_str().unwrap(),
-            "--reader",
-            reader.to_str().unwrap(),
-            "--corpus",
-            corpus.to_str().unwrap(),
-            "--index",
-            shard.to_str().unwrap(),
-            "--retriever",
-            retriever,
-        ];
-        let args: Vec<String> = args.iter().chain(extra).map(|a| a.to_string()).collect();
+        let mut args = eval_args(&squad, "40", &base, reader, &corpus, &shard);
+        args.extend(
+            ["--retriever", retriever]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string()),
+        );
         realm(&args)
     };
     let before = eval(&reader, "dense", &[]);

@@ -4,8 +4,17 @@
 //! beside `--negatives` passages the fixed retriever finds for it in `--corpus` (answer strings
 //! found in them are weak gold spans), and the loss's softmax runs over the spans of all of
 //! them, as REALM's reader does over its top-k blocks: scores that compare across passages are
-//! what open retrieval needs. The step loop (learning rate, micro-batches, clipping, metrics,
-//! checkpoints, Ctrl-C) is `train::steps`; this file says what a micro-batch is.
+//! what open retrieval needs.
+//!
+//! With `--retriever-layers N` the question embedder trains too, as REALM fine-tunes: each
+//! passage's retriever score f(x, z) joins its spans' logits, so the marginal
+//! p(y|x) = sum_z p(y|z,x) p(z|x) reaches Embed_input, and the retriever's own marginal over
+//! its top B is added. Embed_doc stays the index's; the passages read stay those the starting
+//! retriever found (their scores come from the embedder as it trains), while the top B is
+//! searched afresh each step.
+//!
+//! The step loop (learning rate, micro-batches, clipping, metrics, checkpoints, Ctrl-C) is
+//! `train::steps`; this file says what a micro-batch is.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,19 +22,26 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use realm_core::checkpoint::module_io::param_ids;
 use realm_core::model::config::ReaderConfig;
+use realm_core::model::embedder::RealmEmbedder;
 use realm_core::model::reader::SpanReader;
 use realm_core::qa::datasets::Question;
+use realm_core::qa::engine::QUESTION_MAX_LENGTH;
 use realm_core::train::optim::bert_adamw;
-use realm_core::train::reader::{ReaderFeatures, featurize, read_rows, reader_batch, span_loss};
+use realm_core::train::reader::{
+    ReaderBatch, ReaderFeatures, featurize, read_rows, reader_batch, span_loss,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::embed::embed;
-use crate::files::model_dir::{BaseModel, read_base, sentence_model};
+use crate::files::model_dir::{BaseModel, SentenceModel, read_base, sentence_model};
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
+use crate::qa::fixed_passages::FixedPassages;
+use crate::qa::query_model::{QueryCard, export_query_encoder, top_layers, trainable_embedder};
 use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
 use crate::qa::{IndexedCorpus, open_corpus};
 use crate::train::order::Order;
@@ -85,6 +101,29 @@ pub struct FinetuneArgs {
     /// Retrieved passages read beside each question's own paragraph (with `--index`).
     #[arg(long, default_value_t = 2)]
     pub negatives: usize,
+    /// Train the question embedder's top N layers with the reader, as REALM fine-tunes
+    /// (section 3.5): each passage read scores f(x, z) = `--scale` x Embed_input(x) .
+    /// Embed_doc(z), Embed_doc fixed (`--index`'s embeddings), added to its spans' logits, so
+    /// the reader's marginal over passages and spans reaches the retriever; the retriever's
+    /// own loss over the top `--top-b` passages is added. The run then writes
+    /// query.safetensors beside the reader. 0: the retriever stays fixed.
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "index")]
+    #[serde(default)]
+    pub retriever_layers: usize,
+    /// Passages of the retriever loss's marginal (REALM's B; with `--retriever-layers`); 0:
+    /// no retriever loss, the retriever learns from the reader's marginal alone.
+    #[arg(long, default_value_t = 100)]
+    #[serde(default = "default_top_b")]
+    pub top_b: usize,
+    /// f(x, z) is this times the inner product of the unit-length embeddings (with
+    /// `--retriever-layers`; the exported reader's `retriever_weight`).
+    #[arg(long, default_value_t = 20.0)]
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// The question embedder's learning rate as a share of `--lr` (with `--retriever-layers`).
+    #[arg(long, default_value_t = 0.5)]
+    #[serde(default = "default_retriever_lr_factor")]
+    pub retriever_lr_factor: f64,
     /// Optimiser steps.
     #[arg(long, default_value_t = 600)]
     pub steps: usize,
@@ -133,6 +172,18 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "FILE", hide = true, conflicts_with = "resume")]
     #[serde(skip)]
     pub dump_batches: Option<PathBuf>,
+}
+
+fn default_top_b() -> usize {
+    100
+}
+
+fn default_scale() -> f32 {
+    20.0
+}
+
+fn default_retriever_lr_factor() -> f64 {
+    0.5
 }
 
 impl RunInputs for FinetuneArgs {
@@ -239,12 +290,11 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         return dump_batches(file, &args, &examples, &mut order, group);
     }
 
-    let mut model = fresh_reader(&base, &reader_config, args.seed, &device)?;
+    let mut reader = fresh_reader(&base, &reader_config, args.seed, &device)?;
     if !args.train_word_embeddings {
-        model = freeze_word_embeddings(model);
+        reader = freeze_word_embeddings(reader);
     }
-    let model: SpanReader = model.fork(&train_device).train();
-    let (model, optim, start) = resume_or_start(&dir, resuming, model, bert_adamw)?;
+    let reader: SpanReader = reader.fork(&train_device).train();
     let schedule = Schedule {
         name: "finetune",
         dir: &dir,
@@ -261,32 +311,44 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         eval_every: 0,
         rates: Vec::new(),
     };
-    let micro = |model: &SpanReader, position: usize| {
-        let t = Instant::now();
-        let picked = order.batch(position).to_vec();
-        let rows: Vec<&_> = picked
-            .iter()
-            .flat_map(|&i| examples[i].rows.iter().map(|r| &r.encoded))
-            .collect();
-        let gold: Vec<Vec<(u32, u32)>> = picked
-            .iter()
-            .flat_map(|&i| examples[i].rows.iter().map(|r| r.gold.clone()))
-            .collect();
-        let batch = reader_batch(&rows, base.tokenizer.pad_id, reader_config.max_span_width);
-        let data_seconds = t.elapsed().as_secs_f64();
-        let output = read_rows(model, &batch, &train_device);
-        let loss = span_loss(&output, &gold, group).div_scalar(args.accumulate as f64);
-        let names: Vec<&str> = picked.iter().map(|&i| examples[i].id.as_str()).collect();
-        Ok(MicroLoss {
-            loss,
-            data_seconds,
-            describe: format!("questions {}", names.join(", ")),
-            extra: serde_json::Value::Null,
-        })
+    let input = |picked: &[usize]| reader_input(&examples, picked, &base, &reader_config);
+    let trained = if args.retriever_layers == 0 {
+        let (model, optim, start) = resume_or_start(&dir, resuming, reader, bert_adamw)?;
+        let micro = |model: &SpanReader, position: usize| {
+            let t = Instant::now();
+            let picked = order.batch(position).to_vec();
+            let (batch, gold) = input(&picked);
+            let data_seconds = t.elapsed().as_secs_f64();
+            let output = read_rows(model, &batch, &train_device);
+            let loss = span_loss(&output, &gold, group).div_scalar(args.accumulate as f64);
+            Ok(MicroLoss {
+                loss,
+                data_seconds,
+                describe: describe(&examples, &picked),
+                extra: serde_json::Value::Null,
+            })
+        };
+        match run_steps(&schedule, model, optim, start, micro, None, None)? {
+            Ended::Finished(model) => Some(model),
+            Ended::Stopped(_) => None,
+        }
+    } else {
+        let retriever_base = own_retriever.as_ref().unwrap_or(&base);
+        let joint = JointSetup {
+            args: &args,
+            dir: &dir,
+            resuming,
+            retriever_base,
+            questions: &questions,
+            retrieved: retrieved.as_deref().expect("clap requires --index"),
+            examples: &examples,
+            unseen: &unseen,
+            group,
+        };
+        train_joint(joint, reader, schedule, &mut order, &input, &train_device)?
     };
-    let model = match run_steps(&schedule, model, optim, start, micro, None, None)? {
-        Ended::Finished(model) => model,
-        Ended::Stopped(_) => return Ok(()),
+    let Some(model) = trained else {
+        return Ok(());
     };
     let card = ReaderCard {
         base_sha256: String::new(),
@@ -295,13 +357,19 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         head_seed: args.seed,
         reader: reader_config,
         max_length: args.max_length,
-        // The reader alone until the weight is chosen on training questions
+        // Trained beside the retriever, the reader's logits expect f(x, z) added at the
+        // training scale; alone, the reader until the weight is chosen on training questions
         // (scripts/answer_weight.py over `realm eval --out`'s predictions).
-        retriever_weight: 0.0,
+        retriever_weight: if args.retriever_layers > 0 {
+            args.scale
+        } else {
+            0.0
+        },
         trained: serde_json::json!({
             "data": format!("{} ({:?} split), {} questions with a gold span", squad.display(), args.split, examples.len()),
             "passages_per_question": group,
             "negatives_from": args.index.as_ref().map(|i| i.display().to_string()),
+            "retriever_layers": args.retriever_layers,
             "steps": args.steps,
             "batch": args.batch * args.accumulate,
             "lr": args.lr,
@@ -309,16 +377,278 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     };
     export_reader(&dir, &model.valid(), &base, card)?;
     eprintln!(
-        "finetune: done; the reader is in {} (reader.safetensors, reader.json)",
-        dir.display()
+        "finetune: done; the reader is in {} (reader.safetensors, reader.json{})",
+        dir.display(),
+        if args.retriever_layers > 0 {
+            ", and the question embedder: query.safetensors, query.json"
+        } else {
+            ""
+        }
     );
     Ok(())
+}
+
+/// The reader's rows for the questions `picked` (each question's passages in a row) and
+/// their gold spans.
+fn reader_input(
+    examples: &[Example],
+    picked: &[usize],
+    base: &BaseModel,
+    reader_config: &ReaderConfig,
+) -> (ReaderBatch, Vec<Vec<(u32, u32)>>) {
+    let rows: Vec<&_> = picked
+        .iter()
+        .flat_map(|&i| examples[i].rows.iter().map(|r| &r.encoded))
+        .collect();
+    let gold: Vec<Vec<(u32, u32)>> = picked
+        .iter()
+        .flat_map(|&i| examples[i].rows.iter().map(|r| r.gold.clone()))
+        .collect();
+    let batch = reader_batch(&rows, base.tokenizer.pad_id, reader_config.max_span_width);
+    (batch, gold)
+}
+
+/// The micro-batch's questions, for the error a non-finite loss stops the run with.
+fn describe(examples: &[Example], picked: &[usize]) -> String {
+    let names: Vec<&str> = picked.iter().map(|&i| examples[i].id.as_str()).collect();
+    format!("questions {}", names.join(", "))
+}
+
+/// The two networks REALM fine-tunes for open QA: the reader and the question embedder
+/// (Embed_input; the passages keep the index's embeddings).
+#[derive(Module, Debug)]
+pub struct ReaderAndRetriever {
+    pub reader: SpanReader,
+    pub embedder: RealmEmbedder,
+}
+
+/// What `--retriever-layers` adds to a fine-tuning run's setup.
+struct JointSetup<'a> {
+    args: &'a FinetuneArgs,
+    dir: &'a Path,
+    resuming: bool,
+    /// The BERT questions are embedded with (`--retriever-model`, else `--model`).
+    retriever_base: &'a BaseModel,
+    questions: &'a [Question],
+    /// Per question, the negatives' texts.
+    retrieved: &'a [Vec<String>],
+    examples: &'a [Example],
+    unseen: &'a HashSet<String>,
+    group: usize,
+}
+
+/// Trains the reader and the question embedder together (`--retriever-layers`): the reader's
+/// marginal over the spans of a question's passages with f(x, z) in every span's logit, plus
+/// the retriever's marginal over its top B. Writes query.safetensors and query.json in the
+/// run directory at the end; the reader (`None` when stopped with Ctrl-C) is the caller's to
+/// export.
+fn train_joint(
+    setup: JointSetup,
+    reader: SpanReader,
+    mut schedule: Schedule,
+    order: &mut Order,
+    input: &dyn Fn(&[usize]) -> (ReaderBatch, Vec<Vec<(u32, u32)>>),
+    train_device: &Device,
+) -> anyhow::Result<Option<SpanReader>> {
+    let JointSetup {
+        args,
+        dir,
+        resuming,
+        retriever_base,
+        questions,
+        retrieved,
+        examples,
+        unseen,
+        group,
+    } = setup;
+    let layers = retriever_base.config.num_hidden_layers;
+    if args.retriever_layers > layers {
+        bail!("--retriever-layers must be in 0..={layers} (the retriever's layers)");
+    }
+    if args.top_b == 1 {
+        bail!(
+            "--top-b must be 0 (no retriever loss) or at least 2: the marginal needs passages to choose between"
+        );
+    }
+    if !(args.scale > 0.0 && args.scale.is_finite()) {
+        bail!("--scale must be a positive number, not {}", args.scale);
+    }
+    if !(args.retriever_lr_factor > 0.0 && args.retriever_lr_factor.is_finite()) {
+        bail!(
+            "--retriever-lr-factor must be a positive number, not {}",
+            args.retriever_lr_factor
+        );
+    }
+    let cpu = realm_core::device::cpu_device();
+    let question_model = sentence_model(retriever_base, &cpu)?;
+    let dim = question_model.embedder.dim();
+    let index = args.index.as_deref().expect("clap requires --index");
+    let corpus = args.corpus.as_deref().expect("clap requires --corpus");
+    let model_dir = args.retriever_model.as_deref().unwrap_or(&args.model);
+    let fixed = FixedPassages::open(index, corpus, model_dir, dim, unseen, args.top_b)?;
+    let docs = passage_vectors(&fixed, retriever_base, questions, retrieved, examples)?;
+    eprintln!(
+        "finetune: the top {} of the question embedder's {layers} layers train with the reader (at {} x --lr), f(x, z) = {} x Embed_input(x) . Embed_doc(z); {}",
+        args.retriever_layers,
+        args.retriever_lr_factor,
+        args.scale,
+        match args.top_b {
+            0 => "no retriever loss (--top-b 0)".to_string(),
+            b => format!(
+                "retriever loss over the top {b} of {} passages",
+                fixed.len()
+            ),
+        }
+    );
+
+    let trains = top_layers(layers, args.retriever_layers);
+    let tokenizer = question_model.tokenizer.clone();
+    let embedder = trainable_embedder(question_model.embedder, trains, train_device);
+    let model = ReaderAndRetriever { reader, embedder };
+    let (model, optim, start) = resume_or_start(dir, resuming, model, bert_adamw)?;
+    // After loading: a checkpoint's parameters come back with the ids they were saved with.
+    let retriever = param_ids(&model, |path| path.starts_with("embedder."));
+    schedule.rates = vec![(retriever, args.retriever_lr_factor)];
+    let micro = |model: &ReaderAndRetriever, position: usize| {
+        let t = Instant::now();
+        let picked = order.batch(position).to_vec();
+        let (batch, gold) = input(&picked);
+        let b = picked.len();
+        let texts: Vec<&str> = picked
+            .iter()
+            .map(|&i| questions[examples[i].question].question.as_str())
+            .collect();
+        let asked = tokenizer.encode_batch(&texts, QUESTION_MAX_LENGTH)?;
+        let rows: Vec<f32> = picked.iter().flat_map(|&i| docs[i].clone()).collect();
+        let mut data_seconds = t.elapsed().as_secs_f64();
+        let queries = model.embedder.embed(&asked, train_device); // [b, dim]
+        let rows = Tensor::<3>::from_data(TensorData::new(rows, [b, group, dim]), train_device);
+        let relevance = (queries.clone().reshape([b, 1, dim]) * rows)
+            .sum_dim(2)
+            .reshape([b * group])
+            .mul_scalar(args.scale);
+        let output = model
+            .reader
+            .forward(&batch.input, &batch.block_mask, relevance, train_device);
+        let reader_loss = span_loss(&output, &gold, group);
+        let golds: Vec<_> = picked
+            .iter()
+            .map(|&i| &questions[examples[i].question].gold)
+            .collect();
+        let ids: Vec<_> = picked.iter().map(|&i| examples[i].id.as_str()).collect();
+        let mut extra = serde_json::json!({
+            "reader_loss": reader_loss.clone().into_scalar::<f32>(),
+        });
+        let mut loss = reader_loss;
+        if args.top_b > 0 {
+            let top_b = fixed.retriever_loss(
+                queries,
+                &golds,
+                &ids,
+                args.top_b,
+                args.scale,
+                train_device,
+            )?;
+            data_seconds += top_b.search_seconds;
+            let retriever_loss = top_b.sum.div_scalar(top_b.used.max(1) as f32);
+            extra["retriever_loss"] = retriever_loss.clone().into_scalar::<f32>().into();
+            extra["retriever_questions"] = top_b.used.into();
+            loss = loss + retriever_loss;
+        }
+        Ok(MicroLoss {
+            loss: loss.div_scalar(args.accumulate as f64),
+            data_seconds,
+            describe: describe(examples, &picked),
+            extra,
+        })
+    };
+    let model = match run_steps(&schedule, model, optim, start, micro, None, None)? {
+        Ended::Finished(model) => model,
+        Ended::Stopped(_) => return Ok(None),
+    };
+    let card = QueryCard {
+        base_sha256: String::new(),
+        sha256: String::new(),
+        trained: serde_json::json!({
+            "with": "realm finetune --retriever-layers: trained beside the reader in this directory",
+            "index": index.display().to_string(),
+            "top_b": args.top_b,
+            "scale": args.scale,
+            "train_layers": args.retriever_layers,
+            "steps": args.steps,
+            "batch": args.batch * args.accumulate,
+            "lr": args.lr * args.retriever_lr_factor,
+        }),
+    };
+    let question_model = SentenceModel {
+        embedder: model.embedder.valid(),
+        tokenizer,
+    };
+    export_query_encoder(dir, &question_model, retriever_base, trains, card)?;
+    Ok(Some(model.reader))
+}
+
+/// Embed_doc(z) of every passage each example reads (`[group * dim]` an example, its own
+/// paragraph first): the index's vector where the corpus holds the passage, else the fixed
+/// retriever's embedding of it (a training paragraph missing from the corpus).
+fn passage_vectors(
+    fixed: &FixedPassages,
+    retriever_base: &BaseModel,
+    questions: &[Question],
+    retrieved: &[Vec<String>],
+    examples: &[Example],
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let texts = |e: &Example| -> Vec<&str> {
+        let q = &questions[e.question];
+        let own = q.context.as_ref().map_or("", |c| c.text.as_str());
+        std::iter::once(own)
+            .chain(retrieved[e.question].iter().map(String::as_str))
+            .collect()
+    };
+    let missing: Vec<&str> = examples
+        .iter()
+        .flat_map(texts)
+        .filter(|t| fixed.vector_of(t).is_none())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut embedded = std::collections::HashMap::new();
+    if !missing.is_empty() {
+        eprintln!(
+            "finetune: {} training paragraphs are not in --corpus: embedding them with the fixed passage embedder",
+            missing.len()
+        );
+        let mut frozen = sentence_model(retriever_base, &realm_core::device::cpu_device())?;
+        let eps = retriever_base.config.layer_norm_eps;
+        let f32 = realm_core::linalg::Precision::F32;
+        realm_core::model::bert::Bert::freeze(&mut frozen.embedder.bert, eps, f32);
+        for chunk in missing.chunks(16) {
+            let vectors = embed(&frozen, chunk, 128)?;
+            for (text, v) in chunk.iter().zip(vectors.chunks_exact(fixed.dim)) {
+                embedded.insert(*text, v.to_vec());
+            }
+        }
+    }
+    Ok(examples
+        .iter()
+        .map(|e| {
+            texts(e)
+                .into_iter()
+                .flat_map(|t| match fixed.vector_of(t) {
+                    Some(v) => v.to_vec(),
+                    None => embedded[t].clone(),
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// A featurised question: its id and its rows, its own paragraph first, then the retrieved
 /// passages.
 struct Example {
     id: String,
+    /// Its position in the questions it was featurised from.
+    question: usize,
     rows: Vec<ReaderFeatures>,
 }
 
@@ -417,6 +747,7 @@ fn featurize_all(
         if rows.iter().any(|r| !r.gold.is_empty()) {
             out.push(Example {
                 id: q.id.clone(),
+                question: n,
                 rows,
             });
         }

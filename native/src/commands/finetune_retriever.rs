@@ -11,26 +11,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
-use burn::module::{Module, ParamGroup};
-use burn::tensor::{Tensor, TensorData};
+use anyhow::bail;
+use burn::module::Module;
 use clap::Args;
-use realm_core::checkpoint::module_io::param_ids;
-use realm_core::index::MipsIndex;
-use realm_core::index::exact::ExactIndex;
 use realm_core::model::embedder::RealmEmbedder;
-use realm_core::qa::answer::PreparedPassage;
 use realm_core::train::optim::bert_adamw;
-use realm_core::train::reader::logsumexp_rows;
 use serde::{Deserialize, Serialize};
 
 use crate::commands::finetune::DeviceKind;
-use crate::commands::index::widened;
-use crate::embed::read_passages;
 use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
-use crate::files::shard_file::read_shard;
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
-use crate::qa::query_model::{QueryCard, export_query_encoder};
+use crate::qa::fixed_passages::FixedPassages;
+use crate::qa::query_model::{QueryCard, export_query_encoder, top_layers, trainable_embedder};
 use crate::train::order::Order;
 use crate::train::run_dir::{Run, RunInputs, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
@@ -153,36 +145,6 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         bail!("--train-layers must be in 1..={layers} (the base model's layers)");
     }
 
-    // The fixed passage embeddings, and the passages they stand for.
-    let passages = read_passages(&corpus, 0)?;
-    let shard = read_shard(&index_path)?;
-    realm_core::qa::engine::check_corpus(&shard.ids, shard.corpus, &passages).with_context(
-        || {
-            format!(
-                "{} does not index {}: rebuild it with `realm index --corpus {}`",
-                index_path.display(),
-                corpus.display(),
-                corpus.display()
-            )
-        },
-    )?;
-    if shard.dim != base.config.hidden_size {
-        bail!(
-            "{} holds {}-d vectors, but {} embeds into {} dims: build the index with this model",
-            index_path.display(),
-            shard.dim,
-            args.model.display(),
-            base.config.hidden_size
-        );
-    }
-    let vectors = widened(&shard);
-    let index = ExactIndex::new(vectors.clone(), shard.dim)?;
-    let prepared: Vec<PreparedPassage> = shard
-        .ids
-        .iter()
-        .map(|&id| PreparedPassage::new(&passages[id as usize].text))
-        .collect();
-
     let all = read_questions(&squad)?;
     // Passages that are paragraphs of questions outside the split are never a training target.
     let unseen_text = paragraphs_outside(&all, args.split);
@@ -190,40 +152,33 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
     if args.limit > 0 {
         questions.truncate(args.limit);
     }
-    let unseen: Vec<bool> = prepared
-        .iter()
-        .map(|p| unseen_text.contains(p.text.trim()))
-        .collect();
+    let fixed = FixedPassages::open(
+        &index_path,
+        &corpus,
+        &args.model,
+        base.config.hidden_size,
+        &unseen_text,
+        args.top_b,
+    )?;
     let examples = &questions; // the training questions, in the order `Order` counts them
     if examples.is_empty() {
         bail!("no training questions in {}", squad.display());
     }
-    let depth = (args.top_b + unseen.iter().filter(|&&u| u).count()).min(index.len());
     eprintln!(
         "finetune-retriever: {} questions, top {} of {} passages, the top {} of {layers} layers train; {} steps of {} x {}",
         examples.len(),
         args.top_b,
-        index.len(),
+        fixed.len(),
         args.train_layers,
         args.steps,
         args.batch,
         args.accumulate
     );
 
-    let trains = |path: &str| {
-        path.strip_prefix("bert.layers.")
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|i| i.parse::<usize>().ok())
-            .is_some_and(|i| i + args.train_layers >= layers)
-    };
+    let trains = top_layers(layers, args.train_layers);
     let model = sentence_model(&base, &device)?;
     let tokenizer = model.tokenizer.clone();
-    let frozen = ParamGroup::from_ids(param_ids(&model.embedder, |p| !trains(p)));
-    let embedder: RealmEmbedder = model
-        .embedder
-        .freeze_group(frozen)
-        .fork(&train_device)
-        .train();
+    let embedder = trainable_embedder(model.embedder, &trains, &train_device);
     let (embedder, optim, start) = resume_or_start(&dir, resuming, embedder, bert_adamw)?;
 
     let lengths: Vec<usize> = examples.iter().map(|e| e.question.len()).collect();
@@ -244,7 +199,6 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         eval_every: 0,
         rates: Vec::new(),
     };
-    let dim = shard.dim;
     let micro = |model: &RealmEmbedder, position: usize| {
         let t = Instant::now();
         let picked = order.batch(position).to_vec();
@@ -255,62 +209,16 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         let input = tokenizer.encode_batch(&texts, args.max_length)?;
         let tokenized = t.elapsed().as_secs_f64();
         let queries = model.embed(&input, &train_device); // [batch, dim]
-        let host: Vec<f32> = queries
-            .clone()
-            .detach()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 embeddings");
-        let t_search = Instant::now();
-        let hits = index.search(&host, depth)?;
-        // Per question: the top B passages it may learn from, and which hold an answer.
-        let (b, k) = (picked.len(), args.top_b);
-        let mut docs = vec![0.0f32; b * k * dim];
-        let mut penalty = vec![-1e30f32; b * k];
-        let mut weight = vec![0.0f32; b];
-        let mut short = Vec::new();
-        for (q, (&i, hits)) in picked.iter().zip(&hits).enumerate() {
-            let top: Vec<usize> = hits
-                .iter()
-                .map(|h| h.id as usize)
-                .filter(|&row| !unseen[row])
-                .take(k)
-                .collect();
-            if top.len() < k {
-                short.push(examples[i].id.as_str());
-                continue;
-            }
-            for (slot, &row) in top.iter().enumerate() {
-                let at = (q * k + slot) * dim;
-                docs[at..at + dim].copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
-                if examples[i].gold.occurs_in_prepared(&prepared[row]) {
-                    penalty[q * k + slot] = 0.0;
-                    weight[q] = 1.0;
-                }
-            }
-        }
-        if !short.is_empty() {
-            bail!(
-                "questions {}: fewer than --top-b {k} passages of the corpus are not held out",
-                short.join(", ")
-            );
-        }
+        let golds: Vec<_> = picked.iter().map(|&i| &examples[i].gold).collect();
+        let ids: Vec<_> = picked.iter().map(|&i| examples[i].id.as_str()).collect();
+        let retrieved =
+            fixed.retriever_loss(queries, &golds, &ids, args.top_b, args.scale, &train_device)?;
         // Tokenising, searching and gathering; the embedding's forward is not data.
-        let data_seconds = tokenized + t_search.elapsed().as_secs_f64();
-        let used: f32 = weight.iter().sum();
-        let docs = Tensor::<3>::from_data(TensorData::new(docs, [b, k, dim]), &train_device);
-        let scores = (queries.reshape([b, 1, dim]) * docs)
-            .sum_dim(2)
-            .reshape([b, k])
-            .mul_scalar(args.scale); // [batch, top_b]
-        let penalty = Tensor::<2>::from_data(TensorData::new(penalty, [b, k]), &train_device);
-        let weight = Tensor::<1>::from_data(TensorData::new(weight, [b]), &train_device);
-        let loss = (logsumexp_rows(scores.clone()) - logsumexp_rows(scores + penalty)) * weight;
+        let data_seconds = tokenized + retrieved.search_seconds;
         // A batch where no question has an answer in its top B teaches nothing: loss 0.
-        let loss = loss
-            .sum()
-            .div_scalar(used.max(1.0) * args.accumulate as f32);
+        let loss = retrieved
+            .sum
+            .div_scalar(retrieved.used.max(1) as f32 * args.accumulate as f32);
         Ok(MicroLoss {
             loss,
             data_seconds,

@@ -3,6 +3,7 @@
 //! fine-tuning, evaluation and asking.
 
 pub mod data;
+pub mod fixed_passages;
 pub mod query_model;
 pub mod reader_model;
 pub mod retriever;

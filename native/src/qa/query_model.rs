@@ -6,9 +6,11 @@
 use std::path::Path;
 
 use anyhow::Context;
+use burn::module::{Module, ParamGroup};
 use burn::tensor::Device;
-use realm_core::checkpoint::module_io::{export_params, import_params};
+use realm_core::checkpoint::module_io::{export_params, import_params, param_ids};
 use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
+use realm_core::model::embedder::RealmEmbedder;
 use serde::{Deserialize, Serialize};
 
 use crate::files::model_dir::{
@@ -73,4 +75,26 @@ pub fn question_embedder(
         },
         Some(card),
     ))
+}
+
+/// Whether a parameter of the embedder (by module path) lies in its top `train` of `layers`
+/// layers: what a fine-tuned question embedder trains and ships.
+pub fn top_layers(layers: usize, train: usize) -> impl Fn(&str) -> bool + Copy {
+    move |path: &str| {
+        path.strip_prefix("bert.layers.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i + train >= layers)
+    }
+}
+
+/// `embedder` on `device` (an autodiff one) in training mode, every parameter but those
+/// `trains` names frozen.
+pub fn trainable_embedder(
+    embedder: RealmEmbedder,
+    trains: impl Fn(&str) -> bool,
+    device: &Device,
+) -> RealmEmbedder {
+    let frozen = ParamGroup::from_ids(param_ids(&embedder, |p| !trains(p)));
+    embedder.freeze_group(frozen).fork(device).train()
 }

@@ -168,6 +168,37 @@ pub fn write_indexed_corpus(
     (path, shard)
 }
 
+/// `realm eval` of the first `limit` training questions of `squad`, open retrieval over
+/// `corpus` and its `shard` with the reader in `reader` on `base`.
+pub fn eval_args(
+    squad: &Path,
+    limit: &str,
+    base: &Path,
+    reader: &Path,
+    corpus: &Path,
+    shard: &Path,
+) -> Vec<String> {
+    [
+        "eval",
+        "--questions",
+        squad.to_str().unwrap(),
+        "--split",
+        "train",
+        "--limit",
+        limit,
+        "--model",
+        base.to_str().unwrap(),
+        "--reader",
+        reader.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--index",
+        shard.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Runs `realm args` and kills it (SIGKILL) as soon as `run/latest` names a checkpoint, then
 /// resumes it with `realm <command> --resume run --quiet` to the end.
 pub fn kill_then_resume(args: &[String], run: &Path) {
