@@ -112,16 +112,16 @@ pub struct FinetuneArgs {
     pub retriever_layers: usize,
     /// Passages of the retriever loss's marginal (REALM's B; with `--retriever-layers`); 0:
     /// no retriever loss, the retriever learns from the reader's marginal alone.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, requires = "retriever_layers")]
     #[serde(default = "default_top_b")]
     pub top_b: usize,
     /// f(x, z) is this times the inner product of the unit-length embeddings (with
     /// `--retriever-layers`; the exported reader's `retriever_weight`).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, requires = "retriever_layers")]
     #[serde(default = "default_scale")]
     pub scale: f32,
     /// The question embedder's learning rate as a share of `--lr` (with `--retriever-layers`).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, requires = "retriever_layers")]
     #[serde(default = "default_retriever_lr_factor")]
     pub retriever_lr_factor: f64,
     /// Optimiser steps.
@@ -240,6 +240,14 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|dir| crate::qa::retriever_base(dir, &base))
         .transpose()?;
+    let layers = own_retriever
+        .as_ref()
+        .unwrap_or(&base)
+        .config
+        .num_hidden_layers;
+    if args.retriever_layers > layers {
+        bail!("--retriever-layers must be in 0..={layers} (the retriever's layers)");
+    }
     let retrieved = match (&args.index, &args.corpus) {
         (Some(index), Some(corpus)) => Some(retrieve_negatives(
             own_retriever.as_ref().unwrap_or(&base),
@@ -462,23 +470,6 @@ fn train_joint(
         group,
     } = setup;
     let layers = retriever_base.config.num_hidden_layers;
-    if args.retriever_layers > layers {
-        bail!("--retriever-layers must be in 0..={layers} (the retriever's layers)");
-    }
-    if args.top_b == 1 {
-        bail!(
-            "--top-b must be 0 (no retriever loss) or at least 2: the marginal needs passages to choose between"
-        );
-    }
-    if !(args.scale > 0.0 && args.scale.is_finite()) {
-        bail!("--scale must be a positive number, not {}", args.scale);
-    }
-    if !(args.retriever_lr_factor > 0.0 && args.retriever_lr_factor.is_finite()) {
-        bail!(
-            "--retriever-lr-factor must be a positive number, not {}",
-            args.retriever_lr_factor
-        );
-    }
     let cpu = realm_core::device::cpu_device();
     let question_model = sentence_model(retriever_base, &cpu)?;
     let dim = question_model.embedder.dim();
@@ -509,6 +500,7 @@ fn train_joint(
     // After loading: a checkpoint's parameters come back with the ids they were saved with.
     let retriever = param_ids(&model, |path| path.starts_with("embedder."));
     schedule.rates = vec![(retriever, args.retriever_lr_factor)];
+    schedule.plot_title = "realm finetune: reader + retriever loss";
     let micro = |model: &ReaderAndRetriever, position: usize| {
         let t = Instant::now();
         let picked = order.batch(position).to_vec();
@@ -813,6 +805,22 @@ fn check_args(args: &FinetuneArgs) -> anyhow::Result<()> {
             "--warmup is a share of the steps in [0, 1), not {}",
             args.warmup
         );
+    }
+    if args.retriever_layers > 0 {
+        if args.top_b == 1 {
+            bail!(
+                "--top-b must be 0 (no retriever loss) or at least 2: the marginal needs passages to choose between"
+            );
+        }
+        if !(args.scale > 0.0 && args.scale.is_finite()) {
+            bail!("--scale must be a positive number, not {}", args.scale);
+        }
+        if !(args.retriever_lr_factor > 0.0 && args.retriever_lr_factor.is_finite()) {
+            bail!(
+                "--retriever-lr-factor must be a positive number, not {}",
+                args.retriever_lr_factor
+            );
+        }
     }
     if args.max_length < 16 || args.max_length > 512 {
         bail!(
