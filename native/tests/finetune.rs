@@ -2,11 +2,12 @@
 //! 2 layers, 32 wide) and a few SQuAD questions: the loss falls; a run killed with SIGKILL
 //! after a checkpoint and resumed gives the uninterrupted run's losses; a diverging run stops
 //! with the step named and no checkpoint past it; SIGTERM saves and stops; one process at a
-//! time trains in a run folder, which holds nothing else; the wgpu backend's losses agree with the
-//! CPU's within 1e-4; with retrieved negatives the loss still falls, and a corpus too small to
-//! give them is a clear error; with `--retriever-layers` the question embedder trains beside
-//! the reader (the loss falls, a killed run resumes to the same curve and files, the reader's
-//! marginal alone moves the retriever, `realm eval` uses it).
+//! time trains in a run folder, which holds nothing else; the wgpu backend's losses agree with
+//! the CPU's within 1e-4 (the reader alone and with the question embedder); with retrieved
+//! negatives the loss still falls, and a corpus too small to give them is a clear error; with
+//! `--retriever-layers` the question embedder trains beside the reader (the loss falls, a
+//! killed run resumes to the same curve and files, the reader's marginal alone moves the
+//! retriever, `realm eval` uses it).
 
 mod common;
 
@@ -218,23 +219,43 @@ fn the_wgpu_backend_trains_like_the_cpu() {
     let Some((base, squad)) = tiny_base(tmp.path()) else {
         return;
     };
-    let mut runs = Vec::new();
-    for device in ["cpu", "wgpu"] {
-        let run = tmp.path().join(device);
-        let mut args = finetune_args(&base, &squad, &run, "3");
-        args.extend(["--device".into(), device.into()]);
-        assert_ok(&realm(&args));
-        runs.push(losses(&run));
-    }
-    assert_eq!(runs[0].len(), 3);
-    for (c, g) in runs[0].iter().zip(&runs[1]) {
-        assert!(
-            (c.1 - g.1).abs() <= 1e-4,
-            "step {}: cpu {} vs wgpu {}",
-            c.0,
-            c.1,
-            g.1
-        );
+    // The reader alone, and with the question embedder training beside it.
+    let paragraphs = squad_paragraphs(&squad, 30);
+    let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
+    let joint = [
+        "--index",
+        shard.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--retriever-layers",
+        "1",
+        "--top-b",
+        "8",
+    ];
+    for (name, extra) in [("reader", &[][..]), ("joint", &joint[..])] {
+        let mut runs = Vec::new();
+        for device in ["cpu", "wgpu"] {
+            let run = tmp.path().join(format!("{name}-{device}"));
+            let mut args = finetune_args(&base, &squad, &run, "3");
+            args.extend(
+                ["--device", device]
+                    .iter()
+                    .chain(extra)
+                    .map(|a| a.to_string()),
+            );
+            assert_ok(&realm(&args));
+            runs.push(losses(&run));
+        }
+        assert_eq!(runs[0].len(), 3);
+        for (c, g) in runs[0].iter().zip(&runs[1]) {
+            assert!(
+                (c.1 - g.1).abs() <= 1e-4,
+                "{name}, step {}: cpu {} vs wgpu {}",
+                c.0,
+                c.1,
+                g.1
+            );
+        }
     }
 }
 
