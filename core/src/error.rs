@@ -26,7 +26,7 @@ pub enum Error {
     #[error("cannot read the safetensors checkpoint: {0}")]
     Safetensors(safetensors::SafeTensorError),
     #[error(
-        "tensor `{name}` has dtype {dtype}, which this loader does not read (F32, I64, I32, U8)"
+        "tensor `{name}` has dtype {dtype}, which this loader does not read (F32, F16, BF16, I64, I32, I8, U8, BOOL)"
     )]
     UnsupportedDtype { name: String, dtype: String },
     #[error("integer tensor `{name}` holds {value}, which f32 cannot represent exactly")]

@@ -14,6 +14,7 @@ pub enum RawDtype {
     BF16,
     I64,
     I32,
+    I8,
     U8,
     Bool,
 }
@@ -50,13 +51,14 @@ pub fn tensor_from_le_bytes(
             data.chunks_exact(4)
                 .map(|b| i64::from(i32::from_le_bytes(b.try_into().expect("4 bytes")))),
         )?,
+        RawDtype::I8 => data.iter().map(|&b| f32::from(b as i8)).collect(),
         RawDtype::U8 | RawDtype::Bool => data.iter().map(|&b| f32::from(b)).collect(),
     };
     HostTensor::new(name, shape, values)
 }
 
 /// Every tensor of a safetensors file as `f32`, keyed by its name (F32, F16, BF16, I64, I32,
-/// U8 and BOOL tensors; see [`tensor_from_le_bytes`]).
+/// I8, U8 and BOOL tensors; see [`tensor_from_le_bytes`]).
 pub fn read_safetensors(bytes: &[u8]) -> Result<WeightMap, Error> {
     let file = SafeTensors::deserialize(bytes)?;
     file.iter()
@@ -67,6 +69,7 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<WeightMap, Error> {
                 Dtype::BF16 => RawDtype::BF16,
                 Dtype::I64 => RawDtype::I64,
                 Dtype::I32 => RawDtype::I32,
+                Dtype::I8 => RawDtype::I8,
                 Dtype::U8 => RawDtype::U8,
                 Dtype::BOOL => RawDtype::Bool,
                 other => {
@@ -94,29 +97,99 @@ pub fn write_safetensors_f16(weights: &WeightMap) -> Result<Vec<u8>, Error> {
 }
 
 fn write_safetensors_as(weights: &WeightMap, half_precision: bool) -> Result<Vec<u8>, Error> {
-    let dtype = if half_precision {
-        Dtype::F16
-    } else {
-        Dtype::F32
-    };
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+    let tensors = weights
         .iter()
         .map(|(name, t)| {
-            let data = if half_precision {
-                t.data
-                    .iter()
-                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                    .collect()
+            let (dtype, data) = if half_precision {
+                (Dtype::F16, f16_bytes(&t.data))
             } else {
-                t.data.iter().flat_map(|v| v.to_le_bytes()).collect()
+                (
+                    Dtype::F32,
+                    t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
             };
-            (name.clone(), t.shape.clone(), data)
+            (name.clone(), dtype, t.shape.clone(), data)
         })
         .collect();
-    let views = bytes
+    serialize(tensors)
+}
+
+/// The suffix of the F32 tensor that holds one scale per row of an int8 matrix.
+pub const INT8_SCALE_SUFFIX: &str = ".int8_scale";
+
+/// A safetensors file holding `weights` small: every matrix (2-D tensor) as I8 with one scale
+/// per row (symmetric, the index's quantisation), the scales as F32 tensors named
+/// `NAME.int8_scale`, every other tensor (biases, LayerNorms) as F16. Read it back with
+/// [`read_safetensors`] and [`dequantize_int8_matrices`].
+pub fn write_safetensors_int8(weights: &WeightMap) -> Result<Vec<u8>, Error> {
+    let mut tensors = Vec::new();
+    for (name, t) in weights {
+        if let [rows, cols] = t.shape[..] {
+            let (values, scales) = crate::index::int8::quantize_rows(&t.data, cols)?;
+            let values = values.iter().map(|&v| v as u8).collect();
+            let scales = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tensors.push((name.clone(), Dtype::I8, t.shape.clone(), values));
+            let scale_name = format!("{name}{INT8_SCALE_SUFFIX}");
+            tensors.push((scale_name, Dtype::F32, vec![rows], scales));
+        } else {
+            tensors.push((
+                name.clone(),
+                Dtype::F16,
+                t.shape.clone(),
+                f16_bytes(&t.data),
+            ));
+        }
+    }
+    serialize(tensors)
+}
+
+/// `weights` with every int8 matrix [`write_safetensors_int8`] wrote multiplied back by its
+/// rows' scales, and the scale tensors gone; a map without scales comes back unchanged.
+pub fn dequantize_int8_matrices(mut weights: WeightMap) -> Result<WeightMap, Error> {
+    let scaled: Vec<String> = weights
+        .keys()
+        .filter_map(|k| k.strip_suffix(INT8_SCALE_SUFFIX).map(String::from))
+        .collect();
+    for name in scaled {
+        let scales = weights
+            .remove(&format!("{name}{INT8_SCALE_SUFFIX}"))
+            .expect("listed above");
+        let Some(matrix) = weights.get_mut(&name) else {
+            return Err(Error::MissingWeight { name });
+        };
+        let [rows, cols] = matrix.shape[..] else {
+            return Err(Error::WeightShape {
+                name,
+                expected: vec![scales.data.len(), 0],
+                found: matrix.shape.clone(),
+            });
+        };
+        if scales.shape != [rows] {
+            return Err(Error::WeightShape {
+                name: format!("{name}{INT8_SCALE_SUFFIX}"),
+                expected: vec![rows],
+                found: scales.shape,
+            });
+        }
+        for (row, scale) in matrix.data.chunks_exact_mut(cols).zip(&scales.data) {
+            row.iter_mut().for_each(|v| *v *= scale);
+        }
+    }
+    Ok(weights)
+}
+
+fn f16_bytes(values: &[f32]) -> Vec<u8> {
+    values
         .iter()
-        .map(|(name, shape, data)| {
-            safetensors::tensor::TensorView::new(dtype, shape.clone(), data)
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect()
+}
+
+fn serialize(tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>) -> Result<Vec<u8>, Error> {
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
                 .map(|view| (name.as_str(), view))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -192,6 +265,53 @@ mod tests {
         let again = read_safetensors(&write_safetensors(&w).unwrap()).unwrap();
         assert_eq!(again["t"].data, w["t"].data);
         assert_eq!(again["t"].shape, vec![2]);
+    }
+
+    #[test]
+    fn int8_matrices_come_back_within_half_a_step_of_each_row() {
+        let mut rng = crate::rng::SplitMix64::new(3);
+        let mut weights = WeightMap::new();
+        let matrix = rng.uniform_vec(16 * 64, 2.0);
+        weights.insert(
+            "w".into(),
+            HostTensor::new("w", vec![16, 64], matrix.clone()).unwrap(),
+        );
+        weights.insert(
+            "b".into(),
+            HostTensor::new("b", vec![4], vec![0.5, -1.0, 2.0, 3.25]).unwrap(),
+        );
+        let bytes = write_safetensors_int8(&weights).unwrap();
+        let raw = read_safetensors(&bytes).unwrap();
+        assert_eq!(raw["w.int8_scale"].shape, vec![16]);
+        let back = dequantize_int8_matrices(raw).unwrap();
+        assert_eq!(back.len(), 2, "the scales are gone");
+        assert_eq!(
+            back["b"].data, weights["b"].data,
+            "vectors stay F16, exact here"
+        );
+        for (row, (got, want)) in back["w"].data.chunks(64).zip(matrix.chunks(64)).enumerate() {
+            let step = want.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= step * 0.5 + 1e-6, "row {row}: {g} vs {w}");
+            }
+        }
+        // Smaller than F16 for matrices: one byte a value and four a row.
+        assert!(bytes.len() < write_safetensors_f16(&weights).unwrap().len());
+        // A file without scales is read as it is; a scale of the wrong length is an error.
+        let plain = read_safetensors(&write_safetensors(&weights).unwrap()).unwrap();
+        assert_eq!(
+            dequantize_int8_matrices(plain.clone()).unwrap()["w"].data,
+            matrix
+        );
+        let mut bad = plain;
+        bad.insert(
+            "w.int8_scale".into(),
+            HostTensor::new("s", vec![2], vec![1.0, 1.0]).unwrap(),
+        );
+        assert!(matches!(
+            dequantize_int8_matrices(bad),
+            Err(Error::WeightShape { .. })
+        ));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The fine-tuned question embedder `Embed_input` on disk, beside a reader: `query.safetensors`
-//! (the tensors `realm finetune-retriever` trained, by module path, F16) and `query.json` (the
-//! base model's sha256 and its own, both checked on load). The passages keep the base model's
-//! embeddings (the index from `realm index`), as REALM and ORQA fine-tune.
+//! (the tensors `realm finetune-retriever` or `realm finetune --retriever-layers` trained, by
+//! module path: matrices as int8 with a scale per row, the rest F16; the all-F16 files of
+//! earlier versions read too) and `query.json` (the base model's sha256 and its own, both
+//! checked on load). The passages keep the base model's embeddings (the index from `realm
+//! index`), as REALM and ORQA fine-tune.
 
 use std::path::Path;
 
@@ -9,7 +11,9 @@ use anyhow::Context;
 use burn::module::{Module, ParamGroup};
 use burn::tensor::Device;
 use realm_core::checkpoint::module_io::{export_params, import_params, param_ids};
-use realm_core::checkpoint::safetensors_file::{read_safetensors, write_safetensors_f16};
+use realm_core::checkpoint::safetensors_file::{
+    dequantize_int8_matrices, read_safetensors, write_safetensors_int8,
+};
 use realm_core::model::embedder::RealmEmbedder;
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +32,8 @@ pub struct QueryCard {
     pub trained: serde_json::Value,
 }
 
-/// Writes `dir/query.safetensors` (the parameters whose path `trained` accepts, F16) and
-/// `dir/query.json`, each atomically.
+/// Writes `dir/query.safetensors` (the parameters whose path `trained` accepts: matrices as
+/// int8 with a scale per row, the rest F16) and `dir/query.json`, each atomically.
 pub fn export_query_encoder(
     dir: &Path,
     model: &SentenceModel,
@@ -37,7 +41,7 @@ pub fn export_query_encoder(
     trained: impl Fn(&str) -> bool,
     mut card: QueryCard,
 ) -> anyhow::Result<QueryCard> {
-    let bytes = write_safetensors_f16(&export_params(&model.embedder, trained))?;
+    let bytes = write_safetensors_int8(&export_params(&model.embedder, trained))?;
     card.sha256 = sha256_hex(&bytes);
     card.base_sha256 = base.sha256.clone();
     write_atomic(&dir.join("query.safetensors"), &bytes)?;
@@ -65,7 +69,9 @@ pub fn question_embedder(
         &card.base_sha256,
         &format!("the query encoder in {}", dir.display()),
     )?;
-    let trained = read_safetensors(&bytes).context("query.safetensors")?;
+    let trained = read_safetensors(&bytes)
+        .and_then(dequantize_int8_matrices)
+        .context("query.safetensors")?;
     let embedder = import_params(model.embedder, &trained)
         .context("query.safetensors does not fit the base model's embedder")?;
     Ok((
