@@ -164,10 +164,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let tokenizer = base.tokenizer.clone();
 
     let started = Instant::now();
+    // What the progress shows: exact match, or with nothing read (`--recall-only`) R@5.
+    let so_far = if reading.is_some() { "EM" } else { "R@5" };
     let bar = ProgressBar::new(questions.len() as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "eval {bar:40} {pos}/{len} EM {msg} [{elapsed_precise}, {eta} left]",
-    )?);
+    bar.set_style(ProgressStyle::with_template(&format!(
+        "eval {{bar:40}} {{pos}}/{{len}} {so_far} {{msg}} [{{elapsed_precise}}, {{eta}} left]"
+    ))?);
     let mut predictions = Vec::with_capacity(questions.len());
     let depths = [1usize, 5, 20, 100];
     let mut found_at = vec![0usize; depths.len()];
@@ -225,7 +227,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             None => score(q, None, rank),
         };
         predictions.push(prediction);
-        correct += usize::from(predictions.last().is_some_and(|p| p.correct == Some(true)));
+        correct += match &reading {
+            Some(_) => usize::from(predictions.last().is_some_and(|p| p.correct == Some(true))),
+            None => usize::from(rank.is_some_and(|r| r <= 5)),
+        };
         let em = 100.0 * correct as f64 / predictions.len() as f64;
         bar.set_message(format!("{em:.1}"));
         bar.inc(1);
@@ -233,7 +238,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         if !std::io::stderr().is_terminal() && done % 100 == 0 {
             // No bar off a terminal (a log file under nohup): a line per 100 questions.
             eprintln!(
-                "eval: {done}/{} questions, EM {em:.1} so far, {:.0} s",
+                "eval: {done}/{} questions, {so_far} {em:.1} so far, {:.0} s",
                 questions.len(),
                 started.elapsed().as_secs_f64()
             );
