@@ -33,6 +33,10 @@ done
 for f in reader.json reader.safetensors; do
   ln -sf "$(realpath "native/models/demo-reader/$f")" "$out/model/$f"
 done
+# The reader without the shipped question embedder (query.*), which the browser engine does
+# not load: the bundles and the native answers the browser must match are the reader alone
+# over the base model's question encoder.
+reader=$out/model
 
 passages=$out/passages.jsonl
 { head -n 1000 "$corpus"
@@ -41,19 +45,19 @@ mv "$passages.partial" "$passages"
 if [ ! -f "$out/index.shard" ] || [ "$passages" -nt "$out/index.shard" ]; then
   "$realm" index --model "$base" --corpus "$passages" --out "$out/index.shard" --force --precision f32
 fi
-"$realm" bundle --model "$base" --reader native/models/demo-reader --corpus "$passages" \
+"$realm" bundle --model "$base" --reader "$reader" --corpus "$passages" \
   --index "$out/index.shard" --out "$out/demo.realm.tar" --force
-"$realm" bundle --model "$base" --reader native/models/demo-reader --corpus "$passages" \
+"$realm" bundle --model "$base" --reader "$reader" --corpus "$passages" \
   --index "$out/index.shard" --out "$out/demo-f16.realm.tar" --force --f16
 printf '%s\n' "Who painted the Mona Lisa?" "What is the capital of Australia?" "Who wrote Hamlet?" \
   "What is the largest planet in the solar system?" "When did the Second World War end?" \
-  | "$realm" ask --json -k 5 --precision f32 --model "$base" --reader native/models/demo-reader \
+  | "$realm" ask --json -k 5 --precision f32 --model "$base" --reader "$reader" \
       --corpus "$passages" --index "$out/index.shard" > "$out/native-answers.jsonl.partial"
 mv "$out/native-answers.jsonl.partial" "$out/native-answers.jsonl"
 # The first question from its top passage alone: what the WebGPU test reads on SwiftShader,
 # where each passage read takes about 20 seconds.
 echo "Who painted the Mona Lisa?" \
-  | "$realm" ask --json -k 1 --precision f32 --model "$base" --reader native/models/demo-reader \
+  | "$realm" ask --json -k 1 --precision f32 --model "$base" --reader "$reader" \
       --corpus "$passages" --index "$out/index.shard" > "$out/native-answers-k1.jsonl.partial"
 mv "$out/native-answers-k1.jsonl.partial" "$out/native-answers-k1.jsonl"
 echo "web-fixture: $(wc -l < "$passages") passages, answers in $out/native-answers.jsonl"
