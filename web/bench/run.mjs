@@ -44,11 +44,12 @@ try {
   const search = await page(`${origin}/bench/search.html?n=${process.env.N ?? 100000}&queries=20`);
   const qa = await page(`${origin}/bench/qa.html`);
   const ort = await page(`${origin}/bench/ort.html`);
-  // Native realm ask on the same files, same questions (the debug build the tests use).
+  // Native realm ask on the same files (the reader without query.*, as the browser reads),
+  // same questions (the debug build the tests use).
   const questions = ["Who painted the Mona Lisa?", "What is the capital of Australia?", "Who wrote Hamlet?",
     "What is the largest planet in the solar system?", "When did the Second World War end?"];
   const out = execFileSync(join(REPO, process.env.REALM ?? "target/debug/realm"), ["ask", "--json", "-k", "5", "--model", join(FIXTURE, "model"),
-    "--reader", join(REPO, "native/models/demo-reader"), "--corpus", join(FIXTURE, "passages.jsonl"), "--index", join(FIXTURE, "index.shard")],
+    "--reader", join(FIXTURE, "model"), "--corpus", join(FIXTURE, "passages.jsonl"), "--index", join(FIXTURE, "index.shard")],
   { input: questions.join("\n") + "\n", encoding: "utf8", env: { ...process.env, RAYON_NUM_THREADS: "1" } });
   const native = out.trim().split("\n").map((l) => JSON.parse(l).seconds);
   const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -166,7 +166,7 @@ test("a bad URL, a truncated shard, a wrong-dimension index and an empty questio
 
 test("realm serve answers through the widget, on its own page and on an allowed site's", async () => {
   const realm = join(REPO, "target/debug/realm");
-  const child = spawn(realm, ["serve", "--listen", "127.0.0.1:0", "--model", join(FIXTURE.pathname, "model"), "--reader", join(REPO, "native/models/demo-reader"),
+  const child = spawn(realm, ["serve", "--listen", "127.0.0.1:0", "--model", join(FIXTURE.pathname, "model"), "--reader", join(FIXTURE.pathname, "model"),
     "--corpus", paths.passages, "--index", paths.index, "--allow-origin", origin], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     const line = await new Promise((resolve, reject) => {
