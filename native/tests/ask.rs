@@ -214,7 +214,8 @@ fn closed_stdout_ends_quietly(json: &[String]) {
     );
 }
 
-/// The reader the repo ships, over all-MiniLM-L6-v2 and a three-passage corpus.
+/// The reader the repo ships (with its question embedder), over all-MiniLM-L6-v2 and a
+/// three-passage corpus.
 #[test]
 fn the_shipped_reader_answers_and_a_damaged_copy_is_refused() {
     let Some(minilm) = common::shared_data("all-minilm-l6-v2") else {
@@ -267,6 +268,24 @@ fn the_shipped_reader_answers_and_a_damaged_copy_is_refused() {
         String::from_utf8_lossy(&out.stderr).contains("sha256"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The shipped question embedder is read too: a flipped byte in it is refused as well.
+    let query = tmp.path().join("query");
+    std::fs::create_dir_all(&query).unwrap();
+    for file in ["reader.json", "reader.safetensors", "query.json"] {
+        std::fs::copy(shipped.join(file), query.join(file)).unwrap();
+    }
+    let mut bytes = std::fs::read(shipped.join("query.safetensors")).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(query.join("query.safetensors"), bytes).unwrap();
+    let out = ask(&query);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("query.safetensors") && stderr.contains("sha256"),
+        "{stderr}"
     );
 }
 
