@@ -222,27 +222,14 @@ fn the_wgpu_backend_trains_like_the_cpu() {
     // The reader alone, and with the question embedder training beside it.
     let paragraphs = squad_paragraphs(&squad, 30);
     let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
-    let joint = [
-        "--index",
-        shard.to_str().unwrap(),
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--retriever-layers",
-        "1",
-        "--top-b",
-        "8",
-    ];
+    let joint = joint_flags(&corpus, &shard);
     for (name, extra) in [("reader", &[][..]), ("joint", &joint[..])] {
         let mut runs = Vec::new();
         for device in ["cpu", "wgpu"] {
             let run = tmp.path().join(format!("{name}-{device}"));
             let mut args = finetune_args(&base, &squad, &run, "3");
-            args.extend(
-                ["--device", device]
-                    .iter()
-                    .chain(extra)
-                    .map(|a| a.to_string()),
-            );
+            args.extend(["--device".into(), device.into()]);
+            args.extend_from_slice(extra);
             assert_ok(&realm(&args));
             runs.push(losses(&run));
         }
@@ -320,23 +307,8 @@ fn the_retriever_trains_beside_the_reader_resumes_exactly_and_is_used_beside_it(
     let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
     let joint = |out: &std::path::Path, steps: &str, extra: &[&str]| {
         let mut args = finetune_args(&base, &squad, out, steps);
-        args.extend(
-            [
-                "--index",
-                shard.to_str().unwrap(),
-                "--corpus",
-                corpus.to_str().unwrap(),
-                "--negatives",
-                "2",
-                "--retriever-layers",
-                "1",
-                "--top-b",
-                "8",
-            ]
-            .iter()
-            .chain(extra)
-            .map(|a| a.to_string()),
-        );
+        args.extend(joint_flags(&corpus, &shard));
+        args.extend(extra.iter().map(|a| a.to_string()));
         args
     };
 
@@ -421,4 +393,23 @@ fn the_retriever_trains_beside_the_reader_resumes_exactly_and_is_used_beside_it(
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{stderr}");
     }
+}
+
+/// `realm finetune`'s flags for training the question embedder's top layer beside the reader,
+/// over `corpus` and its `shard`, with a small top B.
+fn joint_flags(corpus: &std::path::Path, shard: &std::path::Path) -> Vec<String> {
+    [
+        "--index",
+        shard.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--negatives",
+        "2",
+        "--retriever-layers",
+        "1",
+        "--top-b",
+        "8",
+    ]
+    .map(String::from)
+    .to_vec()
 }
