@@ -706,3 +706,20 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
         "{stderr}"
     );
 }
+
+/// The QA issue's budget for the one binary artifact the repo carries: the shipped model's
+/// files (reader and question embedder) in at most 25 MB.
+#[test]
+fn the_shipped_model_stays_within_its_25_mb_budget() {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/demo-reader");
+    let bytes: u64 = std::fs::read_dir(&shipped)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        bytes <= 25_000_000,
+        "{} holds {bytes} bytes",
+        shipped.display()
+    );
+    assert!(shipped.join("query.safetensors").is_file());
+}
