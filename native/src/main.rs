@@ -69,7 +69,8 @@ enum Command {
     /// CuratedTrec, SQuAD), over the corpus's index or each SQuAD question's own paragraph.
     Eval(eval::EvalArgs),
     /// Fine-tune the span reader on question/paragraph pairs (SQuAD v1.1 JSON), from a plain
-    /// BERT such as all-MiniLM-L6-v2; checkpoints, Ctrl-C and --resume DIR continue the run.
+    /// BERT such as all-MiniLM-L6-v2, and with --retriever-layers the question embedder
+    /// beside it; checkpoints, Ctrl-C and --resume DIR continue the run.
     Finetune(finetune::FinetuneArgs),
     /// Fine-tune the question embedder on SQuAD questions against the fixed passage
     /// embeddings of an index (REALM's retriever marginal over the top B); writes
