@@ -227,11 +227,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             None => score(q, None, rank),
         };
         predictions.push(prediction);
-        correct += match &reading {
-            Some(_) => usize::from(predictions.last().is_some_and(|p| p.correct == Some(true))),
-            None => usize::from(rank.is_some_and(|r| r <= 5)),
+        correct += usize::from(predictions.last().is_some_and(|p| p.correct == Some(true)));
+        // found_at[1] counts the answers in the top 5 (depths[1]).
+        let shown = if reading.is_some() {
+            correct
+        } else {
+            found_at[1]
         };
-        let em = 100.0 * correct as f64 / predictions.len() as f64;
+        let em = 100.0 * shown as f64 / predictions.len() as f64;
         bar.set_message(format!("{em:.1}"));
         bar.inc(1);
         let done = predictions.len();

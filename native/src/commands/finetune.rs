@@ -26,6 +26,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use realm_core::checkpoint::module_io::param_ids;
+use realm_core::linalg::Precision;
 use realm_core::model::config::ReaderConfig;
 use realm_core::model::embedder::RealmEmbedder;
 use realm_core::model::reader::SpanReader;
@@ -38,7 +39,9 @@ use realm_core::train::reader::{
 use serde::{Deserialize, Serialize};
 
 use crate::embed::embed;
-use crate::files::model_dir::{BaseModel, SentenceModel, read_base, sentence_model};
+use crate::files::model_dir::{
+    BaseModel, SentenceModel, frozen_sentence_model, read_base, sentence_model,
+};
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
 use crate::qa::fixed_passages::FixedPassages;
 use crate::qa::query_model::{QueryCard, export_query_encoder, top_layers, trainable_embedder};
@@ -610,10 +613,7 @@ fn passage_vectors(
             "finetune: {} training paragraphs are not in --corpus: embedding them with the fixed passage embedder",
             missing.len()
         );
-        let mut frozen = sentence_model(retriever_base, &realm_core::device::cpu_device())?;
-        let eps = retriever_base.config.layer_norm_eps;
-        let f32 = realm_core::linalg::Precision::F32;
-        realm_core::model::bert::Bert::freeze(&mut frozen.embedder.bert, eps, f32);
+        let frozen = frozen_sentence_model(retriever_base, Precision::F32)?;
         for chunk in missing.chunks(16) {
             let vectors = embed(&frozen, chunk, 128)?;
             for (text, v) in chunk.iter().zip(vectors.chunks_exact(fixed.dim)) {
@@ -659,13 +659,9 @@ fn retrieve_negatives(
     }
     // Held-out paragraphs can fill the top of the list: look deep enough past them.
     let depth = (negatives + 32).min(corpus.index.len());
-    let mut retriever = sentence_model(base, &realm_core::device::cpu_device())?;
     // The retriever stays fixed while the reader trains: the frozen forward, at f32 (the
     // negatives do not depend on the CPU's precision).
-    let eps = base.config.layer_norm_eps;
-    // Bert's own freeze, not burn's `Module::freeze` (which only stops gradients).
-    let f32 = realm_core::linalg::Precision::F32;
-    realm_core::model::bert::Bert::freeze(&mut retriever.embedder.bert, eps, f32);
+    let retriever = frozen_sentence_model(base, Precision::F32)?;
     let bar = ProgressBar::new(questions.len() as u64);
     bar.set_style(ProgressStyle::with_template(
         "finetune: retrieving negatives {bar:40} {pos}/{len} [{elapsed_precise}, {eta} left]",

@@ -10,7 +10,7 @@ use realm_core::index::int8::dequantize_row;
 use realm_core::index::shard::{ElementType, Shard, Vectors};
 
 use crate::embed::{check_embedding_flags, embed_passages, read_fingerprinted_window};
-use crate::files::model_dir::{read_base, sentence_model};
+use crate::files::model_dir::{frozen_sentence_model, read_base};
 use crate::files::shard_file::{read_shard, write_shard};
 
 #[derive(Args, Clone)]
@@ -87,14 +87,9 @@ pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
 
 fn embed_corpus(args: &IndexArgs, element: ElementType) -> anyhow::Result<Shard> {
     check_embedding_flags(args.batch, args.max_length)?;
-    let device = realm_core::device::cpu_device();
     let precision = args.precision.resolve()?;
     let base = read_base(&args.model)?;
-    let mut model = sentence_model(&base, &device)?;
-    model
-        .embedder
-        .bert
-        .freeze(base.config.layer_norm_eps, precision);
+    let model = frozen_sentence_model(&base, precision)?;
     let (passages, corpus) = read_fingerprinted_window(&args.corpus, args.skip, args.limit)?;
     let vectors = embed_passages(&model, &passages, args.max_length, args.batch, true)?;
     let first = u32::try_from(args.skip).context("--skip is past u32 ids")?;

@@ -63,6 +63,21 @@ pub fn sentence_model(base: &BaseModel, device: &Device) -> anyhow::Result<Sente
     })
 }
 
+/// `base`'s sentence embedder on the CPU for weights that no longer change: BERT's own frozen
+/// forward (packed, no autodiff; not burn's `Module::freeze`, which only stops gradients) at
+/// `precision`.
+pub fn frozen_sentence_model(
+    base: &BaseModel,
+    precision: realm_core::linalg::Precision,
+) -> anyhow::Result<SentenceModel> {
+    let mut model = sentence_model(base, &realm_core::device::cpu_device())?;
+    model
+        .embedder
+        .bert
+        .freeze(base.config.layer_norm_eps, precision);
+    Ok(model)
+}
+
 /// Whether two tokenizers make the same ids: the same vocabulary size and special tokens
 /// (a model reading another's inputs must share its vocabulary).
 pub fn shares_vocabulary(a: &WordPieceTokenizer, b: &WordPieceTokenizer) -> bool {
