@@ -2,7 +2,9 @@
 
 Exports the same weights the browser engine runs to ONNX with torch:
   embedder.onnx  MiniLM with the mean pooling and L2 normalisation `realm ask` embeds
-                 questions with (inputs ids, type_ids, attention; output [batch, 384])
+                 questions with (inputs ids, type_ids, attention; output [batch, 384]; the
+                 base model's weights: the shipped question embedder's fine-tuned top layer
+                 has the same shapes, so the forward costs the same)
   reader.onnx    the shipped span reader (scripts/peer_reader.py's SpanReader with the weights
                  of native/models/demo-reader; inputs ids, type_ids, attention, passage and the
                  candidate spans' starts and ends, so the sequence length stays dynamic; output

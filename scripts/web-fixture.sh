@@ -2,7 +2,9 @@
 # Builds the files the JavaScript tests answer from, and the native answers they must match,
 # in target/web-demo/ (what a page would host):
 #   model/    config.json, tokenizer.json, model.safetensors (all-MiniLM-L6-v2), reader.json,
-#             reader.safetensors (the shipped demo reader, native/models/demo-reader)
+#             reader.safetensors, query.json, query.safetensors (the shipped demo reader and
+#             its fine-tuned question embedder, native/models/demo-reader)
+#   reader-only/   the same without query.* (questions embedded with the base model)
 #   passages.jsonl   1,003 passages of the demo corpus (its first 1,000 and the three the demo
 #                    questions need), index.shard (`realm index`, f32)
 #   demo.realm.tar   all of the above in one file (`realm bundle`)
@@ -10,6 +12,7 @@
 #   native-answers.jsonl   `realm ask --json -k 5 --precision f32` on the five demo questions
 #                    (f32, as the wasm engine computes; index.shard too)
 #   native-answers-k1.jsonl   the same with -k 1 on the first of them
+#   native-answers-zero-shot.jsonl   the same as native-answers.jsonl from reader-only/
 # Needs target/debug/realm (cargo build -p realm-native), and all-MiniLM-L6-v2 and the demo
 # corpus in data/ (scripts/setup.sh --demo-data) or ../shared/data.
 # Usage: scripts/web-fixture.sh
@@ -26,16 +29,17 @@ corpus=data/demo-corpus/passages.jsonl
 [ -f "$corpus" ] || corpus=../shared/data/demo-corpus/passages.jsonl
 [ -f "$corpus" ] || { echo "web-fixture: no demo corpus: run scripts/setup.sh --demo-data" >&2; exit 1; }
 
-mkdir -p "$out/model"
+mkdir -p "$out/model" "$out/reader-only"
 for f in config.json tokenizer.json model.safetensors; do
   ln -sf "$(realpath "$base/$f")" "$out/model/$f"
+  ln -sf "$(realpath "$base/$f")" "$out/reader-only/$f"
 done
-for f in reader.json reader.safetensors; do
+for f in reader.json reader.safetensors query.json query.safetensors; do
   ln -sf "$(realpath "native/models/demo-reader/$f")" "$out/model/$f"
 done
-# The reader without the shipped question embedder (query.*), which the browser engine does
-# not load: the bundles and the native answers the browser must match are the reader alone
-# over the base model's question encoder.
+for f in reader.json reader.safetensors; do
+  ln -sf "$(realpath "native/models/demo-reader/$f")" "$out/reader-only/$f"
+done
 reader=$out/model
 
 passages=$out/passages.jsonl
@@ -54,6 +58,10 @@ printf '%s\n' "Who painted the Mona Lisa?" "What is the capital of Australia?" "
   | "$realm" ask --json -k 5 --precision f32 --model "$base" --reader "$reader" \
       --corpus "$passages" --index "$out/index.shard" > "$out/native-answers.jsonl.partial"
 mv "$out/native-answers.jsonl.partial" "$out/native-answers.jsonl"
+printf '%s\n' "Who painted the Mona Lisa?" "What is the capital of Australia?" "Who wrote Hamlet?" \
+  | "$realm" ask --json -k 5 --precision f32 --model "$base" --reader "$out/reader-only" \
+      --corpus "$passages" --index "$out/index.shard" > "$out/native-answers-zero-shot.jsonl.partial"
+mv "$out/native-answers-zero-shot.jsonl.partial" "$out/native-answers-zero-shot.jsonl"
 # The first question from its top passage alone: what the WebGPU test reads on SwiftShader,
 # where each passage read takes about 20 seconds.
 echo "Who painted the Mona Lisa?" \

@@ -55,8 +55,9 @@ enum Command {
     /// Answer a question (or one per line of stdin) from a corpus: retrieve passages from its
     /// index, read them with the trained span reader, print the answer and its evidence.
     Ask(ask::AskArgs),
-    /// Pack what the browser engine loads (base model, reader, index shard, passages) into one
-    /// tar file, for the npm package's `bundle` option and `<realm-qa bundle="...">`.
+    /// Pack what the browser engine loads (base model, reader and its question embedder, index
+    /// shard, passages) into one tar file, for the npm package's `bundle` option and
+    /// `<realm-qa bundle="...">`.
     Bundle(bundle::BundleArgs),
     /// Retrieve Wikipedia passages for questions with all-MiniLM-L6-v2: exact search on the
     /// CPU and, where a GPU adapter exists, on the WGSL kernel.

@@ -589,15 +589,78 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
     assert_ok(&bundle(&out, &index, &["--force"]));
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
 
-    // --f16: the base model's tensors rounded to F16, every other member as it was.
+    // A fine-tuned question embedder beside the reader (two steps of `realm
+    // finetune-retriever` over the same base) joins the bundle as two more members.
+    let squad = common::shared_data("squad-v1.1-dev")
+        .unwrap()
+        .join("dev-v1.1.reconstructed.json");
+    let paragraphs = common::squad_paragraphs(&squad, 8);
+    let trained_on = s.dir.join("query-corpus");
+    std::fs::create_dir_all(&trained_on).unwrap();
+    let (q_corpus, q_index) =
+        common::write_indexed_corpus(&trained_on, "corpus.jsonl", &model, &paragraphs);
+    let query_run = s.dir.join("query-run");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    assert_ok(&realm(&[
+        "finetune-retriever".into(),
+        "--out".into(),
+        p(&query_run),
+        "--model".into(),
+        p(&model),
+        "--squad".into(),
+        p(&squad),
+        "--index".into(),
+        p(&q_index),
+        "--corpus".into(),
+        p(&q_corpus),
+        "--top-b".into(),
+        "4".into(),
+        "--steps".into(),
+        "2".into(),
+        "--batch".into(),
+        "2".into(),
+        "--limit".into(),
+        "8".into(),
+        "--quiet".into(),
+    ]));
+    // The card without its tensors is refused, naming the missing file.
+    std::fs::copy(query_run.join("query.json"), reader.join("query.json")).unwrap();
+    let with_query = s.dir.join("query.realm.tar");
+    let incomplete = bundle(&with_query, &index, &[]);
+    assert!(!incomplete.status.success());
+    let stderr = String::from_utf8_lossy(&incomplete.stderr);
+    assert!(stderr.contains("query.safetensors"), "{stderr}");
+    assert!(!with_query.exists());
+    std::fs::copy(
+        query_run.join("query.safetensors"),
+        reader.join("query.safetensors"),
+    )
+    .unwrap();
+    assert_ok(&bundle(&with_query, &index, &[]));
+    let members = unpack(&std::fs::read(&with_query).unwrap());
+    let expected: Vec<_> = expected
+        .into_iter()
+        .chain([
+            ("query.json", reader.join("query.json")),
+            ("query.safetensors", reader.join("query.safetensors")),
+        ])
+        .collect();
+    assert_eq!(members.len(), expected.len());
+    for ((name, data), (want, file)) in members.iter().zip(&expected) {
+        assert_eq!(name, want);
+        assert_eq!(data, &std::fs::read(file).unwrap(), "{name}");
+    }
+
+    // --f16: the base model's tensors rounded to F16, the cards restamped, every other
+    // member as it was.
     let half = s.dir.join("half.realm.tar");
     assert_ok(&bundle(&half, &index, &["--f16"]));
     let half_members = unpack(&std::fs::read(&half).unwrap());
     assert_eq!(half_members.len(), members.len());
     let card = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
     for ((name, data), (_, full)) in half_members.iter().zip(&members) {
-        if name == "reader.json" {
-            // Restamped: the reader now names the rounded model, and the one it rounds.
+        if name == "reader.json" || name == "query.json" {
+            // Restamped: the card now names the rounded model, and the one it rounds.
             let (got, mut want) = (card(data), card(full));
             let model = &half_members
                 .iter()
@@ -633,7 +696,8 @@ fn bundle_packs_what_the_browser_loads_and_refuses_files_that_do_not_belong_toge
             }
         }
     }
-    // And the reader answers over the rounded model, as the browser engine would load it.
+    // And the reader and the question embedder answer over the rounded model, as the browser
+    // engine would load them.
     let unpacked = s.dir.join("half");
     std::fs::create_dir_all(&unpacked).unwrap();
     for (name, data) in &half_members {

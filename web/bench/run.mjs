@@ -44,7 +44,7 @@ try {
   const search = await page(`${origin}/bench/search.html?n=${process.env.N ?? 100000}&queries=20`);
   const qa = await page(`${origin}/bench/qa.html`);
   const ort = await page(`${origin}/bench/ort.html`);
-  // Native realm ask on the same files (the reader without query.*, as the browser reads),
+  // Native realm ask on the same files (the reader and its question embedder, as the browser reads),
   // same questions (the debug build the tests use).
   const questions = ["Who painted the Mona Lisa?", "What is the capital of Australia?", "Who wrote Hamlet?",
     "What is the largest planet in the solar system?", "When did the Second World War end?"];

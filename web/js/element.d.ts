@@ -7,6 +7,8 @@ export interface RealmQaLoadInfo {
   device: "cpu" | "webgpu" | "server";
   fromCache: boolean;
   downloaded: number;
+  /** How questions are embedded: "fine-tuned" (the model's query.*) or "zero-shot" (the base model); null with an `endpoint`. */
+  retriever: "fine-tuned" | "zero-shot" | null;
 }
 
 export declare class RealmQaElement extends HTMLElement {

@@ -40,7 +40,7 @@ template.innerHTML = `
  * @summary Ask a question; the answer is read from the passages in the page.
  * @tag realm-qa
  *
- * @attr {string} model - URL of the model directory (config.json, tokenizer.json, model.safetensors, reader.json, reader.safetensors).
+ * @attr {string} model - URL of the model directory (config.json, tokenizer.json, model.safetensors, reader.json, reader.safetensors; query.json and query.safetensors where it has a fine-tuned question embedder).
  * @attr {string} index - URL of the index shard (`realm index`).
  * @attr {string} passages - URL of the passages (JSON lines), in the index's order.
  * @attr {string} bundle - URL of one file holding the model, index and passages (`realm bundle`), instead of the three above.
@@ -52,7 +52,7 @@ template.innerHTML = `
  *
  * @fires loadstart - The files start loading.
  * @fires progress - A file's progress: detail { file, phase, loaded, total }.
- * @fires load - The engine is ready: detail { device, fromCache, downloaded }.
+ * @fires load - The engine is ready: detail { device, fromCache, downloaded, retriever }.
  * @fires error - Loading or answering failed: detail { error } (a RealmError with code and file).
  * @fires loadend - Loading ended, in success or failure.
  * @fires realm-qa-answer - A question was answered: detail is the AskResult (bubbles, composed).
@@ -133,7 +133,7 @@ export class RealmQaElement extends HTMLElement {
   get ready() { return this.#ready; }
   /** Where the encoders run: "cpu", "webgpu", "server", or null before loading. */
   get device() { return this.endpoint ? "server" : this.#realm?.device ?? null; }
-  /** How the engine loaded: { device, fromCache, downloaded } (bytes), or null. */
+  /** How the engine loaded: { device, fromCache, downloaded (bytes), retriever ("fine-tuned", "zero-shot", or null with an endpoint) }, or null. */
   get loadInfo() { return this.#loadInfo; }
   /** The last answer (the AskResult), or null. */
   get result() { return this.#result; }
@@ -172,7 +172,7 @@ export class RealmQaElement extends HTMLElement {
       if (this.#state === "idle" || this.#state === "error") {
         this.dispatchEvent(new Event("loadstart"));
         this.#setState("ready");
-        this.#loadInfo = { device: "server", fromCache: false, downloaded: 0 };
+        this.#loadInfo = { device: "server", fromCache: false, downloaded: 0, retriever: null };
         this.#readyResolve();
         this.dispatchEvent(new CustomEvent("load", { detail: this.#loadInfo }));
         this.dispatchEvent(new Event("loadend"));
@@ -218,7 +218,7 @@ export class RealmQaElement extends HTMLElement {
       this.#progress(1);
       this.#setState("ready");
       this.#readyResolve();
-      this.#loadInfo = { device: realm.device, fromCache: realm.fromCache, downloaded: realm.downloaded };
+      this.#loadInfo = { device: realm.device, fromCache: realm.fromCache, downloaded: realm.downloaded, retriever: realm.retriever };
       this.dispatchEvent(new CustomEvent("load", { detail: this.#loadInfo }));
     }, (error) => {
       this.#progress(1);

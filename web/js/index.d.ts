@@ -7,14 +7,16 @@ export type RealmErrorCode = "options" | "fetch" | "file" | "device" | "question
 
 export declare class RealmError extends Error {
   readonly code: RealmErrorCode;
-  /** "config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors", "index", "passages", "bundle", "realm.wasm", "realm-webgpu.wasm", or null. */
+  /** "config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors", "query.json", "query.safetensors", "index", "passages", "bundle", "realm.wasm", "realm-webgpu.wasm", or null. */
   readonly file: string | null;
 }
 
 /** The five files a model directory holds. */
 export declare const MODEL_FILES: readonly ["config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors"];
-/** A bundle's members (`realm bundle`) and the file of `FileName` each one is. */
-export declare const BUNDLE_MEMBERS: Readonly<Record<"config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index.shard" | "passages.jsonl", Exclude<FileName, "bundle">>>;
+/** A model directory's two optional files, both or neither: a fine-tuned question embedder (`realm finetune-retriever`). Where the directory answers 404 for them, questions are embedded with the base model. */
+export declare const QUERY_FILES: readonly ["query.json", "query.safetensors"];
+/** A bundle's members (`realm bundle`; the query files where the reader has a question embedder) and the file of `FileName` each one is. */
+export declare const BUNDLE_MEMBERS: Readonly<Record<"config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index.shard" | "passages.jsonl" | "query.json" | "query.safetensors", Exclude<FileName, "bundle">>>;
 /** The Cache API cache the files are kept in (versioned). */
 export declare const CACHE_NAME: string;
 
@@ -27,18 +29,18 @@ export interface LoadProgress {
   total: number | null;
 }
 
-export type FileName = "config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index" | "passages" | "bundle";
+export type FileName = "config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "query.json" | "query.safetensors" | "index" | "passages" | "bundle";
 
 export interface LoadOptions {
-  /** URL of a directory holding config.json, tokenizer.json, model.safetensors, reader.json and reader.safetensors. */
+  /** URL of a directory holding config.json, tokenizer.json, model.safetensors, reader.json and reader.safetensors, and where it has a fine-tuned question embedder, query.json and query.safetensors (fetched where present: a 404 for both means none). */
   model?: string | URL;
   /** URL of an index shard (`realm index`) of the passages, embedded with the model. */
   index?: string | URL;
   /** URL of the passages: JSON lines {"title", "text"}, in the index's order. */
   passages?: string | URL;
-  /** URL of one file holding all seven (a tar archive from `realm bundle`), instead of `model`, `index` and `passages`. */
+  /** URL of one file holding them all (a tar archive from `realm bundle`), instead of `model`, `index` and `passages`. */
   bundle?: string | URL;
-  /** Files as bytes instead of URLs ("bundle": a bundle's bytes). */
+  /** Files as bytes instead of URLs ("bundle": a bundle's bytes; "query.json" and "query.safetensors" optional, both or neither). */
   files?: Partial<Record<FileName, Uint8Array>>;
   /** Relative URLs resolve against this (default: the page's base URL). */
   base?: string;
@@ -69,6 +71,8 @@ export declare class Realm {
   /** Bytes fetched from the network. */
   readonly downloaded: number;
   readonly passageCount: number;
+  /** How questions are embedded: "fine-tuned" (the model's query.json and query.safetensors) or "zero-shot" (the base model's sentence embedder). */
+  readonly retriever: "fine-tuned" | "zero-shot";
   /** Answers a question; rejects with a RealmError (code "question" for an empty one). */
   ask(question: string, options?: AskOptions): Promise<AskResult>;
   /** The engine's memory: bytes of wasm linear memory (it only grows: its peak so far). */

@@ -3,7 +3,7 @@
 // and resolves to a `Realm` whose `ask()` answers with the span, its passage and offsets.
 import { RealmError, fileList, fromPlain, askEngine, freeEngine } from "./loader.js";
 
-export { RealmError, MODEL_FILES, BUNDLE_MEMBERS, CACHE_NAME } from "./loader.js";
+export { RealmError, MODEL_FILES, QUERY_FILES, BUNDLE_MEMBERS, CACHE_NAME } from "./loader.js";
 
 function pageBase() {
   return globalThis.document?.baseURI ?? globalThis.location?.href ?? undefined;
@@ -68,7 +68,7 @@ class LocalTransport {
       const opened = await openLocal(message.options, onProgress, this.controller.signal);
       freeEngine(this.engine);
       this.engine = opened.engine;
-      return { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: this.engine.passageCount };
+      return { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: this.engine.passageCount, retriever: this.engine.retriever };
     }
     if (message.type === "stats") {
       const { wasmMemoryBytes } = await import("./local.js");
@@ -108,6 +108,8 @@ export class Realm {
     /** Bytes fetched from the network (0 when all came from the cache). */
     this.downloaded = info.downloaded;
     this.passageCount = info.passageCount;
+    /** "fine-tuned" (the model's query.json and query.safetensors) or "zero-shot" (the base model): how questions are embedded. */
+    this.retriever = info.retriever;
   }
 
   /** Answers `question` from the top `topK` passages (default 5). */
@@ -151,8 +153,9 @@ function wasmSource(wasm, base) {
 
 /**
  * Loads the engine. Options: `model` (URL of a directory holding config.json, tokenizer.json,
- * model.safetensors, reader.json, reader.safetensors), `index` (an index shard's URL),
- * `passages` (the passages' URL), or `bundle` (the URL of one file holding all seven: `realm
+ * model.safetensors, reader.json, reader.safetensors, and where it has a fine-tuned question
+ * embedder query.json and query.safetensors), `index` (an index shard's URL),
+ * `passages` (the passages' URL), or `bundle` (the URL of one file holding them all: `realm
  * bundle`), or their bytes in `files`; `worker` (default: where Workers
  * exist), `device` ("auto": WebGPU on a hardware adapter, else the CPU; "webgpu"; "cpu"),
  * `cache` (true, false or a cache name), `wasm` (the CPU .wasm's URL or bytes),

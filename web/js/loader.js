@@ -1,9 +1,16 @@
-// Fetching the engine's seven files (with progress per file and the Cache API), or one bundle
-// holding them, and building the wasm Engine from their bytes. Shared by the worker, the
-// in-page engine and Node.
+// Fetching the engine's seven files (with progress per file and the Cache API) and the two of
+// a fine-tuned question embedder where the model has one, or one bundle holding them, and
+// building the wasm Engine from their bytes. Shared by the worker, the in-page engine and Node.
 
 /** The files of a model directory, in the order `new Engine(...)` takes them. */
 export const MODEL_FILES = ["config.json", "tokenizer.json", "model.safetensors", "reader.json", "reader.safetensors"];
+
+/**
+ * A model directory's optional files: the fine-tuned question embedder (`realm
+ * finetune-retriever`), both or neither. Where the directory answers 404 for both, questions
+ * are embedded with the base model.
+ */
+export const QUERY_FILES = ["query.json", "query.safetensors"];
 
 /** Cache API entries are versioned: a new package version never reads an old one's files. */
 export const CACHE_NAME = "realm-qa-v1";
@@ -28,10 +35,11 @@ export function fromPlain(p) {
   return new RealmError(p.code, p.message, p.file);
 }
 
-/** A bundle's members (`realm bundle` writes them in this order) and the engine file each is. */
+/** A bundle's members (`realm bundle` writes them in this order; the last two where the reader has a question embedder) and the engine file each is. */
 export const BUNDLE_MEMBERS = {
   "config.json": "config.json", "tokenizer.json": "tokenizer.json", "model.safetensors": "model.safetensors",
   "reader.json": "reader.json", "reader.safetensors": "reader.safetensors", "index.shard": "index", "passages.jsonl": "passages",
+  "query.json": "query.json", "query.safetensors": "query.safetensors",
 };
 
 /**
@@ -69,15 +77,15 @@ export function unbundle(bytes) {
     }
     at = start + Math.ceil(size / 512) * 512;
   }
-  const missing = Object.keys(BUNDLE_MEMBERS).filter((m) => !(BUNDLE_MEMBERS[m] in files));
+  const missing = Object.keys(BUNDLE_MEMBERS).filter((m) => !(BUNDLE_MEMBERS[m] in files) && !QUERY_FILES.includes(m));
   if (missing.length) fail(`${missing.join(", ")} missing (cut off, or not a bundle from \`realm bundle\`)`);
   return files;
 }
 
 /**
- * [{ name, url }] for the files given as URLs (absolute, resolved against `base`): the model
- * directory's five, the index, the passages; or the one bundle holding them. Files given as
- * bytes in `files` are left out.
+ * [{ name, url, optional }] for the files given as URLs (absolute, resolved against `base`):
+ * the model directory's five and its two optional ones (QUERY_FILES), the index, the
+ * passages; or the one bundle holding them. Files given as bytes in `files` are left out.
  */
 export function fileList({ model, index, passages, bundle, files = {} }, base) {
   const resolve = (u, b) => {
@@ -91,6 +99,7 @@ export function fileList({ model, index, passages, bundle, files = {} }, base) {
   if (model) {
     const dir = resolve(String(model).endsWith("/") ? String(model) : model + "/", base);
     list.push(...MODEL_FILES.map((name) => ({ name, url: resolve(name, dir) })));
+    list.push(...QUERY_FILES.map((name) => ({ name, url: resolve(name, dir), optional: true })));
   }
   if (index) list.push({ name: "index", url: resolve(index, base) });
   if (passages) list.push({ name: "passages", url: resolve(passages, base) });
@@ -129,9 +138,10 @@ async function readBody(response, file, onProgress, signal) {
 
 /**
  * The bytes of one file: from the cache where it holds the URL, else fetched (and then put
- * in the cache). Returns { bytes, fromCache }.
+ * in the cache). Returns { bytes, fromCache }; bytes null for an `optional` file the server
+ * answers 404 (or 410) for.
  */
-export async function fetchFile({ name, url }, { signal, cache = true, onProgress } = {}) {
+export async function fetchFile({ name, url, optional = false }, { signal, cache = true, onProgress } = {}) {
   const store = cache && globalThis.caches ? await globalThis.caches.open(typeof cache === "string" ? cache : CACHE_NAME).catch(() => null) : null;
   const cached = store ? await store.match(url) : undefined;
   if (cached) {
@@ -145,6 +155,7 @@ export async function fetchFile({ name, url }, { signal, cache = true, onProgres
     if (signal?.aborted) throw new RealmError("aborted", "aborted", name);
     throw new RealmError("fetch", `${name}: cannot fetch ${url}: ${e.message}`, name);
   }
+  if (optional && (response.status === 404 || response.status === 410)) return { bytes: null, fromCache: false };
   if (!response.ok) throw new RealmError("fetch", `${name}: ${url} answered HTTP ${response.status}`, name);
   const bytes = await readBody(response, name, onProgress, signal);
   if (store) {
@@ -153,13 +164,16 @@ export async function fetchFile({ name, url }, { signal, cache = true, onProgres
   return { bytes, fromCache: false };
 }
 
-/** Builds the wasm Engine on `device` from { name: bytes }; a file the engine refuses is a RealmError naming it. */
+/**
+ * Builds the wasm Engine on `device` from { name: bytes } (QUERY_FILES optional); a file the
+ * engine refuses is a RealmError naming it.
+ */
 export async function buildEngine(Engine, bytes, device = "cpu") {
-  const order = [...MODEL_FILES, "index", "passages"];
-  const missing = order.filter((n) => !(bytes[n] instanceof Uint8Array));
+  const order = [...MODEL_FILES, "index", "passages", ...QUERY_FILES];
+  const missing = order.filter((n) => !(bytes[n] instanceof Uint8Array) && !(QUERY_FILES.includes(n) && bytes[n] == null));
   if (missing.length) throw new RealmError("options", `not bytes (a Uint8Array): ${missing.join(", ")}`, missing[0]);
   try {
-    const args = order.map((n) => bytes[n]);
+    const args = order.map((n) => bytes[n] ?? undefined);
     return device === "webgpu" ? await Engine.newWebGpu(...args) : new Engine(...args);
   } catch (e) {
     const message = String(e?.message ?? e);

@@ -53,8 +53,8 @@ export async function pickDevice(device = "auto") {
 }
 
 /**
- * Fetches `urls` ([{ name, url }]) beside the bytes already in `files` (a "bundle" among
- * them is unpacked into the seven it holds), and builds the
+ * Fetches `urls` ([{ name, url, optional }]) beside the bytes already in `files` (a "bundle"
+ * among them is unpacked into the files it holds), and builds the
  * Engine on `device`. `onProgress({ file, phase, loaded, total })`: phase "download", "cache"
  * or "build". Resolves to { engine, fromCache, device, downloaded } (bytes from the network).
  */
@@ -64,9 +64,12 @@ export async function openLocal({ urls = [], files = {}, cache = true, wasm, dev
   const bytes = { ...files };
   let downloaded = 0;
   const got = await Promise.all(urls.map((f) => fetchFile(f, { signal, cache, onProgress })));
-  urls.forEach((f, i) => {
-    bytes[f.name] = got[i].bytes;
-    if (!got[i].fromCache) downloaded += got[i].bytes.length;
+  // An optional file the server does not have (null bytes) is left out.
+  const present = got.filter((g, i) => {
+    if (g.bytes === null) return false;
+    bytes[urls[i].name] = g.bytes;
+    if (!g.fromCache) downloaded += g.bytes.length;
+    return true;
   });
   if (signal?.aborted) throw new RealmError("aborted", "aborted");
   if (bytes.bundle) {
@@ -75,5 +78,5 @@ export async function openLocal({ urls = [], files = {}, cache = true, wasm, dev
   }
   onProgress?.({ file: null, phase: "build", loaded: 0, total: null });
   const engine = await buildEngine(m.Engine, bytes, kind);
-  return { engine, fromCache: urls.length > 0 && got.every((g) => g.fromCache), device: kind, downloaded };
+  return { engine, fromCache: present.length > 0 && present.every((g) => g.fromCache), device: kind, downloaded };
 }

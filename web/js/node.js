@@ -3,14 +3,15 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { load as loadAny, RealmError } from "./index.js";
-import { MODEL_FILES } from "./loader.js";
+import { MODEL_FILES, QUERY_FILES } from "./loader.js";
 
-export { Realm, RealmError, MODEL_FILES, BUNDLE_MEMBERS, CACHE_NAME } from "./index.js";
+export { Realm, RealmError, MODEL_FILES, QUERY_FILES, BUNDLE_MEMBERS, CACHE_NAME } from "./index.js";
 
-async function readLocal(name, url) {
+async function readLocal(name, url, optional = false) {
   try {
     return new Uint8Array(await readFile(fileURLToPath(url)));
   } catch (e) {
+    if (optional && e.code === "ENOENT") return undefined;
     throw new RealmError("fetch", `${name}: cannot read ${fileURLToPath(url)}: ${e.code ?? e.message}`, name);
   }
 }
@@ -23,7 +24,9 @@ export async function load(options = {}) {
   const local = (u) => u && new URL(String(u), base).protocol === "file:";
   const dir = (u) => (String(u).endsWith("/") ? String(u) : String(u) + "/");
   if (local(options.model)) {
-    for (const name of MODEL_FILES) files[name] ??= await readLocal(name, new URL(name, new URL(dir(options.model), base)));
+    const at = (name) => new URL(name, new URL(dir(options.model), base));
+    for (const name of MODEL_FILES) files[name] ??= await readLocal(name, at(name));
+    for (const name of QUERY_FILES) files[name] ??= await readLocal(name, at(name), true);
     delete rest.model;
   }
   for (const key of ["index", "passages", "bundle"]) {

@@ -21,7 +21,7 @@ self.onmessage = async ({ data }) => {
       const opened = await openLocal(data.options, progress, controller.signal);
       freeEngine(engine);
       engine = opened.engine;
-      self.postMessage({ id, ok: true, value: { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: engine.passageCount } });
+      self.postMessage({ id, ok: true, value: { fromCache: opened.fromCache, device: opened.device, downloaded: opened.downloaded, passageCount: engine.passageCount, retriever: engine.retriever } });
     } else if (type === "stats") {
       self.postMessage({ id, ok: true, value: { wasmMemory: wasmMemoryBytes() } });
     } else if (type === "ask") {

@@ -1,7 +1,8 @@
 //! The question-answering engine in wasm: `realm_core::qa::engine::QaEngine` built from the
 //! bytes of the seven files the page fetched (base model config, tokenizer and weights, the
-//! trained reader's card and weights, the index shard, the passages), answering with the same
-//! code `realm ask` runs. Offsets are translated from UTF-8 bytes to JavaScript string indices
+//! trained reader's card and weights, the index shard, the passages) and, where the model has
+//! one, the fine-tuned question embedder's two (`query.json`, `query.safetensors`), answering
+//! with the same code `realm ask` runs. Offsets are translated from UTF-8 bytes to JavaScript string indices
 //! (UTF-16 code units); every error names the file it came from.
 
 use std::rc::Rc;
@@ -10,7 +11,9 @@ use burn::tensor::Device;
 use realm_core::index::shard::Shard;
 use realm_core::linalg::Precision;
 use realm_core::qa::engine::{IndexedCorpus, QaEngine, check_index_width};
-use realm_core::qa::models::{BaseModel, ReaderCard, load_reader};
+use realm_core::qa::models::{
+    BaseModel, QueryCard, ReaderCard, load_question_embedder, load_reader,
+};
 use realm_core::qa::report::PageReport;
 use realm_core::text::corpus::parse_corpus;
 use realm_core::text::wordpiece::WordPieceTokenizer;
@@ -65,6 +68,7 @@ export interface AskResult {
 pub struct Engine {
     inner: Rc<QaEngine>,
     device: &'static str,
+    fine_tuned: bool,
 }
 
 fn named<E: std::fmt::Display>(file: &str) -> impl Fn(E) -> JsError {
@@ -82,7 +86,7 @@ fn blamed(file: &'static str) -> impl Fn(realm_core::Error) -> JsError {
     }
 }
 
-/// The seven files' bytes, in the order the constructors take them.
+/// The files' bytes, in the order the constructors take them.
 struct Files<'a> {
     config: &'a [u8],
     tokenizer: &'a [u8],
@@ -91,6 +95,9 @@ struct Files<'a> {
     reader: &'a [u8],
     index: &'a [u8],
     passages: &'a [u8],
+    /// `query.json` and `query.safetensors`, both or neither.
+    query_card: Option<&'a [u8]>,
+    query: Option<&'a [u8]>,
 }
 
 impl Files<'_> {
@@ -104,9 +111,26 @@ impl Files<'_> {
         // It also checks the card's sizes and the tokenizer's pairs: `blamed` names those files.
         let mut reader = load_reader(&base, &card, self.reader, &device)
             .map_err(blamed("reader.safetensors"))?;
-        let mut embedder = base
-            .sentence_embedder(&device)
-            .map_err(named("model.safetensors"))?;
+        let mut embedder = match (self.query_card, self.query) {
+            (Some(card), Some(query)) => {
+                let card = QueryCard::from_json(card).map_err(named("query.json"))?;
+                load_question_embedder(&base, &card, query, &device)
+                    .map_err(named("query.safetensors"))?
+            }
+            (None, None) => base
+                .sentence_embedder(&device)
+                .map_err(named("model.safetensors"))?,
+            (Some(_), None) => {
+                return Err(JsError::new(
+                    "query.safetensors: missing (query.json is given: the question embedder needs both)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(JsError::new(
+                    "query.json: missing (query.safetensors is given: the question embedder needs both)",
+                ));
+            }
+        };
         let eps = base.config.layer_norm_eps;
         reader.freeze(eps, Precision::F32);
         embedder.bert.freeze(eps, Precision::F32);
@@ -129,6 +153,7 @@ impl Files<'_> {
                 answer_rule: card.answer_rule(),
             }),
             device: name,
+            fine_tuned: self.query.is_some(),
         })
     }
 }
@@ -138,7 +163,9 @@ impl Engine {
     /// Builds the engine on the CPU from the files' bytes. Each argument is named as in a model
     /// directory: `config.json`, `tokenizer.json`, `model.safetensors` (the base BERT),
     /// `reader.json`, `reader.safetensors` (the trained span reader), the index shard
-    /// (`realm index`) and the passages (JSON lines, or the Wikipedia summaries object).
+    /// (`realm index`) and the passages (JSON lines, or the Wikipedia summaries object); then,
+    /// optional, `query.json` and `query.safetensors` (a fine-tuned question embedder: both
+    /// or neither; without them questions are embedded with the base model).
     #[wasm_bindgen(constructor)]
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -149,6 +176,8 @@ impl Engine {
         reader: &[u8],
         index: &[u8],
         passages: &[u8],
+        query_card: Option<Vec<u8>>,
+        query: Option<Vec<u8>>,
     ) -> Result<Engine, JsError> {
         Files {
             config,
@@ -158,6 +187,8 @@ impl Engine {
             reader,
             index,
             passages,
+            query_card: query_card.as_deref(),
+            query: query.as_deref(),
         }
         .build(realm_core::device::cpu_device(), "cpu")
     }
@@ -175,6 +206,8 @@ impl Engine {
         reader: Vec<u8>,
         index: Vec<u8>,
         passages: Vec<u8>,
+        query_card: Option<Vec<u8>>,
+        query: Option<Vec<u8>>,
     ) -> Result<Engine, JsError> {
         let device = Device::wgpu_options()
             .init_async()
@@ -188,6 +221,8 @@ impl Engine {
             reader: &reader,
             index: &index,
             passages: &passages,
+            query_card: query_card.as_deref(),
+            query: query.as_deref(),
         }
         .build(device, "webgpu")
     }
@@ -202,6 +237,17 @@ impl Engine {
     #[wasm_bindgen(getter)]
     pub fn device(&self) -> String {
         self.device.to_string()
+    }
+
+    /// How questions are embedded: "fine-tuned" (`query.safetensors` over the base model) or
+    /// "zero-shot" (the base model's sentence embedder), as `realm eval` names them.
+    #[wasm_bindgen(getter, unchecked_return_type = "\"fine-tuned\" | \"zero-shot\"")]
+    pub fn retriever(&self) -> String {
+        match self.fine_tuned {
+            true => "fine-tuned",
+            false => "zero-shot",
+        }
+        .to_string()
     }
 
     /// Answers `question` from the top `top_k` passages (CPU engines only: synchronous).

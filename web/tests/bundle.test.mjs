@@ -87,3 +87,20 @@ test("a bundle is the only file fetched, and not given beside the separate files
   assert.throws(() => fileList({ bundle: "b.tar", index: "i.shard" }, "https://example.org/"),
     (e) => e.code === "options" && e.file === "bundle");
 });
+
+test("a model directory's question-embedder files are fetched as optional, and a bundle may hold them", () => {
+  const list = fileList({ model: "m", index: "i.shard", passages: "p.jsonl" }, "https://example.org/qa/");
+  assert.deepEqual(list.filter((f) => f.optional), [
+    { name: "query.json", url: "https://example.org/qa/m/query.json", optional: true },
+    { name: "query.safetensors", url: "https://example.org/qa/m/query.safetensors", optional: true },
+  ]);
+  assert.equal(list.length, 9);
+  // Given as bytes, they are not fetched.
+  const given = fileList({ model: "m", index: "i.shard", passages: "p.jsonl", files: { "query.json": new Uint8Array(0) } }, "https://example.org/");
+  assert.deepEqual(given.filter((f) => f.optional).map((f) => f.name), ["query.safetensors"]);
+  // A bundle without them is whole; with them, they come out under their own names.
+  const required = Object.keys(BUNDLE_MEMBERS).filter((m) => !m.startsWith("query."));
+  assert.deepEqual(Object.keys(unbundle(archive(required).bytes)).sort(), required.map((m) => BUNDLE_MEMBERS[m]).sort());
+  const files = unbundle(archive(Object.keys(BUNDLE_MEMBERS)).bytes);
+  assert.ok(files["query.json"] instanceof Uint8Array && files["query.safetensors"] instanceof Uint8Array);
+});

@@ -1,12 +1,13 @@
-// The real engine in Node (the package's Node entry, in this thread): MiniLM embeds the
-// question, the int8 shard is searched, the shipped reader reads; every demo question gets
-// native `realm ask`'s answer, passage and offsets. Bad input is a typed error naming the file,
-// and the engine answers again afterwards.
+// The real engine in Node (the package's Node entry, in this thread): MiniLM with the shipped
+// fine-tuned top layer embeds the question (the base model alone where the directory has no
+// query.*), the shard is searched, the shipped reader reads; every demo question gets native
+// `realm ask`'s answer, passage and offsets. Bad input is a typed error naming the file, and
+// the engine answers again afterwards.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { load, RealmError } from "../js/node.js";
-import { fixturePaths, fixtureBundle, fixtureBundleF16, nativeAnswers, assertSameAnswer, jsIndex } from "./fixture.mjs";
+import { fixturePaths, fixtureBundle, fixtureBundleF16, fixtureReaderOnly, nativeAnswers, assertSameAnswer, jsIndex } from "./fixture.mjs";
 
 let realm;
 const paths = fixturePaths();
@@ -21,6 +22,7 @@ after(() => realm?.dispose());
 test("the demo questions get native realm ask's answers", async () => {
   assert.equal(realm.device, "cpu");
   assert.equal(realm.passageCount, 1003);
+  assert.equal(realm.retriever, "fine-tuned");
   for (const native of nativeAnswers()) {
     const result = await realm.ask(native.question, { topK: 5 });
     assertSameAnswer(result, native);
@@ -77,9 +79,42 @@ test("a missing file, a truncated shard, an index of the wrong dimension or of o
   }
 });
 
-test("one bundle loads the same engine as the seven files, and a cut-off one names the bundle", async () => {
+test("without query.* the base model embeds the questions, as native realm ask does", async () => {
+  const zeroShot = await load({ ...paths, model: fixtureReaderOnly() });
+  assert.equal(zeroShot.retriever, "zero-shot");
+  const natives = nativeAnswers("native-answers-zero-shot.jsonl");
+  const fineTuned = nativeAnswers();
+  for (const [i, native] of natives.entries()) {
+    const result = await zeroShot.ask(native.question, { topK: 5 });
+    assertSameAnswer(result, native);
+    // Each passage's retriever score is native's zero-shot one, not the fine-tuned one.
+    result.passages.forEach((p, j) => assert.ok(Math.abs(p.retrieverScore - native.passages[j].retriever_score) < 1e-3));
+    assert.notEqual(native.passages[0].retriever_score, fineTuned[i].passages[0].retriever_score);
+  }
+  zeroShot.dispose();
+});
+
+test("a question embedder's card without its tensors, or damaged tensors, name the file", async () => {
+  const dir = paths.model;
+  const card = readFileSync(`${dir}query.json`);
+  const tensors = readFileSync(`${dir}query.safetensors`);
+  const only = (files) => load({ ...paths, model: fixtureReaderOnly(), files });
+  await assert.rejects(only({ "query.json": card }),
+    (e) => e.code === "file" && e.file === "query.safetensors" && /missing/.test(e.message));
+  await assert.rejects(only({ "query.safetensors": tensors }),
+    (e) => e.code === "file" && e.file === "query.json" && /missing/.test(e.message));
+  const flipped = tensors.slice();
+  flipped[flipped.length - 1] ^= 1;
+  await assert.rejects(only({ "query.json": card, "query.safetensors": flipped }),
+    (e) => e.code === "file" && e.file === "query.safetensors" && /sha256/.test(e.message));
+  await assert.rejects(only({ "query.json": new TextEncoder().encode("{}"), "query.safetensors": tensors }),
+    (e) => e.code === "file" && e.file === "query.json" && /not a question-embedder card/.test(e.message));
+});
+
+test("one bundle loads the same engine as the separate files, and a cut-off one names the bundle", async () => {
   const bundled = await load({ bundle: fixtureBundle() });
   assert.equal(bundled.passageCount, 1003);
+  assert.equal(bundled.retriever, "fine-tuned");
   for (const native of nativeAnswers()) assertSameAnswer(await bundled.ask(native.question, { topK: 5 }), native);
   bundled.dispose();
   const bytes = readFileSync(fixtureBundle());
@@ -89,6 +124,7 @@ test("one bundle loads the same engine as the seven files, and a cut-off one nam
 
 test("a bundle with the base model in F16 gives native's answers from f32 weights", async () => {
   const half = await load({ bundle: fixtureBundleF16() });
+  assert.equal(half.retriever, "fine-tuned");
   for (const native of nativeAnswers()) {
     const { answer, passages } = await half.ask(native.question, { topK: 5 });
     // Rounded weights move the scores, not (on these questions) the answer or its passage.

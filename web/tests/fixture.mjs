@@ -13,6 +13,12 @@ export function fixturePaths() {
   return { model: p("model/"), index: p("index.shard"), passages: p("passages.jsonl") };
 }
 
+/** The model directory without the question embedder (query.*): questions embedded with the base model. */
+export function fixtureReaderOnly() {
+  fixturePaths();
+  return new URL("reader-only/", FIXTURE).pathname;
+}
+
 /** The same files as one bundle (`realm bundle`). */
 export function fixtureBundle() {
   fixturePaths();
@@ -26,7 +32,8 @@ export function fixtureBundleF16() {
 }
 
 /** `realm ask --json` on the demo questions, one report per question (`native-answers-k1.jsonl`:
- * the first question from its top passage alone). */
+ * the first question from its top passage alone; `native-answers-zero-shot.jsonl`: the first
+ * three from the reader-only directory). */
 export function nativeAnswers(file = "native-answers.jsonl") {
   return readFileSync(new URL(file, FIXTURE), "utf8").trim().split("\n").map((l) => JSON.parse(l));
 }

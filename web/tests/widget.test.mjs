@@ -103,8 +103,26 @@ test("the widget answers the demo questions as native realm ask does, marked in 
   await page.reload();
   await page.waitForFunction(() => document.querySelector("realm-qa").state === "ready", null, { timeout: 180_000 });
   const cached = await page.evaluate(() => document.querySelector("realm-qa").loadInfo);
-  assert.deepEqual(cached, { device: "cpu", fromCache: true, downloaded: 0 });
+  assert.deepEqual(cached, { device: "cpu", fromCache: true, downloaded: 0, retriever: "fine-tuned" });
   assertSameAnswer(await askByKeyboard(page, nativeAnswers()[0].question), nativeAnswers()[0]);
+  await page.close();
+});
+
+test("a model directory without query.* (404s) embeds questions with the base model, and caches", async () => {
+  EXTRA["/www/reader-only.html"] = Buffer.from(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>reader only</title>
+<script type="module" src="/js/element.js"></script></head><body>
+<realm-qa model="/fixture/reader-only/" index="/fixture/index.shard" passages="/fixture/passages.jsonl"></realm-qa></body></html>`);
+  const { page, logs } = await openWidget(`${origin}/www/reader-only.html`);
+  const info = await page.evaluate(() => document.querySelector("realm-qa").loadInfo);
+  assert.equal(info.retriever, "zero-shot", logs.join("\n"));
+  assert.equal(info.fromCache, false);
+  const native = nativeAnswers("native-answers-zero-shot.jsonl")[0];
+  assertSameAnswer(await askByKeyboard(page, native.question), native);
+  // The files it has come from the cache the second time; those it lacks are asked for again.
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector("realm-qa").state === "ready", null, { timeout: 180_000 });
+  assert.deepEqual(await page.evaluate(() => document.querySelector("realm-qa").loadInfo),
+    { device: "cpu", fromCache: true, downloaded: 0, retriever: "zero-shot" });
   await page.close();
 });
 

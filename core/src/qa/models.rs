@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::checkpoint::module_io::import_params;
-use crate::checkpoint::safetensors_file::read_safetensors;
+use crate::checkpoint::safetensors_file::{dequantize_int8_matrices, read_safetensors};
 use crate::checkpoint::weights::{WeightLoader, WeightMap};
 use crate::model::config::{BertConfig, ReaderConfig, read_config};
 use crate::model::embedder::{BERT_BUFFERS, RealmEmbedder};
@@ -26,6 +26,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Refuses `bytes` (the file `name`) unless their sha256 is the one `card` records.
+fn check_sha256(bytes: &[u8], name: &str, sha256: &str, card: &str) -> Result<(), Error> {
+    let found = sha256_hex(bytes);
+    if found != sha256 {
+        return Err(Error::Model(format!(
+            "{name} has sha256 {found}, but {card} says {sha256}: the file is damaged or not the \
+             one the card describes"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a `model.safetensors` whose embedding tables have other sizes than `config.json`
@@ -200,6 +212,50 @@ impl ReaderCard {
     }
 }
 
+/// `query.json`: what a fine-tuned question embedder `Embed_input` beside a reader is
+/// (`query.safetensors`: the tensors `realm finetune-retriever` or `realm finetune
+/// --retriever-layers` trained, by module path, matrices as int8 with a scale per row; the
+/// passages keep the base model's embeddings, as REALM and ORQA fine-tune).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryCard {
+    /// sha256 of the base model's `model.safetensors`.
+    pub base_sha256: String,
+    /// As [`ReaderCard::base_rounded_from`]: the model the base beside this card rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_rounded_from: Option<String>,
+    /// sha256 of `query.safetensors`.
+    pub sha256: String,
+    /// Free text: data, steps, time, the command that trained it.
+    #[serde(default)]
+    pub trained: serde_json::Value,
+}
+
+impl QueryCard {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::Model(format!("query.json is not a question-embedder card: {e}")))
+    }
+}
+
+/// The fine-tuned question embedder `card` describes: `base`'s sentence embedder with
+/// `safetensors`' tensors (checked against the card's sha256, the base against its base
+/// sha256) over it.
+pub fn load_question_embedder(
+    base: &BaseModel,
+    card: &QueryCard,
+    safetensors: &[u8],
+    device: &Device,
+) -> Result<RealmEmbedder, Error> {
+    check_sha256(safetensors, "query.safetensors", &card.sha256, "query.json")?;
+    base.check_is(&card.base_sha256, "this question embedder")?;
+    let trained = read_safetensors(safetensors).and_then(dequantize_int8_matrices)?;
+    import_params(base.sentence_embedder(device)?, &trained).map_err(|e| {
+        Error::Model(format!(
+            "query.safetensors does not fit the base model's embedder: {e}"
+        ))
+    })
+}
+
 /// A reader on `base` with a fresh span head drawn from `seed`, loaded strictly.
 pub fn fresh_reader(
     base: &BaseModel,
@@ -224,14 +280,12 @@ pub fn load_reader(
     safetensors: &[u8],
     device: &Device,
 ) -> Result<SpanReader, Error> {
-    let found = sha256_hex(safetensors);
-    if found != card.sha256 {
-        return Err(Error::Model(format!(
-            "reader.safetensors has sha256 {found}, but reader.json says {}: the file is damaged \
-             or not the one the card describes",
-            card.sha256
-        )));
-    }
+    check_sha256(
+        safetensors,
+        "reader.safetensors",
+        &card.sha256,
+        "reader.json",
+    )?;
     base.check_is(&card.base_sha256, "this reader")?;
     card.check_sizes(base.config.max_position_embeddings)?;
     let trained = read_safetensors(safetensors)?;

@@ -44,7 +44,7 @@ use crate::files::model_dir::{
 };
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
 use crate::qa::fixed_passages::FixedPassages;
-use crate::qa::query_model::{QueryCard, export_query_encoder, top_layers, trainable_embedder};
+use crate::qa::query_model::{export_query_encoder, top_layers, trainable_embedder};
 use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
 use crate::qa::{IndexedCorpus, open_corpus};
 use crate::train::order::Order;
@@ -561,10 +561,7 @@ fn train_joint(
         Ended::Finished(model) => model,
         Ended::Stopped(_) => return Ok(None),
     };
-    let card = QueryCard {
-        base_sha256: String::new(),
-        sha256: String::new(),
-        trained: serde_json::json!({
+    let trained_how = serde_json::json!({
             "with": "realm finetune --retriever-layers: trained beside the reader in this directory",
             "index": index.display().to_string(),
             "top_b": args.top_b,
@@ -573,13 +570,12 @@ fn train_joint(
             "steps": args.steps,
             "batch": args.batch * args.accumulate,
             "lr": args.lr * args.retriever_lr_factor,
-        }),
-    };
+    });
     let question_model = SentenceModel {
         embedder: model.embedder.valid(),
         tokenizer,
     };
-    export_query_encoder(dir, &question_model, retriever_base, trains, card)?;
+    export_query_encoder(dir, &question_model, retriever_base, trains, trained_how)?;
     Ok(Some(model.reader))
 }
 

@@ -22,7 +22,7 @@ use crate::commands::finetune::DeviceKind;
 use crate::files::model_dir::{SentenceModel, read_base, sentence_model};
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
 use crate::qa::fixed_passages::FixedPassages;
-use crate::qa::query_model::{QueryCard, export_query_encoder, top_layers, trainable_embedder};
+use crate::qa::query_model::{export_query_encoder, top_layers, trainable_embedder};
 use crate::train::order::Order;
 use crate::train::run_dir::{Run, RunInputs, open_run, resume_or_start};
 use crate::train::steps::{Ended, MicroLoss, Schedule, run_steps};
@@ -237,10 +237,7 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         Ended::Finished(model) => model,
         Ended::Stopped(_) => return Ok(()),
     };
-    let card = QueryCard {
-        base_sha256: String::new(),
-        sha256: String::new(),
-        trained: serde_json::json!({
+    let trained_how = serde_json::json!({
             "data": format!("{} ({:?} split), {} questions", squad.display(), args.split, examples.len()),
             "index": index_path.display().to_string(),
             "top_b": args.top_b,
@@ -249,13 +246,12 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
             "steps": args.steps,
             "batch": args.batch * args.accumulate,
             "lr": args.lr,
-        }),
-    };
+    });
     let trained = SentenceModel {
         embedder: embedder.valid(),
         tokenizer,
     };
-    export_query_encoder(&dir, &trained, &base, trains, card)?;
+    export_query_encoder(&dir, &trained, &base, trains, trained_how)?;
     eprintln!(
         "finetune-retriever: done; the question embedder is in {} (query.safetensors, query.json): copy both beside a reader to use it",
         dir.display()

@@ -2,7 +2,8 @@
 //! (the tensors `realm finetune-retriever` or `realm finetune --retriever-layers` trained, by
 //! module path: matrices as int8 with a scale per row, the rest F16; the all-F16 files of
 //! earlier versions read too) and `query.json` (the base model's sha256 and its own, both
-//! checked on load). The passages keep the base model's embeddings (the index from `realm
+//! checked on load by `realm_core::qa::models::load_question_embedder`, which the browser
+//! engine runs too). The passages keep the base model's embeddings (the index from `realm
 //! index`), as REALM and ORQA fine-tune.
 
 use std::path::Path;
@@ -10,40 +11,33 @@ use std::path::Path;
 use anyhow::Context;
 use burn::module::{Module, ParamGroup};
 use burn::tensor::Device;
-use realm_core::checkpoint::module_io::{export_params, import_params, param_ids};
-use realm_core::checkpoint::safetensors_file::{
-    dequantize_int8_matrices, read_safetensors, write_safetensors_int8,
-};
+use realm_core::checkpoint::module_io::{export_params, param_ids};
+use realm_core::checkpoint::safetensors_file::write_safetensors_int8;
 use realm_core::model::embedder::RealmEmbedder;
-use serde::{Deserialize, Serialize};
+use realm_core::qa::models::load_question_embedder;
 
-use crate::files::model_dir::{
-    BaseModel, SentenceModel, check_base, read_verified, sentence_model, sha256_hex,
-};
+use crate::files::model_dir::{BaseModel, SentenceModel, sentence_model, sha256_hex};
 use crate::files::shard_file::write_atomic;
 
-/// `query.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QueryCard {
-    pub base_sha256: String,
-    pub sha256: String,
-    /// Free text: data, steps, time, the command that trained it.
-    #[serde(default)]
-    pub trained: serde_json::Value,
-}
+pub use realm_core::qa::models::QueryCard;
 
 /// Writes `dir/query.safetensors` (the parameters whose path `trained` accepts: matrices as
-/// int8 with a scale per row, the rest F16) and `dir/query.json`, each atomically.
+/// int8 with a scale per row, the rest F16) and `dir/query.json` (saying `how` it was
+/// trained), each atomically.
 pub fn export_query_encoder(
     dir: &Path,
     model: &SentenceModel,
     base: &BaseModel,
     trained: impl Fn(&str) -> bool,
-    mut card: QueryCard,
+    how: serde_json::Value,
 ) -> anyhow::Result<QueryCard> {
     let bytes = write_safetensors_int8(&export_params(&model.embedder, trained))?;
-    card.sha256 = sha256_hex(&bytes);
-    card.base_sha256 = base.sha256.clone();
+    let card = QueryCard {
+        base_sha256: base.sha256.clone(),
+        base_rounded_from: None,
+        sha256: sha256_hex(&bytes),
+        trained: how,
+    };
     write_atomic(&dir.join("query.safetensors"), &bytes)?;
     write_atomic(&dir.join("query.json"), &serde_json::to_vec_pretty(&card)?)?;
     Ok(card)
@@ -56,28 +50,21 @@ pub fn question_embedder(
     dir: Option<&Path>,
     device: &Device,
 ) -> anyhow::Result<(SentenceModel, Option<QueryCard>)> {
-    let model = sentence_model(base, device)?;
     let Some(dir) = dir.filter(|d| d.join("query.json").is_file()) else {
-        return Ok((model, None));
+        return Ok((sentence_model(base, device)?, None));
     };
-    let card_path = dir.join("query.json");
-    let card: QueryCard = serde_json::from_slice(&std::fs::read(&card_path)?)
-        .with_context(|| format!("{} is not a query-encoder card", card_path.display()))?;
-    let bytes = read_verified(&dir.join("query.safetensors"), &card_path, &card.sha256)?;
-    check_base(
-        base,
-        &card.base_sha256,
-        &format!("the query encoder in {}", dir.display()),
-    )?;
-    let trained = read_safetensors(&bytes)
-        .and_then(dequantize_int8_matrices)
-        .context("query.safetensors")?;
-    let embedder = import_params(model.embedder, &trained)
-        .context("query.safetensors does not fit the base model's embedder")?;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let card = QueryCard::from_json(&read("query.json")?)
+        .with_context(|| format!("the question embedder in {}", dir.display()))?;
+    let embedder = load_question_embedder(base, &card, &read("query.safetensors")?, device)
+        .with_context(|| format!("the question embedder in {}", dir.display()))?;
     Ok((
         SentenceModel {
             embedder,
-            tokenizer: model.tokenizer,
+            tokenizer: base.tokenizer.clone(),
         },
         Some(card),
     ))
