@@ -7,7 +7,9 @@
 //! negatives the loss still falls, and a corpus too small to give them is a clear error; with
 //! `--retriever-layers` the question embedder trains beside the reader (the loss falls, a
 //! killed run resumes to the same curve and files, the reader's marginal alone moves the
-//! retriever, `realm eval` uses it).
+//! retriever, `realm eval` uses it); questions without paragraphs (NQ-open lines) train on
+//! their retrieved passages, a run can start from a trained reader, and test splits are
+//! refused.
 
 mod common;
 
@@ -274,16 +276,7 @@ fn retrieved_negatives_share_the_softmax_and_the_loss_still_falls() {
     };
     args.extend(retrieval(&corpus, &shard));
     assert_ok(&realm(&args));
-    let curve = losses(&run);
-    assert_eq!(curve.len(), 40);
-    let mean = |s: &[(usize, f64)]| s.iter().map(|l| l.1).sum::<f64>() / s.len() as f64;
-    assert!(
-        mean(&curve[30..]) < 0.8 * mean(&curve[..10]),
-        "the loss falls: {curve:?}"
-    );
-    let card: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("reader.json")).unwrap()).unwrap();
-    assert_eq!(card["trained"]["passages_per_question"], 3, "{card}");
+    assert_falls_reading_three(&run);
 
     // A corpus holding nothing but the questions' own paragraph has no negative to give.
     let (alone, alone_shard) = write_corpus("alone.jsonl", &paragraphs[..1]);
@@ -295,6 +288,105 @@ fn retrieved_negatives_share_the_softmax_and_the_loss_still_falls() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--negatives 2"), "{stderr}");
+}
+
+/// The 40-step run in `run` learned (the last ten losses' mean under 0.8 of the first ten's)
+/// reading 3 passages a question; its losses.
+fn assert_falls_reading_three(run: &std::path::Path) -> Vec<(usize, f64)> {
+    let curve = losses(run);
+    assert_eq!(curve.len(), 40);
+    let mean = |s: &[(usize, f64)]| s.iter().map(|l| l.1).sum::<f64>() / s.len() as f64;
+    assert!(
+        mean(&curve[30..]) < 0.8 * mean(&curve[..10]),
+        "the loss falls: {curve:?}"
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("reader.json")).unwrap()).unwrap();
+    assert_eq!(card["trained"]["passages_per_question"], 3, "{card}");
+    curve
+}
+
+#[test]
+fn questions_without_paragraphs_train_on_their_retrieved_passages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, squad)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    let paragraphs = squad_paragraphs(&squad, 12);
+    let (corpus, shard) = write_indexed_corpus(tmp.path(), "corpus.jsonl", &base, &paragraphs);
+    // The questions of those paragraphs as NQ-open lines: a question and its answer strings.
+    let lines: String = realm_native::qa::data::read_questions(&squad)
+        .unwrap()
+        .iter()
+        .filter(|q| paragraphs.contains(&q.context.as_ref().unwrap().text))
+        .map(|q| {
+            let realm_core::qa::answer::Gold::Strings(answers) = &q.gold else {
+                unreachable!("SQuAD answers are strings")
+            };
+            format!(
+                "{}\n",
+                serde_json::json!({"question": q.question, "answer": answers})
+            )
+        })
+        .collect();
+    let nq = tmp.path().join("nq-train.jsonl");
+    std::fs::write(&nq, &lines).unwrap();
+    let flags = |questions: &std::path::Path, out: &std::path::Path, steps: &str| {
+        let mut args = finetune_args(&base, questions, out, steps);
+        args.extend(
+            [
+                "--index",
+                shard.to_str().unwrap(),
+                "--corpus",
+                corpus.to_str().unwrap(),
+                "--negatives",
+                "3",
+                "--checkpoint-every",
+                "100",
+            ]
+            .map(String::from),
+        );
+        let at = args.iter().position(|a| a == "--limit").unwrap() + 1;
+        args[at] = "48".into();
+        args
+    };
+    let run = tmp.path().join("open");
+    assert_ok(&realm(&flags(&nq, &run, "40")));
+    let curve = assert_falls_reading_three(&run);
+
+    // Started from that reader, the first steps' loss is where it ended, not a fresh head's.
+    let again = tmp.path().join("again");
+    let mut args = flags(&nq, &again, "5");
+    args.extend(["--init-reader".into(), run.to_str().unwrap().into()]);
+    assert_ok(&realm(&args));
+    let started = losses(&again);
+    let mean = |s: &[(usize, f64)]| s.iter().map(|l| l.1).sum::<f64>() / s.len() as f64;
+    assert!(
+        mean(&started) < 0.8 * mean(&curve[..5]),
+        "from the trained reader {started:?}, fresh {:?}",
+        &curve[..5]
+    );
+
+    // A set's test file, a run without passages to read, and the joint retriever are refused.
+    let test_file = tmp.path().join("NQ-open.dev.jsonl");
+    std::fs::write(&test_file, &lines).unwrap();
+    let refused = |args: Vec<String>, why: &str| {
+        let out = realm(&args);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+    };
+    refused(
+        flags(&test_file, &tmp.path().join("t"), "2"),
+        "NaturalQuestions-Open's test split",
+    );
+    refused(
+        finetune_args(&base, &nq, &tmp.path().join("u"), "2"),
+        "give --index and --corpus",
+    );
+    let mut joint = flags(&nq, &tmp.path().join("v"), "2");
+    joint.extend(["--retriever-layers".into(), "1".into()]);
+    refused(joint, "--retriever-layers trains on SQuAD files");
 }
 
 #[test]

@@ -29,3 +29,15 @@ pub const SQUAD_HELD_OUT_ARTICLES: [&str; 12] = [
 pub fn squad_article_is_held_out(article: &str) -> bool {
     SQUAD_HELD_OUT_ARTICLES.contains(&article)
 }
+
+/// The question set whose test split a file of paragraph-less questions named `file_name`
+/// is (NQ-open, WebQuestions or CuratedTrec, by the names above), if it is one: such a file
+/// is scored on, never trained on.
+pub fn test_split_of(file_name: &str) -> Option<&'static str> {
+    match file_name {
+        "NQ-open.dev.jsonl" => Some("NaturalQuestions-Open"),
+        "test.json" => Some("WebQuestions"),
+        "large2180-test.tsv" => Some("CuratedTrec"),
+        _ => None,
+    }
+}

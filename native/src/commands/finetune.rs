@@ -32,6 +32,7 @@ use realm_core::model::embedder::RealmEmbedder;
 use realm_core::model::reader::SpanReader;
 use realm_core::qa::datasets::Question;
 use realm_core::qa::engine::QUESTION_MAX_LENGTH;
+use realm_core::qa::splits::squad_article_is_held_out;
 use realm_core::train::optim::bert_adamw;
 use realm_core::train::reader::{
     ReaderBatch, ReaderFeatures, featurize, read_rows, reader_batch, span_loss,
@@ -45,7 +46,9 @@ use crate::files::model_dir::{
 use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
 use crate::qa::fixed_passages::FixedPassages;
 use crate::qa::query_model::{export_query_encoder, top_layers, trainable_embedder};
-use crate::qa::reader_model::{ReaderCard, export_reader, freeze_word_embeddings, fresh_reader};
+use crate::qa::reader_model::{
+    ReaderCard, export_reader, freeze_word_embeddings, fresh_reader, load_reader,
+};
 use crate::qa::{IndexedCorpus, open_corpus};
 use crate::train::order::Order;
 use crate::train::run_dir::{Run, RunInputs, open_run, resume_or_start};
@@ -82,8 +85,13 @@ pub struct FinetuneArgs {
     /// Base BERT directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
     #[arg(long, default_value = "data/all-minilm-l6-v2")]
     pub model: PathBuf,
-    /// Training questions with their paragraphs: SQuAD v1.1 JSON.
-    #[arg(long)]
+    /// Training questions: SQuAD v1.1 JSON (each read with its own paragraph and
+    /// `--negatives` retrieved passages), or questions without paragraphs, as REALM fine-tunes
+    /// on NQ-open JSON lines, WebQuestions JSON or CuratedTrec TSV (each read from the top
+    /// `--negatives` passages `--index` retrieves for it; the answer strings, or CuratedTrec's
+    /// patterns, found in them are the gold spans; questions with none are left out). The
+    /// sets' test files are refused (core/src/qa/splits.rs).
+    #[arg(long, visible_alias = "questions")]
     pub squad: Option<PathBuf>,
     /// Which SQuAD articles to train on (`train`: all but the 12 held out).
     #[arg(long, value_enum, default_value = "train")]
@@ -101,9 +109,15 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "DIR", requires = "index")]
     #[serde(default)]
     pub retriever_model: Option<PathBuf>,
-    /// Retrieved passages read beside each question's own paragraph (with `--index`).
+    /// Retrieved passages read beside each question's own paragraph (with `--index`); for
+    /// questions without paragraphs, the passages read.
     #[arg(long, default_value_t = 2)]
     pub negatives: usize,
+    /// Start from this trained reader (reader.json + reader.safetensors over `--model`, e.g.
+    /// native/models/demo-reader) instead of a fresh span head; its answer weight carries over.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub init_reader: Option<PathBuf>,
     /// Train the question embedder's top N layers with the reader, as REALM fine-tunes
     /// (section 3.5): each passage read scores f(x, z) = `--scale` x Embed_input(x) .
     /// Embed_doc(z), Embed_doc fixed (`--index`'s embeddings), added to its spans' logits, so
@@ -197,6 +211,7 @@ impl RunInputs for FinetuneArgs {
             self.index.as_deref(),
             self.corpus.as_deref(),
             self.retriever_model.as_deref(),
+            self.init_reader.as_deref(),
         ]
     }
 }
@@ -231,9 +246,14 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     let squad = args
         .squad
         .as_ref()
-        .context("--squad FILE is needed: the reader trains on SQuAD's paragraphs")?;
+        .context("--squad FILE (or --questions FILE) is needed: the questions to train on")?;
     let all = read_questions(squad)?;
-    let unseen = paragraphs_outside(&all, args.split);
+    // NQ-open, WebQuestions, CuratedTrec: read from retrieved passages alone.
+    let open = all.iter().all(|q| q.context.is_none());
+    if open {
+        check_open_questions(squad, &args)?;
+    }
+    let mut unseen = paragraphs_outside(&all, args.split);
     let mut questions = squad_split(all, args.split);
     if args.limit > 0 {
         questions.truncate(args.limit);
@@ -252,16 +272,23 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         bail!("--retriever-layers must be in 0..={layers} (the retriever's layers)");
     }
     let retrieved = match (&args.index, &args.corpus) {
-        (Some(index), Some(corpus)) => Some(retrieve_negatives(
-            own_retriever.as_ref().unwrap_or(&base),
-            &questions,
-            &open_corpus(corpus, index)?,
-            &unseen,
-            args.negatives,
-        )?),
+        (Some(index), Some(corpus)) => {
+            let corpus = open_corpus(corpus, index)?;
+            if open {
+                // Whatever the questions, the reader never reads a held-out SQuAD article.
+                unseen.extend(held_out_passages(&corpus));
+            }
+            Some(retrieve_negatives(
+                own_retriever.as_ref().unwrap_or(&base),
+                &questions,
+                &corpus,
+                &unseen,
+                args.negatives,
+            )?)
+        }
         _ => None,
     };
-    let group = 1 + retrieved.as_ref().map_or(0, |_| args.negatives);
+    let group = usize::from(!open) + retrieved.as_ref().map_or(0, |_| args.negatives);
     let examples = featurize_all(
         &base.tokenizer,
         &questions,
@@ -270,16 +297,27 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         reader_config.max_span_width,
     )?;
     if examples.is_empty() {
-        bail!(
-            "no training question has its answer inside the first {} wordpieces of its paragraph",
-            args.max_length
-        );
+        match open {
+            true => bail!(
+                "no training question has an answer in its top {} passages: retrieve more with --negatives, or index a corpus that holds their answers",
+                args.negatives
+            ),
+            false => bail!(
+                "no training question has its answer inside the first {} wordpieces of its paragraph",
+                args.max_length
+            ),
+        }
     }
     eprintln!(
-        "finetune: {} of {} questions have a gold span within {} wordpieces; {} passage(s) per question; {} steps of {} x {}",
+        "finetune: {} of {} questions have a gold span within {} wordpieces{}; {} passage(s) per question; {} steps of {} x {}",
         examples.len(),
         questions.len(),
         args.max_length,
+        if open {
+            " of their retrieved passages"
+        } else {
+            ""
+        },
         group,
         args.steps,
         args.batch,
@@ -301,7 +339,24 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         return dump_batches(file, &args, &examples, &mut order, group);
     }
 
-    let mut reader = fresh_reader(&base, &reader_config, args.seed, &device)?;
+    let (mut reader, init_weight) = match &args.init_reader {
+        Some(dir) => {
+            let (reader, card) = load_reader(dir, &base, &device)?;
+            if card.reader.max_span_width != reader_config.max_span_width {
+                bail!(
+                    "{}: its spans are at most {} wordpieces wide, this run's {}",
+                    dir.display(),
+                    card.reader.max_span_width,
+                    reader_config.max_span_width
+                );
+            }
+            (reader, Some(card.retriever_weight))
+        }
+        None => (
+            fresh_reader(&base, &reader_config, args.seed, &device)?,
+            None,
+        ),
+    };
     if !args.train_word_embeddings {
         reader = freeze_word_embeddings(reader);
     }
@@ -374,10 +429,11 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
         retriever_weight: if args.retriever_layers > 0 {
             args.scale
         } else {
-            0.0
+            init_weight.unwrap_or(0.0)
         },
         trained: serde_json::json!({
             "data": format!("{} ({:?} split), {} questions with a gold span", squad.display(), args.split, examples.len()),
+            "init_reader": args.init_reader.as_ref().map(|d| d.display().to_string()),
             "passages_per_question": group,
             "negatives_from": args.index.as_ref().map(|i| i.display().to_string()),
             "retriever_layers": args.retriever_layers,
@@ -693,8 +749,9 @@ fn retrieve_negatives(
     Ok(out)
 }
 
-/// Featurises each question with its paragraph (annotated spans) and its retrieved passages
-/// (answer strings found in them); questions with no gold span in any row are dropped.
+/// Featurises each question with its paragraph (annotated spans; none for NQ-open,
+/// WebQuestions and CuratedTrec questions) and its retrieved passages (answer strings or
+/// patterns found in them); questions with no gold span in any row are dropped.
 fn featurize_all(
     tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
     questions: &[Question],
@@ -704,20 +761,21 @@ fn featurize_all(
 ) -> anyhow::Result<Vec<Example>> {
     let mut out = Vec::new();
     for (n, q) in questions.iter().enumerate() {
-        let Some(context) = &q.context else {
-            bail!(
-                "question {} has no paragraph: the reader trains on SQuAD-style files",
+        let mut rows = match &q.context {
+            Some(context) => vec![featurize(
+                tokenizer,
+                &q.question,
+                &context.text,
+                &context.answers,
+                max_length,
+                max_span_width,
+            )?],
+            None if retrieved.is_some() => Vec::new(),
+            None => bail!(
+                "question {} has no paragraph: give --index and --corpus to read it from retrieved passages",
                 q.id
-            );
+            ),
         };
-        let mut rows = vec![featurize(
-            tokenizer,
-            &q.question,
-            &context.text,
-            &context.answers,
-            max_length,
-            max_span_width,
-        )?];
         for passage in retrieved.map_or(&[][..], |r| &r[n][..]) {
             rows.push(featurize(
                 tokenizer,
@@ -783,6 +841,40 @@ fn dump_batches(
         file.display()
     );
     Ok(())
+}
+
+/// What training on questions without paragraphs needs: passages to read them from, no test
+/// split, and a reader alone (the joint retriever reads each question's own paragraph).
+fn check_open_questions(file: &Path, args: &FinetuneArgs) -> anyhow::Result<()> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let Some(set) = realm_core::qa::splits::test_split_of(name) {
+        bail!(
+            "{} is {set}'s test split, which is scored on and never trained on (core/src/qa/splits.rs names its training files)",
+            file.display()
+        );
+    }
+    if args.index.is_none() {
+        bail!(
+            "{}: its questions have no paragraphs; give --index and --corpus to read them from the passages retrieved for them",
+            file.display()
+        );
+    }
+    if args.retriever_layers > 0 {
+        bail!(
+            "--retriever-layers trains on SQuAD files (each question's own paragraph), not on {}",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// The passages of `corpus` from a held-out SQuAD article (by title), which no run reads.
+fn held_out_passages(corpus: &IndexedCorpus) -> impl Iterator<Item = String> + '_ {
+    corpus
+        .passages
+        .iter()
+        .filter(|p| squad_article_is_held_out(&p.title.replace(' ', "_")))
+        .map(|p| p.text.trim().to_string())
 }
 
 fn check_args(args: &FinetuneArgs) -> anyhow::Result<()> {
