@@ -722,21 +722,28 @@ fn retrieve_negatives(
     for chunk in questions.chunks(32) {
         let texts: Vec<&str> = chunk.iter().map(|q| q.question.as_str()).collect();
         let queries = embed(&retriever, &texts, 128)?;
-        for (q, hits) in chunk.iter().zip(corpus.index.search(&queries, depth)?) {
+        let dim = queries.len() / chunk.len();
+        let hits = corpus.index.search(&queries, depth)?;
+        for (n, (q, hits)) in chunk.iter().zip(hits).enumerate() {
             let own = q.context.as_ref().map(|c| c.text.trim());
-            let picked: Vec<String> = hits
-                .iter()
-                .map(|h| {
-                    corpus.passages[corpus.ids[h.id as usize] as usize]
-                        .text
-                        .clone()
-                })
-                .filter(|text| Some(text.trim()) != own && !unseen.contains(text.trim()))
-                .take(negatives)
-                .collect();
+            let pick = |hits: &[realm_core::index::reference::Hit]| -> Vec<String> {
+                hits.iter()
+                    .map(|h| &corpus.passages[corpus.ids[h.id as usize] as usize].text)
+                    .filter(|text| Some(text.trim()) != own && !unseen.contains(text.trim()))
+                    .take(negatives)
+                    .cloned()
+                    .collect()
+            };
+            let mut picked = pick(&hits);
+            if picked.len() < negatives && depth < corpus.index.len() {
+                // The top was all excluded passages (a held-out article's): the whole corpus.
+                let query = &queries[n * dim..(n + 1) * dim];
+                let all = corpus.index.search(query, corpus.index.len())?;
+                picked = pick(&all[0]);
+            }
             if picked.len() < negatives {
                 bail!(
-                    "question {}: only {} passages of the corpus besides its own paragraph came back for --negatives {negatives}",
+                    "question {}: only {} passages of the corpus besides its own paragraph and the held-out ones came back for --negatives {negatives}",
                     q.id,
                     picked.len()
                 );
