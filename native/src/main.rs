@@ -69,9 +69,10 @@ enum Command {
     /// Exact match and retrieval recall@1/5/20/100 on a question file (NQ-open, WebQuestions,
     /// CuratedTrec, SQuAD), over the corpus's index or each SQuAD question's own paragraph.
     Eval(eval::EvalArgs),
-    /// Fine-tune the span reader on question/paragraph pairs (SQuAD v1.1 JSON), from a plain
-    /// BERT such as all-MiniLM-L6-v2, and with --retriever-layers the question embedder
-    /// beside it; checkpoints, Ctrl-C and --resume DIR continue the run.
+    /// Fine-tune the span reader on question/paragraph pairs (SQuAD v1.1 JSON) or on
+    /// NQ-open, WebQuestions or CuratedTrec questions read from retrieved passages, from a
+    /// plain BERT such as all-MiniLM-L6-v2 or a trained reader, and with --retriever-layers the
+    /// question embedder beside it; checkpoints, Ctrl-C and --resume DIR continue the run.
     Finetune(finetune::FinetuneArgs),
     /// Fine-tune the question embedder on SQuAD questions against the fixed passage
     /// embeddings of an index (REALM's retriever marginal over the top B); writes

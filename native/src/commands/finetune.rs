@@ -6,6 +6,10 @@
 //! them, as REALM's reader does over its top-k blocks: scores that compare across passages are
 //! what open retrieval needs.
 //!
+//! Questions without paragraphs (NQ-open, WebQuestions, CuratedTrec: REALM section 4.1's
+//! fine-tuning sets) are read from their top `--negatives` retrieved passages alone, the answer
+//! strings or patterns found there as gold spans; `--init-reader` starts from a trained reader.
+//!
 //! With `--retriever-layers N` the question embedder trains too, as REALM fine-tunes: each
 //! passage's retriever score f(x, z) joins its spans' logits, so the marginal
 //! p(y|x) = sum_z p(y|z,x) p(z|x) reaches Embed_input, and the retriever's own marginal over
