@@ -622,14 +622,14 @@ fn train_joint(
         Ended::Stopped(_) => return Ok(None),
     };
     let trained_how = serde_json::json!({
-            "with": "realm finetune --retriever-layers: trained beside the reader in this directory",
-            "index": index.display().to_string(),
-            "top_b": args.top_b,
-            "scale": args.scale,
-            "train_layers": args.retriever_layers,
-            "steps": args.steps,
-            "batch": args.batch * args.accumulate,
-            "lr": args.lr * args.retriever_lr_factor,
+        "with": "realm finetune --retriever-layers: trained beside the reader in this directory",
+        "index": index.display().to_string(),
+        "top_b": args.top_b,
+        "scale": args.scale,
+        "train_layers": args.retriever_layers,
+        "steps": args.steps,
+        "batch": args.batch * args.accumulate,
+        "lr": args.lr * args.retriever_lr_factor,
     });
     let question_model = SentenceModel {
         embedder: model.embedder.valid(),

@@ -238,14 +238,14 @@ pub fn run(args: &RetrieverArgs) -> anyhow::Result<()> {
         Ended::Stopped(_) => return Ok(()),
     };
     let trained_how = serde_json::json!({
-            "data": format!("{} ({:?} split), {} questions", squad.display(), args.split, examples.len()),
-            "index": index_path.display().to_string(),
-            "top_b": args.top_b,
-            "scale": args.scale,
-            "train_layers": args.train_layers,
-            "steps": args.steps,
-            "batch": args.batch * args.accumulate,
-            "lr": args.lr,
+        "data": format!("{} ({:?} split), {} questions", squad.display(), args.split, examples.len()),
+        "index": index_path.display().to_string(),
+        "top_b": args.top_b,
+        "scale": args.scale,
+        "train_layers": args.train_layers,
+        "steps": args.steps,
+        "batch": args.batch * args.accumulate,
+        "lr": args.lr,
     });
     let trained = SentenceModel {
         embedder: embedder.valid(),
