@@ -781,11 +781,8 @@ fn featurize_all(
                 max_length,
                 max_span_width,
             )?],
-            None if retrieved.is_some() => Vec::new(),
-            None => bail!(
-                "question {} has no paragraph: give --index and --corpus to read it from retrieved passages",
-                q.id
-            ),
+            // Read from retrieved passages alone (`check_open_questions` made sure of them).
+            None => Vec::new(),
         };
         for passage in retrieved.map_or(&[][..], |r| &r[n][..]) {
             rows.push(featurize(

@@ -85,27 +85,6 @@ pub fn shares_vocabulary(a: &WordPieceTokenizer, b: &WordPieceTokenizer) -> bool
         && (a.cls_id, a.sep_id, a.pad_id, a.mask_id) == (b.cls_id, b.sep_id, b.pad_id, b.mask_id)
 }
 
-/// The bytes of `path`, refused unless their sha256 is the one `card` (the file that names it)
-/// records: a damaged or swapped file is an error naming both.
-pub fn read_verified(path: &Path, card: &Path, sha256: &str) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let found = sha256_hex(&bytes);
-    if found != sha256 {
-        bail!(
-            "{} has sha256 {found}, but {} says {sha256}: the file is damaged or not the one the card describes",
-            path.display(),
-            card.display()
-        );
-    }
-    Ok(bytes)
-}
-
-/// Refuses a base model other than the one `what` was trained on.
-pub fn check_base(base: &BaseModel, trained_on: &str, what: &str) -> anyhow::Result<()> {
-    base.check_is(trained_on, what)
-        .context("pass the base it was trained on with --model")
-}
-
 /// The tokenizer files a model directory may hold beside `config.json` and its weights.
 pub const TOKENIZER_FILES: &[&str] = &[
     "vocab.txt",
