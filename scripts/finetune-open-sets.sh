@@ -7,10 +7,15 @@
 # core/src/qa/splits.rs writes them down: EfficientQA dev for NQ, trainmodel + val + devtest
 # for WebQuestions (joined into one file here), large2180-train for CuratedTrec.
 #
-#   scripts/finetune-open-sets.sh [SET ...]      SET: nq, wq, trec (default: all three), nqwq
+#   scripts/finetune-open-sets.sh [SET ...]      SET: nq, wq, trec (default: all three), nqwq, all
 #
 # nqwq trains on NQ's and WebQuestions' training questions together (one NQ-open JSON-lines
-# file) and is scored on both test sets.
+# file) and is scored on both test sets. all trains one reader on SQuAD's 36 training articles
+# and the three sets' training files in one run (`--questions` four times; each open set named
+# OPEN_WEIGHT times, 3 by default, so that its questions are drawn that much more often than
+# SQuAD's, which the shipped reader has already learnt), 3 passages a question (a SQuAD
+# question's paragraph and 2 retrieved; the top 3 for the others), and scores it on all four
+# test sets (eval/ is SQuAD's held-out articles, eval-nq/, eval-wq/, eval-trec/).
 #
 # Each set's run goes to target/open-sets/SET/ (resumed where a previous call stopped; a
 # finished one is only evaluated), with the shipped question embedder (query.*) copied beside
@@ -42,11 +47,19 @@ json.dump(rows, open(sys.argv[1] + ".partial", "w"))
   mv "$out/wq-train.json.partial" "$out/wq-train.json"
 }
 
+nq_train=$S/nq-open/NQ-open.efficientqa.dev.1.1.jsonl
+trec_train=$S/curatedtrec/large2180-train.tsv
 for set in "${sets[@]}"; do
   also=()
+  negatives=5
   case $set in
-    nq) train=$S/nq-open/NQ-open.efficientqa.dev.1.1.jsonl; test=$S/nq-open/NQ-open.dev.jsonl; steps=${STEPS_nq:-200} ;;
+    nq) train=$nq_train; test=$S/nq-open/NQ-open.dev.jsonl; steps=${STEPS_nq:-200} ;;
     wq) train=$out/wq-train.json; test=$S/webquestions/test.json; steps=${STEPS_wq:-400}; wq_train ;;
+    all) wq_train; negatives=2; steps=${STEPS_all:-1000}
+         train=data/squad-v1.1-dev/dev-v1.1.json; test=$train
+         for _ in $(seq "${OPEN_WEIGHT:-3}"); do
+           also+=(--questions "$nq_train" --questions "$out/wq-train.json" --questions "$trec_train")
+         done ;;
     nqwq) train=$out/nqwq-train.jsonl; test=$S/nq-open/NQ-open.dev.jsonl; steps=${STEPS_nqwq:-500}
           also=(wq "$S/webquestions/test.json"); wq_train
           if [ ! -f "$train" ]; then
@@ -58,22 +71,32 @@ for q in json.load(open(sys.argv[1])):
 ' "$out/wq-train.json"; } > "$train.partial"
             mv "$train.partial" "$train"
           fi ;;
-    trec) train=$S/curatedtrec/large2180-train.tsv; test=$S/curatedtrec/large2180-test.tsv; steps=${STEPS_trec:-250} ;;
-    *) echo "finetune-open-sets: unknown set $set (nq, wq or trec)" >&2; exit 2 ;;
+    trec) train=$trec_train; test=$S/curatedtrec/large2180-test.tsv; steps=${STEPS_trec:-250} ;;
+    *) echo "finetune-open-sets: unknown set $set (nq, wq, trec, nqwq or all)" >&2; exit 2 ;;
   esac
   run=$out/$set
   if [ ! -f "$run/reader.json" ]; then
     if [ -f "$run/args.json" ]; then
       "$realm" finetune --resume "$run"
     else
-      "$realm" finetune --out "$run" --questions "$train" --init-reader "$shipped" \
+      extra=()
+      [ "$set" != all ] || extra=("${also[@]}")
+      "$realm" finetune --out "$run" --questions "$train" "${extra[@]}" --init-reader "$shipped" \
         --index data/demo-corpus.int8.shard --corpus data/demo-corpus/passages.jsonl \
-        --negatives 5 --batch 4 --steps "$steps" --lr "$lr" --checkpoint-every 50
+        --negatives "$negatives" --batch 4 --steps "$steps" --lr "$lr" --checkpoint-every 50
     fi
   fi
   cp "$shipped"/query.json "$shipped"/query.safetensors "$run/"
-  "$realm" eval --questions "$test" --reader "$run" --out "$run/eval"
-  if [ ${#also[@]} -gt 0 ]; then
-    "$realm" eval --questions "${also[1]}" --reader "$run" --out "$run/eval-${also[0]}"
+  evaluate() { # NAME FILE: eval/ (NAME empty) or eval-NAME/, kept once finished
+    local dir=$run/eval${1:+-$1}
+    [ -f "$dir/table.json" ] || "$realm" eval --questions "$2" --reader "$run" --out "$dir"
+  }
+  evaluate "" "$test"
+  if [ "$set" = all ]; then
+    evaluate nq "$S/nq-open/NQ-open.dev.jsonl"
+    evaluate wq "$S/webquestions/test.json"
+    evaluate trec "$S/curatedtrec/large2180-test.tsv"
+  elif [ ${#also[@]} -gt 0 ]; then
+    evaluate "${also[0]}" "${also[1]}"
   fi
 done

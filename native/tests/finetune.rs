@@ -387,6 +387,31 @@ fn questions_without_paragraphs_train_on_their_retrieved_passages() {
     let mut joint = flags(&nq, &tmp.path().join("v"), "2");
     joint.extend(["--retriever-layers".into(), "1".into()]);
     refused(joint, "--retriever-layers trains on SQuAD files");
+
+    // One run on the NQ-open lines and a SQuAD file: every question reads 3 passages (a SQuAD
+    // question its paragraph and 2 retrieved, an NQ-open one its top 3), the first 48 of each
+    // file train, and the loss falls.
+    let mixed = tmp.path().join("mixed");
+    let mut args = flags(&nq, &mixed, "40");
+    let at = args.iter().position(|a| a == "--negatives").unwrap() + 1;
+    args[at] = "2".into();
+    args.extend(["--questions".into(), squad.to_str().unwrap().into()]);
+    let out = realm(&args);
+    assert_ok(&out);
+    let asked = lines.lines().count().min(48) + 48;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(" of {asked} questions have a gold span")),
+        "{stderr}"
+    );
+    assert_falls_reading_three(&mixed);
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mixed.join("reader.json")).unwrap()).unwrap();
+    let data = card["trained"]["data"].as_str().unwrap();
+    assert!(
+        data.starts_with(&format!("{} + {} ", nq.display(), squad.display())),
+        "{card}"
+    );
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //! Questions without paragraphs (NQ-open, WebQuestions, CuratedTrec: REALM section 4.1's
 //! fine-tuning sets) are read from their top `--negatives` retrieved passages alone, the answer
 //! strings or patterns found there as gold spans; `--init-reader` starts from a trained reader.
+//! Several question files train one reader in one run (`--questions` repeated): every question
+//! then reads as many passages as a SQuAD question does, its paragraph counted.
 //!
 //! With `--retriever-layers N` the question embedder trains too, as REALM fine-tunes: each
 //! passage's retriever score f(x, z) joins its spans' logits, so the marginal
@@ -24,7 +26,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Args, ValueEnum};
@@ -94,9 +96,13 @@ pub struct FinetuneArgs {
     /// on NQ-open JSON lines, WebQuestions JSON or CuratedTrec TSV (each read from the top
     /// `--negatives` passages `--index` retrieves for it; the answer strings, or CuratedTrec's
     /// patterns, found in them are the gold spans; questions with none are left out). The
-    /// sets' test files are refused (core/src/qa/splits.rs).
-    #[arg(long, visible_alias = "questions")]
-    pub squad: Option<PathBuf>,
+    /// sets' test files are refused (core/src/qa/splits.rs). Repeat the flag to train on
+    /// several files in one run: with a SQuAD file among them every question reads the same
+    /// number of passages, so one without a paragraph reads the top `--negatives` + 1; a file
+    /// named twice is read twice (its questions drawn twice as often).
+    #[arg(long, visible_alias = "questions", value_name = "FILE")]
+    #[serde(deserialize_with = "one_or_many")]
+    pub squad: Vec<PathBuf>,
     /// Which SQuAD articles to train on (`train`: all but the 12 held out).
     #[arg(long, value_enum, default_value = "train")]
     pub split: SquadSplit,
@@ -114,7 +120,7 @@ pub struct FinetuneArgs {
     #[serde(default)]
     pub retriever_model: Option<PathBuf>,
     /// Retrieved passages read beside each question's own paragraph (with `--index`); for
-    /// questions without paragraphs, the passages read.
+    /// questions without paragraphs, the passages read (one more in a run with SQuAD files).
     #[arg(long, default_value_t = 2)]
     pub negatives: usize,
     /// Start from this trained reader (reader.json + reader.safetensors over `--model`, e.g.
@@ -169,7 +175,7 @@ pub struct FinetuneArgs {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
-    /// Use only the first N training questions (0: all).
+    /// Use only the first N training questions of each file (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
     /// Seed of the span head and the data order.
@@ -195,6 +201,20 @@ pub struct FinetuneArgs {
     pub dump_batches: Option<PathBuf>,
 }
 
+/// `--squad` as args.json holds it: a list, or from runs of before 2026-12-07 one path or null.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        Many(Vec<PathBuf>),
+        One(Option<PathBuf>),
+    }
+    Ok(match Saved::deserialize(d)? {
+        Saved::Many(files) => files,
+        Saved::One(file) => file.into_iter().collect(),
+    })
+}
+
 fn default_top_b() -> usize {
     100
 }
@@ -209,14 +229,15 @@ fn default_retriever_lr_factor() -> f64 {
 
 impl RunInputs for FinetuneArgs {
     fn inputs(&self) -> Vec<Option<&Path>> {
-        vec![
+        let mut inputs = vec![
             Some(self.model.as_path()),
-            self.squad.as_deref(),
             self.index.as_deref(),
             self.corpus.as_deref(),
             self.retriever_model.as_deref(),
             self.init_reader.as_deref(),
-        ]
+        ];
+        inputs.extend(self.squad.iter().map(|f| Some(f.as_path())));
+        inputs
     }
 }
 
@@ -247,21 +268,17 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
 
     let base = read_base(&args.model)?;
     let reader_config: ReaderConfig = serde_json::from_str("{}")?;
-    let squad = args
-        .squad
-        .as_ref()
-        .context("--squad FILE (or --questions FILE) is needed: the questions to train on")?;
-    let all = read_questions(squad)?;
-    // NQ-open, WebQuestions, CuratedTrec: read from retrieved passages alone.
-    let open = all.iter().all(|q| q.context.is_none());
-    if open {
-        check_open_questions(squad, &args)?;
+    if args.squad.is_empty() {
+        bail!("--squad FILE (or --questions FILE) is needed: the questions to train on");
     }
-    let mut unseen = paragraphs_outside(&all, args.split);
-    let mut questions = squad_split(all, args.split);
-    if args.limit > 0 {
-        questions.truncate(args.limit);
-    }
+    let Training {
+        questions,
+        mut unseen,
+        open_files,
+    } = read_training_questions(&args)?;
+    // Questions without paragraphs (NQ-open, WebQuestions, CuratedTrec) read retrieved
+    // passages alone; beside SQuAD's, as many as a SQuAD question reads in all.
+    let open = open_files == args.squad.len();
     let own_retriever = args
         .retriever_model
         .as_deref()
@@ -278,7 +295,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
     let retrieved = match (&args.index, &args.corpus) {
         (Some(index), Some(corpus)) => {
             let corpus = open_corpus(corpus, index)?;
-            if open {
+            if open_files > 0 {
                 // Whatever the questions, the reader never reads a held-out SQuAD article.
                 unseen.extend(held_out_passages(&corpus));
             }
@@ -287,7 +304,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
                 &questions,
                 &corpus,
                 &unseen,
-                args.negatives,
+                usize::from(!open) + args.negatives,
             )?)
         }
         _ => None,
@@ -436,7 +453,7 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
             init_weight.unwrap_or(0.0)
         },
         trained: serde_json::json!({
-            "data": format!("{} ({:?} split), {} questions with a gold span", squad.display(), args.split, examples.len()),
+            "data": format!("{} ({:?} split), {} questions with a gold span", names(&args.squad), args.split, examples.len()),
             "init_reader": args.init_reader.as_ref().map(|d| d.display().to_string()),
             "passages_per_question": group,
             "negatives_from": args.index.as_ref().map(|i| i.display().to_string()),
@@ -700,21 +717,22 @@ struct Example {
     rows: Vec<ReaderFeatures>,
 }
 
-/// For every question, the texts of the first `negatives` passages the base model's sentence
-/// embedding retrieves from `corpus` that are neither the question's own paragraph nor one of
-/// the `unseen` (held-out) paragraphs.
+/// For every question, the texts of the first passages the base model's sentence embedding
+/// retrieves from `corpus` that are neither the question's own paragraph nor one of the
+/// `unseen` (held-out) paragraphs: `passages` of them in all with its own paragraph, if it has
+/// one.
 fn retrieve_negatives(
     base: &BaseModel,
     questions: &[Question],
     corpus: &IndexedCorpus,
     unseen: &HashSet<String>,
-    negatives: usize,
+    passages: usize,
 ) -> anyhow::Result<Vec<Vec<String>>> {
-    if negatives == 0 {
+    if passages <= usize::from(questions.iter().any(|q| q.context.is_some())) {
         bail!("--negatives must be at least 1 with --index");
     }
     // Held-out paragraphs can fill the top of the list: look deep enough past them.
-    let depth = (negatives + 32).min(corpus.index.len());
+    let depth = (passages + 32).min(corpus.index.len());
     // The retriever stays fixed while the reader trains: the frozen forward, at f32 (the
     // negatives do not depend on the CPU's precision).
     let retriever = frozen_sentence_model(base, Precision::F32)?;
@@ -730,6 +748,7 @@ fn retrieve_negatives(
         let hits = corpus.index.search(&queries, depth)?;
         for (n, (q, hits)) in chunk.iter().zip(hits).enumerate() {
             let own = q.context.as_ref().map(|c| c.text.trim());
+            let negatives = passages - usize::from(own.is_some());
             let pick = |hits: &[realm_core::index::reference::Hit]| -> Vec<String> {
                 hits.iter()
                     .map(|h| &corpus.passages[corpus.ids[h.id as usize] as usize].text)
@@ -747,7 +766,7 @@ fn retrieve_negatives(
             }
             if picked.len() < negatives {
                 bail!(
-                    "question {}: only {} passages of the corpus besides its own paragraph and the held-out ones came back for --negatives {negatives}",
+                    "question {}: only {} passages of the corpus besides its own paragraph and the held-out ones came back; it reads {negatives}",
                     q.id,
                     picked.len()
                 );
@@ -851,6 +870,53 @@ fn dump_batches(
     Ok(())
 }
 
+/// What the `--squad` files give a run.
+struct Training {
+    /// Every file's questions of `--split` (its first `--limit`), in order.
+    questions: Vec<Question>,
+    /// The paragraphs of the SQuAD questions `--split` leaves out, never read.
+    unseen: HashSet<String>,
+    /// How many of the files are of questions without paragraphs.
+    open_files: usize,
+}
+
+/// Reads every `--squad` file (each of questions without paragraphs checked by
+/// [`check_open_questions`]); with more than one, each question's id is prefixed with its
+/// file's name.
+fn read_training_questions(args: &FinetuneArgs) -> anyhow::Result<Training> {
+    let mut training = Training {
+        questions: Vec::new(),
+        unseen: HashSet::new(),
+        open_files: 0,
+    };
+    for file in &args.squad {
+        let all = read_questions(file)?;
+        if all.iter().all(|q| q.context.is_none()) {
+            check_open_questions(file, args)?;
+            training.open_files += 1;
+        }
+        training.unseen.extend(paragraphs_outside(&all, args.split));
+        let mut questions = squad_split(all, args.split);
+        if args.limit > 0 {
+            questions.truncate(args.limit);
+        }
+        if args.squad.len() > 1 {
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            for q in &mut questions {
+                q.id = format!("{name}:{}", q.id);
+            }
+        }
+        training.questions.extend(questions);
+    }
+    Ok(training)
+}
+
+/// The files, as one string for the card.
+fn names(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    names.join(" + ")
+}
+
 /// What training on questions without paragraphs needs: passages to read them from, no test
 /// split, and a reader alone (the joint retriever reads each question's own paragraph).
 fn check_open_questions(file: &Path, args: &FinetuneArgs) -> anyhow::Result<()> {
@@ -921,4 +987,28 @@ fn check_args(args: &FinetuneArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        #[serde(deserialize_with = "super::one_or_many")]
+        squad: Vec<PathBuf>,
+    }
+
+    #[test]
+    fn a_run_saved_with_one_question_file_or_none_still_resumes() {
+        let files =
+            |json: &str| -> Vec<PathBuf> { serde_json::from_str::<Saved>(json).unwrap().squad };
+        assert_eq!(files(r#"{"squad": "a.json"}"#), [PathBuf::from("a.json")]);
+        assert_eq!(files(r#"{"squad": null}"#), Vec::<PathBuf>::new());
+        assert_eq!(
+            files(r#"{"squad": ["a.json", "b.tsv"]}"#),
+            [PathBuf::from("a.json"), PathBuf::from("b.tsv")]
+        );
+        assert!(serde_json::from_str::<Saved>(r#"{"squad": 3}"#).is_err());
+    }
 }
