@@ -911,9 +911,22 @@ fn read_training_questions(args: &FinetuneArgs) -> anyhow::Result<Training> {
     Ok(training)
 }
 
-/// The files, as one string for the card.
+/// The files, as one string for the card: each once, with how often it was named.
 fn names(files: &[PathBuf]) -> String {
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut counted: Vec<(&PathBuf, usize)> = Vec::new();
+    for file in files {
+        match counted.iter_mut().find(|(f, _)| *f == file) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((file, 1)),
+        }
+    }
+    let names: Vec<String> = counted
+        .iter()
+        .map(|(f, n)| match n {
+            1 => f.display().to_string(),
+            n => format!("{} x{n}", f.display()),
+        })
+        .collect();
     names.join(" + ")
 }
 
@@ -1010,5 +1023,12 @@ mod tests {
             [PathBuf::from("a.json"), PathBuf::from("b.tsv")]
         );
         assert!(serde_json::from_str::<Saved>(r#"{"squad": 3}"#).is_err());
+    }
+
+    #[test]
+    fn the_card_names_each_file_once_with_how_often_it_was_given() {
+        let files = ["s.json", "nq.jsonl", "wq.json", "nq.jsonl", "wq.json"].map(PathBuf::from);
+        assert_eq!(super::names(&files), "s.json + nq.jsonl x2 + wq.json x2");
+        assert_eq!(super::names(&files[..1]), "s.json");
     }
 }
