@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# REALM's fine-tuning on the paper's three open-QA sets (section 4.1): the shipped SQuAD reader
-# trained on to NaturalQuestions-Open, WebQuestions and CuratedTrec questions, each read from
-# the top 5 demo-corpus passages MiniLM retrieves for it, the answer strings (CuratedTrec's
-# patterns) found there as gold spans (`realm finetune --questions ... --init-reader`), then
-# scored on the set's test split beside the shipped reader. Training files, as
+# REALM's fine-tuning on the paper's three open-QA sets (section 4.1): the SQuAD reader (the
+# shipped model's first stage) trained on to NaturalQuestions-Open, WebQuestions and
+# CuratedTrec questions, each read from the top 5 demo-corpus passages MiniLM retrieves for it,
+# the answer strings (CuratedTrec's patterns) found there as gold spans (`realm finetune
+# --questions ... --init-reader`), then scored on the set's test split. Training files, as
 # core/src/qa/splits.rs writes them down: EfficientQA dev for NQ, trainmodel + val + devtest
 # for WebQuestions (joined into one file here), large2180-train for CuratedTrec.
 #
@@ -36,6 +36,16 @@ cargo build -q -p realm-native --bin realm
 cp target/debug/realm "$out/realm.new" && mv "$out/realm.new" "$out/realm" # later builds cannot swap it mid-run
 realm=$out/realm
 shipped=native/models/demo-reader
+# Every run starts from the SQuAD reader that shipped until 2026-12-07 (the model card's stage
+# 1; the `all` run's reader ships since), taken from git so that the README's rows reproduce.
+init=$out/squad-reader
+if [ ! -f "$init/reader.json" ]; then
+  mkdir -p "$init.partial"
+  for f in reader.json reader.safetensors; do
+    git show "f5f57d3:native/models/demo-reader/$f" > "$init.partial/$f"
+  done
+  rm -rf "$init" && mv "$init.partial" "$init"
+fi
 
 wq_train() { # WebQuestions' three training files as one JSON array
   [ ! -f "$out/wq-train.json" ] || return 0
@@ -81,7 +91,7 @@ for q in json.load(open(sys.argv[1])):
     else
       extra=()
       [ "$set" != all ] || extra=("${also[@]}")
-      "$realm" finetune --out "$run" --questions "$train" "${extra[@]}" --init-reader "$shipped" \
+      "$realm" finetune --out "$run" --questions "$train" "${extra[@]}" --init-reader "$init" \
         --index data/demo-corpus.int8.shard --corpus data/demo-corpus/passages.jsonl \
         --negatives "$negatives" --batch 4 --steps "$steps" --lr "$lr" --checkpoint-every 50
     fi
