@@ -13,8 +13,9 @@
 #   encoder     reader on RUN/encoder, MiniLM's retrieval (what the encoder alone brings).
 # The three train side by side, one thread each (THREADS=N for more), and resume where a
 # previous call stopped. An arm whose directory already holds a finished reader (reader.json)
-# is only evaluated: copy native/models/demo-reader to the minilm arm's directory for the
-# shipped reader, which is that arm's command at 2,600 steps.
+# is only evaluated: put `git show f5f57d3:native/models/demo-reader/reader.{json,safetensors}`
+# in the minilm arm's directory for the model card's stage-1 reader, which is that arm's
+# command at 2,600 steps (the reader shipped since 2026-12-07 was trained on from it).
 # Each is then evaluated (`realm eval`, predictions kept, with its retriever's recall@5) and
 # the answer weight's effect read from its predictions (scripts/answer_weight.py). Prints a
 # Markdown table, also written to target/finetune-from-pretrain/RUN-NAME-STEPS/table.md (each

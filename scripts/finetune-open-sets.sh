@@ -22,14 +22,18 @@
 # its reader so that it retrieves as the shipped model does; `realm eval` writes
 # target/open-sets/SET/eval/ (nqwq: eval/ for NQ, eval-wq/ for WebQuestions). STEPS_nq,
 # STEPS_wq, STEPS_trec, STEPS_nqwq (200, 400, 250, 500: two to four epochs of the questions
-# with an answer in their top 5) and LR (3e-5) change the recipe. Needs
-# ../shared/data (or REALM_SHARED_DATA), data/demo-corpus.int8.shard and python3.
+# with an answer in their top 5), STEPS_all (1000), OPEN_WEIGHT (3) and LR (3e-5) change the
+# recipe. Needs ../shared/data (or REALM_SHARED_DATA), data/demo-corpus.int8.shard (and for
+# all data/squad-v1.1-dev/dev-v1.1.json: scripts/setup.sh --demo-data), python3, and the git
+# history back to f5f57d3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${REALM_SHARED_DATA:-../shared/data}
 sets=("$@")
 [ ${#sets[@]} -gt 0 ] || sets=(nq wq trec)
 lr=${LR:-3e-5}
+open_weight=${OPEN_WEIGHT:-3}
+[[ $open_weight =~ ^[1-9][0-9]*$ ]] || { echo "finetune-open-sets: OPEN_WEIGHT must be a whole number from 1, not $open_weight" >&2; exit 2; }
 out=target/open-sets
 mkdir -p "$out"
 cargo build -q -p realm-native --bin realm
@@ -40,6 +44,10 @@ shipped=native/models/demo-reader
 # 1; the `all` run's reader ships since), taken from git so that the README's rows reproduce.
 init=$out/squad-reader
 if [ ! -f "$init/reader.json" ]; then
+  git cat-file -e f5f57d3:native/models/demo-reader/reader.safetensors 2>/dev/null || {
+    echo "finetune-open-sets: the SQuAD reader every run starts from is native/models/demo-reader at commit f5f57d3, which this clone lacks (a shallow clone?): git fetch --unshallow" >&2
+    exit 1
+  }
   mkdir -p "$init.partial"
   for f in reader.json reader.safetensors; do
     git show "f5f57d3:native/models/demo-reader/$f" > "$init.partial/$f"
@@ -67,7 +75,7 @@ for set in "${sets[@]}"; do
     wq) train=$out/wq-train.json; test=$S/webquestions/test.json; steps=${STEPS_wq:-400}; wq_train ;;
     all) wq_train; negatives=2; steps=${STEPS_all:-1000}
          train=data/squad-v1.1-dev/dev-v1.1.json; test=$train
-         for _ in $(seq "${OPEN_WEIGHT:-3}"); do
+         for _ in $(seq "$open_weight"); do
            also+=(--questions "$nq_train" --questions "$out/wq-train.json" --questions "$trec_train")
          done ;;
     nqwq) train=$out/nqwq-train.jsonl; test=$S/nq-open/NQ-open.dev.jsonl; steps=${STEPS_nqwq:-500}

@@ -412,6 +412,11 @@ fn questions_without_paragraphs_train_on_their_retrieved_passages() {
         data.starts_with(&format!("{} + {} ", nq.display(), squad.display())),
         "{card}"
     );
+    // A SQuAD question needs a retrieved passage beside its own paragraph.
+    args[at] = "0".into();
+    let out_at = args.iter().position(|a| a == "--out").unwrap() + 1;
+    args[out_at] = tmp.path().join("mixed-none").to_str().unwrap().into();
+    refused(args, "--negatives must be at least 1");
 }
 
 #[test]

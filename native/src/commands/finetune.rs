@@ -101,7 +101,7 @@ pub struct FinetuneArgs {
     /// number of passages, so one without a paragraph reads the top `--negatives` + 1; a file
     /// named twice is read twice (its questions drawn twice as often).
     #[arg(long, visible_alias = "questions", value_name = "FILE")]
-    #[serde(deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub squad: Vec<PathBuf>,
     /// Which SQuAD articles to train on (`train`: all but the 12 held out).
     #[arg(long, value_enum, default_value = "train")]
@@ -324,8 +324,13 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
                 args.negatives
             ),
             false => bail!(
-                "no training question has its answer inside the first {} wordpieces of its paragraph",
-                args.max_length
+                "no training question has its answer inside the first {} wordpieces of its paragraph{}",
+                args.max_length,
+                if open_files > 0 {
+                    " or of its retrieved passages"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -728,7 +733,9 @@ fn retrieve_negatives(
     unseen: &HashSet<String>,
     passages: usize,
 ) -> anyhow::Result<Vec<Vec<String>>> {
-    if passages <= usize::from(questions.iter().any(|q| q.context.is_some())) {
+    // What `--negatives` was: beside SQuAD's paragraphs, one passage fewer than are read.
+    let flag = passages.saturating_sub(usize::from(questions.iter().any(|q| q.context.is_some())));
+    if flag == 0 {
         bail!("--negatives must be at least 1 with --index");
     }
     // Held-out paragraphs can fill the top of the list: look deep enough past them.
@@ -766,7 +773,7 @@ fn retrieve_negatives(
             }
             if picked.len() < negatives {
                 bail!(
-                    "question {}: only {} passages of the corpus besides its own paragraph and the held-out ones came back; it reads {negatives}",
+                    "question {}: only {} passages of the corpus besides its own paragraph and the held-out ones came back; it reads {negatives} retrieved (--negatives {flag})",
                     q.id,
                     picked.len()
                 );
