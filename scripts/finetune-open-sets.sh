@@ -65,10 +65,16 @@ json.dump(rows, open(sys.argv[1] + ".partial", "w"))
   mv "$out/wq-train.json.partial" "$out/wq-train.json"
 }
 
+evaluate() { # NAME FILE: $run/eval/ (NAME empty) or $run/eval-NAME/, kept once finished
+  local dir=$run/eval${1:+-$1}
+  [ -f "$dir/table.json" ] || "$realm" eval --questions "$2" --reader "$run" --out "$dir"
+}
+
 nq_train=$S/nq-open/NQ-open.efficientqa.dev.1.1.jsonl
 trec_train=$S/curatedtrec/large2180-train.tsv
 for set in "${sets[@]}"; do
-  also=()
+  also=() # nqwq: a second test set (NAME FILE)
+  more=() # all: the other training files' flags
   negatives=5
   case $set in
     nq) train=$nq_train; test=$S/nq-open/NQ-open.dev.jsonl; steps=${STEPS_nq:-200} ;;
@@ -76,7 +82,7 @@ for set in "${sets[@]}"; do
     all) wq_train; negatives=2; steps=${STEPS_all:-1000}
          train=data/squad-v1.1-dev/dev-v1.1.json; test=$train
          for _ in $(seq "$open_weight"); do
-           also+=(--questions "$nq_train" --questions "$out/wq-train.json" --questions "$trec_train")
+           more+=(--questions "$nq_train" --questions "$out/wq-train.json" --questions "$trec_train")
          done ;;
     nqwq) train=$out/nqwq-train.jsonl; test=$S/nq-open/NQ-open.dev.jsonl; steps=${STEPS_nqwq:-500}
           also=(wq "$S/webquestions/test.json"); wq_train
@@ -97,18 +103,12 @@ for q in json.load(open(sys.argv[1])):
     if [ -f "$run/args.json" ]; then
       "$realm" finetune --resume "$run"
     else
-      extra=()
-      [ "$set" != all ] || extra=("${also[@]}")
-      "$realm" finetune --out "$run" --questions "$train" "${extra[@]}" --init-reader "$init" \
+      "$realm" finetune --out "$run" --questions "$train" "${more[@]}" --init-reader "$init" \
         --index data/demo-corpus.int8.shard --corpus data/demo-corpus/passages.jsonl \
         --negatives "$negatives" --batch 4 --steps "$steps" --lr "$lr" --checkpoint-every 50
     fi
   fi
   cp "$shipped"/query.json "$shipped"/query.safetensors "$run/"
-  evaluate() { # NAME FILE: eval/ (NAME empty) or eval-NAME/, kept once finished
-    local dir=$run/eval${1:+-$1}
-    [ -f "$dir/table.json" ] || "$realm" eval --questions "$2" --reader "$run" --out "$dir"
-  }
   evaluate "" "$test"
   if [ "$set" = all ]; then
     evaluate nq "$S/nq-open/NQ-open.dev.jsonl"

@@ -304,7 +304,8 @@ pub fn run(args: &FinetuneArgs) -> anyhow::Result<()> {
                 &questions,
                 &corpus,
                 &unseen,
-                usize::from(!open) + args.negatives,
+                args.negatives,
+                !open,
             )?)
         }
         _ => None,
@@ -722,24 +723,23 @@ struct Example {
     rows: Vec<ReaderFeatures>,
 }
 
-/// For every question, the texts of the first passages the base model's sentence embedding
-/// retrieves from `corpus` that are neither the question's own paragraph nor one of the
-/// `unseen` (held-out) paragraphs: `passages` of them in all with its own paragraph, if it has
-/// one.
+/// For every question, the texts of the first `negatives` passages the base model's sentence
+/// embedding retrieves from `corpus` that are neither the question's own paragraph nor one of
+/// the `unseen` (held-out) paragraphs; `beside_squad` (SQuAD files in the run): one more for a
+/// question without a paragraph, so that every question reads as many passages.
 fn retrieve_negatives(
     base: &BaseModel,
     questions: &[Question],
     corpus: &IndexedCorpus,
     unseen: &HashSet<String>,
-    passages: usize,
+    negatives: usize,
+    beside_squad: bool,
 ) -> anyhow::Result<Vec<Vec<String>>> {
-    // What `--negatives` was: beside SQuAD's paragraphs, one passage fewer than are read.
-    let flag = passages.saturating_sub(usize::from(questions.iter().any(|q| q.context.is_some())));
-    if flag == 0 {
+    if negatives == 0 {
         bail!("--negatives must be at least 1 with --index");
     }
     // Held-out paragraphs can fill the top of the list: look deep enough past them.
-    let depth = (passages + 32).min(corpus.index.len());
+    let depth = (negatives + 1 + 32).min(corpus.index.len());
     // The retriever stays fixed while the reader trains: the frozen forward, at f32 (the
     // negatives do not depend on the CPU's precision).
     let retriever = frozen_sentence_model(base, Precision::F32)?;
@@ -755,25 +755,25 @@ fn retrieve_negatives(
         let hits = corpus.index.search(&queries, depth)?;
         for (n, (q, hits)) in chunk.iter().zip(hits).enumerate() {
             let own = q.context.as_ref().map(|c| c.text.trim());
-            let negatives = passages - usize::from(own.is_some());
+            let wanted = negatives + usize::from(beside_squad && own.is_none());
             let pick = |hits: &[realm_core::index::reference::Hit]| -> Vec<String> {
                 hits.iter()
                     .map(|h| &corpus.passages[corpus.ids[h.id as usize] as usize].text)
                     .filter(|text| Some(text.trim()) != own && !unseen.contains(text.trim()))
-                    .take(negatives)
+                    .take(wanted)
                     .cloned()
                     .collect()
             };
             let mut picked = pick(&hits);
-            if picked.len() < negatives && depth < corpus.index.len() {
+            if picked.len() < wanted && depth < corpus.index.len() {
                 // The top was all excluded passages (a held-out article's): the whole corpus.
                 let query = &queries[n * dim..(n + 1) * dim];
                 let all = corpus.index.search(query, corpus.index.len())?;
                 picked = pick(&all[0]);
             }
-            if picked.len() < negatives {
+            if picked.len() < wanted {
                 bail!(
-                    "question {}: only {} passages of the corpus besides its own paragraph and the held-out ones came back; it reads {negatives} retrieved (--negatives {flag})",
+                    "question {}: only {} passages of the corpus besides its own paragraph and the held-out ones came back; it reads {wanted} retrieved (--negatives {negatives})",
                     q.id,
                     picked.len()
                 );
