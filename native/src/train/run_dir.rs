@@ -334,7 +334,8 @@ fn check_inputs(dir: &Path, paths: &[Option<&Path>]) -> anyhow::Result<()> {
 
 /// Opens the run a trainer was asked for: with `resume`, the directory's `args.json` (then
 /// `keep` carries over what the command line may change on a resume, such as `--quiet`) after
-/// checking its inputs against `inputs.json`; else a new `out` directory with `args` written
+/// checking its inputs against `inputs.json` (a run refused before its first step records them
+/// afresh instead); else a new `out` directory with `args` written
 /// to its `args.json` and their inputs' fingerprints to `inputs.json`, refused when `out`
 /// already holds a run (one that wrote more than those).
 pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone + RunInputs>(
@@ -351,7 +352,13 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone + RunInputs>(
             .with_context(|| format!("{} is not this command's args.json", path.display()))?;
         let lock = lock_run(dir)?;
         remove_leftovers(dir)?;
-        check_inputs(dir, &saved.inputs())?;
+        if only_args(dir)? {
+            // Refused before its first step (an index not built yet, say): it has read and
+            // trained on nothing, so it starts on what is there now, as a fresh run would.
+            write_inputs(dir, &saved)?;
+        } else {
+            check_inputs(dir, &saved.inputs())?;
+        }
         return Ok(Run {
             dir: dir.to_path_buf(),
             args: keep(saved),
@@ -378,16 +385,21 @@ pub fn open_run<A: Serialize + serde::de::DeserializeOwned + Clone + RunInputs>(
         }
     }
     write_atomic(&dir.join("args.json"), &serde_json::to_vec_pretty(args)?)?;
-    write_atomic(
-        &dir.join(INPUTS),
-        &serde_json::to_vec_pretty(&fingerprint_inputs(&args.inputs())?)?,
-    )?;
+    write_inputs(dir, args)?;
     Ok(Run {
         dir: dir.to_path_buf(),
         args: args.clone(),
         resuming: false,
         lock: Some(lock),
     })
+}
+
+/// Records the fingerprints of the inputs `args` name in `dir`'s `inputs.json`.
+fn write_inputs(dir: &Path, args: &impl RunInputs) -> anyhow::Result<()> {
+    write_atomic(
+        &dir.join(INPUTS),
+        &serde_json::to_vec_pretty(&fingerprint_inputs(&args.inputs())?)?,
+    )
 }
 
 /// Whether `dir` holds nothing but an `args.json` and `inputs.json` (and the lock file): a
@@ -462,6 +474,13 @@ mod tests {
         }
     }
 
+    /// `--resume out` with the saved `args`, its refusal as text.
+    fn resume_run(out: &Path, args: &serde_json::Value) -> Result<(), String> {
+        open_run::<serde_json::Value>(None, Some(out), args, |a| a)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn a_resume_is_refused_when_an_input_changed_went_or_came() {
         let tmp = tempfile::tempdir().unwrap();
@@ -477,14 +496,12 @@ mod tests {
         std::fs::write(model.join("notes.md"), "not read").unwrap();
         let args = serde_json::json!({ "inputs": [data, model] });
         drop(open_run(Some(&out), None, &args, |a| a).unwrap());
+        // The run trained: its inputs are what it started on from now on.
+        std::fs::write(out.join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("inputs.json")).unwrap()).unwrap();
         assert_eq!(saved.as_object().unwrap().len(), 3, "{saved}");
-        let resume = || {
-            open_run::<serde_json::Value>(None, Some(&out), &args, |a| a)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        };
+        let resume = || resume_run(&out, &args);
         resume().unwrap();
         // A folder's other files are not its inputs.
         std::fs::write(model.join("notes.md"), "edited").unwrap();
@@ -536,6 +553,37 @@ mod tests {
         std::fs::write(out.join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
         let refused = open(&args).err().unwrap().to_string();
         assert!(refused.contains("already holds a run"), "{refused}");
+    }
+
+    #[test]
+    fn a_run_refused_before_its_first_step_resumes_on_the_inputs_there_now() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, index, out) = (
+            tmp.path().join("train.json"),
+            tmp.path().join("corpus.shard"),
+            tmp.path().join("run"),
+        );
+        std::fs::write(&data, "[]").unwrap();
+        let args = serde_json::json!({ "inputs": [data, index] });
+        // Started before its index was built, and refused for that before a step.
+        drop(open_run(Some(&out), None, &args, |a| a).unwrap());
+        std::fs::write(&index, [1u8; 32]).unwrap();
+        let resume = || resume_run(&out, &args);
+        resume().unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("inputs.json")).unwrap()).unwrap();
+        assert!(
+            saved.get(index.display().to_string()).is_some(),
+            "the index is recorded once the run starts on it: {saved}"
+        );
+        // Once it has trained, a changed index is refused as before.
+        std::fs::write(out.join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
+        std::fs::write(&index, [2u8; 32]).unwrap();
+        let refused = resume().unwrap_err();
+        assert!(
+            refused.contains("corpus.shard has changed since the run"),
+            "{refused}"
+        );
     }
 
     #[test]
