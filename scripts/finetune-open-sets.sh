@@ -23,9 +23,10 @@
 # target/open-sets/SET/eval/ (nqwq: eval/ for NQ, eval-wq/ for WebQuestions). STEPS_nq,
 # STEPS_wq, STEPS_trec, STEPS_nqwq (200, 400, 250, 500: two to four epochs of the questions
 # with an answer in their top 5), STEPS_all (1000), OPEN_WEIGHT (3) and LR (3e-5) change the
-# recipe. Needs ../shared/data (or REALM_SHARED_DATA), data/demo-corpus.int8.shard (and for
-# all data/squad-v1.1-dev/dev-v1.1.json: scripts/setup.sh --demo-data), python3, and the git
-# history back to f5f57d3.
+# recipe. Needs ../shared/data (or REALM_SHARED_DATA), data/demo-corpus (and for all
+# data/squad-v1.1-dev/dev-v1.1.json: scripts/setup.sh --demo-data), python3, and the git
+# history back to f5f57d3; builds data/demo-corpus.int8.shard (as scripts/demo.sh does) when
+# it is not there yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${REALM_SHARED_DATA:-../shared/data}
@@ -39,6 +40,8 @@ mkdir -p "$out"
 cargo build -q -p realm-native --bin realm
 cp target/debug/realm "$out/realm.new" && mv "$out/realm.new" "$out/realm" # later builds cannot swap it mid-run
 realm=$out/realm
+[ -f data/demo-corpus.int8.shard ] ||
+  "$realm" index --corpus data/demo-corpus/passages.jsonl --out data/demo-corpus.int8.shard
 shipped=native/models/demo-reader
 # Every run starts from the SQuAD reader that shipped until 2026-12-07 (the model card's stage
 # 1; the `all` run's reader ships since), taken from git so that the README's rows reproduce.
