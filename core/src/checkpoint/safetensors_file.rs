@@ -164,6 +164,12 @@ pub fn dequantize_int8_matrices(mut weights: WeightMap) -> Result<WeightMap, Err
                 found: matrix.shape.clone(),
             });
         };
+        if cols == 0 {
+            return Err(Error::Model(format!(
+                "{name}: an int8 matrix of shape {:?} has no columns to scale",
+                matrix.shape
+            )));
+        }
         if scales.shape != [rows] {
             return Err(Error::WeightShape {
                 name: format!("{name}{INT8_SCALE_SUFFIX}"),
@@ -312,6 +318,18 @@ mod tests {
             dequantize_int8_matrices(bad),
             Err(Error::WeightShape { .. })
         ));
+        // A matrix with no columns is refused, not split into rows of nothing.
+        let mut empty = WeightMap::new();
+        empty.insert(
+            "w".into(),
+            HostTensor::new("w", vec![3, 0], vec![]).unwrap(),
+        );
+        empty.insert(
+            "w.int8_scale".into(),
+            HostTensor::new("s", vec![3], vec![1.0; 3]).unwrap(),
+        );
+        let e = dequantize_int8_matrices(empty).unwrap_err().to_string();
+        assert!(e.contains("no columns"), "{e}");
     }
 
     #[test]

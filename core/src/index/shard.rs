@@ -483,15 +483,17 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, items: usize, size: usize, what: &str) -> Result<&'a [u8], Error> {
-        let len = items
+        // Checked sums too: on wasm32 a crafted count can wrap `at + len` past 2^32.
+        let stop = items
             .checked_mul(size)
-            .filter(|len| self.at + len <= self.body.len())
+            .and_then(|len| self.at.checked_add(len))
+            .filter(|&stop| stop <= self.body.len())
             .ok_or_else(|| {
                 Error::CorruptShard(format!("the {what} section runs past the end of the file"))
             })?;
-        let section = &self.body[self.at..self.at + len];
-        let end = (self.at + len).next_multiple_of(ALIGN);
-        if end > self.body.len() || self.body[self.at + len..end].iter().any(|&b| b != 0) {
+        let section = &self.body[self.at..stop];
+        let end = stop.next_multiple_of(ALIGN);
+        if end > self.body.len() || self.body[stop..end].iter().any(|&b| b != 0) {
             return Err(Error::CorruptShard(format!(
                 "the padding after the {what} section is missing or not zero"
             )));
@@ -505,6 +507,27 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
+
+    /// A section whose end does not fit in a `usize` (a crafted count on wasm32, where 2^32
+    /// bytes are in reach of a count times an element size) is an error, not a wrapped index.
+    #[test]
+    fn a_section_length_past_the_address_space_is_an_error() {
+        let body = [0u8; 64];
+        for (items, size) in [(usize::MAX - 8, 1), (usize::MAX / 4, 4), (usize::MAX, 2)] {
+            let mut cursor = Cursor {
+                body: &body,
+                at: 16,
+            };
+            let e = cursor.take(items, size, "vectors").unwrap_err().to_string();
+            assert!(e.contains("runs past the end"), "{items} x {size}: {e}");
+        }
+        let mut cursor = Cursor {
+            body: &body,
+            at: 16,
+        };
+        assert_eq!(cursor.take(4, 4, "ids").unwrap().len(), 16);
+        assert_eq!(cursor.at, ALIGN, "the next section starts aligned");
+    }
 
     /// The file built plainly in memory, as the first writer did: the streaming writer must
     /// produce exactly these bytes.

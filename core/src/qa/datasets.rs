@@ -212,6 +212,14 @@ fn parse_curatedtrec(file: &str, text: &str) -> Result<Vec<Question>, Error> {
     Ok(out)
 }
 
+/// The line (from 1) of the first `"id"` string in `text`; 1 where it is not found as
+/// written (an id JSON had to escape).
+fn line_of(text: &str, id: &str) -> usize {
+    text.find(&format!("\"{id}\"")).map_or(1, |at| {
+        1 + text[..at].bytes().filter(|&b| b == b'\n').count()
+    })
+}
+
 fn parse_squad(file: &str, text: &str) -> Result<Vec<Question>, Error> {
     #[derive(Deserialize)]
     struct File {
@@ -251,23 +259,28 @@ fn parse_squad(file: &str, text: &str) -> Result<Vec<Question>, Error> {
                 .collect();
             for qa in paragraph.qas {
                 let mut spans = Vec::new();
+                // Where errors point: the line that holds the question's id (the official
+                // files are one line; a pretty-printed one has a line per field).
+                let n = line_of(text, &qa.id);
                 for a in &qa.answers {
-                    let end_char = a.answer_start + a.text.chars().count();
-                    if end_char >= byte_at.len() {
+                    let Some(end_char) = (a.answer_start)
+                        .checked_add(a.text.chars().count())
+                        .filter(|&end| end < byte_at.len())
+                    else {
                         return Err(data_error(
                             file,
-                            1,
+                            n,
                             format!(
                                 "question {}: answer {:?} starts past its paragraph",
                                 qa.id, a.text
                             ),
                         ));
-                    }
+                    };
                     let span = (byte_at[a.answer_start], byte_at[end_char]);
                     if paragraph.context[span.0..span.1] != a.text {
                         return Err(data_error(
                             file,
-                            1,
+                            n,
                             format!(
                                 "question {}: answer {:?} is not at answer_start {}",
                                 qa.id, a.text, a.answer_start
@@ -279,8 +292,8 @@ fn parse_squad(file: &str, text: &str) -> Result<Vec<Question>, Error> {
                 spans.sort_unstable();
                 spans.dedup();
                 let answers: Vec<String> = qa.answers.iter().map(|a| a.text.clone()).collect();
-                check_question(file, 1, &qa.question)?;
-                check_answers(file, 1, &answers)?;
+                check_question(file, n, &qa.question)?;
+                check_answers(file, n, &answers)?;
                 out.push(Question {
                     id: qa.id,
                     question: qa.question,
@@ -373,9 +386,23 @@ mod tests {
         assert_eq!(&c.text[c.answers[0].0..c.answers[0].1], "1686");
         assert_eq!(c.article, "Café");
         let wrong = json.replace("\"answer_start\": 18", "\"answer_start\": 3");
+        let e = err(parse_questions("s.json", wrong.as_bytes(), Format::Squad));
+        // The question's id is on the file's second line.
         assert!(
-            err(parse_questions("s.json", wrong.as_bytes(), Format::Squad))
-                .contains("is not at answer_start")
+            e.starts_with("s.json:2: ")
+                && e.contains("question q1: answer \"1686\" is not at answer_start 3"),
+            "{e}"
+        );
+        // An answer_start so large that its end wraps around is past the paragraph, not a
+        // wrapped index.
+        let huge = json.replace(
+            "\"answer_start\": 18",
+            "\"answer_start\": 18446744073709551615",
+        );
+        let e = err(parse_questions("s.json", huge.as_bytes(), Format::Squad));
+        assert!(
+            e.starts_with("s.json:2: ") && e.contains("starts past its paragraph"),
+            "{e}"
         );
     }
 

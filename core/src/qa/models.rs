@@ -168,6 +168,9 @@ pub struct ReaderCard {
     pub trained: serde_json::Value,
 }
 
+/// The span head's LayerNorm scale in a reader's weights: its length is the head's width.
+const SPAN_HEAD_NORM: &str = "layer_norm.gamma";
+
 impl ReaderCard {
     /// How answers are picked with this reader.
     pub fn answer_rule(&self) -> AnswerRule {
@@ -204,6 +207,23 @@ impl ReaderCard {
             ));
         }
         Ok(())
+    }
+
+    /// Whether `trained` (`reader.safetensors`) holds a span head as wide as the card says:
+    /// checked before the head is built, which allocates by the card's width.
+    pub fn check_head(&self, trained: &WeightMap) -> Result<(), Error> {
+        let width = self.reader.span_hidden_size;
+        match trained.get(SPAN_HEAD_NORM) {
+            Some(norm) if norm.shape == [width] => Ok(()),
+            Some(norm) => Err(Error::Model(format!(
+                "reader.json: reader.span_hidden_size is {width}, but reader.safetensors' \
+                 {SPAN_HEAD_NORM} has shape {:?}",
+                norm.shape
+            ))),
+            None => Err(Error::Model(format!(
+                "reader.safetensors holds no span head ({SPAN_HEAD_NORM})"
+            ))),
+        }
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
@@ -289,6 +309,7 @@ pub fn load_reader(
     base.check_is(&card.base_sha256, "this reader")?;
     card.check_sizes(base.config.max_position_embeddings)?;
     let trained = read_safetensors(safetensors)?;
+    card.check_head(&trained)?;
     import_params(
         fresh_reader(base, &card.reader, card.head_seed, device)?,
         &trained,
@@ -382,5 +403,27 @@ mod tests {
         let mut nan = card(256, 10, "0");
         nan.retriever_weight = f32::NAN;
         assert!(nan.check_sizes(512).is_err());
+    }
+
+    #[test]
+    fn a_card_wider_than_its_span_head_is_refused_before_the_head_is_built() {
+        use crate::checkpoint::weights::{HostTensor, WeightMap};
+
+        let head = |width: usize| {
+            let norm = HostTensor::new("g", vec![width], vec![1.0; width]).unwrap();
+            WeightMap::from([(super::SPAN_HEAD_NORM.to_string(), norm)])
+        };
+        let mut wide = card(256, 10, "0");
+        wide.reader.span_hidden_size = 256;
+        assert!(wide.check_head(&head(256)).is_ok());
+        // A hand-edited card: building its head would allocate 2 x 10^6 x hidden floats.
+        wide.reader.span_hidden_size = 1_000_000;
+        let e = wide.check_head(&head(256)).unwrap_err().to_string();
+        assert!(
+            e.contains("span_hidden_size is 1000000") && e.contains("shape [256]"),
+            "{e}"
+        );
+        let e = wide.check_head(&WeightMap::new()).unwrap_err().to_string();
+        assert!(e.contains("no span head"), "{e}");
     }
 }
