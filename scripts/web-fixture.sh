@@ -6,13 +6,14 @@
 #             its fine-tuned question embedder, native/models/demo-reader)
 #   reader-only/   the same without query.* (questions embedded with the base model)
 #   passages.jsonl   1,003 passages of the demo corpus (its first 1,000 and the three the demo
-#                    questions need), index.shard (`realm index`, f32)
+#                    questions need), index.shard (`realm index --precision f32`: embedded
+#                    in f32, stored int8 as every shard `realm index` writes by default)
 #   demo.realm.tar   all of the above in one file (`realm bundle`)
 #   demo-f16.realm.tar   the same with the base model's weights as F16 (`realm bundle --f16`)
 #   native-answers.jsonl   `realm ask --json -k 5 --precision f32` on the five demo questions
 #                    (f32, as the wasm engine computes; index.shard too)
 #   native-answers-k1.jsonl   the same with -k 1 on the first of them
-#   native-answers-zero-shot.jsonl   the same as native-answers.jsonl from reader-only/
+#   native-answers-zero-shot.jsonl   the first three of those questions from reader-only/
 # Needs target/debug/realm (cargo build -p realm-native), and all-MiniLM-L6-v2 and the demo
 # corpus in data/ (scripts/setup.sh --demo-data) or ../shared/data.
 # Usage: scripts/web-fixture.sh

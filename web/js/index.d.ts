@@ -77,7 +77,7 @@ export declare class Realm {
   ask(question: string, options?: AskOptions): Promise<AskResult>;
   /** The engine's memory: bytes of wasm linear memory (it only grows: its peak so far). */
   stats(): Promise<{ wasmMemory: number }>;
-  /** Rejects the pending load or ask with an AbortError (a RealmError, code "aborted"); the engine stays usable. (Without a worker, a CPU ask runs to its end before this can be called.) */
+  /** Rejects the pending ask with an AbortError (a RealmError, code "aborted"); the engine stays usable (a load is cancelled by its `signal` option). (Without a worker, a CPU ask runs to its end before this can be called.) */
   abort(): void;
   /** Ends the worker and frees the engine; later calls reject with code "disposed". */
   dispose(): void;

@@ -130,7 +130,7 @@ export class Realm {
     return this.transport.call({ type: "stats" });
   }
 
-  /** Rejects the pending load or ask with an AbortError (code "aborted"); the engine stays usable. */
+  /** Rejects the pending ask with an AbortError (code "aborted"); the engine stays usable. */
   abort() {
     this.transport.abort();
   }

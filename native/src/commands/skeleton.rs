@@ -11,7 +11,7 @@ use crate::search::{Search, check_agreement, search};
 
 #[derive(Args)]
 pub struct SkeletonArgs {
-    /// How many passages to retrieve per question (1 to 32 on the GPU).
+    /// How many passages to retrieve per question (any k, on the GPU too).
     #[arg(short, long, default_value_t = 3)]
     k: usize,
     /// Where the top-k search runs besides the CPU reference: `auto` uses a GPU when wgpu
