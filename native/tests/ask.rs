@@ -289,6 +289,16 @@ fn the_shipped_reader_answers_and_a_damaged_copy_is_refused() {
     );
 }
 
+/// Writes `request` as it is to `addr` and reads the reply to its end; (status, reply).
+fn raw(addr: &str, request: &[u8]) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    (response[9..12].parse().unwrap(), response)
+}
+
 /// One HTTP/1.1 request to `addr`; (status, body).
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let (status, _, body) = http_with(addr, method, path, &[], body);
@@ -338,6 +348,7 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
         ["serve".to_string(), "--listen".into(), "127.0.0.1:0".into()],
     );
     args.extend(["--max-body".into(), "2000".into()]);
+    args.extend(["--request-timeout".into(), "2".into()]);
     args.extend(["--allow-origin".into(), "https://example.org".into()]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
         .args(&args)
@@ -363,6 +374,7 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
     assert_eq!(http(&addr, "GET", "/js/element.js", b"").0, 200);
     assert_eq!(http(&addr, "GET", "/nothing", b"").0, 404);
     assert_eq!(http(&addr, "GET", "/ask", b"").0, 405);
+    assert_eq!(http(&addr, "HEAD", "/", b"").0, 200);
 
     // The same answer as `realm ask`, in the page's JSON.
     let body = serde_json::json!({ "question": question, "top_k": 2 }).to_string();
@@ -408,9 +420,23 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
         text.contains("--allow-origin https://other.example"),
         "{text}"
     );
-    let (status, head, _) = http_with(&addr, "POST", "/ask", &other, body.as_bytes());
-    assert_eq!(status, 200);
+    // A POST needs no preflight when it is sent as text/plain: another site's is refused
+    // before it is read, not answered to a page that cannot read the answer.
+    let (status, head, text) = http_with(&addr, "POST", "/ask", &other, body.as_bytes());
+    assert_eq!(status, 403, "{text}");
     assert!(!head.contains("access-control-allow-origin"), "{head}");
+    // The server's own page sends its own origin.
+    let own = format!("http://{addr}");
+    let (status, _, text) = http_with(&addr, "POST", "/ask", &[("Origin", &own)], body.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    // On loopback, a name other than a loopback one (a page's name rebound to 127.0.0.1).
+    let rebound = format!(
+        "POST /ask HTTP/1.1\r\nHost: attacker.example:8080\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, text) = raw(&addr, rebound.as_bytes());
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("Host attacker.example:8080"), "{text}");
     assert_eq!(http(&addr, "OPTIONS", "/ask", b"").0, 405);
 
     // Bad requests are 4xx with a JSON error; the server keeps answering.
@@ -432,6 +458,11 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
             400,
             "unknown field",
         ),
+        (
+            &br#"{"question": "x", "top_k": 21}"#[..],
+            400,
+            "top_k must be 1 to 20",
+        ),
         (&[b' '; 5000][..], 413, "over 2000 bytes"),
     ] {
         let (got, text) = http(&addr, "POST", "/ask", body);
@@ -439,6 +470,38 @@ fn serve_answers_as_ask_does_bounds_requests_and_stops_on_ctrl_c() {
         let error: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(error["error"].as_str().unwrap().contains(message), "{text}");
     }
+
+    // A body declared larger than any memory is refused unread (hyper refuses the largest
+    // lengths itself, 431), and the server goes on.
+    for (length, refused) in [
+        ("1000000000000", 413..=413),
+        ("18446744073709551615", 400..=499),
+    ] {
+        let request = format!(
+            "POST /ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, text) = raw(&addr, request.as_bytes());
+        assert!(refused.contains(&status), "{length}: {text}");
+    }
+    // A client that stops sending its body gets a 408 after --request-timeout, and holds
+    // up no one else meanwhile.
+    let stalled = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            raw(
+                &addr,
+                b"POST /ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"question\"",
+            )
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(http(&addr, "POST", "/ask", body.as_bytes()).0, 200);
+    assert!(
+        !stalled.is_finished(),
+        "answered before the stalled body timed out"
+    );
+    let (status, text) = stalled.join().unwrap();
+    assert_eq!(status, 408, "{text}");
 
     // Concurrent requests each get their own question's answer.
     let questions = [

@@ -1,24 +1,36 @@
 //! `realm serve`: the native engine behind a local HTTP server. `GET /` is a page holding the
 //! `<realm-qa>` widget pointed at this server; `POST /ask` takes `{"question": "...",
-//! "top_k": 5}` and answers with the JSON the browser's engine returns (`PageReport`). Bodies
-//! are bounded, bad requests get a 4xx with `{"error": "..."}`, requests are served on several
-//! threads over one engine, and Ctrl-C lets the requests in flight finish before it exits.
-//! Widgets on other sites' pages may ask it only from the origins `--allow-origin` names (CORS:
-//! the browser's preflight `OPTIONS /ask` is answered for those, refused for the rest).
+//! "top_k": 5}` and answers with the JSON the browser's engine returns (`PageReport`).
+//!
+//! HTTP/1.1 is hyper's, over tokio; the questions run on `--threads` blocking threads over one
+//! engine, and at most [`WAITING_PER_THREAD`] a thread wait for one (more get a 503). Bodies
+//! are bounded in size and in time (a client that stops sending gets a 408 and holds nothing
+//! else up), bad requests get a 4xx with `{"error": "..."}`, a question that panics a 500,
+//! and Ctrl-C (or SIGTERM) lets the requests in flight finish before it exits (a second one
+//! exits at once).
+//!
+//! Who may ask: a page of this server, a client that is not a browser (no `Origin`), and
+//! widgets on the pages of the origins `--allow-origin` names (CORS: the browser's preflight
+//! `OPTIONS /ask` is answered for those, refused for the rest, and so is a POST from any other
+//! origin, before it is read). On a loopback address the `Host` a request names must be a
+//! loopback name too, so that a page whose name was rebound to 127.0.0.1 cannot read answers.
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
 use realm_core::qa::engine::QaEngine;
 use realm_core::qa::report::PageReport;
 use serde::Deserialize;
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::qa::QaFiles;
 
@@ -30,7 +42,8 @@ pub struct ServeArgs {
     /// network. Port 0 picks a free one (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Requests answered at once (each on its own thread, over the one engine).
+    /// Questions answered at once (each on its own thread, over the one engine); up to 16
+    /// times as many wait their turn, and more get a 503.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
     /// Largest request body accepted, in bytes.
@@ -39,12 +52,19 @@ pub struct ServeArgs {
     /// Most passages a request may ask the reader to read (its top_k).
     #[arg(long, default_value_t = 20)]
     pub max_top_k: usize,
+    /// Seconds a client has to send a request's headers, and again its body (408 after).
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout: u64,
     /// A site whose pages' widgets may ask this server, as scheme://host[:port] (e.g.
-    /// https://example.org; `null` for pages opened from files), or `*` for every site. Repeatable. None by default: the page at
-    /// `/` needs none, and a page of another site cannot read the answers.
+    /// https://example.org; `null` for pages opened from files), or `*` for every site.
+    /// Repeatable. None by default: the page at `/` needs none, and a page of another site
+    /// is refused.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
 }
+
+/// Requests that may wait for a free thread, per `--threads`.
+const WAITING_PER_THREAD: usize = 16;
 
 /// Who may ask from another origin, and the refused origins already reported on stderr.
 struct Cors {
@@ -80,7 +100,12 @@ impl Cors {
 
     /// Says once per origin on stderr how to let it in.
     fn refused(&self, origin: &str) {
-        if self.warned.lock().unwrap().insert(origin.to_string()) {
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(origin.to_string());
+        if first {
             eprintln!(
                 "warning: a page at {origin} asked; its widget may ask only if the server \
                  runs with --allow-origin {origin}"
@@ -104,6 +129,22 @@ fn check_origin(origin: &str) -> anyhow::Result<String> {
     }
     // Browsers send the scheme and host in lower case.
     Ok(origin.to_ascii_lowercase())
+}
+
+/// Whether `host` (a `Host` header: name or address, and an optional port) names this
+/// machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [::1]:8080
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The widget's modules, compiled in so the server needs no checkout beside it.
@@ -140,9 +181,44 @@ struct AskBody {
     top_k: Option<usize>,
 }
 
+/// What every request is answered from.
+struct Server {
+    engine: Arc<QaEngine>,
+    cors: Cors,
+    args: ServeArgs,
+    device: &'static str,
+    /// Whether the server listens on a loopback address (then `Host` must name one).
+    loopback: bool,
+    /// The questions being answered: `--threads` permits, each held until its question's
+    /// thread is done (also when its client has gone).
+    answering: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a permit.
+    waiting: AtomicUsize,
+}
+
+/// A request counted among those waiting for a thread while it lives (its client may go
+/// away while it waits: the count goes down all the same).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts one more, unless `limit` wait already.
+    fn enter(count: &'a AtomicUsize, limit: usize) -> Option<Self> {
+        let waiting = Self(count);
+        (count.fetch_add(1, Ordering::SeqCst) < limit).then_some(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    if args.threads == 0 || args.max_top_k == 0 {
-        bail!("--threads and --max-top-k must be at least 1");
+    if args.threads == 0 || args.max_top_k == 0 || args.request_timeout == 0 {
+        bail!("--threads, --max-top-k and --request-timeout must be at least 1");
     }
     if args.files.top_k == 0 || args.files.top_k > args.max_top_k {
         bail!(
@@ -151,198 +227,387 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             args.max_top_k
         );
     }
-    let cors = Arc::new(Cors::new(&args.allow_origin)?);
+    let cors = Cors::new(&args.allow_origin)?;
     let t_load = Instant::now();
     let engine = Arc::new(args.files.open_engine()?);
-    let server = Arc::new(
-        Server::http(args.listen)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?,
-    );
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .context("the server has no IP address")?;
-    eprintln!(
-        "(loaded in {:.1} s; Ctrl-C stops)",
-        t_load.elapsed().as_secs_f64()
-    );
-    println!("serving http://{addr}/");
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
-    }
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr().context("the server has no address")?;
+    listener.set_nonblocking(true)?;
     let device = match args.files.device {
         crate::commands::finetune::DeviceKind::Cpu => "cpu",
         _ => "gpu",
     };
-    let workers: Vec<_> = (0..args.threads)
-        .map(|_| {
-            let (server, engine, stop, args, cors) = (
-                server.clone(),
-                engine.clone(),
-                stop.clone(),
-                args.clone(),
-                cors.clone(),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match server.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(request)) => {
-                            let _ = serve_one(request, &engine, &args, &cors, device);
-                        }
-                        Ok(None) => {}
-                        Err(e) => eprintln!("warning: accepting a connection: {e}"),
-                    }
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
+    let server = Arc::new(Server {
+        engine,
+        cors,
+        args: args.clone(),
+        device,
+        loopback: addr.ip().is_loopback(),
+        answering: Arc::new(tokio::sync::Semaphore::new(args.threads)),
+        waiting: AtomicUsize::new(0),
+    });
+    // Two threads for the connections; the questions run on blocking threads beside them.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the server's runtime")?;
+    eprintln!(
+        "(loaded in {:.1} s; Ctrl-C stops)",
+        t_load.elapsed().as_secs_f64()
+    );
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "note: listening on {addr}: every machine that reaches this one may ask, and any \
+             name it is reached by is answered"
+        );
     }
+    println!("serving http://{addr}/");
+    runtime.block_on(accept(listener, server))?;
     eprintln!("stopped");
     Ok(())
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
-fn json(status: u16, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", "application/json"))
-        .with_header(header("Cache-Control", "no-store"))
+async fn accept(listener: std::net::TcpListener, server: Arc<Server>) -> anyhow::Result<()> {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let timeout = Duration::from_secs(server.args.request_timeout);
+    let mut stop = std::pin::pin!(stop_signal());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    eprintln!("warning: accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let server = server.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(handle(&server, request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    eprintln!("stopping: finishing the requests in flight (Ctrl-C again stops at once)");
+    tokio::select! {
+        _ = graceful.shutdown() => Ok(()),
+        _ = stop_signal() => bail!("stopped before the requests in flight finished"),
+    }
 }
 
-fn error(status: u16, message: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json(status: StatusCode, body: String) -> Reply {
+    let mut response = reply(status, "application/json", body);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
     json(status, serde_json::json!({ "error": message }).to_string())
 }
 
-/// The value of the request's header `name`, if it has one.
-fn header_value(request: &Request, name: &'static str) -> Option<String> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str().to_string())
+/// `response` with `name: value` added (a value the request sent back, or a constant).
+fn with(mut response: Reply, name: header::HeaderName, value: &str) -> Reply {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
-fn serve_one(
-    mut request: Request,
-    engine: &QaEngine,
-    args: &ServeArgs,
-    cors: &Cors,
-    device: &'static str,
-) -> std::io::Result<()> {
-    let path = request.url().split('?').next().unwrap_or("/").to_string();
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn handle(server: &Server, request: Request<Incoming>) -> Reply {
+    let headers = request.headers();
+    let host = header_str(headers, "host");
+    if server.loopback
+        && let Some(host) = host.filter(|h| !is_loopback_host(h))
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Host {host} is not a name of this machine: this server listens on loopback \
+                 (a page reaching it through another name is refused)"
+            ),
+        );
+    }
     // Set by browsers on every cross-origin request (and on same-origin POSTs).
-    let origin = header_value(&request, "Origin");
-    let allowed = origin.as_deref().filter(|o| cors.allows(o));
-    let response = match (request.method(), path.as_str()) {
-        (Method::Post, "/ask") => {
-            let response = ask(&mut request, engine, args, device);
-            match allowed {
-                Some(origin) => response
-                    .with_header(header("Access-Control-Allow-Origin", origin))
-                    .with_header(header("Vary", "Origin")),
-                None => response,
+    let origin = header_str(headers, "origin").map(str::to_string);
+    let same_origin = |origin: &str| {
+        host.is_some_and(|host| {
+            origin.eq_ignore_ascii_case(&format!("http://{host}"))
+                || origin.eq_ignore_ascii_case(&format!("https://{host}"))
+        })
+    };
+    let allowed = origin
+        .as_deref()
+        .filter(|o| server.cors.allows(o) || same_origin(o))
+        .map(str::to_string);
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::POST, "/ask") => match (&origin, &allowed) {
+            (Some(origin), None) => refuse(&server.cors, origin),
+            _ => {
+                let response = ask(server, request).await;
+                match allowed {
+                    Some(origin) => with(
+                        with(response, header::ACCESS_CONTROL_ALLOW_ORIGIN, &origin),
+                        header::VARY,
+                        "Origin",
+                    ),
+                    None => response,
+                }
             }
-        }
+        },
         // The browser's preflight before a cross-origin JSON POST.
-        (Method::Options, "/ask") if origin.is_some() => match allowed {
+        (&Method::OPTIONS, "/ask") if origin.is_some() => match allowed {
             Some(origin) => {
-                let mut response = Response::from_data(Vec::new())
-                    .with_status_code(204)
-                    .with_header(header("Access-Control-Allow-Origin", origin))
-                    .with_header(header("Access-Control-Allow-Methods", "POST"))
-                    .with_header(header("Access-Control-Allow-Headers", "Content-Type"))
-                    .with_header(header("Access-Control-Max-Age", "600"))
-                    .with_header(header("Vary", "Origin"));
+                let mut response = reply(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
+                response = with(response, header::ACCESS_CONTROL_ALLOW_ORIGIN, &origin);
+                response = with(response, header::ACCESS_CONTROL_ALLOW_METHODS, "POST");
+                response = with(
+                    response,
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "Content-Type",
+                );
+                response = with(response, header::ACCESS_CONTROL_MAX_AGE, "600");
+                response = with(response, header::VARY, "Origin");
                 // Chromium asks before a public page reaches a private address.
-                if header_value(&request, "Access-Control-Request-Private-Network").as_deref()
+                if header_str(request.headers(), "access-control-request-private-network")
                     == Some("true")
                 {
-                    response = response
-                        .with_header(header("Access-Control-Allow-Private-Network", "true"));
+                    response = with(
+                        response,
+                        header::HeaderName::from_static("access-control-allow-private-network"),
+                        "true",
+                    );
                 }
                 response
             }
-            None => {
-                let origin = origin.as_deref().unwrap_or_default();
-                cors.refused(origin);
-                error(
-                    403,
-                    &format!(
-                        "{origin} may not ask: start realm serve with --allow-origin {origin}"
-                    ),
-                )
-            }
+            None => refuse(&server.cors, origin.as_deref().unwrap_or_default()),
         },
-        (_, "/ask") => {
-            error(405, "use POST /ask with a JSON body").with_header(header("Allow", "POST"))
+        (_, "/ask") => with(
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST /ask with a JSON body",
+            ),
+            header::ALLOW,
+            "POST",
+        ),
+        (&Method::GET | &Method::HEAD, "/") => {
+            reply(StatusCode::OK, "text/html; charset=utf-8", PAGE)
         }
-        (Method::Get, "/") => Response::from_string(PAGE)
-            .with_header(header("Content-Type", "text/html; charset=utf-8")),
-        (Method::Get, p) => match ASSETS.iter().find(|(name, _)| *name == p) {
-            Some((_, body)) => Response::from_string(*body)
-                .with_header(header("Content-Type", "text/javascript; charset=utf-8")),
-            None => error(404, &format!("no {p} here: GET / or POST /ask")),
+        (&Method::GET | &Method::HEAD, p) => match ASSETS.iter().find(|(name, _)| *name == p) {
+            Some((_, body)) => reply(StatusCode::OK, "text/javascript; charset=utf-8", *body),
+            None => error(
+                StatusCode::NOT_FOUND,
+                &format!("no {p} here: GET / or POST /ask"),
+            ),
         },
-        (m, p) => error(405, &format!("{m} {p}: GET / or POST /ask")),
-    };
-    request.respond(response)
+        (m, p) => with(
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{m} {p}: GET / or POST /ask"),
+            ),
+            header::ALLOW,
+            "GET, HEAD",
+        ),
+    }
 }
 
-fn ask(
-    request: &mut Request,
-    engine: &QaEngine,
-    args: &ServeArgs,
-    device: &'static str,
-) -> Response<std::io::Cursor<Vec<u8>>> {
-    if request.body_length().is_some_and(|n| n > args.max_body) {
-        return error(413, &format!("the body is over {} bytes", args.max_body));
+fn refuse(cors: &Cors, origin: &str) -> Reply {
+    cors.refused(origin);
+    error(
+        StatusCode::FORBIDDEN,
+        &format!("{origin} may not ask: start realm serve with --allow-origin {origin}"),
+    )
+}
+
+async fn ask(server: &Server, request: Request<Incoming>) -> Reply {
+    let args = &server.args;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over {} bytes", args.max_body),
+        )
+    };
+    let declared = header_str(request.headers(), "content-length").and_then(|n| n.parse().ok());
+    if declared.is_some_and(|n: u64| n > args.max_body as u64) {
+        // Refused unread: hyper closes the connection rather than read what was declared.
+        return too_large();
     }
-    let mut body = Vec::new();
-    if let Err(e) = request
-        .as_reader()
-        .take(args.max_body as u64 + 1)
-        .read_to_end(&mut body)
-    {
-        return error(400, &format!("reading the body: {e}"));
-    }
-    if body.len() > args.max_body {
-        return error(413, &format!("the body is over {} bytes", args.max_body));
-    }
+    let body = Limited::new(request.into_body(), args.max_body);
+    let timeout = Duration::from_secs(args.request_timeout);
+    let body = match tokio::time::timeout(timeout, body.collect()).await {
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the body did not arrive within {} s", args.request_timeout),
+            );
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
+        Ok(Ok(body)) => body.to_bytes(),
+    };
     let parsed: AskBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return error(
-                400,
+                StatusCode::BAD_REQUEST,
                 &format!("the body is not {{\"question\": string, \"top_k\": number}}: {e}"),
             );
         }
     };
     let k = parsed.top_k.unwrap_or(args.files.top_k);
     if k == 0 || k > args.max_top_k {
-        return error(400, &format!("top_k must be 1 to {}", args.max_top_k));
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("top_k must be 1 to {}", args.max_top_k),
+        );
     }
     if parsed.question.trim().is_empty() {
-        return error(400, "the question is empty");
+        return error(StatusCode::BAD_REQUEST, "the question is empty");
     }
-    match engine.ask(&parsed.question, k) {
-        Ok(report) => {
+
+    // Wait for a thread, unless too many wait already.
+    let Some(waiting) = Waiting::enter(&server.waiting, WAITING_PER_THREAD * args.threads) else {
+        return with(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many questions are waiting: ask again shortly",
+            ),
+            header::RETRY_AFTER,
+            "1",
+        );
+    };
+    let permit = server.answering.clone().acquire_owned().await;
+    drop(waiting);
+    let Ok(permit) = permit else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
+    };
+    let engine = server.engine.clone();
+    let device = server.device;
+    let answered = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        engine.ask(&parsed.question, k).map(|report| {
             let page = PageReport::new(&report, &engine.corpus.passages, device);
-            json(
-                200,
-                serde_json::to_string(&page).expect("a serialisable report"),
-            )
-        }
+            serde_json::to_string(&page).expect("a serialisable report")
+        })
+    })
+    .await;
+    match answered {
+        Ok(Ok(page)) => json(StatusCode::OK, page),
         // The client's fault (a question of no words the tokenizer reads): 400, as in the
         // browser engine, where it is a `question` error.
-        Err(e @ realm_core::Error::QuestionWithoutWords) => error(400, &e.to_string()),
-        Err(e) => error(500, &format!("answering failed: {e}")),
+        Ok(Err(e @ realm_core::Error::QuestionWithoutWords)) => {
+            error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("answering failed: {e}"),
+        ),
+        // A panic while answering: this request fails, the server goes on.
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("answering failed: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Waiting, is_loopback_host};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_waiting_count_is_bounded_and_falls_with_every_request_that_leaves() {
+        let count = AtomicUsize::new(0);
+        let first = Waiting::enter(&count, 2).expect("room for two");
+        let second = Waiting::enter(&count, 2).expect("room for two");
+        assert!(Waiting::enter(&count, 2).is_none(), "a third is refused");
+        assert_eq!(count.load(Ordering::SeqCst), 2, "and not counted");
+        drop(first); // answered, or its client went away while it waited
+        let third = Waiting::enter(&count, 2).expect("room again");
+        drop((second, third));
+        assert_eq!(count.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_from_other_names() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST:1",
+            "app.localhost:3000",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:9",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "example.org",
+            "evil.example:8080",
+            "localhost.example.org",
+            "10.0.0.1:8080",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }
