@@ -679,11 +679,13 @@ fn passage_vectors(
             .chain(retrieved[e.question].iter().map(String::as_str))
             .collect()
     };
+    // In a fixed order (a HashSet's differs between processes): the chunks' padding, and so
+    // the vectors' last bits, must be the same in a resumed run.
     let missing: Vec<&str> = examples
         .iter()
         .flat_map(texts)
         .filter(|t| fixed.vector_of(t).is_none())
-        .collect::<HashSet<_>>()
+        .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let mut embedded = std::collections::HashMap::new();

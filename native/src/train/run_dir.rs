@@ -74,9 +74,13 @@ pub fn save_checkpoint<M: Module>(
         .map_err(|e| anyhow::anyhow!("saving the optimiser record: {e}"))?;
     let mut state = state.clone();
     for record in RECORDS {
-        state
-            .sha256
-            .insert(record.into(), file_sha256(&tmp.path().join(record))?);
+        let path = tmp.path().join(record);
+        // On disk before `latest` names this checkpoint and the previous one is removed
+        // (burn's save does not sync): a power cut cannot leave only a torn one.
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", path.display()))?;
+        state.sha256.insert(record.into(), file_sha256(&path)?);
     }
     write_atomic(
         &tmp.path().join("state.json"),
@@ -84,6 +88,9 @@ pub fn save_checkpoint<M: Module>(
     )?;
     extra(tmp.path())?;
     let target = dir.join(&name);
+    // There already only when a crash came between its rename and the write of `latest`,
+    // which then still names the checkpoint the run resumed from (kept until `latest` moves
+    // on, below): removing this one first loses nothing a resume needs.
     if target.exists() {
         std::fs::remove_dir_all(&target)?;
     }

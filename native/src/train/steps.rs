@@ -135,9 +135,9 @@ pub fn run_steps<M: Module>(
             if !value.is_finite() {
                 bail!(
                     "step {step}, micro-batch {m}: the loss is {value} ({describe}); no checkpoint was written past step {}: \
-                     lower --lr or check the data, then --resume {}",
+                     {}",
                     saved_at,
-                    s.dir.display()
+                    start_again(s.dir)
                 );
             }
             loss_sum += f64::from(value);
@@ -153,9 +153,9 @@ pub fn run_steps<M: Module>(
         if !grad_norm.is_finite() {
             bail!(
                 "step {step}: the gradient norm is {grad_norm}; the weights were not updated and no checkpoint was \
-                 written past step {}: lower --lr or check the data, then --resume {}",
+                 written past step {}: {}",
                 saved_at,
-                s.dir.display()
+                start_again(s.dir)
             );
         }
         // A group at factor 1 steps with the rest: one optimiser pass fewer.
@@ -234,6 +234,16 @@ pub fn run_steps<M: Module>(
         s.dir.join("loss.png").display()
     );
     Ok(Ended::Finished(model))
+}
+
+/// What to do after a loss or gradient that is not finite: `--resume` would replay the same
+/// batches with the same flags (it refuses others), and meet the same step again.
+fn start_again(dir: &Path) -> String {
+    format!(
+        "lower --lr or check the data, and start a new run (--resume {} keeps the run's flags \
+         and data, and would meet this step again)",
+        dir.display()
+    )
 }
 
 fn progress_bar(name: &str, total: usize, start: usize, quiet: bool) -> ProgressBar {

@@ -215,7 +215,12 @@ pub fn kill_then_resume(args: &[String], run: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    // Killed, not finished before the kill came: otherwise nothing here resumes.
+    assert!(
+        !status.success(),
+        "the run ended ({status}) before it could be killed: give it more steps"
+    );
     let resume = [&args[0], "--resume", run.to_str().unwrap(), "--quiet"];
     assert_ok(&realm(&resume.map(String::from)));
 }
