@@ -22,10 +22,13 @@ while [ $# -gt 0 ]; do
     *) flags+=("$1"); shift ;;
   esac
 done
+# Questions whose answer the demo corpus holds (it names no capital of Australia, nor when the
+# Second World War ended, the two questions these replaced): a reader answers from what it
+# retrieves, and from nothing else.
 if [ ${#questions[@]} -eq 0 ]; then
-  questions=("Who painted the Mona Lisa?" "What is the capital of Australia?"
-             "Who wrote Hamlet?" "What is the largest planet in the solar system?"
-             "When did the Second World War end?")
+  questions=("Who painted the Mona Lisa?" "Who wrote Hamlet?"
+             "What is the largest planet in the solar system?"
+             "Who developed the theory of relativity?" "What is the highest mountain on Earth?")
 fi
 
 scripts/setup.sh --demo-data >&2
