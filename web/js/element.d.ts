@@ -32,7 +32,7 @@ export declare class RealmQaElement extends HTMLElement {
   ask(question?: string): Promise<AskResult>;
   /** Rejects the pending load or question with an AbortError; the widget stays usable. */
   abort(): void;
-  /** Ends the engine's worker and frees its memory; the next ask() loads again. */
+  /** Ends the engine's worker and frees its memory (as removing the element from the page does); the next ask() loads again. */
   dispose(): void;
   addEventListener<K extends keyof RealmQaEventMap>(type: K, listener: (this: RealmQaElement, ev: RealmQaEventMap[K]) => unknown, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions): void;

@@ -117,7 +117,13 @@ export class RealmQaElement extends HTMLElement {
   }
 
   disconnectedCallback() {
-    this.abort();
+    // Removed, not moved (a move reconnects it before the microtask runs): the load or
+    // question in flight stops, and the worker and its engine go with the element.
+    queueMicrotask(() => {
+      if (this.isConnected) return;
+      this.abort();
+      this.dispose();
+    });
   }
 
   attributeChangedCallback(name, old, value) {
@@ -309,7 +315,7 @@ export class RealmQaElement extends HTMLElement {
     this.#realm?.abort();
   }
 
-  /** Ends the engine's worker and frees its memory; the next ask() loads again. */
+  /** Ends the engine's worker and frees its memory (as removing the element from the page does); the next ask() loads again. */
   dispose() {
     this.#realm?.dispose();
     this.#realm = null;

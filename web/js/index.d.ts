@@ -17,7 +17,7 @@ export declare const MODEL_FILES: readonly ["config.json", "tokenizer.json", "mo
 export declare const QUERY_FILES: readonly ["query.json", "query.safetensors"];
 /** A bundle's members (`realm bundle`; the query files where the reader has a question embedder) and the file of `FileName` each one is. */
 export declare const BUNDLE_MEMBERS: Readonly<Record<"config.json" | "tokenizer.json" | "model.safetensors" | "reader.json" | "reader.safetensors" | "index.shard" | "passages.jsonl" | "query.json" | "query.safetensors", Exclude<FileName, "bundle">>>;
-/** The Cache API cache the files are kept in (versioned). */
+/** The Cache API cache the files are kept in, by URL, until the engine refuses one (a file changed at the same URL is not fetched again: give it a new URL). */
 export declare const CACHE_NAME: string;
 
 /** Progress of one file: "download" from the network, "cache" from the Cache API; "build" once all are in (file null). */
@@ -48,7 +48,7 @@ export interface LoadOptions {
   device?: "auto" | "webgpu" | "cpu";
   /** Run the engine in a Web Worker (default: wherever Workers exist). */
   worker?: boolean;
-  /** Keep fetched files in the Cache API (true: the versioned CACHE_NAME; a string: that cache). Default true. */
+  /** Keep fetched files in the Cache API (true: CACHE_NAME; a string: that cache). Default true. */
   cache?: boolean | string;
   /** The CPU build's .wasm: its URL (a relative one resolves against `base`, as the other files) or bytes (default: the package's own). The WebGPU build (device "webgpu", or "auto" on a GPU) always loads the package's own realm-webgpu.wasm. */
   wasm?: string | URL | Uint8Array | ArrayBuffer;
@@ -59,6 +59,7 @@ export interface LoadOptions {
 export interface AskOptions {
   /** Passages the reader reads (default 5). */
   topK?: number;
+  /** Rejects this ask alone with an AbortError (code "aborted"); other asks in flight go on. */
   signal?: AbortSignal;
 }
 
@@ -77,7 +78,7 @@ export declare class Realm {
   ask(question: string, options?: AskOptions): Promise<AskResult>;
   /** The engine's memory: bytes of wasm linear memory (it only grows: its peak so far). */
   stats(): Promise<{ wasmMemory: number }>;
-  /** Rejects the pending ask with an AbortError (a RealmError, code "aborted"); the engine stays usable (a load is cancelled by its `signal` option). (Without a worker, a CPU ask runs to its end before this can be called.) */
+  /** Rejects every pending ask with an AbortError (a RealmError, code "aborted"); the engine stays usable (a load is cancelled by its `signal` option, one ask by its own). (Without a worker, a CPU ask runs to its end before this can be called.) */
   abort(): void;
   /** Ends the worker and frees the engine; later calls reject with code "disposed". */
   dispose(): void;

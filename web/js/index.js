@@ -9,7 +9,7 @@ function pageBase() {
   return globalThis.document?.baseURI ?? globalThis.location?.href ?? undefined;
 }
 
-/** The worker transport: one request at a time per id; abort() rejects what is pending. */
+/** The worker transport: one request at a time per id; abort() rejects what is pending, cancel(id) one request. */
 class WorkerTransport {
   constructor(worker) {
     this.worker = worker;
@@ -27,13 +27,19 @@ class WorkerTransport {
       this.failAll(new RealmError("engine", `the worker failed: ${e.message ?? "unknown error"}`));
     };
   }
-  call(message, onProgress, transfer = []) {
+  call(message, onProgress, signal) {
     if (!this.worker) return Promise.reject(new RealmError("disposed", "this engine was disposed"));
     const id = this.next++;
-    return new Promise((resolve, reject) => {
+    return withSignal(new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
-      this.worker.postMessage({ ...message, id }, transfer);
-    });
+      this.worker.postMessage({ ...message, id });
+    }), signal, () => this.cancel(id));
+  }
+  /** Rejects request `id` alone with an AbortError: the worker finishes it, and its reply is dropped. */
+  cancel(id) {
+    const p = this.pending.get(id);
+    this.pending.delete(id);
+    p?.reject(new RealmError("aborted", "aborted"));
   }
   abort() {
     this.worker?.postMessage({ type: "abort" });
@@ -50,6 +56,17 @@ class WorkerTransport {
   }
 }
 
+/**
+ * `promise`, rejected by `cancel()` if `signal` aborts first (its listener removed once the
+ * promise settles).
+ */
+function withSignal(promise, signal, cancel) {
+  if (!signal) return promise;
+  if (signal.aborted) cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  return promise.finally(() => signal.removeEventListener("abort", cancel));
+}
+
 /** The same calls in this thread (Node, or `worker: false`). */
 class LocalTransport {
   constructor() {
@@ -60,7 +77,7 @@ class LocalTransport {
     // before abort() can be called, so abort() finds none of those).
     this.waiting = new Set();
   }
-  async call(message, onProgress) {
+  async call(message, onProgress, signal) {
     if (this.closed) throw new RealmError("disposed", "this engine was disposed");
     if (message.type === "load") {
       const { openLocal } = await import("./local.js");
@@ -76,10 +93,12 @@ class LocalTransport {
     }
     if (!this.engine) throw new RealmError("state", "ask() before load() finished");
     const asked = askEngine(this.engine, message.question, message.topK);
-    return new Promise((resolve, reject) => {
+    let cancel;
+    return withSignal(new Promise((resolve, reject) => {
+      cancel = () => reject(new RealmError("aborted", "aborted"));
       this.waiting.add(reject);
       asked.then(resolve, reject).finally(() => this.waiting.delete(reject));
-    });
+    }), signal, () => cancel());
   }
   abort() {
     this.controller?.abort();
@@ -116,13 +135,8 @@ export class Realm {
   async ask(question, { topK = 5, signal } = {}) {
     if (typeof question !== "string" || question.trim() === "") throw new RealmError("question", "the question is empty");
     if (signal?.aborted) throw new RealmError("aborted", "aborted");
-    const onAbort = () => this.abort();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      return await this.transport.call({ type: "ask", question, topK });
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
+    // This ask alone: the others in flight go on.
+    return this.transport.call({ type: "ask", question, topK }, undefined, signal);
   }
 
   /** The engine's memory: { wasmMemory } (bytes of wasm linear memory, its peak so far). */
@@ -130,7 +144,7 @@ export class Realm {
     return this.transport.call({ type: "stats" });
   }
 
-  /** Rejects the pending ask with an AbortError (code "aborted"); the engine stays usable. */
+  /** Rejects every pending ask with an AbortError (code "aborted"); the engine stays usable. */
   abort() {
     this.transport.abort();
   }
@@ -171,9 +185,15 @@ export async function load(options = {}) {
   // Before the worker starts: an aborted load leaves nothing running.
   if (signal?.aborted) throw new RealmError("aborted", "aborted");
   const useWorker = worker ?? typeof Worker !== "undefined";
-  const transport = useWorker
-    ? new WorkerTransport(new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "realm-qa" }))
-    : new LocalTransport();
+  let transport;
+  try {
+    transport = useWorker
+      ? new WorkerTransport(new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "realm-qa" }))
+      : new LocalTransport();
+  } catch (e) {
+    // A page of another origin than the package's, or a Content-Security-Policy without worker-src.
+    throw new RealmError("engine", `cannot start the engine's worker: ${e.message} (serve the package from the page's origin, or load with worker: false)`);
+  }
   const onAbort = () => transport.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {

@@ -12,7 +12,11 @@ export const MODEL_FILES = ["config.json", "tokenizer.json", "model.safetensors"
  */
 export const QUERY_FILES = ["query.json", "query.safetensors"];
 
-/** Cache API entries are versioned: a new package version never reads an old one's files. */
+/**
+ * The Cache API cache files are kept in, by URL, until the engine refuses one (then this
+ * load's entries go, and the next load fetches afresh). A file changed at the same URL is
+ * not fetched again: give changed files new URLs (or another cache name).
+ */
 export const CACHE_NAME = "realm-qa-v1";
 
 /** An error with a `code` a page can branch on, and the file it concerns where there is one. */
@@ -114,6 +118,8 @@ export function fileList({ model, index, passages, bundle, files = {} }, base) {
 
 async function readBody(response, file, onProgress, signal) {
   const total = Number(response.headers.get("content-length")) || null;
+  // A compressed response's Content-Length counts what was sent, not what is read.
+  const encoded = !["", "identity"].includes(response.headers.get("content-encoding") ?? "");
   if (!response.body) {
     const bytes = new Uint8Array(await response.arrayBuffer());
     onProgress?.({ file, phase: "download", loaded: bytes.length, total: bytes.length });
@@ -124,11 +130,22 @@ async function readBody(response, file, onProgress, signal) {
   let loaded = 0;
   for (;;) {
     if (signal?.aborted) { reader.cancel(); throw new RealmError("aborted", "aborted", file); }
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    onProgress?.({ file, phase: "download", loaded, total });
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      if (signal?.aborted) throw new RealmError("aborted", "aborted", file);
+      throw new RealmError("fetch", `${file}: the download broke off after ${loaded} bytes: ${e.message}`, file);
+    }
+    if (chunk.done) break;
+    chunks.push(chunk.value);
+    loaded += chunk.value.length;
+    onProgress?.({ file, phase: "download", loaded, total: encoded ? null : total });
+  }
+  // Checked before the bytes are cached: a cut-off file would otherwise be read from the
+  // cache on every later visit.
+  if (total !== null && !encoded && loaded !== total) {
+    throw new RealmError("fetch", `${file}: ${loaded} of its ${total} bytes arrived`, file);
   }
   const bytes = new Uint8Array(loaded);
   let at = 0;
@@ -143,7 +160,7 @@ async function readBody(response, file, onProgress, signal) {
  */
 export async function fetchFile({ name, url, optional = false }, { signal, cache = true, onProgress } = {}) {
   const store = cache && globalThis.caches ? await globalThis.caches.open(typeof cache === "string" ? cache : CACHE_NAME).catch(() => null) : null;
-  const cached = store ? await store.match(url) : undefined;
+  const cached = store ? await store.match(url).catch(() => undefined) : undefined;
   if (cached) {
     const bytes = await readBody(cached, name, (p) => onProgress?.({ ...p, phase: "cache" }), signal);
     return { bytes, fromCache: true };
@@ -162,6 +179,17 @@ export async function fetchFile({ name, url, optional = false }, { signal, cache
     await store.put(url, new Response(bytes, { headers: { "content-type": "application/octet-stream", "content-length": String(bytes.length) } })).catch(() => {});
   }
   return { bytes, fromCache: false };
+}
+
+/** Removes `urls` from the cache `cache` (as fetchFile names it) where they are; never throws. */
+export async function forgetCached(urls, cache = true) {
+  if (!cache || !globalThis.caches) return;
+  try {
+    const store = await globalThis.caches.open(typeof cache === "string" ? cache : CACHE_NAME);
+    await Promise.all(urls.map((url) => store.delete(url)));
+  } catch {
+    // No cache to clean: nothing was read from one.
+  }
 }
 
 /**

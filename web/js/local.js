@@ -6,7 +6,7 @@
 // worker format cannot. Each .wasm is fetched only when its kind is initialised.
 import * as cpuGlue from "../pkg/realm.js";
 import * as webgpuGlue from "../pkg/webgpu/realm.js";
-import { RealmError, fetchFile, buildEngine, unbundle } from "./loader.js";
+import { RealmError, fetchFile, buildEngine, unbundle, forgetCached } from "./loader.js";
 
 const modules = { cpu: null, webgpu: null };
 let exports = null;
@@ -72,11 +72,19 @@ export async function openLocal({ urls = [], files = {}, cache = true, wasm, dev
     return true;
   });
   if (signal?.aborted) throw new RealmError("aborted", "aborted");
-  if (bytes.bundle) {
-    Object.assign(bytes, unbundle(bytes.bundle));
-    delete bytes.bundle;
-  }
   onProgress?.({ file: null, phase: "build", loaded: 0, total: null });
-  const engine = await buildEngine(m.Engine, bytes, kind);
+  let engine;
+  try {
+    if (bytes.bundle) {
+      Object.assign(bytes, unbundle(bytes.bundle));
+      delete bytes.bundle;
+    }
+    engine = await buildEngine(m.Engine, bytes, kind);
+  } catch (e) {
+    // A file refused (damaged in the cache, or a page's file that changed at its URL while
+    // the others did not): the next load fetches them all afresh instead of failing again.
+    if (e?.code === "file") await forgetCached(urls.map((f) => f.url), cache);
+    throw e;
+  }
   return { engine, fromCache: present.length > 0 && present.every((g) => g.fromCache), device: kind, downloaded };
 }

@@ -49,6 +49,34 @@ test("abort() rejects the ask in flight, and the engine still answers", async ()
   assertSameAnswer(await realm.ask(native.question), native);
 });
 
+test("an ask's signal rejects that ask alone; the others answer", async () => {
+  const [first, second] = nativeAnswers();
+  const controller = new AbortController();
+  const one = realm.ask(first.question, { signal: controller.signal });
+  const two = realm.ask(second.question);
+  controller.abort();
+  await assert.rejects(one, (e) => e instanceof RealmError && e.code === "aborted");
+  assertSameAnswer(await two, second);
+});
+
+test("a download that breaks off is a fetch error naming the file, not a raw TypeError", async () => {
+  const { createServer } = await import("node:http");
+  const { fetchFile } = await import("../js/loader.js");
+  // Declares 1,000 bytes, sends 10, and hangs up.
+  const server = createServer((req, res) => {
+    res.writeHead(200, { "content-length": "1000" });
+    res.write("0123456789", () => res.socket.destroy());
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const url = `http://127.0.0.1:${server.address().port}/index.shard`;
+    await assert.rejects(fetchFile({ name: "index", url }, { cache: false }),
+      (e) => e instanceof RealmError && e.code === "fetch" && e.file === "index" && /index/.test(e.message));
+  } finally {
+    server.close();
+  }
+});
+
 test("a missing file, a truncated shard, an index of the wrong dimension or of other passages each name the file", async () => {
   await assert.rejects(load({ ...paths, index: paths.index + ".missing" }), (e) => e.code === "fetch" && e.file === "index");
   const shard = readFileSync(paths.index);

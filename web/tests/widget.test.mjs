@@ -108,6 +108,24 @@ test("the widget answers the demo questions as native realm ask does, marked in 
   await page.close();
 });
 
+test("a widget moved in the page keeps its engine; one removed from it lets the engine go", async () => {
+  const { page, logs } = await openWidget();
+  const states = await page.evaluate(async () => {
+    const el = document.querySelector("realm-qa");
+    const tick = () => new Promise((r) => setTimeout(r, 0));
+    const box = document.createElement("div");
+    document.body.append(box);
+    box.append(el); // a move: removed and added back in one task
+    await tick();
+    const moved = { state: el.state, device: el.device };
+    el.remove();
+    await tick();
+    return { moved, removed: { state: el.state, device: el.device } };
+  });
+  assert.deepEqual(states, { moved: { state: "ready", device: "cpu" }, removed: { state: "idle", device: null } }, logs.join("\n"));
+  await page.close();
+});
+
 test("a model directory without query.* (404s) embeds questions with the base model, and caches", async () => {
   EXTRA["/www/reader-only.html"] = Buffer.from(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>reader only</title>
 <script type="module" src="/js/element.js"></script></head><body>
@@ -144,6 +162,12 @@ test("a bad URL, a truncated shard, a wrong-dimension index and an empty questio
   assert.match(small.alert, /^index: its vectors have 8 dimensions, the model embeds in 384/);
   const fixed = await alertAfter({ index: "/fixture/index.shard" });
   assert.deepEqual(fixed, { state: "ready", alert: "" });
+  // A refused file is not kept in the cache: served cut off, then whole at the same URL, the
+  // next load fetches it again rather than read the cut-off copy back.
+  EXTRA["/www/changing.shard"] = shard.subarray(0, shard.length - 100);
+  assert.match((await alertAfter({ index: "/www/changing.shard" })).alert, /^index: /);
+  EXTRA["/www/changing.shard"] = shard;
+  assert.deepEqual(await alertAfter({ index: "/www/changing.shard" }), { state: "ready", alert: "" });
   const empty = await page.evaluate(async () => {
     const el = document.querySelector("realm-qa");
     await el.ask("   ").catch(() => {});
