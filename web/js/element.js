@@ -91,6 +91,7 @@ export class RealmQaElement extends HTMLElement {
   #result = null;
   #asking = null;
   #loadController = null;
+  #reloadQueued = false;
   #loadInfo = null;
   #readyResolve;
   #ready = new Promise((r) => (this.#readyResolve = r));
@@ -127,10 +128,20 @@ export class RealmQaElement extends HTMLElement {
   }
 
   attributeChangedCallback(name, old, value) {
-    if (old !== value && ["model", "index", "passages", "bundle"].includes(name) && this.#realm) {
+    if (old === value || !["model", "index", "passages", "bundle"].includes(name)) return;
+    if (!this.#realm && !this.#loading) return;
+    // Once for all the changes of one task (a page switching to `bundle` removes three
+    // attributes and sets one): the engine, or the load in flight, gives way to a load of
+    // what the attributes say then.
+    if (this.#reloadQueued) return;
+    this.#reloadQueued = true;
+    queueMicrotask(async () => {
+      this.#reloadQueued = false;
+      this.#loadController?.abort();
+      await this.#loading?.catch(() => {});
       this.dispose();
-      if (this.getAttribute("loading") !== "lazy") this.load().catch(() => {});
-    }
+      if (this.isConnected && this.getAttribute("loading") !== "lazy") this.load().catch(() => {});
+    });
   }
 
   /** "idle", "loading", "ready", "asking" or "error". */
@@ -279,7 +290,9 @@ export class RealmQaElement extends HTMLElement {
       throw new RealmError("fetch", `cannot reach ${this.endpoint}: ${e.message}${hint}`);
     }
     const body = await response.json().catch(() => null);
+    if (signal.aborted) throw new RealmError("aborted", "aborted");
     if (!response.ok) throw new RealmError(response.status < 500 ? "question" : "engine", body?.error ?? `the server answered HTTP ${response.status}`);
+    if (body === null) throw new RealmError("engine", `${this.endpoint} answered with something other than JSON`);
     return body;
   }
 

@@ -190,6 +190,25 @@ test("a bad URL, a truncated shard, a wrong-dimension index and an empty questio
   assert.deepEqual(await bundleAlert("/fixture/demo.realm.tar"), { state: "ready", alert: "" });
   assertSameAnswer(await askByKeyboard(page, nativeAnswers()[0].question), nativeAnswers()[0]);
 
+  // Back to the three files by attributes alone, changed in one task with no dispose(): one
+  // load, of what the attributes say once the task is done (not of the first change alone,
+  // which names no model).
+  const switched = await page.evaluate(async () => {
+    const el = document.querySelector("realm-qa");
+    el.removeAttribute("bundle");
+    el.setAttribute("model", "/fixture/model/");
+    el.setAttribute("index", "/fixture/index.shard");
+    el.setAttribute("passages", "/fixture/passages.jsonl");
+    const seen = [];
+    el.addEventListener("loadstart", () => seen.push("loadstart"));
+    for (const end = Date.now() + 120_000; Date.now() < end && !(seen.length && ["ready", "error"].includes(el.state));) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return { state: el.state, alert: el.shadowRoot.querySelector('[role="alert"]').textContent, loads: seen.length };
+  });
+  assert.deepEqual(switched, { state: "ready", alert: "", loads: 1 });
+  assertSameAnswer(await askByKeyboard(page, nativeAnswers()[1].question), nativeAnswers()[1]);
+
   // The package's load() itself: an already aborted signal rejects at once; a relative `wasm`
   // resolves against the page, as the files do (the worker would resolve it against js/).
   const direct = await page.evaluate(async (question) => {
