@@ -52,7 +52,8 @@ pub struct ServeArgs {
     /// Most passages a request may ask the reader to read (its top_k).
     #[arg(long, default_value_t = 20)]
     pub max_top_k: usize,
-    /// Seconds a client has to send a request's headers, and again its body (408 after).
+    /// Seconds a client has to send a request's headers (then the connection closes), and
+    /// again its body (then a 408).
     #[arg(long, default_value_t = 30)]
     pub request_timeout: u64,
     /// A site whose pages' widgets may ask this server, as scheme://host[:port] (e.g.
