@@ -13,7 +13,7 @@ template.innerHTML = `
   label { flex-basis: 100%; font-weight: 600; }
   input { flex: 1; min-width: 10rem; font: inherit; padding: .4rem .6rem; }
   button { font: inherit; padding: .4rem .9rem; background: var(--realm-qa-accent, #2456c8); color: #fff; border: 0; border-radius: 4px; cursor: pointer; }
-  button:disabled { opacity: .6; cursor: default; }
+  button[aria-disabled="true"] { opacity: .6; cursor: default; }
   [part~="progress"] { height: .4rem; background: #e6e8ef; border-radius: 2px; margin-top: .6rem; overflow: hidden; }
   [part~="progress-bar"] { height: 100%; width: 0; background: var(--realm-qa-accent, #2456c8); transition: width .2s; }
   [part~="error"]:empty, [part~="progress"][hidden] { display: none; }
@@ -103,6 +103,9 @@ export class RealmQaElement extends HTMLElement {
     this.$ = (part) => root.querySelector(`[part~="${part}"]`);
     this.$("form").addEventListener("submit", (e) => {
       e.preventDefault();
+      // Busy: the button says so (aria-disabled, not disabled, which would take the focus
+      // from a keyboard user who pressed it), and a press does nothing.
+      if (this.#state === "loading" || this.#state === "asking") return;
       this.ask().catch(() => {});
     });
     this.$("input").addEventListener("keydown", (e) => {
@@ -165,7 +168,7 @@ export class RealmQaElement extends HTMLElement {
   #setState(state) {
     this.#state = state;
     this.setAttribute("state", state);
-    this.$("button").disabled = state === "loading" || state === "asking";
+    this.$("button").setAttribute("aria-disabled", String(state === "loading" || state === "asking"));
   }
 
   #showError(error) {

@@ -108,6 +108,29 @@ test("the widget answers the demo questions as native realm ask does, marked in 
   await page.close();
 });
 
+test("a keyboard user who presses Ask keeps the focus on it while the question runs; a second press does nothing", async () => {
+  const { page, logs } = await openWidget();
+  const native = nativeAnswers()[1];
+  const seen = await page.evaluate(async (q) => {
+    const el = document.querySelector("realm-qa");
+    const root = el.shadowRoot;
+    const button = root.querySelector("button");
+    root.querySelector("input").value = q;
+    let answers = 0;
+    document.addEventListener("realm-qa-answer", () => answers++);
+    button.focus();
+    button.click();
+    await new Promise((r) => setTimeout(r, 0));
+    const during = { state: el.state, focused: root.activeElement === button, busy: button.getAttribute("aria-disabled") };
+    button.click();
+    while (el.state === "asking") await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    return { during, focused: root.activeElement === button, busy: button.getAttribute("aria-disabled"), answers, text: el.result?.answer?.text };
+  }, native.question);
+  assert.deepEqual(seen, { during: { state: "asking", focused: true, busy: "true" }, focused: true, busy: "false", answers: 1, text: native.answer.text }, logs.join("\n"));
+  await page.close();
+});
+
 test("a widget moved in the page keeps its engine; one removed from it lets the engine go", async () => {
   const { page, logs } = await openWidget();
   const states = await page.evaluate(async () => {
