@@ -108,8 +108,10 @@ export class RealmQaElement extends HTMLElement {
       if (this.#state === "loading" || this.#state === "asking") return;
       this.ask().catch(() => {});
     });
+    // Escape stops the question in flight; a load goes on (Escape also clears a search field,
+    // and a lazy load starts on the field's focus).
     this.$("input").addEventListener("keydown", (e) => {
-      if (e.key === "Escape") this.abort();
+      if (e.key === "Escape" && this.#state === "asking") this.abort();
     });
     this.$("input").addEventListener("focus", () => {
       if (this.getAttribute("loading") === "lazy") this.load().catch(() => {});

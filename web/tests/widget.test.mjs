@@ -131,6 +131,24 @@ test("a keyboard user who presses Ask keeps the focus on it while the question r
   await page.close();
 });
 
+test("a lazy widget loads on the field's focus, and Escape in the field does not stop the load", async () => {
+  EXTRA["/www/lazy.html"] = Buffer.from(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lazy</title>
+<script type="module" src="/js/element.js"></script></head><body>
+<realm-qa loading="lazy" model="/fixture/model/" index="/fixture/index.shard" passages="/fixture/passages.jsonl"></realm-qa></body></html>`);
+  const page = await context.newPage();
+  await page.goto(`${origin}/www/lazy.html`);
+  await page.waitForFunction(() => customElements.get("realm-qa"));
+  const before = await page.evaluate(() => document.querySelector("realm-qa").state);
+  await page.evaluate(() => {
+    const input = document.querySelector("realm-qa").shadowRoot.querySelector("input");
+    input.focus();
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+  });
+  await page.waitForFunction(() => ["ready", "error"].includes(document.querySelector("realm-qa").state), null, { timeout: 180_000 });
+  assert.deepEqual({ before, after: await page.evaluate(() => document.querySelector("realm-qa").state) }, { before: "idle", after: "ready" });
+  await page.close();
+});
+
 test("a widget moved in the page keeps its engine; one removed from it lets the engine go", async () => {
   const { page, logs } = await openWidget();
   const states = await page.evaluate(async () => {
