@@ -45,7 +45,7 @@ template.innerHTML = `
  * @attr {string} passages - URL of the passages (JSON lines), in the index's order.
  * @attr {string} bundle - URL of one file holding the model, index and passages (`realm bundle`), instead of the three above.
  * @attr {string} endpoint - URL of a `realm serve`: ask it instead of loading the engine in the page.
- * @attr {"auto"|"webgpu"|"cpu"} device - Where the encoders run: auto (default) is WebGPU on a hardware adapter, else the CPU; webgpu without an adapter is an error.
+ * @attr {"auto"|"webgpu"|"cpu"} device - Where the encoders run: auto (default) is WebGPU on a hardware adapter, else the CPU (also where WebGPU fails to start); webgpu without an adapter is an error.
  * @attr {number} top-k - Passages the reader reads (default 5).
  * @attr {"eager"|"lazy"} loading - eager (default) loads on connection; lazy on the input's first focus or the first question.
  * @attr {string} state - Reflects the `state` property (read only).

@@ -44,7 +44,7 @@ export interface LoadOptions {
   files?: Partial<Record<FileName, Uint8Array>>;
   /** Relative URLs resolve against this (default: the page's base URL). */
   base?: string;
-  /** Where the encoders run: "auto" (default: WebGPU on a hardware adapter, else the CPU), "webgpu" (an error without an adapter) or "cpu". WebGPU loads the package's second wasm build. */
+  /** Where the encoders run: "auto" (default: WebGPU on a hardware adapter, else the CPU, and the CPU too where WebGPU's build or device fails to start), "webgpu" (an error without an adapter or device) or "cpu". WebGPU loads the package's second wasm build. */
   device?: "auto" | "webgpu" | "cpu";
   /** Run the engine in a Web Worker (default: wherever Workers exist). */
   worker?: boolean;

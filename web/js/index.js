@@ -171,7 +171,8 @@ function wasmSource(wasm, base) {
  * embedder query.json and query.safetensors), `index` (an index shard's URL),
  * `passages` (the passages' URL), or `bundle` (the URL of one file holding them all: `realm
  * bundle`), or their bytes in `files`; `worker` (default: where Workers
- * exist), `device` ("auto": WebGPU on a hardware adapter, else the CPU; "webgpu"; "cpu"),
+ * exist), `device` ("auto": WebGPU on a hardware adapter, else the CPU, also where WebGPU fails
+ * to start; "webgpu"; "cpu"),
  * `cache` (true, false or a cache name), `wasm` (the CPU .wasm's URL or bytes),
  * `onProgress`, `signal`.
  */

@@ -59,8 +59,15 @@ export async function pickDevice(device = "auto") {
  * or "build". Resolves to { engine, fromCache, device, downloaded } (bytes from the network).
  */
 export async function openLocal({ urls = [], files = {}, cache = true, wasm, device = "auto" } = {}, onProgress, signal) {
-  const kind = await pickDevice(device);
-  const m = await wasmModule(kind, wasm);
+  let kind = await pickDevice(device);
+  // "auto" chose WebGPU: where its build cannot load or its device cannot be had (an adapter
+  // is no promise of a device), the CPU answers instead.
+  const fallBack = (e) => device === "auto" && kind === "webgpu" && !["file", "aborted", "options"].includes(e?.code);
+  let m = await wasmModule(kind, wasm).catch((e) => {
+    if (!fallBack(e)) throw e;
+    kind = "cpu";
+    return wasmModule("cpu", wasm);
+  });
   const bytes = { ...files };
   let downloaded = 0;
   const got = await Promise.all(urls.map((f) => fetchFile(f, { signal, cache, onProgress })));
@@ -79,7 +86,12 @@ export async function openLocal({ urls = [], files = {}, cache = true, wasm, dev
       Object.assign(bytes, unbundle(bytes.bundle));
       delete bytes.bundle;
     }
-    engine = await buildEngine(m.Engine, bytes, kind);
+    engine = await buildEngine(m.Engine, bytes, kind).catch(async (e) => {
+      if (!fallBack(e)) throw e;
+      kind = "cpu";
+      m = await wasmModule("cpu", wasm);
+      return buildEngine(m.Engine, bytes, kind);
+    });
   } catch (e) {
     // A file refused (damaged in the cache, or a page's file that changed at its URL while
     // the others did not): the next load fetches them all afresh instead of failing again.

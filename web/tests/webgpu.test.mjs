@@ -66,3 +66,38 @@ test("without a WebGPU adapter, device=webgpu is a clear error in the widget", a
     assert.match(state.alert, /device "webgpu": .*(no adapter|no navigator\.gpu)/);
   });
 });
+
+// device "auto" (the default) where the browser offers a hardware adapter that then gives no
+// device: the engine loads on the CPU instead of failing. The adapter is a stand-in, put in
+// place of navigator.gpu.requestAdapter in a page that loads without a worker.
+test("device auto loads on the CPU where a WebGPU adapter gives no device", async () => {
+  const profile = await mkdtemp(join(tmpdir(), "realm-webgpu-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, ignoreDefaultArgs: ["--headless"],
+    args: ["--headless=new", "--no-sandbox", "--disable-background-networking", "--no-first-run", "--enable-unsafe-webgpu"],
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    const logs = [];
+    page.on("console", (m) => logs.push(m.text()));
+    await page.goto(`${origin}/js/index.js`);
+    const native = nativeAnswers()[2];
+    const got = await page.evaluate(async (question) => {
+      const adapter = {
+        info: { isFallbackAdapter: false, vendor: "stand-in", architecture: "", device: "", description: "" },
+        features: new Set(), limits: {}, isFallbackAdapter: false,
+        requestDevice: async () => { throw new Error("this adapter gives no device"); },
+        requestAdapterInfo: async () => adapter.info,
+      };
+      Object.defineProperty(navigator.gpu, "requestAdapter", { value: async () => adapter });
+      const { load } = await import("/js/index.js");
+      const realm = await load({ model: "/fixture/model/", index: "/fixture/index.shard", passages: "/fixture/passages.jsonl", worker: false, cache: false });
+      const result = await realm.ask(question, { topK: 5 });
+      return { device: realm.device, answer: result.answer.text };
+    }, native.question).catch((e) => ({ error: `${e.message}\n${logs.join("\n")}` }));
+    assert.deepEqual(got, { device: "cpu", answer: native.answer.text });
+  } finally {
+    await context.close();
+    await rm(profile, { recursive: true, force: true });
+  }
+});
