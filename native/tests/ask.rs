@@ -313,8 +313,6 @@ fn http_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, String) {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
@@ -323,11 +321,7 @@ fn http_with(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
+    let (status, response) = raw(addr, &[head.as_bytes(), body].concat());
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     (status, head.to_ascii_lowercase(), body.to_string())
 }

@@ -153,13 +153,19 @@ async function readBody(response, file, onProgress, signal) {
   return bytes;
 }
 
+/** The Cache API cache the `cache` option names (true: CACHE_NAME), or null: none asked for, none in this context, or refused. */
+async function openCache(cache) {
+  if (!cache || !globalThis.caches) return null;
+  return globalThis.caches.open(typeof cache === "string" ? cache : CACHE_NAME).catch(() => null);
+}
+
 /**
  * The bytes of one file: from the cache where it holds the URL, else fetched (and then put
  * in the cache). Returns { bytes, fromCache }; bytes null for an `optional` file the server
  * answers 404 (or 410) for.
  */
 export async function fetchFile({ name, url, optional = false }, { signal, cache = true, onProgress } = {}) {
-  const store = cache && globalThis.caches ? await globalThis.caches.open(typeof cache === "string" ? cache : CACHE_NAME).catch(() => null) : null;
+  const store = await openCache(cache);
   const cached = store ? await store.match(url).catch(() => undefined) : undefined;
   if (cached) {
     const bytes = await readBody(cached, name, (p) => onProgress?.({ ...p, phase: "cache" }), signal);
@@ -183,13 +189,8 @@ export async function fetchFile({ name, url, optional = false }, { signal, cache
 
 /** Removes `urls` from the cache `cache` (as fetchFile names it) where they are; never throws. */
 export async function forgetCached(urls, cache = true) {
-  if (!cache || !globalThis.caches) return;
-  try {
-    const store = await globalThis.caches.open(typeof cache === "string" ? cache : CACHE_NAME);
-    await Promise.all(urls.map((url) => store.delete(url)));
-  } catch {
-    // No cache to clean: nothing was read from one.
-  }
+  const store = await openCache(cache);
+  await Promise.all(urls.map((url) => store?.delete(url).catch(() => false)));
 }
 
 /**

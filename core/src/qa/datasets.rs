@@ -260,40 +260,48 @@ fn parse_squad(file: &str, text: &str) -> Result<Vec<Question>, Error> {
             for qa in paragraph.qas {
                 let mut spans = Vec::new();
                 // Where errors point: the line that holds the question's id (the official
-                // files are one line; a pretty-printed one has a line per field).
-                let n = line_of(text, &qa.id);
+                // files are one line; a pretty-printed one has a line per field), looked up
+                // only for an error (a scan of the file from its start).
+                let at_id = |e: Error| match e {
+                    Error::Data { file, message, .. } => Error::Data {
+                        line: line_of(text, &qa.id),
+                        file,
+                        message,
+                    },
+                    e => e,
+                };
                 for a in &qa.answers {
                     let Some(end_char) = (a.answer_start)
                         .checked_add(a.text.chars().count())
                         .filter(|&end| end < byte_at.len())
                     else {
-                        return Err(data_error(
+                        return Err(at_id(data_error(
                             file,
-                            n,
+                            1,
                             format!(
                                 "question {}: answer {:?} starts past its paragraph",
                                 qa.id, a.text
                             ),
-                        ));
+                        )));
                     };
                     let span = (byte_at[a.answer_start], byte_at[end_char]);
                     if paragraph.context[span.0..span.1] != a.text {
-                        return Err(data_error(
+                        return Err(at_id(data_error(
                             file,
-                            n,
+                            1,
                             format!(
                                 "question {}: answer {:?} is not at answer_start {}",
                                 qa.id, a.text, a.answer_start
                             ),
-                        ));
+                        )));
                     }
                     spans.push(span);
                 }
                 spans.sort_unstable();
                 spans.dedup();
                 let answers: Vec<String> = qa.answers.iter().map(|a| a.text.clone()).collect();
-                check_question(file, n, &qa.question)?;
-                check_answers(file, n, &answers)?;
+                check_question(file, 1, &qa.question).map_err(at_id)?;
+                check_answers(file, 1, &answers).map_err(at_id)?;
                 out.push(Question {
                     id: qa.id,
                     question: qa.question,
