@@ -30,9 +30,9 @@ export declare class RealmQaElement extends HTMLElement {
   load(): Promise<void>;
   /** Answers `question` (default: the input's text) and shows the answer. */
   ask(question?: string): Promise<AskResult>;
-  /** Rejects the pending load or question with an AbortError; the widget stays usable. */
+  /** Rejects the pending load or question with an AbortError; the widget stays usable (and other widgets' loads and questions go on). */
   abort(): void;
-  /** Ends the engine's worker and frees its memory (as removing the element from the page does); the next ask() loads again. */
+  /** Lets its engine go (as removing the element from the page does): the worker ends and its memory is freed unless another widget of the page shares it (the same files and `device` attribute); the next ask() loads again. */
   dispose(): void;
   addEventListener<K extends keyof RealmQaEventMap>(type: K, listener: (this: RealmQaElement, ev: RealmQaEventMap[K]) => unknown, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions): void;

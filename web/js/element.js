@@ -2,6 +2,81 @@
 // `model`, `index` and `passages` attributes (or one `bundle`), or asks a `realm serve` at `endpoint`, and shows
 // the answer marked in its passage. Styled through ::part() and CSS custom properties.
 import { load, RealmError } from "./index.js";
+import { loadFraction } from "./loader.js";
+
+// The engines of this page's widgets, by what they load: widgets with the same files and the
+// same `device` attribute share one download and one worker (an engine holds over 100 MB).
+const engines = new Map();
+
+/**
+ * Joins the load of `options` (starting it where no widget has): resolves to { realm, release }
+ * once the engine is built; `release()` gives the widget's share back, and the last share's
+ * release ends the load or the worker. `signal` withdraws this widget alone (an AbortError);
+ * `onProgress` hears the load's progress, the files already under way first.
+ */
+function shareEngine(options, onProgress, signal) {
+  const key = JSON.stringify(["model", "index", "passages", "bundle", "device", "base"].map((k) => options[k] ?? null));
+  let entry = engines.get(key);
+  if (!entry) {
+    const controller = new AbortController();
+    const shared = { users: 0, listeners: new Set(), latest: new Map(), controller, realm: null };
+    shared.promise = load({
+      ...options,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.file) shared.latest.set(p.file, p);
+        for (const listener of shared.listeners) listener(p);
+      },
+    }).then((realm) => {
+      if (shared.users === 0) {
+        realm.dispose(); // every widget withdrew while it was being built
+        throw new RealmError("aborted", "aborted");
+      }
+      shared.realm = realm;
+      return realm;
+    }, (error) => {
+      if (engines.get(key) === shared) engines.delete(key);
+      throw error;
+    });
+    engines.set(key, shared);
+    entry = shared;
+  }
+  const shared = entry;
+  shared.users += 1;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    shared.users -= 1;
+    if (shared.users > 0) return;
+    if (engines.get(key) === shared) engines.delete(key);
+    shared.controller.abort();
+    shared.realm?.dispose();
+  };
+  for (const p of shared.latest.values()) onProgress(p);
+  shared.listeners.add(onProgress);
+  return new Promise((resolve, reject) => {
+    const leave = () => {
+      shared.listeners.delete(onProgress);
+      signal.removeEventListener("abort", withdraw);
+    };
+    const withdraw = () => {
+      leave();
+      release();
+      reject(new RealmError("aborted", "aborted"));
+    };
+    if (signal.aborted) return withdraw();
+    signal.addEventListener("abort", withdraw, { once: true });
+    shared.promise.then((realm) => {
+      leave();
+      resolve({ realm, release });
+    }, (error) => {
+      leave();
+      release();
+      reject(error);
+    });
+  });
+}
 
 const template = document.createElement("template");
 template.innerHTML = `
@@ -21,6 +96,7 @@ template.innerHTML = `
   [part~="answer-text"] { font-size: 1.25em; font-weight: 700; margin: .6rem 0 .2rem; }
   [part~="source"] { color: #555; font-size: .9em; }
   [part~="passage"] { margin: .5rem 0 0; padding-left: .8rem; border-left: 3px solid #ccd; }
+  .announce { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
   mark { background: var(--realm-qa-mark, #ffe58a); color: inherit; }
 </style>
 <form part="form" role="search">
@@ -30,7 +106,8 @@ template.innerHTML = `
 </form>
 <div part="progress" role="progressbar" aria-label="Loading the model" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0" hidden><div part="progress-bar"></div></div>
 <div part="error" role="alert"></div>
-<div part="answer" role="status" aria-live="polite" aria-atomic="true"><slot name="empty"></slot></div>
+<div part="answer"><slot name="empty"></slot></div>
+<div class="announce" role="status" aria-live="polite" aria-atomic="true"></div>
 `;
 
 /**
@@ -46,7 +123,7 @@ template.innerHTML = `
  * @attr {string} bundle - URL of one file holding the model, index and passages (`realm bundle`), instead of the three above.
  * @attr {string} endpoint - URL of a `realm serve`: ask it instead of loading the engine in the page.
  * @attr {"auto"|"webgpu"|"cpu"} device - Where the encoders run: auto (default) is WebGPU on a hardware adapter, else the CPU (also where WebGPU fails to start); webgpu without an adapter is an error.
- * @attr {number} top-k - Passages the reader reads (default 5).
+ * @attr {number} top-k - Passages the reader reads (1 to 100, default 5).
  * @attr {"eager"|"lazy"} loading - eager (default) loads on connection; lazy on the input's first focus or the first question.
  * @attr {string} state - Reflects the `state` property (read only).
  *
@@ -67,7 +144,7 @@ template.innerHTML = `
  * @csspart progress - The loading progress bar (role=progressbar, aria-valuenow).
  * @csspart progress-bar - The bar's filled part.
  * @csspart error - The alert area (role=alert).
- * @csspart answer - The answer's live region (role=status).
+ * @csspart answer - The answer, its source and its passage (a screen reader hears the answer and its source from a hidden live region, not the whole passage again).
  * @csspart answer-text - The answer span.
  * @csspart source - The passage's title and id.
  * @csspart passage - The passage, the answer marked.
@@ -86,6 +163,7 @@ export class RealmQaElement extends HTMLElement {
   static observedAttributes = ["model", "index", "passages", "bundle", "endpoint", "device", "top-k", "loading"];
 
   #realm = null;
+  #release = null;
   #loading = null;
   #state = "idle";
   #result = null;
@@ -119,6 +197,8 @@ export class RealmQaElement extends HTMLElement {
   }
 
   connectedCallback() {
+    // Reflected from the first connection (a lazy widget waits "idle" until its first focus).
+    if (!this.hasAttribute("state")) this.setAttribute("state", this.#state);
     if (this.getAttribute("loading") !== "lazy" || this.endpoint) queueMicrotask(() => this.isConnected && this.load().catch(() => {}));
   }
 
@@ -208,35 +288,32 @@ export class RealmQaElement extends HTMLElement {
     this.#setState("loading");
     this.$("progress").setAttribute("aria-label", "Loading the model");
     this.dispatchEvent(new Event("loadstart"));
-    const totals = new Map();
-    const loaded = new Map();
+    const files = new Map();
+    let shown = 0; // the bar never moves back (a file heard of later adds to the total)
     this.#progress(0);
     this.#loadController = new AbortController();
     const signal = this.#loadController.signal;
     this.#loading = (async () => {
       if (!["auto", "cpu", "webgpu"].includes(device)) throw new RealmError("options", `device="${device}": use auto, webgpu or cpu`);
-      const realm = await load({
+      const options = {
         model: this.getAttribute("model"),
         index: this.getAttribute("index"),
         passages: this.getAttribute("passages"),
         bundle: this.getAttribute("bundle"),
         base: this.ownerDocument.baseURI,
         device,
-        signal,
-        onProgress: (p) => {
-          if (p.file) {
-            loaded.set(p.file, p.loaded);
-            if (p.total) totals.set(p.file, p.total);
-            const total = [...totals.values()].reduce((a, b) => a + b, 0);
-            const done = [...loaded.values()].reduce((a, b) => a + b, 0);
-            if (total) this.#progress(Math.min(0.99, done / total));
-          }
-          this.dispatchEvent(new CustomEvent("progress", { detail: p }));
-        },
-      });
-      return realm;
-    })().then((realm) => {
+      };
+      return shareEngine(options, (p) => {
+        if (p.file) {
+          files.set(p.file, { loaded: p.loaded, total: p.total || null });
+          shown = Math.max(shown, loadFraction(files));
+          this.#progress(shown);
+        }
+        this.dispatchEvent(new CustomEvent("progress", { detail: p }));
+      }, signal);
+    })().then(({ realm, release }) => {
       this.#realm = realm;
+      this.#release = release;
       this.#progress(1);
       this.#setState("ready");
       this.#readyResolve();
@@ -244,7 +321,8 @@ export class RealmQaElement extends HTMLElement {
       this.dispatchEvent(new CustomEvent("load", { detail: this.#loadInfo }));
     }, (error) => {
       this.#progress(1);
-      this.#setState("error");
+      // A load stopped (abort(), a removal, new attributes) leaves the widget as before it.
+      this.#setState(error.code === "aborted" ? "idle" : "error");
       if (error.code !== "aborted") this.#showError(error);
       throw error;
     }).finally(() => {
@@ -272,7 +350,7 @@ export class RealmQaElement extends HTMLElement {
       this.dispatchEvent(new CustomEvent("realm-qa-answer", { detail: result, bubbles: true, composed: true }));
       return result;
     } catch (error) {
-      this.#setState(this.#realm || this.endpoint ? "ready" : "error");
+      this.#setState(this.#realm || this.endpoint ? "ready" : error.code === "aborted" ? "idle" : "error");
       if (error.code !== "aborted") this.#showError(error);
       throw error;
     } finally {
@@ -304,13 +382,16 @@ export class RealmQaElement extends HTMLElement {
   #render(result) {
     const box = this.$("answer");
     box.replaceChildren();
+    const announce = this.shadowRoot.querySelector(".announce");
     const a = result.answer;
     if (!a) {
       const p = document.createElement("p");
       p.textContent = "No answer: the retrieved passages hold no readable span.";
       box.append(p);
+      announce.textContent = p.textContent;
       return;
     }
+    announce.textContent = `${a.text}, from “${a.title}”`;
     const text = document.createElement("p");
     text.setAttribute("part", "answer-text");
     text.textContent = a.text;
@@ -326,16 +407,16 @@ export class RealmQaElement extends HTMLElement {
     box.append(text, source, passage);
   }
 
-  /** Rejects the pending load or question with an AbortError; the widget stays usable. */
+  /** Rejects the pending load or question with an AbortError; the widget stays usable (and other widgets' loads and questions go on). */
   abort() {
     this.#asking?.abort();
     this.#loadController?.abort();
-    this.#realm?.abort();
   }
 
-  /** Ends the engine's worker and frees its memory (as removing the element from the page does); the next ask() loads again. */
+  /** Lets its engine go (as removing the element from the page does): the worker ends and its memory is freed unless another widget of the page shares it (the same files and `device` attribute); the next ask() loads again. */
   dispose() {
-    this.#realm?.dispose();
+    this.#release?.();
+    this.#release = null;
     this.#realm = null;
     this.#setState("idle");
     this.#ready = new Promise((r) => (this.#readyResolve = r));

@@ -57,7 +57,7 @@ export interface LoadOptions {
 }
 
 export interface AskOptions {
-  /** Passages the reader reads (default 5). */
+  /** Passages the reader reads (default 5; 1 to 100). */
   topK?: number;
   /** Rejects this ask alone with an AbortError (code "aborted"); other asks in flight go on. */
   signal?: AbortSignal;

@@ -19,6 +19,9 @@ export const QUERY_FILES = ["query.json", "query.safetensors"];
  */
 export const CACHE_NAME = "realm-qa-v1";
 
+/** The most passages one answer reads (the engine's MAX_TOP_K). */
+export const MAX_TOP_K = 100;
+
 /** An error with a `code` a page can branch on, and the file it concerns where there is one. */
 export class RealmError extends Error {
   constructor(code, message, file) {
@@ -114,6 +117,22 @@ export function fileList({ model, index, passages, bundle, files = {} }, base) {
     throw new RealmError("options", `${what} is missing: give its URL or its bytes in 'files'`, missing[0]);
   }
   return list.filter((f) => !(f.name in files));
+}
+
+/**
+ * The fraction of a load done, from each file's latest progress { loaded, total } (total null
+ * where the server sent no usable Content-Length: compressed, or chunked). Such a file counts
+ * as done as far as it has come, so it neither runs the bar ahead of the files of known size
+ * nor holds it back; files not yet heard of count nothing. Below 1 until the load resolves.
+ */
+export function loadFraction(progressByFile) {
+  let done = 0;
+  let total = 0;
+  for (const { loaded, total: size } of progressByFile.values()) {
+    done += Math.min(loaded, size ?? loaded);
+    total += size ?? loaded;
+  }
+  return total ? Math.min(0.99, done / total) : 0;
 }
 
 async function readBody(response, file, onProgress, signal) {
@@ -229,8 +248,8 @@ export function freeEngine(engine) {
 /** Asks the built engine; an empty question is refused before it reaches the model. */
 export async function askEngine(engine, question, topK) {
   if (typeof question !== "string" || question.trim() === "") throw new RealmError("question", "the question is empty");
-  // 2^32 and up would wrap on the way into the engine (a u32); the engine reads at most all passages.
-  if (!Number.isInteger(topK) || topK < 1 || topK > 0xffffffff) throw new RealmError("options", `topK must be a whole number from 1 to 4294967295, not ${topK}`);
+  // The engine reads at most MAX_TOP_K passages an answer (core/src/qa/engine.rs).
+  if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) throw new RealmError("options", `topK must be a whole number from 1 to ${MAX_TOP_K}, not ${topK}`);
   try {
     return engine.device === "webgpu" ? await engine.askAsync(question, topK) : engine.ask(question, topK);
   } catch (e) {

@@ -1,4 +1,4 @@
-// realm-qa/worker: the engine's Web Worker module (js/worker.js). Load it with
-// `new Worker(new URL("realm-qa/worker", import.meta.url), { type: "module" })` only to host it
-// yourself; `load()` starts it for you. It exports nothing.
+// realm-qa/worker: the engine's Web Worker module (js/worker.js). `load()` starts it, from
+// beside js/index.js; it is exported so that bundlers and publint see it, not to be started by
+// hand (its messages are the package's own). It exports nothing.
 export {};

@@ -36,6 +36,8 @@ test("an empty question and a bad topK are typed errors, and the engine still an
   await assert.rejects(realm.ask("Who wrote Hamlet?", { topK: 0 }), (e) => e.code === "options" && /topK/.test(e.message));
   // 2^32 would wrap to 0 on its way into the engine; text the tokenizer drops whole is no question.
   await assert.rejects(realm.ask("Who wrote Hamlet?", { topK: 2 ** 32 }), (e) => e.code === "options" && /topK/.test(e.message));
+  // More passages than one answer reads (the engine's MAX_TOP_K).
+  await assert.rejects(realm.ask("Who wrote Hamlet?", { topK: 101 }), (e) => e.code === "options" && /1 to 100/.test(e.message));
   await assert.rejects(realm.ask("\u200b\u0000\u0301"), (e) => e.code === "question" && /no word/.test(e.message));
   const native = nativeAnswers()[0];
   assertSameAnswer(await realm.ask(native.question), native);
@@ -75,6 +77,22 @@ test("a download that breaks off is a fetch error naming the file, not a raw Typ
   } finally {
     server.close();
   }
+});
+
+test("the load's fraction counts a file of unknown size as far as it has come, never past the files of known size", async () => {
+  const { loadFraction } = await import("../js/loader.js");
+  const at = (entries) => loadFraction(new Map(Object.entries(entries)));
+  assert.equal(at({}), 0);
+  assert.equal(at({ "model.safetensors": { loaded: 25, total: 100 }, index: { loaded: 0, total: 100 } }), 0.125);
+  // A compressed passages file (no usable Content-Length) of 500 bytes so far beside a model
+  // a tenth read: counting its bytes as done against the known sizes alone ran the bar to 99%.
+  const mixed = at({ "model.safetensors": { loaded: 10, total: 100 }, passages: { loaded: 500, total: null } });
+  assert.ok(mixed < 0.9, `fraction ${mixed}`);
+  assert.equal(mixed, 510 / 600);
+  // Everything read is still short of 1 until the engine is built.
+  assert.equal(at({ "model.safetensors": { loaded: 100, total: 100 } }), 0.99);
+  // A server that sends more than it declared does not count the excess.
+  assert.equal(at({ a: { loaded: 300, total: 100 }, b: { loaded: 0, total: 100 } }), 0.5);
 });
 
 test("a missing file, a truncated shard, an index of the wrong dimension or of other passages each name the file", async () => {

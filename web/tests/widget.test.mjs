@@ -86,9 +86,11 @@ test("the widget answers the demo questions as native realm ask does, marked in 
     assertSameAnswer(result, native);
     const shown = await page.evaluate(() => {
       const root = document.querySelector("realm-qa").shadowRoot;
-      return { mark: root.querySelector("mark")?.textContent, live: root.querySelector('[role="status"]').getAttribute("aria-live"), alert: root.querySelector('[role="alert"]').textContent };
+      const live = root.querySelectorAll("[aria-live]");
+      return { mark: root.querySelector("mark")?.textContent, live: [...live].map((e) => [e.getAttribute("role"), e.getAttribute("aria-live"), e.textContent]), alert: root.querySelector('[role="alert"]').textContent };
     });
-    assert.deepEqual(shown, { mark: native.answer.text, live: "polite", alert: "" });
+    // One live region, the answer and its title: a screen reader is not read the passage again on every answer.
+    assert.deepEqual(shown, { mark: native.answer.text, live: [["status", "polite", `${native.answer.text}, from “${native.answer.title}”`]], alert: "" });
     if (native === nativeAnswers()[0] || native.question === nativeAnswers()[0].question) {
       await page.screenshot({ path: new URL("widget-answered.png", FIXTURE).pathname, fullPage: true });
     }
@@ -138,7 +140,7 @@ test("a lazy widget loads on the field's focus, and Escape in the field does not
   const page = await context.newPage();
   await page.goto(`${origin}/www/lazy.html`);
   await page.waitForFunction(() => customElements.get("realm-qa"));
-  const before = await page.evaluate(() => document.querySelector("realm-qa").state);
+  const before = await page.evaluate(() => document.querySelector("realm-qa").getAttribute("state"));
   await page.evaluate(() => {
     const input = document.querySelector("realm-qa").shadowRoot.querySelector("input");
     input.focus();
@@ -164,6 +166,53 @@ test("a widget moved in the page keeps its engine; one removed from it lets the 
     return { moved, removed: { state: el.state, device: el.device } };
   });
   assert.deepEqual(states, { moved: { state: "ready", device: "cpu" }, removed: { state: "idle", device: null } }, logs.join("\n"));
+  await page.close();
+});
+
+test("widgets loading the same files share one worker, which ends with the last of them", async () => {
+  EXTRA["/www/two.html"] = Buffer.from(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>two widgets</title>
+<script type="module" src="/js/element.js"></script></head><body></body></html>`);
+  const page = await context.newPage();
+  const logs = [];
+  page.on("console", (m) => logs.push(m.text()));
+  await page.goto(`${origin}/www/two.html`);
+  await page.waitForFunction(() => customElements.get("realm-qa"));
+  const [first, second] = nativeAnswers();
+  // The first widget is removed while the load it started is under way: the second, which
+  // joined that load, still gets the engine; a third joins once it is built.
+  const shared = await page.evaluate(async ([q1, q2]) => {
+    const make = () => {
+      const el = document.createElement("realm-qa");
+      el.setAttribute("bundle", "/fixture/demo.realm.tar");
+      el.setAttribute("device", "cpu");
+      document.body.append(el);
+      return el;
+    };
+    const tick = () => new Promise((r) => setTimeout(r, 0));
+    const a = make();
+    const b = make();
+    await tick();
+    const during = [a.state, b.state];
+    a.remove();
+    await b.ready;
+    const c = make();
+    await c.ready;
+    const [answerB, answerC] = await Promise.all([b.ask(q1), c.ask(q2)]);
+    b.remove();
+    await tick();
+    const afterOne = await c.ask(q1);
+    return { during, removed: a.state, answerB, answerC, afterOne };
+  }, [first.question, second.question]);
+  assert.deepEqual(shared.during, ["loading", "loading"], logs.join("\n"));
+  assert.equal(shared.removed, "idle");
+  assertSameAnswer(shared.answerB, first);
+  assertSameAnswer(shared.answerC, second);
+  assertSameAnswer(shared.afterOne, first);
+  assert.equal(page.workers().length, 1, "one worker for the three widgets");
+  const closed = new Promise((resolve) => page.workers()[0].once("close", resolve));
+  await page.evaluate(() => document.querySelector("realm-qa").remove());
+  await closed;
+  assert.equal(page.workers().length, 0);
   await page.close();
 });
 
