@@ -49,7 +49,9 @@ use crate::embed::embed;
 use crate::files::model_dir::{
     BaseModel, SentenceModel, frozen_sentence_model, read_base, sentence_model,
 };
-use crate::qa::data::{SquadSplit, paragraphs_outside, read_questions, squad_split};
+use crate::qa::data::{
+    SquadSplit, check_training_split, paragraphs_outside, read_training_file, squad_split,
+};
 use crate::qa::fixed_passages::FixedPassages;
 use crate::qa::query_model::{export_query_encoder, top_layers, trainable_embedder};
 use crate::qa::reader_model::{
@@ -96,15 +98,18 @@ pub struct FinetuneArgs {
     /// on NQ-open JSON lines, WebQuestions JSON or CuratedTrec TSV (each read from the top
     /// `--negatives` passages `--index` retrieves for it; the answer strings, or CuratedTrec's
     /// patterns, found in them are the gold spans; questions with none are left out). The
-    /// sets' test files are refused (core/src/qa/splits.rs). Repeat the flag to train on
+    /// sets' test files are refused, and their questions left out wherever they appear
+    /// (core/src/qa/splits.rs). Repeat the flag to train on
     /// several files in one run: with a SQuAD file among them every question reads the same
     /// number of passages, so one without a paragraph reads the top `--negatives` + 1; a file
     /// named twice is read twice (its questions drawn twice as often).
     #[arg(long, visible_alias = "questions", value_name = "FILE")]
     #[serde(default, deserialize_with = "one_or_many")]
     pub squad: Vec<PathBuf>,
-    /// Which SQuAD articles to train on (`train`: all but the 12 held out).
-    #[arg(long, value_enum, default_value = "train")]
+    /// The SQuAD articles trained on: always the 36 training ones (not a flag; kept in the
+    /// saved arguments of a run).
+    #[arg(skip)]
+    #[serde(default)]
     pub split: SquadSplit,
     /// An index shard of `--corpus` built with `--model` (`realm index`): each question's
     /// paragraph is read beside `--negatives` passages retrieved from it.
@@ -899,7 +904,7 @@ fn read_training_questions(args: &FinetuneArgs) -> anyhow::Result<Training> {
         open_files: 0,
     };
     for file in &args.squad {
-        let all = read_questions(file)?;
+        let all = read_training_file(file)?;
         if all.iter().all(|q| q.context.is_none()) {
             check_open_questions(file, args)?;
             training.open_files += 1;
@@ -939,16 +944,9 @@ fn names(files: &[PathBuf]) -> String {
     names.join(" + ")
 }
 
-/// What training on questions without paragraphs needs: passages to read them from, no test
-/// split, and a reader alone (the joint retriever reads each question's own paragraph).
+/// What training on questions without paragraphs needs: passages to read them from and a
+/// reader alone (the joint retriever reads each question's own paragraph).
 fn check_open_questions(file: &Path, args: &FinetuneArgs) -> anyhow::Result<()> {
-    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if let Some(set) = realm_core::qa::splits::test_split_of(name) {
-        bail!(
-            "{} is {set}'s test split, which is scored on and never trained on (core/src/qa/splits.rs names its training files)",
-            file.display()
-        );
-    }
     if args.index.is_none() {
         bail!(
             "{}: its questions have no paragraphs; give --index and --corpus to read them from the passages retrieved for them",
@@ -974,6 +972,7 @@ fn held_out_passages(corpus: &IndexedCorpus) -> impl Iterator<Item = String> + '
 }
 
 fn check_args(args: &FinetuneArgs) -> anyhow::Result<()> {
+    check_training_split(args.split)?;
     if args.steps == 0 || args.batch == 0 || args.accumulate == 0 || args.checkpoint_every == 0 {
         bail!("--steps, --batch, --accumulate and --checkpoint-every must be at least 1");
     }
