@@ -15,6 +15,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use clap::Args;
 use realm_core::model::embedder::RealmEmbedder;
+use realm_core::qa::splits::squad_article_is_held_out;
 use realm_core::rng::SplitMix64;
 use realm_core::text::corpus::Passage;
 use realm_core::text::sentences::sentences;
@@ -168,9 +169,11 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
     let train_device = device.clone().autodiff();
     let base = read_base(&args.model)?;
 
-    // Passages with at least two sentences: a query and something left of its block.
+    // Passages with at least two sentences: a query and something left of its block; none of
+    // a held-out SQuAD article, whose questions open QA is scored on.
     let blocks: Vec<Block> = read_passages(&corpus, 0)?
         .into_iter()
+        .filter(|p| !squad_article_is_held_out(&p.title.replace(' ', "_")))
         .map(|p| Block {
             sentences: sentences(&p.text),
             title: p.title,
@@ -203,7 +206,8 @@ pub fn run(args: &IctArgs) -> anyhow::Result<()> {
     let (embedder, optim, start) = resume_or_start(&dir, resuming, embedder, bert_adamw)?;
 
     let lengths: Vec<usize> = train.iter().map(|b| b.text.len()).collect();
-    let mut order = Order::new(&lengths, args.batch, args.seed);
+    // New batches each epoch: a passage's negatives are the rest of its batch.
+    let mut order = Order::regrouped(&lengths, args.batch, args.seed);
     let schedule = Schedule {
         name: "ict",
         dir: &dir,
