@@ -57,6 +57,8 @@ pub enum Error {
     QuestionWithoutWords,
     #[error("k must be at least 1")]
     ZeroK,
+    #[error("k {k} is more passages than one answer reads (at most {max})")]
+    TooManyPassages { k: usize, max: usize },
     #[error("{what} hold {found} vectors but the index holds {expected}")]
     RowCount {
         what: &'static str,

@@ -139,6 +139,35 @@ fn ask_answers_with_evidence_and_refuses_bad_questions() {
     let out = realm(&empty);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("the question is empty"));
+    // More passages than one answer reads: refused, not read for minutes.
+    let mut many = s.args.clone();
+    let k = many.iter().position(|a| a == "-k").unwrap() + 1;
+    many[k] = "101".into();
+    many.push("Who wrote Hamlet?".into());
+    let out = realm(&many);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("k 101 is more passages than one answer reads (at most 100)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A run directory whose reader is not written yet (stopped before its end) says so.
+    let unfinished = s.dir.join("unfinished");
+    std::fs::create_dir_all(&unfinished).unwrap();
+    std::fs::write(unfinished.join("latest"), "step-00000001").unwrap();
+    let mut early = s.args.clone();
+    let at = early.iter().position(|a| a == "--reader").unwrap() + 1;
+    early[at] = unfinished.to_str().unwrap().into();
+    early.push("Who wrote Hamlet?".into());
+    let out = realm(&early);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a training run that has not written a reader")
+            && err.contains("realm finetune --resume"),
+        "{err}"
+    );
     let out = ask_stdin(&s.args, b"fine question\n\xff\xfe bad\n");
     assert!(!out.status.success());
     assert!(

@@ -69,6 +69,14 @@ fn flags_that_would_be_ignored_or_unusable_and_a_plot_of_nothing_are_clear_error
         "{err}"
     );
 
+    // More passages a request than one answer reads.
+    let out = realm(&["serve", "--max-top-k", "200"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--max-top-k 200 is more passages than one answer reads (at most 100)"),
+        "{err}"
+    );
+
     // `realm plot` of a run with no step yet, and of an evaluation file without --metric.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("metrics.jsonl"), "").unwrap();

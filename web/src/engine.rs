@@ -253,6 +253,12 @@ impl Engine {
     /// Answers `question` from the top `top_k` passages (CPU engines only: synchronous).
     #[wasm_bindgen(unchecked_return_type = "AskResult")]
     pub fn ask(&self, question: &str, top_k: usize) -> Result<JsValue, JsError> {
+        if self.device != "cpu" {
+            // Its tensors come back from the GPU asynchronously: a synchronous read would panic.
+            return Err(JsError::new(
+                "ask: this engine runs on WebGPU, whose results come back asynchronously: call askAsync",
+            ));
+        }
         let report = self.inner.ask(question, top_k)?;
         to_js(&PageReport::new(
             &report,

@@ -109,6 +109,19 @@ fn answers(questions: Vec<String>, hits: Vec<Vec<Hit>>) -> Vec<DemoAnswer> {
         .collect()
 }
 
+/// The most questions one demo search embeds (in one batch: its attention grows with the count).
+const MAX_DEMO_QUESTIONS: usize = 1024;
+
+fn check_question_count(questions: &[String]) -> Result<(), JsError> {
+    if questions.len() > MAX_DEMO_QUESTIONS {
+        return Err(JsError::new(&format!(
+            "{} questions: a demo search takes at most {MAX_DEMO_QUESTIONS}",
+            questions.len()
+        )));
+    }
+    Ok(())
+}
+
 fn to_js(result: &DemoResult) -> Result<JsValue, JsError> {
     Ok(result.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?)
 }
@@ -116,6 +129,7 @@ fn to_js(result: &DemoResult) -> Result<JsValue, JsError> {
 /// Retrieves the top `k` passages for each question with the exact CPU search.
 #[wasm_bindgen(js_name = demoSearchCpu, unchecked_return_type = "DemoResult")]
 pub fn demo_search_cpu(questions: Vec<String>, k: usize) -> Result<JsValue, JsError> {
+    check_question_count(&questions)?;
     let corpus = corpus()?;
     let texts: Vec<&str> = questions.iter().map(String::as_str).collect();
     let queries = corpus.retriever.embed(&texts)?;
@@ -133,6 +147,7 @@ pub fn demo_search_cpu(questions: Vec<String>, k: usize) -> Result<JsValue, JsEr
 // wasm-bindgen wraps an async fn's return type in the Promise itself.
 #[wasm_bindgen(js_name = demoSearchWebGpu, unchecked_return_type = "DemoResult")]
 pub async fn demo_search_webgpu(questions: Vec<String>, k: usize) -> Result<JsValue, JsError> {
+    check_question_count(&questions)?;
     let corpus = corpus()?;
     let texts: Vec<&str> = questions.iter().map(String::as_str).collect();
     let queries = corpus.retriever.embed(&texts)?;

@@ -22,6 +22,8 @@ test("bad arguments are errors, not panics", () => {
   assert.throws(() => demoSearchCpu(questions(), 0), /k must be at least 1/);
   const huge = "word ".repeat(5000);
   assert.throws(() => demoSearchCpu([huge], K), /longer than the model/);
+  // One batch of 1,025 questions would grow the attention without bound: refused by count.
+  assert.throws(() => demoSearchCpu(Array(1025).fill("who wrote hamlet"), K), /1025 questions: a demo search takes at most 1024/);
   // The module still works after the errors.
   assertSameAnswers(demoSearchCpu(questions(), K), nativeReport());
 });

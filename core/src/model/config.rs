@@ -59,6 +59,10 @@ pub enum HiddenAct {
     Relu,
 }
 
+/// The most layers a config may declare (BERT-large has 24): a bound on what a damaged or
+/// hostile `config.json` makes the loader allocate before the weights are read.
+pub const MAX_LAYERS: usize = 256;
+
 impl BertConfig {
     /// A config with the given sizes and every other field at its default.
     pub fn new(
@@ -92,6 +96,15 @@ impl BertConfig {
             return fail(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.hidden_size == 0 || self.intermediate_size == 0 {
+            return fail("hidden_size and intermediate_size must be positive".into());
+        }
+        if !(1..=MAX_LAYERS).contains(&self.num_hidden_layers) {
+            return fail(format!(
+                "num_hidden_layers {} is outside 1..={MAX_LAYERS}",
+                self.num_hidden_layers
             ));
         }
         if self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
@@ -178,5 +191,37 @@ mod tests {
         assert_eq!(config.hidden_act, HiddenAct::GeluNew);
         assert_eq!(config.retriever_proj_size, 16);
         assert!(read_config(br#"{"vocab_size": 1}"#).is_err());
+        // Sizes that would build nothing, or allocate without bound, before any weight is read.
+        for (field, value, names) in [
+            (
+                "hidden_size",
+                "0",
+                "hidden_size and intermediate_size must be positive",
+            ),
+            (
+                "intermediate_size",
+                "0",
+                "hidden_size and intermediate_size must be positive",
+            ),
+            (
+                "num_hidden_layers",
+                "0",
+                "num_hidden_layers 0 is outside 1..=256",
+            ),
+            (
+                "num_hidden_layers",
+                "100000000",
+                "num_hidden_layers 100000000 is outside",
+            ),
+        ] {
+            let text = std::str::from_utf8(json).unwrap();
+            let bad = text.replacen(
+                &format!("\"{field}\": "),
+                &format!("\"{field}\": {value}, \"x_{field}\": "),
+                1,
+            );
+            let e = read_config(bad.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(names), "{field} {value}: {e}");
+        }
     }
 }

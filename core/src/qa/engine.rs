@@ -93,6 +93,10 @@ pub fn check_index_width(index: &dyn MipsIndex, embeds: usize) -> Result<(), Err
     Ok(())
 }
 
+/// The most passages one question reads (REALM reads 5; `realm serve --max-top-k` and the npm
+/// package's `topK` stay within it).
+pub const MAX_TOP_K: usize = 100;
+
 /// Everything answering needs in memory.
 pub struct QaEngine {
     /// `Embed_input`, and the device it runs on.
@@ -193,6 +197,11 @@ impl QaEngine {
         }
         if k == 0 {
             return Err(Error::ZeroK);
+        }
+        // Each passage is read whole (every window tokenized first): a k of the whole corpus
+        // would hold the engine for minutes and could exhaust a browser's memory.
+        if k > MAX_TOP_K {
+            return Err(Error::TooManyPassages { k, max: MAX_TOP_K });
         }
         // Control characters, zero-width spaces, lone combining marks: text the tokenizer
         // drops whole, which would leave the reader a question of nothing.

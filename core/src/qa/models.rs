@@ -59,8 +59,11 @@ fn check_embedding_tables(config: &BertConfig, weights: &WeightMap) -> Result<()
     ];
     for (table, field, rows) in tables {
         let suffix = format!("embeddings.{table}.weight");
+        // Checked before anything is built by the config's sizes (a reader's head, the layers).
         let Some((name, tensor)) = weights.iter().find(|(name, _)| name.ends_with(&suffix)) else {
-            continue;
+            return Err(Error::Model(format!(
+                "model.safetensors has no tensor named *{suffix}: not a BERT's weights"
+            )));
         };
         if tensor.shape != [rows, config.hidden_size] {
             return Err(Error::Model(format!(
@@ -143,6 +146,10 @@ fn layers_in<'a>(names: impl Iterator<Item = &'a String>) -> usize {
         .map_or(0, |n| n + 1)
 }
 
+/// The widest answer span a reader card may ask for: 64 wordpieces (REALM's is 10). A batch
+/// holds a passage's length times the width of spans, each `span_hidden_size` wide.
+pub const MAX_SPAN_WIDTH: usize = 64;
+
 /// `reader.json`: what a shipped reader is and how to rebuild it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReaderCard {
@@ -188,11 +195,16 @@ impl ReaderCard {
                 self.max_length
             ));
         }
-        if !(1..=self.max_length).contains(&self.reader.max_span_width) {
+        if !(1..=self.max_length.min(MAX_SPAN_WIDTH)).contains(&self.reader.max_span_width) {
             return bad(format!(
-                "reader.max_span_width {} is outside 1..={}",
-                self.reader.max_span_width, self.max_length
+                "reader.max_span_width {} is outside 1..={} (REALM reads spans of up to 10 \
+                 wordpieces; each one more widens every batch by a passage's length of spans)",
+                self.reader.max_span_width,
+                self.max_length.min(MAX_SPAN_WIDTH)
             ));
+        }
+        if self.reader.span_hidden_size == 0 {
+            return bad("reader.span_hidden_size is 0".into());
         }
         if !self.retriever_weight.is_finite() {
             return bad(format!(
@@ -351,12 +363,37 @@ mod tests {
             "{e}"
         );
 
-        let table = |rows: usize| {
-            let tensor = HostTensor::new("w", vec![rows, 4], vec![0.0; rows * 4]).unwrap();
-            WeightMap::from([("bert.embeddings.word_embeddings.weight".to_string(), tensor)])
-        };
         let config = BertConfig::new(10, 4, 1, 1, 8);
+        let tensor =
+            |rows: usize| HostTensor::new("w", vec![rows, 4], vec![0.0; rows * 4]).unwrap();
+        let table = |rows: usize| {
+            WeightMap::from([
+                (
+                    "bert.embeddings.word_embeddings.weight".to_string(),
+                    tensor(rows),
+                ),
+                (
+                    "bert.embeddings.position_embeddings.weight".to_string(),
+                    tensor(config.max_position_embeddings),
+                ),
+                (
+                    "bert.embeddings.token_type_embeddings.weight".to_string(),
+                    tensor(config.type_vocab_size),
+                ),
+            ])
+        };
         assert!(super::check_embedding_tables(&config, &table(10)).is_ok());
+        // A file without one of the tables is no BERT: refused before the config's sizes
+        // build anything.
+        let mut missing = table(10);
+        missing.remove("bert.embeddings.position_embeddings.weight");
+        let e = super::check_embedding_tables(&config, &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no tensor named *embeddings.position_embeddings.weight"),
+            "{e}"
+        );
         let e = super::check_embedding_tables(&config, &table(12))
             .unwrap_err()
             .to_string();
@@ -391,10 +428,15 @@ mod tests {
             ),
             (card(0, 10, "0"), "max_length 0"),
             (card(256, 0, "0"), "max_span_width 0"),
+            (card(256, 65, "0"), "max_span_width 65 is outside 1..=64"),
         ] {
             let e = bad.check_sizes(512).unwrap_err().to_string();
             assert!(e.contains("reader.json") && e.contains(names), "{e}");
         }
+        let mut narrow = card(256, 10, "0");
+        narrow.reader.span_hidden_size = 0;
+        let e = narrow.check_sizes(512).unwrap_err().to_string();
+        assert!(e.contains("span_hidden_size is 0"), "{e}");
         let mut eps = card(256, 10, "0");
         eps.reader.reader_layer_norm_eps = -1.0;
         let e = eps.check_sizes(512).unwrap_err().to_string();

@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use realm_core::qa::engine::QaEngine;
+use realm_core::qa::engine::{MAX_TOP_K, QaEngine};
 use realm_core::qa::report::PageReport;
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_body: usize,
-    /// Most passages a request may ask the reader to read (its top_k).
+    /// Most passages a request may ask the reader to read (its top_k; at most 100).
     #[arg(long, default_value_t = 20)]
     pub max_top_k: usize,
     /// Seconds a client has to send a request's headers (then the connection closes), and
@@ -220,6 +220,12 @@ type Reply = Response<Full<Bytes>>;
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if args.threads == 0 || args.max_top_k == 0 || args.request_timeout == 0 {
         bail!("--threads, --max-top-k and --request-timeout must be at least 1");
+    }
+    if args.max_top_k > MAX_TOP_K {
+        bail!(
+            "--max-top-k {} is more passages than one answer reads (at most {MAX_TOP_K})",
+            args.max_top_k
+        );
     }
     if args.files.top_k == 0 || args.files.top_k > args.max_top_k {
         bail!(

@@ -41,7 +41,7 @@ pub struct QaFiles {
     /// The corpus's index shard, from `realm index --corpus CORPUS --out SHARD`.
     #[arg(long, default_value = crate::files::DEMO_INDEX)]
     pub index: PathBuf,
-    /// Passages the reader reads.
+    /// Passages the reader reads (1 to 100).
     #[arg(short = 'k', long, default_value_t = 5)]
     pub top_k: usize,
     /// Where the reader runs; the question embedder runs on the CPU's frozen forward.

@@ -50,10 +50,23 @@ pub fn load_reader(
 ) -> anyhow::Result<(SpanReader, ReaderCard)> {
     let card_path = dir.join("reader.json");
     let card = ReaderCard::from_json(&std::fs::read(&card_path).with_context(|| {
-        format!(
-            "reading {}: train a reader with `realm finetune` or pass --reader DIR",
-            card_path.display()
-        )
+        if dir.join("latest").is_file() {
+            // A run directory whose reader is written only when its last step is done.
+            format!(
+                "reading {}: {} is a training run that has not written a reader: a `realm \
+                 finetune` run writes it at its end (`realm finetune --resume {}` finishes one \
+                 stopped before), a `realm finetune-retriever` run never (copy its query.* \
+                 beside a reader)",
+                card_path.display(),
+                dir.display(),
+                dir.display()
+            )
+        } else {
+            format!(
+                "reading {}: train a reader with `realm finetune` or pass --reader DIR",
+                card_path.display()
+            )
+        }
     })?)
     .with_context(|| format!("reading {}", card_path.display()))?;
     let weights_path = dir.join("reader.safetensors");
