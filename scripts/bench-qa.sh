@@ -4,11 +4,12 @@
 #      train on the same micro-batches (`--dump-batches`), same schedule, clipping and
 #      optimiser, for STEPS steps (default 12; the first 2 of each are not timed);
 #   2. `realm ask` (question to answer over the demo corpus's int8 index, top-5 passages)
-#      against transformers + faiss with the same reader weights, over QUESTIONS questions
-#      (default 30; the first 3 not timed);
-#   3. peak memory (max RSS) of both of ours;
-#   4. where the CPU has AMX or AVX-512 BF16, `realm ask --precision bf16` beside the f32 one
-#      (same questions).
+#      against transformers + faiss with the same reader weights and the same question
+#      embedder (the base MiniLM's: the shipped reader's fine-tuned query.* is left out of
+#      both), over QUESTIONS questions (default 30; the first 3 not timed);
+#   3. where the CPU has AMX or AVX-512 BF16, `realm ask --precision bf16` beside the f32 one
+#      (same questions);
+#   and the peak memory (max RSS) of ours in 1 and 2.
 # Prints the CPU model and a Markdown table (target/bench-qa/table.md); copy it into
 # BENCHMARKS.md. Needs ../shared/data (or REALM_SHARED_DATA) and the demo corpus's index,
 # data/demo-corpus.int8.shard (`realm index --corpus $S/demo-corpus/passages.jsonl --out ...`).
@@ -54,10 +55,13 @@ data = json.load(open(sys.argv[1]))["data"]
 qs = [q["question"] for i, a in enumerate(data) if i % 4 == 3 for p in a["paragraphs"] for q in p["qas"]]
 print("\n".join(qs[: int(sys.argv[2])]))
 EOF
-ask_flags=(--model "$model" --corpus "$corpus" --index "$index" -k 5)
+# The shipped reader without its question embedder, which the peer does not load.
+mkdir -p "$out/reader"
+cp native/models/demo-reader/reader.json native/models/demo-reader/reader.safetensors "$out/reader/"
+ask_flags=(--model "$model" --corpus "$corpus" --index "$index" -k 5 --reader "$out/reader")
 /usr/bin/time -f "%M" -o "$out/ask.rss" \
   "$realm" ask "${ask_flags[@]}" --json < "$out/questions.txt" > "$out/ours-ask.jsonl"
-"$py" scripts/peer_reader.py --threads 1 ask "${ask_flags[@]}" --reader native/models/demo-reader \
+"$py" scripts/peer_reader.py --threads 1 ask "${ask_flags[@]}" \
   --questions "$out/questions.txt" > "$out/peer-ask.jsonl"
 if grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo; then
   echo "bench-qa: 3. ask latency at --precision bf16"

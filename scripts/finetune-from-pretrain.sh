@@ -11,8 +11,9 @@
 #   minilm      reader on MiniLM, questions and passages embedded by MiniLM (zero-shot);
 #   pretrained  reader on RUN/encoder, questions and passages embedded by RUN/embedder;
 #   encoder     reader on RUN/encoder, MiniLM's retrieval (what the encoder alone brings).
-# The three train side by side, one thread each (THREADS=N for more), and resume where a
-# previous call stopped. An arm whose directory already holds a finished reader (reader.json)
+# ARMS picks them (default "minilm pretrained encoder"); LIMIT the held-out questions scored
+# (default 500). The arms train side by side, one thread each (THREADS=N for more), and resume
+# where a previous call stopped. An arm whose directory already holds a finished reader (reader.json)
 # is only evaluated: put `git show f5f57d3:native/models/demo-reader/reader.{json,safetensors}`
 # in the minilm arm's directory for the model card's stage-1 reader, which is that arm's
 # command at 2,600 steps (the reader shipped since 2026-12-07 was trained on from it).

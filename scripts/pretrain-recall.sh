@@ -9,7 +9,8 @@
 #
 # Sets: held-out SQuAD-open (2,777), NQ-open dev, WebQuestions test, CuratedTrec test (first
 # LIMIT each, default 1000). SKIP=10033 indexes only the demo corpus's SQuAD paragraphs (the
-# pre-training window; seconds instead of minutes) and retrieves for SQuAD alone. No reader loads (`--recall-only`). Indexes are kept in target/pretrain-recall/ and reused. Needs
+# pre-training window; seconds instead of minutes) and retrieves for SQuAD alone. No reader loads (`--recall-only`). Indexes are kept in target/pretrain-recall/skip-SKIP/ and reused (MiniLM's
+# with SKIP=0 is data/demo-corpus.int8.shard where that exists). Needs
 # ../shared/data (or REALM_SHARED_DATA).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,8 @@
 #   apt        mesa-vulkan-drivers (lavapipe, software Vulkan for the GPU kernel tests),
 #              rustc-web cargo-web rust-web-src lld-19 (Debian's Rust with a wasm32 std
 #              source, for build-std), chromium (browser tests), fonts-dejavu-core (the text
-#              of training plots), nodejs/npm when missing
+#              of training plots), vulkan-tools (vulkaninfo, to see the adapter), nodejs/npm
+#              when missing; with --demo-data python3 and python3-pip
 #   rustup     the Debian toolchain linked as `debweb` (the rustup one has no wasm32 target)
 #   cargo      wasm-bindgen-cli at the version Cargo.lock pins
 #   npm        web/'s dev dependencies: playwright-core (drives /usr/bin/chromium; no

@@ -19,7 +19,12 @@ run() {
   timings+=("$(printf '%5ds  %s' $((SECONDS - t0)) "$name")")
 }
 
-run "setup" scripts/setup.sh
+# The JavaScript tests' fixture needs MiniLM and the demo corpus: from the shared data where
+# it is beside the checkout (CI), else fetched into data/ (a fresh machine).
+shared=${REALM_SHARED_DATA:-../shared/data}
+demo_data=()
+[ -f "$shared/all-minilm-l6-v2/model.safetensors" ] || demo_data=(--demo-data)
+run "setup" scripts/setup.sh "${demo_data[@]}"
 
 # GPU tests fail instead of skipping when no adapter is found: lavapipe must be there.
 export REALM_REQUIRE_GPU=1

@@ -15,7 +15,7 @@
 #   native-answers-k1.jsonl   the same with -k 1 on the first of them
 #   native-answers-zero-shot.jsonl   the first three of those questions from reader-only/
 # Needs target/debug/realm (cargo build -p realm-native), and all-MiniLM-L6-v2 and the demo
-# corpus in data/ (scripts/setup.sh --demo-data) or ../shared/data.
+# corpus in data/ (scripts/setup.sh --demo-data) or ../shared/data (or $REALM_SHARED_DATA).
 # Usage: scripts/web-fixture.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +24,11 @@ realm=target/debug/realm
 out=target/web-demo
 [ -x "$realm" ] || { echo "web-fixture: build realm first: cargo build -p realm-native" >&2; exit 1; }
 base=data/all-minilm-l6-v2
-[ -f "$base/model.safetensors" ] || base=../shared/data/all-minilm-l6-v2
+shared=${REALM_SHARED_DATA:-../shared/data}
+[ -f "$base/model.safetensors" ] || base=$shared/all-minilm-l6-v2
 [ -f "$base/model.safetensors" ] || { echo "web-fixture: no all-MiniLM-L6-v2: run scripts/setup.sh --demo-data" >&2; exit 1; }
 corpus=data/demo-corpus/passages.jsonl
-[ -f "$corpus" ] || corpus=../shared/data/demo-corpus/passages.jsonl
+[ -f "$corpus" ] || corpus=$shared/demo-corpus/passages.jsonl
 [ -f "$corpus" ] || { echo "web-fixture: no demo corpus: run scripts/setup.sh --demo-data" >&2; exit 1; }
 
 mkdir -p "$out/model" "$out/reader-only"
