@@ -33,7 +33,8 @@ impl AnswerPattern {
     pub fn new(source: &str) -> Result<Self, String> {
         let pattern = python_escapes(source);
         let regex = Regex::new(&format!(r"(?im)\A(?:{pattern})")).map_err(|e| e.to_string())?;
-        let anywhere = Regex::new(&format!(r"(?i)(?:{pattern})")).map_err(|e| e.to_string())?;
+        // As DPR's `regex_match` compiles it for recall: `^` and `$` also at each line.
+        let anywhere = Regex::new(&format!(r"(?im)(?:{pattern})")).map_err(|e| e.to_string())?;
         Ok(Self {
             source: source.to_string(),
             regex,
@@ -110,6 +111,26 @@ impl Gold {
         }
     }
 
+    /// DPR's `has_answer`, the test of retrieval recall@k: the passage and each answer string,
+    /// after Unicode NFD, split into [`dpr_tokens`] and compared as lower-case token sequences
+    /// (so "Tesla" is in "Tesla's" and "1856" in "1856–1943", and "The Who" is not in "who");
+    /// a pattern is searched anywhere in the NFD passage, ignoring case, `^` and `$` also at
+    /// each line. One difference: a pattern's empty match does not count (DPR counts it; no
+    /// CuratedTrec test pattern has one).
+    pub fn has_answer(&self, passage: &str) -> bool {
+        let passage: String = passage.nfd().collect();
+        match self {
+            Gold::Strings(answers) => {
+                let words = lower(dpr_tokens(&passage));
+                answers.iter().any(|a| {
+                    let answer = lower(dpr_tokens(&a.nfd().collect::<String>()));
+                    !answer.is_empty() && words.windows(answer.len()).any(|w| w == answer)
+                })
+            }
+            Gold::Pattern(pattern) => pattern.occurs_in(&passage),
+        }
+    }
+
     /// Byte ranges of `passage` where a gold answer occurs, for the reader's weak supervision
     /// on retrieved passages: each answer string ignoring case at word boundaries, or each
     /// match of the pattern. Sorted, without repeats.
@@ -132,6 +153,21 @@ impl Gold {
         found.dedup();
         found
     }
+}
+
+/// DPR's `SimpleTokenizer`: runs of letters, digits and combining marks, and every other
+/// character that is neither a separator nor a control, one token each.
+pub fn dpr_tokens(text: &str) -> Vec<&str> {
+    static TOKEN: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| Regex::new(r"[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]").expect("a valid pattern"))
+        .find_iter(text)
+        .map(|m| m.as_str())
+        .collect()
+}
+
+fn lower(tokens: Vec<&str>) -> Vec<String> {
+    tokens.into_iter().map(str::to_lowercase).collect()
 }
 
 /// A passage and its normalised text between spaces, for whole-word answer checks.
@@ -244,6 +280,35 @@ mod tests {
         let years = Gold::Pattern(AnswerPattern::new(r"19[0-9]{2}").unwrap());
         assert_eq!(years.find_in("from 1943 to 1961"), [(5, 9), (13, 17)]);
         assert!(strings(&["Denver"]).find_in(passage).is_empty());
+    }
+
+    // Cases worked through DPR's `has_answer` (dpr/data/qa_validation.py) by hand.
+    #[test]
+    fn recall_finds_answers_as_dpr_token_sequences() {
+        assert_eq!(
+            dpr_tokens("Tesla's coil (1856–1943), Franco-Prussian."),
+            [
+                "Tesla", "'", "s", "coil", "(", "1856", "–", "1943", ")", ",", "Franco", "-",
+                "Prussian", "."
+            ]
+        );
+        let passage = "Nikola Tesla's coil (1856–1943) and the Franco-Prussian War; who knew? US.";
+        assert!(strings(&["Nikola Tesla"]).has_answer(passage));
+        assert!(strings(&["1856"]).has_answer(passage));
+        assert!(strings(&["prussian"]).has_answer(passage));
+        assert!(strings(&["Franco-Prussian war"]).has_answer(passage));
+        // The SQuAD normalisation makes these "who" and "us"; DPR keeps the article and dots.
+        assert!(!strings(&["The Who"]).has_answer(passage));
+        assert!(!strings(&["U.S."]).has_answer(passage));
+        assert!(!strings(&["Tesla coil"]).has_answer(passage)); // "'s" lies between
+        assert!(!strings(&["", " "]).has_answer(passage));
+        // Composed and decomposed forms meet after NFD.
+        assert!(strings(&["Café"]).has_answer("the cafe\u{301} opened"));
+        // A pattern anywhere, `^` and `$` at each line; an empty match does not count.
+        let nine = Gold::Pattern(AnswerPattern::new(r"^\s*9\s*$").unwrap());
+        assert!(nine.has_answer("Players per side:\n9\nInnings: 9 or more"));
+        assert!(!nine.has_answer("Innings: 9 or more"));
+        assert!(!Gold::Pattern(AnswerPattern::new("x?").unwrap()).has_answer("abc"));
     }
 
     #[test]

@@ -90,6 +90,11 @@ struct PassageRead {
 #[derive(Serialize)]
 pub struct Table {
     pub questions_file: String,
+    /// The questions taken of the file: `--split` (SQuAD files; null for the others),
+    /// `--every` and `--limit` (0: no limit).
+    pub split: Option<SquadSplit>,
+    pub every: u64,
+    pub limit: usize,
     pub questions: usize,
     pub mode: String,
     /// Weight of the retriever's score in picking the answer (`--retriever-weight`); None
@@ -97,6 +102,9 @@ pub struct Table {
     pub retriever_weight: Option<f32>,
     /// None with `--recall-only`.
     pub exact_match: Option<f64>,
+    /// How recall tells a passage holds an answer: `dpr-has-answer` (`Gold::has_answer`, DPR's
+    /// token sequences); None with `--gold-passages`.
+    pub recall_match: Option<&'static str>,
     /// recall@1/5/20/100 (open retrieval only): share with an answer in the top k.
     pub recall: Vec<(usize, f64)>,
     pub seconds: f64,
@@ -192,7 +200,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                     .iter()
                     .map(|&(i, _)| retrieval.passages[i].text.as_str())
                     .collect();
-                let rank = docs.iter().position(|d| q.gold.occurs_in(d));
+                let rank = docs.iter().position(|d| q.gold.has_answer(d));
                 for (slot, &d) in found_at.iter_mut().zip(&depths) {
                     *slot += usize::from(rank.is_some_and(|r| r < d));
                 }
@@ -251,6 +259,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let n = questions.len() as f64;
     let table = Table {
         questions_file: args.questions.display().to_string(),
+        split: questions
+            .iter()
+            .any(|q| q.context.is_some())
+            .then_some(args.split),
+        every: args.every,
+        limit: args.limit,
         questions: questions.len(),
         mode: if args.gold_passages {
             "gold paragraph".into()
@@ -260,6 +274,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         },
         retriever_weight: reading.as_ref().map(|(_, _, rule)| rule.retriever_weight),
         exact_match: reading.is_some().then_some(100.0 * correct as f64 / n),
+        recall_match: (!args.gold_passages).then_some("dpr-has-answer"),
         recall: if args.gold_passages {
             Vec::new()
         } else {
