@@ -147,14 +147,19 @@ mod tests {
             "what is the atomic number of uranium",
             "What does CPR stand for?",
         ];
-        let mine: Vec<String> = (0..6).map(|i| format!("Who wrote book number {i}?")).collect();
+        let mine: Vec<String> = (0..6)
+            .map(|i| format!("Who wrote book number {i}?"))
+            .collect();
         let mut some: Vec<&str> = mine.iter().map(String::as_str).collect();
         some.push(test[0]);
         let path = dir.path().join("mine.jsonl");
         std::fs::write(&path, nq_lines(&some)).unwrap();
         let kept = read_training_file(&path).unwrap();
         assert_eq!(kept.len(), 6);
-        assert!(kept.iter().all(|q| q.question.starts_with("Who wrote book")));
+        assert!(
+            kept.iter()
+                .all(|q| q.question.starts_with("Who wrote book"))
+        );
 
         // Mostly test questions: a test file by another name.
         let copy = dir.path().join("copy.jsonl");
