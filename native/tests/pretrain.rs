@@ -102,6 +102,24 @@ fn the_marginal_loss_falls_resumes_exactly_and_the_index_refreshes_while_trainin
         assert!(e["held_out_queries"].as_u64().unwrap() > 0);
     }
 
+    // The null document scored as REALM's released code scores it (an empty block's
+    // embedding): the first step's loss already differs from f(x, null) = 0's, and it falls.
+    let embedded = tmp.path().join("embedded-null");
+    let mut args = pretrain_args(&base, &corpus, &shard, &embedded, "never");
+    args.extend(["--null-document".into(), "embedded".into()]);
+    assert_ok(&realm(&args));
+    let with_null = losses(&embedded);
+    assert!(
+        (with_null[0].1 - reference[0].1).abs() > 1e-6,
+        "{:?} against {:?}",
+        with_null[0],
+        reference[0]
+    );
+    assert!(
+        mean(&with_null[20..]) < mean(&with_null[..10]) - 0.5,
+        "the loss falls: {with_null:?}"
+    );
+
     let killed = tmp.path().join("killed");
     let mut args = pretrain_args(&base, &corpus, &shard, &killed, "never");
     args.extend(["--checkpoint-every".into(), "5".into()]);

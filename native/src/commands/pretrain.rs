@@ -65,6 +65,17 @@ pub enum MaskingArg {
     RandomSpan,
 }
 
+/// How the null document is scored among the candidates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum NullDocument {
+    /// f(x, null) = 0, fixed.
+    #[default]
+    Zero,
+    /// f(x, null) = `--scale` x Embed_input(x) . Embed_doc(empty block), as REALM's released
+    /// code scores it: the null document's score trains with the embedder.
+    Embedded,
+}
+
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct PretrainArgs {
     /// The run directory to create (checkpoints, metrics.jsonl, the trained weights).
@@ -163,10 +174,16 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub eval_every: Option<usize>,
     /// f(x, z) is this times the inner product of the unit-length embeddings (which lies in
-    /// [-1, 1]), so that p(z|x) can tell candidates apart; f(x, null) = 0.
+    /// [-1, 1]), so that p(z|x) can tell candidates apart.
     #[arg(long, default_value_t = 20.0)]
     #[serde(default = "default_scale")]
     pub scale: f32,
+    /// How the null document scores: `zero` (f(x, null) = 0: near no share of p(z|x) once
+    /// passages score above 0; the README's runs) or `embedded` (REALM's released code: the
+    /// embedding of an empty block, scored as a passage is, its score learnt).
+    #[arg(long, value_enum, default_value = "zero")]
+    #[serde(default)]
+    pub null_document: NullDocument,
     /// The fresh masked-LM head (transform, its LayerNorm, the output bias; the decoder is the
     /// word embeddings) learns at this times the learning rate: it starts from nothing while
     /// the BERT under it is pre-trained.
@@ -928,7 +945,7 @@ fn train(args: &PretrainArgs) -> anyhow::Result<bool> {
             &built,
             &tokenizer,
             &z,
-            args.scale,
+            (args.scale, args.null_document),
             &train_device,
             dump.as_ref().map(|_| &mut record),
         )?;
@@ -1301,7 +1318,7 @@ fn realm_loss(
     built: &Built,
     tokenizer: &realm_core::text::wordpiece::WordPieceTokenizer,
     z: &Sizes,
-    scale: f32,
+    (scale, null_document): (f32, NullDocument),
     device: &Device,
     mut record: Option<&mut serde_json::Value>,
 ) -> anyhow::Result<(Tensor<1>, Phases)> {
@@ -1370,12 +1387,20 @@ fn realm_loss(
         // The first search's depth (deeper ones are rare): the peer searches as deep.
         record["search_depth"] = serde_json::json!(first_depth(k - 1, built.index.len()));
     }
+    let null = match null_document {
+        NullDocument::Zero => Tensor::<2>::zeros([b, 1], device),
+        NullDocument::Embedded => {
+            // [CLS] [SEP]: the empty block, embedded as the passages are.
+            let empty = tokenizer.encode_batch(&[""], z.block_length)?;
+            let empty = model.embedder.embed(&empty, device); // [1, dim]
+            query.clone().matmul(empty.transpose()).mul_scalar(scale) // [b, 1]
+        }
+    };
     let retrieved = (query.reshape([b, 1, dim]) * docs.reshape([b, k - 1, dim]))
         .sum_dim(2)
         .reshape([b, k - 1])
         .mul_scalar(scale);
-    let null = Tensor::<2>::zeros([b, 1], device);
-    let relevance_score = Tensor::cat(vec![null, retrieved], 1); // [b, k]: f(x, null) = 0 first
+    let relevance_score = Tensor::cat(vec![null, retrieved], 1); // [b, k]: f(x, null) first
     phases.embed_candidates = t.elapsed().as_secs_f64();
     let t = Instant::now();
 
