@@ -116,12 +116,15 @@ struct PlotArgs {
     /// With --metric: the chart's SVG file (a PNG goes beside it when a font is found).
     #[arg(long, requires = "metric", value_name = "FILE.svg")]
     out: Option<std::path::PathBuf>,
+    /// Replace an existing --out chart (never a run's own files).
+    #[arg(long, requires = "out")]
+    force: bool,
 }
 
 fn plot(args: &PlotArgs) -> anyhow::Result<()> {
     use realm_native::train::plot::{plot_compare, plot_evals, plot_losses};
     let files = match (&args.metric, &args.out, args.runs.as_slice()) {
-        (Some(metric), Some(out), runs) => plot_compare(runs, metric, out)?,
+        (Some(metric), Some(out), runs) => plot_compare(runs, metric, out, args.force)?,
         (_, _, [dir]) => {
             if dir.is_file() {
                 anyhow::bail!(

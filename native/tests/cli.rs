@@ -159,4 +159,27 @@ fn plot_compares_one_evaluation_across_runs() {
         err.contains("salient/metrics.jsonl: no evaluation named recall; it has retrieval_utility, target_in_z"),
         "{err}"
     );
+
+    // The chart is there now: replaced only with --force.
+    let again = |force: bool| {
+        let mut args = args("retrieval_utility").to_vec();
+        if force {
+            args.push("--force".into());
+        }
+        Command::new(env!("CARGO_BIN_EXE_realm"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = again(false);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("utility.svg exists; pass --force"), "{err}");
+    assert!(again(true).status.success());
+    // No temporary file is left beside the chart.
+    let left: Vec<String> = std::fs::read_dir(out_svg.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

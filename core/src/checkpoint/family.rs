@@ -28,7 +28,9 @@ pub enum Family {
 /// Names the family by the tensors present.
 pub fn detect_family(weights: &WeightMap) -> Result<Family, Error> {
     let has = |prefix: &str| weights.keys().any(|k| k.starts_with(prefix));
-    Ok(if has("block_emb") && has("embedder.") && has("reader.") {
+    // The evidence matrix by its exact name (a `block_emb.*` is a stray tensor, refused later).
+    let block_emb = weights.contains_key("block_emb");
+    Ok(if block_emb && has("embedder.") && has("reader.") {
         Family::OpenQa
     } else if has("embedder.") && !has("reader.") && !has("block_emb") {
         Family::Scorer
@@ -50,4 +52,32 @@ pub fn detect_family(weights: &WeightMap) -> Result<Family, Error> {
             names.join(", ")
         )));
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Family, detect_family};
+    use crate::checkpoint::weights::{HostTensor, WeightMap};
+
+    fn names(names: &[&str]) -> WeightMap {
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    HostTensor::new(n, vec![1], vec![0.0]).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn open_qa_needs_the_evidence_matrix_by_its_name() {
+        let open = names(&["embedder.x", "reader.x", "block_emb"]);
+        assert_eq!(detect_family(&open).unwrap(), Family::OpenQa);
+        // `block_emb.weight` is not the matrix: no family (it panicked in the strict load).
+        let stray = names(&["embedder.x", "reader.x", "block_emb.weight"]);
+        let e = detect_family(&stray).unwrap_err().to_string();
+        assert!(e.contains("no REALM or BERT family"), "{e}");
+    }
 }

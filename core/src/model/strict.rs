@@ -111,7 +111,11 @@ pub fn check_strict_load(
         }
         Family::OpenQa => {
             reject_stray(weights, &["embedder.", "reader.", "block_emb"])?;
-            let emb = &weights["block_emb"];
+            let emb = weights
+                .get("block_emb")
+                .ok_or_else(|| Error::MissingWeight {
+                    name: "block_emb".into(),
+                })?;
             if emb.shape.len() != 2 || emb.shape[1] != config.retriever_proj_size {
                 return Err(Error::WeightShape {
                     name: "block_emb".into(),

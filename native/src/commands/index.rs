@@ -60,9 +60,9 @@ pub fn run(args: &IndexArgs) -> anyhow::Result<()> {
     if args.out.exists() && !args.out.is_dir() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }
-    // A shard re-written in place is read whole before the new one is renamed over it.
+    // Never the shard it re-writes: another element type loses what the first one held.
     let inputs: Vec<&std::path::Path> = match &args.from {
-        Some(_) => vec![],
+        Some(source) => vec![source.as_path()],
         None => vec![args.corpus.as_path(), args.model.as_path()],
     };
     crate::files::check_out(&args.out, true, &inputs)?;
@@ -165,12 +165,23 @@ mod tests {
             "{:#}",
             run(&IndexArgs {
                 force: true,
-                ..args
+                ..args.clone()
             })
             .unwrap_err()
         );
         assert!(damaged.contains("damaged"), "{damaged}");
         assert_eq!(read_shard(&out).unwrap(), written);
+        // Onto itself, even with --force: the source is what the command reads.
+        let onto = format!(
+            "{:#}",
+            run(&IndexArgs {
+                out: source.clone(),
+                force: true,
+                ..args
+            })
+            .unwrap_err()
+        );
+        assert!(onto.contains("which this command reads"), "{onto}");
     }
 
     #[test]

@@ -8,26 +8,57 @@ pub mod shard_file;
 /// dev's 2,067 paragraphs): every `--corpus` flag's default.
 pub const DEMO_CORPUS: &str = "data/demo-corpus/passages.jsonl";
 
-/// Refuses an `--out` that would replace one of `inputs` (the same file, or a folder holding
-/// it: `--force` would destroy what the command reads), or that is a folder where a file is
-/// written (found before the work, not at the rename after it).
+/// Refuses an `--out` that would replace one of `inputs` (the same file, a folder holding it,
+/// or a file inside an input folder: `--force` would destroy what the command reads), that is
+/// a folder where a file is written, or whose folder cannot be written in: all found before
+/// the work, not at the rename after it (the folder is made, as the write would make it).
 pub fn check_out(
     out: &std::path::Path,
     file: bool,
     inputs: &[&std::path::Path],
 ) -> anyhow::Result<()> {
+    use anyhow::Context;
     if file && out.is_dir() {
         anyhow::bail!(
             "--out {} is a folder: name the file to write",
             out.display()
         );
     }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if parent.exists() && !parent.is_dir() {
+        anyhow::bail!(
+            "--out {}: {} is not a folder",
+            out.display(),
+            parent.display()
+        );
+    }
+    std::fs::create_dir_all(parent)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(".realm-probe-")
+                .tempfile_in(parent)
+        })
+        .with_context(|| {
+            format!(
+                "--out {}: cannot write in {}",
+                out.display(),
+                parent.display()
+            )
+        })?;
     // A path that does not exist yet replaces nothing.
     let Ok(replaced) = out.canonicalize() else {
         return Ok(());
     };
     for input in inputs {
-        if input.canonicalize().is_ok_and(|i| i.starts_with(&replaced)) {
+        let Ok(input_path) = input.canonicalize() else {
+            continue;
+        };
+        if input_path.starts_with(&replaced)
+            || (input_path.is_dir() && replaced.starts_with(&input_path))
+        {
             anyhow::bail!(
                 "--out {} would replace {}, which this command reads: choose another --out",
                 out.display(),
@@ -75,6 +106,36 @@ mod tests {
         assert!(check_out(dir.path(), false, &[&corpus]).is_err());
         let folder = check_out(dir.path(), true, &[]).unwrap_err().to_string();
         assert!(folder.contains("is a folder"), "{folder}");
+        // A file of an input folder (a model directory's weights) is refused; a new file in
+        // it is not.
+        let model = dir.path().join("model");
+        std::fs::create_dir(&model).unwrap();
+        std::fs::write(model.join("model.safetensors"), "weights").unwrap();
+        let inside = check_out(&model.join("model.safetensors"), true, &[&model])
+            .unwrap_err()
+            .to_string();
+        assert!(inside.contains("which this command reads"), "{inside}");
+        assert!(check_out(&model.join("index.shard"), true, &[&model]).is_ok());
+        // Found before the work: a folder that is a file, or that cannot be written in.
+        let e = check_out(&corpus.join("x.shard"), true, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a folder"), "{e}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let locked = dir.path().join("locked");
+            std::fs::create_dir(&locked).unwrap();
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+            // Root writes anywhere: the check only holds for other users.
+            let probe = locked.join("probe");
+            if std::fs::write(&probe, "").is_err() {
+                let e = check_out(&locked.join("x.shard"), true, &[])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("cannot write in"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use plotters::prelude::*;
+use tempfile::TempPath;
 
 use crate::train::metrics::{read_lines, read_losses};
 
@@ -33,18 +34,32 @@ fn register_font() -> bool {
 }
 
 /// Where a chart is drawn before it is renamed over `dir/<stem>.<ext>`: a reader (a viewer, a
-/// browser reloading the run's page) never sees half a file. The extension stays last, which
-/// the PNG encoder reads.
-fn drawing_path(dir: &Path, stem: &str, ext: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!(".{stem}.partial.{ext}")),
-        dir.join(format!("{stem}.{ext}")),
-    )
+/// browser reloading the run's page) never sees half a file, and two processes drawing the
+/// same chart at once (a trainer and `realm plot` on its run) each draw into their own
+/// temporary file (removed if not renamed). The extension stays last, which the PNG encoder
+/// reads.
+fn drawing_path(dir: &Path, stem: &str, ext: &str) -> anyhow::Result<(TempPath, PathBuf)> {
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{stem}-"))
+        .suffix(&format!(".partial.{ext}"))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?
+        .into_temp_path();
+    Ok((partial, dir.join(format!("{stem}.{ext}"))))
 }
 
-fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::rename(from, to)
-        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+fn rename(from: TempPath, to: &Path) -> anyhow::Result<()> {
+    let shown = from.display().to_string();
+    from.persist(to)
+        .with_context(|| format!("renaming {shown} to {}", to.display()))?;
+    // A temporary file is private (0600); the chart is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("setting the permissions of {}", to.display()))?;
+    }
+    Ok(())
 }
 
 /// Draws one chart into `dir/<stem>.svg` (text drawn when a font is found) and, with a font,
@@ -54,22 +69,22 @@ macro_rules! svg_and_png {
     ($dir:expr, $stem:expr, |$area:ident, $text:ident| $draw:expr) => {{
         let has_font = register_font();
         let mut written = Vec::new();
-        let (partial, svg) = drawing_path($dir, $stem, "svg");
+        let (partial, svg) = drawing_path($dir, $stem, "svg")?;
         {
-            let $area = SVGBackend::new(&partial, (900, 500)).into_drawing_area();
+            let $area = SVGBackend::new(&*partial, (900, 500)).into_drawing_area();
             let $text = has_font;
             $draw.with_context(|| format!("drawing {}", svg.display()))?;
         }
-        rename(&partial, &svg)?;
+        rename(partial, &svg)?;
         written.push(svg);
         if has_font {
-            let (partial, png) = drawing_path($dir, $stem, "png");
+            let (partial, png) = drawing_path($dir, $stem, "png")?;
             {
-                let $area = BitMapBackend::new(&partial, (900, 500)).into_drawing_area();
+                let $area = BitMapBackend::new(&*partial, (900, 500)).into_drawing_area();
                 let $text = true;
                 $draw.with_context(|| format!("drawing {}", png.display()))?;
             }
-            rename(&partial, &png)?;
+            rename(partial, &png)?;
             written.push(png);
         }
         written
@@ -214,7 +229,12 @@ fn run_name(run: &Path) -> String {
 /// [`run_name`], or by its path where two names agree): `out` must end in `.svg`; the PNG goes
 /// beside it when a font is found.
 /// A run is a run directory (its `metrics.jsonl`) or a file of such lines.
-pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn plot_compare(
+    runs: &[PathBuf],
+    metric: &str,
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
     if out.extension().is_none_or(|e| e != "svg") {
         bail!(
             "--out {}: name the chart's SVG file (e.g. compare.svg; the PNG goes beside it)",
@@ -250,12 +270,23 @@ pub fn plot_compare(runs: &[PathBuf], metric: &str, out: &Path) -> anyhow::Resul
             *name = run.display().to_string();
         }
     }
+    // Checked once the runs are read (their errors first), before anything is drawn.
+    let png = out.with_extension("png");
+    if let Some(existing) = [out, png.as_path()].into_iter().find(|p| p.exists())
+        && !force
+    {
+        bail!(
+            "{} exists; pass --force to replace it (and the chart's other file)",
+            existing.display()
+        );
+    }
+    let inputs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
+    crate::files::check_out(out, true, &inputs)?;
+    crate::files::check_out(&png, true, &inputs)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--out {}: cannot make its folder", out.display()))?;
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
     let title = format!("realm: {metric}");
     let written = svg_and_png!(dir, &stem, |area, text| draw_evals(
