@@ -107,8 +107,15 @@ fn parse_json_lines(text: &str) -> Result<Vec<Passage>, Error> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            let line: Line = serde_json::from_str(line)
-                .map_err(|e| Error::Corpus(format!("line {}: {e}", n + 1)))?;
+            // serde's message ends "at line 1 column C" (the line is the whole text it read):
+            // the column alone, beside the file's line.
+            let line: Line = serde_json::from_str(line).map_err(|e| {
+                let what = e.to_string();
+                let what = what
+                    .rsplit_once(" at line ")
+                    .map_or(what.as_str(), |(message, _)| message);
+                Error::Corpus(format!("line {}, column {}: {what}", n + 1, e.column()))
+            })?;
             non_empty(
                 Passage {
                     title: line.title,
@@ -216,6 +223,11 @@ mod tests {
         );
         let e = parse_corpus(b"{\"text\": \"ok\"}\n{\"title\": \"x\"}\n").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
+        // The file's line and the column in it, not serde's "line 1" of the one line it read.
+        let e = parse_corpus(b"{\"text\": \"ok\"}\n{\"text\": 5}\n").unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("line 2, column 10: invalid type"), "{e}");
+        assert!(!e.contains("at line 1"), "{e}");
         let e = parse_corpus(b"{\"text\": \"  \"}").unwrap_err();
         assert!(e.to_string().contains("no text"), "{e}");
         assert!(parse_corpus(&[0xff, 0xfe]).is_err());

@@ -34,7 +34,7 @@ pub struct ConvertArgs {
     /// index.shard and passages.jsonl, plus manifest.json.
     #[arg(long)]
     pub out: PathBuf,
-    /// How index.shard stores block_emb.
+    /// How index.shard stores block_emb (open-QA checkpoints only: the others have none).
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "int8"])]
     pub element: String,
     /// Replace the output folder if it exists.
@@ -85,10 +85,16 @@ pub fn read_pytorch(path: &Path) -> anyhow::Result<WeightMap> {
             DType::I32 => RawDtype::I32,
             DType::U8 => RawDtype::U8,
             DType::Bool => RawDtype::Bool,
-            other => bail!("tensor `{name}` has dtype {other:?}, which realm-rs does not read"),
+            other => bail!(
+                "{}: tensor `{name}` has dtype {other:?}, which realm-rs does not read",
+                path.display()
+            ),
         };
-        let bytes = tensor.read()?;
-        let host = tensor_from_le_bytes(&name, dtype, tensor.shape().to_vec(), &bytes)?;
+        let bytes = tensor
+            .read()
+            .with_context(|| format!("reading the PyTorch checkpoint {}", path.display()))?;
+        let host = tensor_from_le_bytes(&name, dtype, tensor.shape().to_vec(), &bytes)
+            .with_context(|| format!("reading the PyTorch checkpoint {}", path.display()))?;
         weights.insert(name, host);
     }
     Ok(weights)

@@ -55,6 +55,7 @@ pub struct DemoArgs {
 #[derive(Serialize)]
 struct Report {
     model: String,
+    corpus: String,
     passages: usize,
     questions: Vec<Answer>,
     gpu_adapter: Option<String>,
@@ -93,6 +94,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let report = Report {
         model: args.model.display().to_string(),
+        corpus: args.corpus.display().to_string(),
         passages: passages.len(),
         questions: questions
             .iter()
@@ -127,19 +129,21 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
 fn print_report(report: &Report) {
     println!(
-        "all-MiniLM-L6-v2 ({}) over {} Wikipedia passages, exact inner-product search.\n",
-        report.model, report.passages
+        "{} over {} passages of {}, exact inner-product search.\n",
+        report.model, report.passages, report.corpus
     );
     for answer in &report.questions {
         println!("Q: {}", answer.question);
         for (rank, hit) in answer.hits.iter().enumerate() {
-            let snippet: String = hit.text.chars().take(110).collect();
+            let mut snippet: String = hit.text.chars().take(110).collect();
+            if snippet.len() < hit.text.len() {
+                snippet.push('…');
+            }
             println!(
-                "  {}. {:.3}  {} — {}…",
+                "  {}. {:.3}  {} — {snippet}",
                 rank + 1,
                 hit.score,
                 hit.title,
-                snippet
             );
         }
         match answer.gpu_agrees {
