@@ -196,6 +196,15 @@ fn main() {
     if !matches!(cli.command, Command::Serve(_)) {
         end_quietly_on_closed_stdout();
     }
+    // Commands that write large outputs: a stop removes the unfinished one (the trainers
+    // install their own handler, which stops at a step).
+    if matches!(
+        cli.command,
+        Command::Index(_) | Command::Convert(_) | Command::Bundle(_)
+    ) && let Err(e) = realm_native::files::partial::remove_partials_on_stop()
+    {
+        eprintln!("warning: no stop handler ({e}): a stop may leave a .realm-* file behind");
+    }
     let result = match cli.command {
         Command::Ask(args) => ask::run(&args),
         Command::Bundle(args) => bundle::run(&args),

@@ -80,6 +80,46 @@ fn index_lines(dir: &Path, model: &Path, lines: &str) -> (PathBuf, PathBuf) {
 }
 
 /// `realm` with `args`, `input` written to its stdin (then closed), its outputs piped.
+/// `realm index` stopped with Ctrl-C (SIGINT) ends with status 130 and leaves neither its
+/// output nor a temporary file in the output's folder.
+#[test]
+fn a_stopped_index_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((base, _)) = tiny_base(tmp.path()) else {
+        return;
+    };
+    // Long enough to be stopped while it embeds (seconds with the tiny model).
+    let corpus = tmp.path().join("big.jsonl");
+    let line = "{\"title\": \"Hamlet\", \"text\": \"Hamlet is a tragedy written by William Shakespeare sometime between 1599 and 1601.\"}\n";
+    std::fs::write(&corpus, line.repeat(100_000)).unwrap();
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("big.shard");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_realm"))
+        .args([
+            "index",
+            "--model",
+            &p(&base),
+            "--corpus",
+            &p(&corpus),
+            "--out",
+            &p(&out),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    common::send(&child, "INT");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped (Ctrl-C"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 fn spawn_with_stdin(args: &[String], input: &[u8]) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_realm"))
         .args(args)

@@ -2,6 +2,7 @@
 //! atomically (temporary file, fsync, rename) or shards read through a memory map.
 
 pub mod model_dir;
+pub mod partial;
 pub mod shard_file;
 
 /// The demo corpus `scripts/setup.sh --demo-data` builds (10,033 Wikipedia leads, then SQuAD

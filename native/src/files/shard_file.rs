@@ -8,6 +8,8 @@ use std::path::Path;
 use anyhow::Context;
 use realm_core::index::shard::Shard;
 
+use crate::files::partial::Partial;
+
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic_with(path, |file| file.write_all(bytes))
@@ -28,6 +30,8 @@ pub fn write_atomic_with(
         .suffix(".partial")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    // Removed by a stop (Ctrl-C) while it is filled; no longer once it is whole.
+    let filling = Partial::new(tmp.path());
     {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         write(&mut out)
@@ -45,6 +49,7 @@ pub fn write_atomic_with(
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .with_context(|| format!("setting the permissions of {}", path.display()))?;
     }
+    drop(filling);
     tmp.persist(path)
         .with_context(|| format!("moving the new file into place at {}", path.display()))?;
     sync_folder(dir);
@@ -82,7 +87,10 @@ pub fn write_dir_atomic(
         .prefix(".realm-dir-")
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
+    // Removed by a stop while it is filled; not once the old folder may be moved aside.
+    let filling = Partial::new(tmp.path());
     fill(tmp.path())?;
+    drop(filling);
     // Temporary folders are private (0700); the written one is an ordinary folder.
     #[cfg(unix)]
     {
