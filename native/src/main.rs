@@ -222,6 +222,10 @@ fn main() {
         Command::Tag(args) => tag::run(&args),
     };
     if let Err(error) = result {
+        if realm_native::files::partial::stopping() {
+            // The stop handler removed the file this error is about, and exits 130.
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }

@@ -91,6 +91,9 @@ template.innerHTML = `
   button[aria-disabled="true"] { opacity: .6; cursor: default; }
   [part~="progress"] { height: .4rem; background: #e6e8ef; border-radius: 2px; margin-top: .6rem; overflow: hidden; }
   [part~="progress-bar"] { height: 100%; width: 0; background: var(--realm-qa-accent, #2456c8); transition: width .2s; }
+  [part~="progress-bar"][data-indeterminate] { width: 30%; animation: realm-qa-slide 1.4s linear infinite; }
+  @keyframes realm-qa-slide { from { transform: translateX(-100%); } to { transform: translateX(340%); } }
+  @media (prefers-reduced-motion: reduce) { [part~="progress-bar"][data-indeterminate] { animation: none; width: 100%; opacity: .5; } }
   [part~="error"]:empty, [part~="progress"][hidden] { display: none; }
   [part~="error"] { color: var(--realm-qa-error-color, #a40000); margin-top: .6rem; }
   [part~="answer-text"] { font-size: 1.25em; font-weight: 700; margin: .6rem 0 .2rem; }
@@ -141,7 +144,7 @@ template.innerHTML = `
  * @csspart label - The field's label.
  * @csspart input - The question field.
  * @csspart button - The Ask button.
- * @csspart progress - The loading progress bar (role=progressbar, aria-valuenow).
+ * @csspart progress - The loading progress bar (role=progressbar, aria-valuenow; none, and a moving bar, while no file's size is known).
  * @csspart progress-bar - The bar's filled part.
  * @csspart error - The alert area (role=alert).
  * @csspart answer - The answer, its source and its passage (a screen reader hears the answer and its source from a hidden live region, not the whole passage again).
@@ -258,12 +261,22 @@ export class RealmQaElement extends HTMLElement {
     this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
   }
 
+  /** The loading bar at `fraction` (0 to 1), or indeterminate with null (no size known yet). */
   #progress(fraction) {
     const bar = this.$("progress");
+    const filled = this.$("progress-bar");
+    if (fraction === null) {
+      bar.hidden = false;
+      bar.removeAttribute("aria-valuenow");
+      filled.setAttribute("data-indeterminate", "");
+      filled.style.width = "";
+      return;
+    }
     const value = Math.round(fraction * 100);
     bar.hidden = fraction >= 1;
     bar.setAttribute("aria-valuenow", String(value));
-    this.$("progress-bar").style.width = `${value}%`;
+    filled.removeAttribute("data-indeterminate");
+    filled.style.width = `${value}%`;
   }
 
   /** Loads the engine; resolves when it can answer. Rejects (and shows the error) on failure. */
@@ -306,8 +319,13 @@ export class RealmQaElement extends HTMLElement {
       return shareEngine(options, (p) => {
         if (p.file) {
           files.set(p.file, { loaded: p.loaded, total: p.total || null });
-          shown = Math.max(shown, loadFraction(files));
-          this.#progress(shown);
+          const fraction = loadFraction(files);
+          if (fraction === null) {
+            this.#progress(null); // sizes unknown: indeterminate
+          } else {
+            shown = Math.max(shown, fraction);
+            this.#progress(shown);
+          }
         }
         this.dispatchEvent(new CustomEvent("progress", { detail: p }));
       }, signal);

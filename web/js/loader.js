@@ -123,15 +123,20 @@ export function fileList({ model, index, passages, bundle, files = {} }, base) {
  * The fraction of a load done, from each file's latest progress { loaded, total } (total null
  * where the server sent no usable Content-Length: compressed, or chunked). Such a file counts
  * as done as far as it has come, so it neither runs the bar ahead of the files of known size
- * nor holds it back; files not yet heard of count nothing. Below 1 until the load resolves.
+ * nor holds it back; files not yet heard of count nothing. Below 1 until the load resolves;
+ * null while no file heard of has a known size (nothing to measure against: an indeterminate
+ * bar).
  */
 export function loadFraction(progressByFile) {
   let done = 0;
   let total = 0;
+  let known = false;
   for (const { loaded, total: size } of progressByFile.values()) {
+    known ||= size != null;
     done += Math.min(loaded, size ?? loaded);
     total += size ?? loaded;
   }
+  if (!known) return progressByFile.size ? null : 0;
   return total ? Math.min(0.99, done / total) : 0;
 }
 

@@ -91,6 +91,8 @@ test("the load's fraction counts a file of unknown size as far as it has come, n
   assert.equal(mixed, 510 / 600);
   // Everything read is still short of 1 until the engine is built.
   assert.equal(at({ "model.safetensors": { loaded: 100, total: 100 } }), 0.99);
+  // No size known at all (one gzipped bundle): no fraction to show, not 99% at the first chunk.
+  assert.equal(at({ bundle: { loaded: 1, total: null } }), null);
   // A server that sends more than it declared does not count the excess.
   assert.equal(at({ a: { loaded: 300, total: 100 }, b: { loaded: 0, total: 100 } }), 0.5);
 });

@@ -9,10 +9,28 @@ pub mod shard_file;
 /// dev's 2,067 paragraphs): every `--corpus` flag's default.
 pub const DEMO_CORPUS: &str = "data/demo-corpus/passages.jsonl";
 
+/// The files of a model or run folder that commands read by name: an `--out` onto one of them
+/// inside an input folder is refused (other files there, e.g. an index beside its model, are
+/// the user's to replace).
+const READ_BY_NAME: [&str; 12] = [
+    "config.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "vocab.txt",
+    "reader.json",
+    "reader.safetensors",
+    "query.json",
+    "query.safetensors",
+    "block_records.npy",
+    "metrics.jsonl",
+    "args.json",
+];
+
 /// Refuses an `--out` that would replace one of `inputs` (the same file, a folder holding it,
-/// or a file inside an input folder: `--force` would destroy what the command reads), that is
-/// a folder where a file is written, or whose folder cannot be written in: all found before
-/// the work, not at the rename after it (the folder is made, as the write would make it).
+/// or a file an input folder is read by: `--force` would destroy what the command reads), that
+/// is a folder where a file is written, or whose nearest existing folder is a file or cannot
+/// be written in: all found before the work, not at the rename after it. Makes no folder.
 pub fn check_out(
     out: &std::path::Path,
     file: bool,
@@ -25,40 +43,47 @@ pub fn check_out(
             out.display()
         );
     }
-    let parent = match out.parent() {
+    let mut existing = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
-    if parent.exists() && !parent.is_dir() {
+    while !existing.exists() {
+        existing = match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+    }
+    if !existing.is_dir() {
         anyhow::bail!(
             "--out {}: {} is not a folder",
             out.display(),
-            parent.display()
+            existing.display()
         );
     }
-    std::fs::create_dir_all(parent)
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix(".realm-probe-")
-                .tempfile_in(parent)
-        })
+    tempfile::Builder::new()
+        .prefix(".realm-probe-")
+        .tempfile_in(existing)
         .with_context(|| {
             format!(
                 "--out {}: cannot write in {}",
                 out.display(),
-                parent.display()
+                existing.display()
             )
         })?;
     // A path that does not exist yet replaces nothing.
     let Ok(replaced) = out.canonicalize() else {
         return Ok(());
     };
+    let read_by_name = replaced
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| READ_BY_NAME.contains(&n));
     for input in inputs {
         let Ok(input_path) = input.canonicalize() else {
             continue;
         };
         if input_path.starts_with(&replaced)
-            || (input_path.is_dir() && replaced.starts_with(&input_path))
+            || (input_path.is_dir() && read_by_name && replaced.starts_with(&input_path))
         {
             anyhow::bail!(
                 "--out {} would replace {}, which this command reads: choose another --out",
@@ -107,8 +132,8 @@ mod tests {
         assert!(check_out(dir.path(), false, &[&corpus]).is_err());
         let folder = check_out(dir.path(), true, &[]).unwrap_err().to_string();
         assert!(folder.contains("is a folder"), "{folder}");
-        // A file of an input folder (a model directory's weights) is refused; a new file in
-        // it is not.
+        // A file an input folder is read by (a model directory's weights) is refused; another
+        // file in it, new or there already (a rerun with --force), is not.
         let model = dir.path().join("model");
         std::fs::create_dir(&model).unwrap();
         std::fs::write(model.join("model.safetensors"), "weights").unwrap();
@@ -117,6 +142,12 @@ mod tests {
             .to_string();
         assert!(inside.contains("which this command reads"), "{inside}");
         assert!(check_out(&model.join("index.shard"), true, &[&model]).is_ok());
+        std::fs::write(model.join("index.shard"), "an earlier index").unwrap();
+        assert!(check_out(&model.join("index.shard"), true, &[&model]).is_ok());
+        // No folder is made by the check (a mistyped path leaves nothing behind).
+        let deep = dir.path().join("new/dir/out.shard");
+        assert!(check_out(&deep, true, &[]).is_ok());
+        assert!(!dir.path().join("new").exists());
         // Found before the work: a folder that is a file, or that cannot be written in.
         let e = check_out(&corpus.join("x.shard"), true, &[])
             .unwrap_err()

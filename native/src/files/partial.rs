@@ -6,6 +6,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the stop handler before it removes anything: an error the main thread meets then
+/// (its file gone) is the stop's doing, not one to report.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a stop is removing the unfinished outputs (the process is about to exit 130).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
 
 /// The temporary outputs being filled now.
 static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -35,7 +45,20 @@ fn lock() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 
 /// Removes every registered temporary output (file or folder); returns those it removed.
 pub fn remove_partials() -> Vec<PathBuf> {
-    let paths = std::mem::take(&mut *lock());
+    remove_partials_under(None)
+}
+
+/// [`remove_partials`] of the outputs under `root` alone, or of all with None (a test removes
+/// its own, beside other tests' writes in the same process).
+fn remove_partials_under(root: Option<&Path>) -> Vec<PathBuf> {
+    let paths: Vec<PathBuf> = {
+        let mut registered = lock();
+        let (mine, others) = registered
+            .drain(..)
+            .partition(|p: &PathBuf| root.is_none_or(|r| p.starts_with(r)));
+        *registered = others;
+        mine
+    };
     paths
         .into_iter()
         .filter(|p| match p.is_dir() {
@@ -49,7 +72,10 @@ pub fn remove_partials() -> Vec<PathBuf> {
 /// and ends the process with status 130. (ctrlc runs the handler on a thread of its own, where
 /// taking the lock and removing files are safe.)
 pub fn remove_partials_on_stop() -> anyhow::Result<()> {
+    // A run started under `nohup` keeps ignoring hangups (the handler takes SIGHUP over).
+    let keep_ignoring_hangups = crate::train::stop::hangups_ignored();
     ctrlc::set_handler(|| {
+        STOPPING.store(true, Ordering::SeqCst);
         let removed = remove_partials();
         eprintln!("\nstopped (Ctrl-C, SIGTERM or SIGHUP)");
         for path in removed {
@@ -57,12 +83,15 @@ pub fn remove_partials_on_stop() -> anyhow::Result<()> {
         }
         std::process::exit(130);
     })?;
+    if keep_ignoring_hangups {
+        crate::train::stop::ignore_hangups();
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Partial, remove_partials};
+    use super::{Partial, remove_partials_under};
 
     #[test]
     fn a_stop_removes_the_outputs_being_filled_and_no_finished_one() {
@@ -76,7 +105,7 @@ mod tests {
         std::fs::write(&done, "whole").unwrap();
         let (_file, _folder) = (Partial::new(&file), Partial::new(&folder));
         drop(Partial::new(&done)); // renamed into place: no longer the stop's to remove
-        let removed = remove_partials();
+        let removed = remove_partials_under(Some(dir.path()));
         assert!(
             removed.contains(&file) && removed.contains(&folder),
             "{removed:?}"

@@ -287,6 +287,8 @@ pub fn plot_compare(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out {}: cannot make its folder", out.display()))?;
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
     let title = format!("realm: {metric}");
     let written = svg_and_png!(dir, &stem, |area, text| draw_evals(

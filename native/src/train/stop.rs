@@ -42,7 +42,7 @@ impl StopFlag {
 }
 
 /// Whether SIGHUP is ignored now (before the handler is installed: as the process started).
-fn hangups_ignored() -> bool {
+pub(crate) fn hangups_ignored() -> bool {
     #[cfg(unix)]
     {
         // SAFETY: reads the disposition of one signal into a zeroed struct; changes nothing.
@@ -57,7 +57,7 @@ fn hangups_ignored() -> bool {
 }
 
 /// Ignores SIGHUP again (ctrlc's handler took it over).
-fn ignore_hangups() {
+pub(crate) fn ignore_hangups() {
     #[cfg(unix)]
     // SAFETY: sets the disposition of one signal.
     unsafe {
