@@ -9,6 +9,14 @@ pub mod shard_file;
 /// dev's 2,067 paragraphs): every `--corpus` flag's default.
 pub const DEMO_CORPUS: &str = "data/demo-corpus/passages.jsonl";
 
+/// The folder `path` is in: its parent, or "." for a bare name.
+pub fn folder_of(path: &std::path::Path) -> &std::path::Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    }
+}
+
 /// The files of a model or run folder that commands read by name: an `--out` onto one of them
 /// inside an input folder is refused (other files there, e.g. an index beside its model, are
 /// the user's to replace).
@@ -43,15 +51,9 @@ pub fn check_out(
             out.display()
         );
     }
-    let mut existing = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
+    let mut existing = folder_of(out);
     while !existing.exists() {
-        existing = match existing.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => std::path::Path::new("."),
-        };
+        existing = folder_of(existing);
     }
     if !existing.is_dir() {
         anyhow::bail!(

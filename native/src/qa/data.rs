@@ -33,14 +33,19 @@ pub fn read_training_file(path: &Path) -> anyhow::Result<Vec<Question>> {
         );
     }
     let total = all.len();
-    let (test, kept): (Vec<Question>, Vec<Question>) = all
-        .into_iter()
-        .partition(|q| test_set_of_question(&q.question).is_some());
-    if let Some(first) = test.first() {
+    // Each question's test set, looked up once.
+    let mut kept = Vec::with_capacity(total);
+    let mut test: Vec<(&str, Question)> = Vec::new();
+    for q in all {
+        match test_set_of_question(&q.question) {
+            Some(set) => test.push((set, q)),
+            None => kept.push(q),
+        }
+    }
+    if let Some((_, first)) = test.first() {
         // How many of each set's, most first.
         let mut sets: Vec<(&str, usize)> = Vec::new();
-        for q in &test {
-            let set = test_set_of_question(&q.question).unwrap_or("an open set");
+        for &(set, _) in &test {
             match sets.iter_mut().find(|(s, _)| *s == set) {
                 Some((_, n)) => *n += 1,
                 None => sets.push((set, 1)),

@@ -283,10 +283,7 @@ pub fn plot_compare(
     let inputs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
     crate::files::check_out(out, true, &inputs)?;
     crate::files::check_out(&png, true, &inputs)?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = crate::files::folder_of(out);
     std::fs::create_dir_all(dir)
         .with_context(|| format!("--out {}: cannot make its folder", out.display()))?;
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
